@@ -1,0 +1,1 @@
+"""Data: readers, the data root, the synthetic generator and downloads."""

@@ -1,0 +1,49 @@
+"""Where datasets live: ``CLUE_DATA_DIR`` or a per-user cache directory."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from clue_fw.errors import DataError
+
+DATA_DIR_ENV = "CLUE_DATA_DIR"
+
+
+def default_cache_dir() -> Path:
+    """The per-user cache directory used when ``CLUE_DATA_DIR`` is unset."""
+    if sys.platform == "darwin":
+        base = Path.home() / "Library" / "Caches"
+    elif os.name == "nt":
+        base = Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local"))
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return base / "clue_fw" / "data"
+
+
+def data_root() -> Path:
+    """The data root: ``$CLUE_DATA_DIR`` if set, else :func:`default_cache_dir`."""
+    configured = os.environ.get(DATA_DIR_ENV)
+    if configured:
+        return Path(configured).expanduser()
+    return default_cache_dir()
+
+
+def resolve_data_path(relative: str | Path, root: Path | None = None) -> Path:
+    """Resolve a recipe's data path against the data root and check it exists.
+
+    Absolute paths are used as they are.
+    """
+    path = Path(relative).expanduser()
+    base = root if root is not None else data_root()
+    full = path if path.is_absolute() else base / path
+    if not full.is_file():
+        hint = (
+            f"Set {DATA_DIR_ENV} to the folder that holds it (now: {base}), "
+            "or fetch it with `clue data download ml-1m` / `clue data download ml-100k`."
+        )
+        if full.exists():
+            raise DataError(f"Data path {full} is not a file. {hint}")
+        raise DataError(f"Data file not found: {full}. {hint}")
+    return full

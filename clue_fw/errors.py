@@ -1,0 +1,38 @@
+"""Errors that clue_fw raises for problems a user can fix.
+
+Every error a user can cause (a bad recipe, data file, checkpoint or flag) is a
+:class:`ClueError`. The CLI prints its message as one paragraph and exits with
+code 2; library users can catch the family they care about.
+"""
+
+from __future__ import annotations
+
+
+class ClueError(Exception):
+    """Base class of every user-facing error in clue_fw."""
+
+    exit_code: int = 2
+
+
+class RecipeError(ClueError):
+    """A recipe does not parse, does not validate, or names an unknown component."""
+
+
+class RegistryError(ClueError):
+    """Two plugins register the same component, or a plugin fails to load."""
+
+
+class DataError(ClueError):
+    """A data file is missing, unreadable or malformed."""
+
+
+class DownloadError(DataError):
+    """A dataset download failed, did not match its checksum, or its archive is unsafe."""
+
+
+class CheckpointError(ClueError):
+    """A checkpoint is unreadable or does not match the model it is loaded into."""
+
+
+class RunDirectoryError(ClueError):
+    """A run directory cannot be created, reused or resumed."""
