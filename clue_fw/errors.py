@@ -36,3 +36,7 @@ class CheckpointError(ClueError):
 
 class RunDirectoryError(ClueError):
     """A run directory cannot be created, reused or resumed."""
+
+
+class TrainingError(ClueError):
+    """Training cannot go on: a non-finite loss, or an impossible configuration."""

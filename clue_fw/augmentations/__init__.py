@@ -1,0 +1,1 @@
+"""Views for contrastive pre-training (family ``augmentation``)."""

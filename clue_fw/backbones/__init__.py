@@ -1,0 +1,1 @@
+"""Sequence encoders (family ``backbone``)."""

@@ -1,0 +1,137 @@
+"""SASRec-style Transformer encoder with a [UR] user-representation token.
+
+Kang & McAuley, "Self-Attentive Sequential Recommendation", ICDM 2018; the [UR]
+token follows the CLUE paper (Sec. IV-C): a learnable vector appended after the
+last real item whose output is the user representation.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field, model_validator
+from torch import nn
+
+from clue_fw.components import BackboneSpec, BuildContext, EncoderOutput, SequenceEncoder
+
+
+class TransformerBlock(nn.Module):
+    """Pre-LayerNorm causal self-attention and point-wise FFN, with residuals."""
+
+    def __init__(self, dim: int, heads: int, dropout: float, ffn_dim: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.dropout = dropout
+        self.attention_norm = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.out = nn.Linear(dim, dim)
+        self.ffn_norm = nn.LayerNorm(dim)
+        self.ffn = nn.Sequential(
+            nn.Linear(dim, ffn_dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ffn_dim, dim)
+        )
+        self.residual_dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        """``x``: ``[B, L, d]``; ``allowed``: ``[B, 1, L, L]`` boolean attention mask."""
+        batch, length, dim = x.shape
+        q, k, v = (
+            self.qkv(self.attention_norm(x))
+            .view(batch, length, 3, self.heads, dim // self.heads)
+            .permute(2, 0, 3, 1, 4)
+        )
+        attended = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=allowed, dropout_p=self.dropout if self.training else 0.0
+        )
+        attended = attended.transpose(1, 2).reshape(batch, length, dim)
+        x = x + self.residual_dropout(self.out(attended))
+        return x + self.residual_dropout(self.ffn(self.ffn_norm(x)))
+
+
+class TransformerEncoder(SequenceEncoder):
+    """Item + position embeddings, causal Transformer blocks, [UR] token in the last slot."""
+
+    def __init__(
+        self,
+        num_items: int,
+        max_len: int,
+        dim: int,
+        blocks: int,
+        heads: int,
+        dropout: float,
+        ffn_dim: int,
+    ) -> None:
+        super().__init__()
+        self.num_items = num_items
+        self.max_len = max_len
+        self.dim = dim
+        self.item_embedding = nn.Embedding(num_items + 2, dim, padding_idx=0)
+        self.position_embedding = nn.Embedding(max_len + 1, dim)
+        self.user_token = nn.Parameter(torch.zeros(dim))
+        self.embedding_dropout = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(
+            TransformerBlock(dim, heads, dropout, ffn_dim) for _ in range(blocks)
+        )
+        self.final_norm = nn.LayerNorm(dim)
+        nn.init.normal_(self.item_embedding.weight, std=0.02)
+        nn.init.normal_(self.position_embedding.weight, std=0.02)
+        nn.init.normal_(self.user_token, std=0.02)
+        with torch.no_grad():
+            self.item_embedding.weight[0].zero_()
+
+    def forward(self, items: torch.Tensor) -> EncoderOutput:
+        """``items``: ``[B, n]`` left-padded ids, ``n <= max_len``."""
+        batch, length = items.shape
+        if length > self.max_len:
+            raise ValueError(f"sequence length {length} exceeds max_len {self.max_len}")
+        x = self.item_embedding(items) * (self.dim**0.5)
+        x = torch.cat([x, self.user_token.expand(batch, 1, self.dim)], dim=1)
+        positions = torch.arange(self.max_len + 1 - (length + 1), self.max_len + 1, device=items.device)
+        x = self.embedding_dropout(x + self.position_embedding(positions))
+
+        is_real = torch.cat([items != 0, items.new_ones(batch, 1, dtype=torch.bool)], dim=1)
+        causal = torch.ones(length + 1, length + 1, dtype=torch.bool, device=items.device).tril()
+        diagonal = torch.eye(length + 1, dtype=torch.bool, device=items.device)
+        # Keys must be real items (or the query itself, so that padding rows stay finite).
+        allowed = (causal & is_real.unsqueeze(1)) | diagonal
+        allowed = allowed.unsqueeze(1)
+        for block in self.blocks:
+            x = block(x, allowed)
+        x = self.final_norm(x) * is_real.unsqueeze(-1)
+        return EncoderOutput(states=x[:, :-1], user=x[:, -1])
+
+
+class TransformerSpec(BackboneSpec):
+    """SASRec Transformer (causal self-attention) with a [UR] user token."""
+
+    kind: Literal["transformer"] = "transformer"
+    dim: int = Field(64, gt=0, description="Hidden size d of embeddings and blocks.")
+    blocks: int = Field(2, gt=0, description="Number of self-attention blocks.")
+    heads: int = Field(4, gt=0, description="Attention heads; must divide `dim`.")
+    dropout: float = Field(
+        0.5, ge=0.0, lt=1.0, description="Dropout on embeddings, attention, FFN and residuals."
+    )
+    ffn_dim: int | None = Field(
+        None, gt=0, description="Inner size of the point-wise FFN (default: `dim`, as SASRec)."
+    )
+
+    @model_validator(mode="after")
+    def _heads_divide_dim(self) -> TransformerSpec:
+        if self.dim % self.heads:
+            raise ValueError(
+                f"heads ({self.heads}) must divide dim ({self.dim}); try heads="
+                f"{max(h for h in range(1, self.heads + 1) if self.dim % h == 0)}"
+            )
+        return self
+
+    def build(self, context: BuildContext) -> TransformerEncoder:
+        return TransformerEncoder(
+            num_items=context.num_items,
+            max_len=context.max_len,
+            dim=self.dim,
+            blocks=self.blocks,
+            heads=self.heads,
+            dropout=self.dropout,
+            ffn_dim=self.ffn_dim or self.dim,
+        )

@@ -1,0 +1,203 @@
+"""Base classes for the four component families.
+
+A component has two halves:
+
+* a **spec**: a frozen pydantic model with a ``kind`` discriminator and typed,
+  documented fields. Recipes are made of specs; plugins register spec classes.
+* a **module**: the ``torch.nn.Module`` the spec builds.
+
+Specs never read or write any global configuration: everything a module needs
+is in its spec fields or in the :class:`BuildContext` the framework passes in.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
+
+import torch
+from pydantic import BaseModel, ConfigDict
+from torch import nn
+
+if TYPE_CHECKING:
+    from clue_fw.data.dataset import SequenceData
+    from clue_fw.data.examples import Task
+
+FAMILIES = ("backbone", "augmentation", "objective", "head")
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What the data tells every component at build time.
+
+    Item ids are contiguous: ``0`` is padding, ``1..num_items`` are real items and
+    ``num_items + 1`` is the ``[MASK]`` id used by masking views and objectives.
+    """
+
+    num_items: int
+    max_len: int
+
+    @property
+    def vocab_size(self) -> int:
+        """Rows of the item embedding table: padding, items and ``[MASK]``."""
+        return self.num_items + 2
+
+    @property
+    def mask_id(self) -> int:
+        return self.num_items + 1
+
+
+class ComponentSpec(BaseModel):
+    """Base of every component spec: frozen, and unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    family: ClassVar[str] = ""
+    kind: str
+
+    @classmethod
+    def kind_name(cls) -> str:
+        """The value of this spec's ``kind`` discriminator."""
+        default = cls.model_fields["kind"].default
+        if not isinstance(default, str) or not default:
+            raise TypeError(
+                f"{cls.__qualname__} must declare `kind: Literal['name'] = 'name'` "
+                "so that recipes can select it."
+            )
+        return default
+
+    @classmethod
+    def summary(cls) -> str:
+        """The first line of the spec's docstring, shown by ``clue list``."""
+        doc = (cls.__doc__ or "").strip()
+        return doc.splitlines()[0] if doc else ""
+
+
+# --------------------------------------------------------------------------- backbones
+
+
+class EncoderOutput(NamedTuple):
+    """What every backbone returns.
+
+    ``states``: ``[B, n, d]`` per-position outputs aligned with the input items
+    (padding positions are zeros). ``user``: ``[B, d]`` user representation.
+    """
+
+    states: torch.Tensor
+    user: torch.Tensor
+
+
+class SequenceEncoder(nn.Module, ABC):
+    """A backbone: encodes a left-padded item batch ``[B, n]`` (0 = padding)."""
+
+    num_items: int
+    dim: int
+    max_len: int
+    item_embedding: nn.Embedding
+
+    @abstractmethod
+    def forward(self, items: torch.Tensor) -> EncoderOutput: ...
+
+
+class BackboneSpec(ComponentSpec):
+    family: ClassVar[str] = "backbone"
+
+    @abstractmethod
+    def build(self, context: BuildContext) -> SequenceEncoder: ...
+
+
+# --------------------------------------------------------------------------- augmentations
+
+
+class Augmentation(nn.Module, ABC):
+    """A view: ``[B, n]`` item batch and a ``torch.Generator`` to a new ``[B, n]`` batch.
+
+    Views work on whole padded batches with tensor operations; padding (id 0)
+    must never change. The [UR] slot is added by the backbone, after views run.
+    """
+
+    @abstractmethod
+    def forward(self, items: torch.Tensor, generator: torch.Generator) -> torch.Tensor: ...
+
+
+class AugmentationSpec(ComponentSpec):
+    family: ClassVar[str] = "augmentation"
+
+    @abstractmethod
+    def build(self, context: BuildContext) -> Augmentation: ...
+
+
+# --------------------------------------------------------------------------- objectives
+
+
+class LossOutput(NamedTuple):
+    """A scalar loss plus named, detached terms for logging."""
+
+    loss: torch.Tensor
+    terms: dict[str, torch.Tensor]
+
+
+class PretrainObjective(nn.Module, ABC):
+    """A self-supervised objective over an encoder. Its own parameters (projector,
+    predictor, ...) are dropped after pre-training."""
+
+    @abstractmethod
+    def forward(
+        self,
+        encoder: SequenceEncoder,
+        items: torch.Tensor,
+        views: list[Augmentation],
+        generator: torch.Generator,
+    ) -> LossOutput: ...
+
+
+class ObjectiveSpec(ComponentSpec):
+    family: ClassVar[str] = "objective"
+
+    @abstractmethod
+    def build(self, context: BuildContext, encoder: SequenceEncoder) -> PretrainObjective: ...
+
+
+# --------------------------------------------------------------------------- heads
+
+
+class DownstreamHead(nn.Module, ABC):
+    """A downstream task on top of an encoder: its loss and its metrics.
+
+    Metrics are computed in two steps so that they stay exact when batches (or,
+    later, ranks) are combined: :meth:`metric_sums` returns additive statistics
+    for one batch, :meth:`finalize` turns their totals into metric values.
+    """
+
+    @abstractmethod
+    def loss(self, encoder: SequenceEncoder, batch: dict[str, torch.Tensor]) -> LossOutput: ...
+
+    @abstractmethod
+    def metric_sums(
+        self, encoder: SequenceEncoder, batch: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]: ...
+
+    @abstractmethod
+    def finalize(self, sums: dict[str, torch.Tensor]) -> dict[str, float]: ...
+
+
+class HeadSpec(ComponentSpec):
+    family: ClassVar[str] = "head"
+
+    @abstractmethod
+    def make_task(self, data: SequenceData, context: BuildContext, history: str) -> Task:
+        """Build this task's train/valid/test examples (once, as tensors)."""
+
+    @abstractmethod
+    def build(self, context: BuildContext, encoder: SequenceEncoder) -> DownstreamHead: ...
+
+    @property
+    def monitor_default(self) -> str:
+        """The validation metric early stopping watches unless the recipe says otherwise."""
+        return "ndcg@10"
+
+
+def describe_spec(spec: ComponentSpec) -> dict[str, Any]:
+    """A JSON-able view of a spec, used in logs and checkpoints."""
+    return spec.model_dump(mode="json")

@@ -1,0 +1,132 @@
+"""Turn raw sequences into contiguous-id tensors and leave-one-out splits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from clue_fw.data.csr import Csr
+from clue_fw.data.readers import RawSequences
+from clue_fw.errors import DataError
+
+MIN_LEAVE_ONE_OUT_LENGTH = 3
+
+
+@dataclass(frozen=True)
+class SequenceData:
+    """Users' chronological sequences with contiguous item ids.
+
+    Item ids run ``1..num_items`` (0 is padding). ``item_ids[i - 1]`` is the original
+    id of item ``i``; ``user_ids[u]`` the original id of row ``u``.
+    """
+
+    sequences: Csr
+    num_items: int
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+
+    @property
+    def num_users(self) -> int:
+        return self.sequences.num_rows
+
+    @property
+    def num_interactions(self) -> int:
+        return int(self.sequences.values.numel())
+
+    def summary(self) -> str:
+        return (
+            f"{self.num_users:,} users, {self.num_items:,} items, "
+            f"{self.num_interactions:,} interactions "
+            f"(mean length {self.num_interactions / max(self.num_users, 1):.1f})"
+        )
+
+
+def _k_core(
+    user_of: np.ndarray, items: np.ndarray, min_user: int, min_item: int
+) -> np.ndarray:
+    """Boolean mask of interactions kept by iterative k-core filtering."""
+    keep = np.ones(items.shape[0], dtype=bool)
+    while True:
+        changed = False
+        if min_item > 1:
+            counts = np.bincount(items[keep], minlength=int(items.max()) + 1)
+            drop = keep & (counts[items] < min_item)
+            if drop.any():
+                keep &= ~drop
+                changed = True
+        if min_user > 1:
+            counts = np.bincount(user_of[keep], minlength=int(user_of.max()) + 1)
+            drop = keep & (counts[user_of] < min_user)
+            if drop.any():
+                keep &= ~drop
+                changed = True
+        if not changed:
+            return keep
+
+
+def build_sequence_data(
+    raw: RawSequences,
+    min_user_interactions: int = MIN_LEAVE_ONE_OUT_LENGTH,
+    min_item_interactions: int = 1,
+    source: str = "data",
+) -> SequenceData:
+    """Filter (k-core), re-index items contiguously (by original id) and pack as CSR.
+
+    Users with fewer than ``max(min_user_interactions, 3)`` interactions are dropped:
+    leave-one-out needs at least one training item plus a validation and a test item.
+    """
+    min_user = max(min_user_interactions, MIN_LEAVE_ONE_OUT_LENGTH)
+    lengths = np.array([len(s) for s in raw.sequences], dtype=np.int64)
+    if lengths.sum() == 0:
+        raise DataError(f"{source} holds no interactions.")
+    items = np.fromiter((i for s in raw.sequences for i in s), dtype=np.int64, count=lengths.sum())
+    user_of = np.repeat(np.arange(len(raw.users)), lengths)
+    if items.min() < 0:
+        raise DataError(f"{source} holds a negative item id ({items.min()}); ids must be >= 0.")
+    keep = _k_core(user_of, items, min_user, min_item_interactions)
+    items, user_of = items[keep], user_of[keep]
+    if items.size == 0:
+        raise DataError(
+            f"No interactions of {source} survive filtering (users need >= {min_user} "
+            f"interactions, items >= {min_item_interactions}). Lower the thresholds in "
+            "`data.min_user_interactions` / `data.min_item_interactions`."
+        )
+    item_ids, contiguous = np.unique(items, return_inverse=True)
+    kept_users, user_lengths = np.unique(user_of, return_counts=True)
+    offsets = np.zeros(kept_users.size + 1, dtype=np.int64)
+    np.cumsum(user_lengths, out=offsets[1:])
+    sequences = Csr(torch.from_numpy(offsets), torch.from_numpy(contiguous.astype(np.int64) + 1))
+    return SequenceData(
+        sequences=sequences,
+        num_items=int(item_ids.size),
+        user_ids=np.asarray(raw.users, dtype=np.int64)[kept_users],
+        item_ids=item_ids,
+    )
+
+
+@dataclass(frozen=True)
+class LeaveOneOutSplit:
+    """Leave-one-out: the last item is the test target, the one before it validation.
+
+    ``train``: everything before the validation item. ``train_valid``: everything
+    before the test item (the input for test predictions).
+    """
+
+    train: Csr
+    train_valid: Csr
+    valid_target: torch.Tensor  # [U]
+    test_target: torch.Tensor  # [U]
+
+
+def leave_one_out(data: SequenceData) -> LeaveOneOutSplit:
+    sequences = data.sequences
+    if bool((sequences.lengths < MIN_LEAVE_ONE_OUT_LENGTH).any()):
+        raise DataError("leave-one-out needs at least 3 interactions per user")
+    return LeaveOneOutSplit(
+        train=sequences.drop_last(2),
+        train_valid=sequences.drop_last(1),
+        valid_target=sequences.last(1),
+        test_target=sequences.last(0),
+    )

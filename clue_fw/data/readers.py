@@ -1,0 +1,189 @@
+"""Readers for the two on-disk formats clue_fw understands.
+
+* **Sequence files**: one user per line, ``user item item ...`` in chronological
+  order, separated by whitespace (``ml-1m_sequences.txt``, ``Beauty.txt``).
+* **Interaction tables**: one interaction per line with user, item and timestamp
+  columns (GroupLens ``ratings.dat`` with ``::``, ``u.data`` with tabs, CSV).
+
+Both return :class:`RawSequences`: original integer ids, in chronological order.
+Every problem is a :class:`~clue_fw.errors.DataError` that names the file and line.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from clue_fw.errors import DataError
+
+_BOM = "\ufeff"
+
+
+@dataclass(frozen=True)
+class RawSequences:
+    """Users (original ids) and their item sequences (original ids, oldest first)."""
+
+    users: list[int]
+    sequences: list[list[int]]
+
+    def __post_init__(self) -> None:
+        if len(self.users) != len(self.sequences):
+            raise ValueError("users and sequences must have the same length")
+
+    @property
+    def num_interactions(self) -> int:
+        return sum(len(s) for s in self.sequences)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"Data file not found: {path}.") from None
+    except OSError as exc:
+        raise DataError(f"Cannot read data file {path}: {exc.strerror or exc}.") from None
+    if b"\x00" in raw[:4096]:
+        raise DataError(
+            f"{path} looks like a binary file (it contains NUL bytes), not a text data file."
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = raw.decode("latin-1")
+    if text.startswith(_BOM):
+        text = text[len(_BOM) :]
+    if not text.strip():
+        raise DataError(f"{path} is empty: expected at least one line of data.")
+    return text
+
+
+def _parse_int(token: str, path: Path, line_number: int, what: str) -> int:
+    try:
+        return int(token)
+    except ValueError:
+        raise DataError(
+            f"{path}, line {line_number}: {what} {token!r} is not an integer id. "
+            "Map ids to integers first (clue_fw reads integer user and item ids)."
+        ) from None
+
+
+def read_sequence_file(path: str | Path) -> RawSequences:
+    """Read ``user item item ...`` lines (whitespace separated, one user a line)."""
+    path = Path(path)
+    users: list[int] = []
+    sequences: list[list[int]] = []
+    first_line: dict[int, int] = {}
+    for line_number, line in enumerate(_read_text(path).splitlines(), start=1):
+        tokens = line.split()
+        if not tokens:
+            continue
+        user = _parse_int(tokens[0], path, line_number, "user id")
+        if len(tokens) < 2:
+            raise DataError(
+                f"{path}, line {line_number}: user {user} has no items. Each line must be "
+                "`user item item ...`; remove users without interactions."
+            )
+        if user in first_line:
+            raise DataError(
+                f"{path}, line {line_number}: user {user} appears again (first on line "
+                f"{first_line[user]}). A sequence file holds one line per user."
+            )
+        first_line[user] = line_number
+        items = [_parse_int(t, path, line_number, "item id") for t in tokens[1:]]
+        users.append(user)
+        sequences.append(items)
+    return RawSequences(users, sequences)
+
+
+_SEPARATORS = {"::": "::", "tab": "\t", "comma": ",", "whitespace": None}
+
+
+def _detect_separator(line: str) -> str | None:
+    if "::" in line:
+        return "::"
+    if "\t" in line:
+        return "\t"
+    if "," in line:
+        return ","
+    return None
+
+
+def read_interaction_table(
+    path: str | Path,
+    columns: tuple[str, ...] | list[str] | None = None,
+    separator: str = "auto",
+    skip_header: bool = False,
+) -> RawSequences:
+    """Read a (user, item, timestamp) table and sort each user's items by time.
+
+    ``columns`` names each column; ``user``, ``item`` and ``timestamp`` are required,
+    anything else (``rating``, ...) is ignored. Without ``columns``, 4 columns mean
+    ``user item rating timestamp`` (GroupLens) and 3 mean ``user item timestamp``.
+    Ties in time keep file order.
+    """
+    path = Path(path)
+    lines = _read_text(path).splitlines()
+    if skip_header and lines:
+        lines = lines[1:]
+    if separator == "auto":
+        first = next((ln for ln in lines if ln.strip()), "")
+        sep = _detect_separator(first)
+    elif separator in _SEPARATORS:
+        sep = _SEPARATORS[separator]
+    else:
+        raise DataError(
+            f"Unknown separator {separator!r} for {path}; use one of auto, "
+            + ", ".join(_SEPARATORS)
+            + "."
+        )
+    rows: list[tuple[int, float, int, int]] = []
+    names: list[str] | None = list(columns) if columns else None
+    for line_number, line in enumerate(lines, start=1 + int(skip_header)):
+        if not line.strip():
+            continue
+        fields = line.strip().split(sep) if sep else line.split()
+        fields = [f.strip() for f in fields]
+        if sep == "\t" and len(fields) == 1:
+            fields = re.split(r"\s+", line.strip())
+        if names is None:
+            if len(fields) == 4:
+                names = ["user", "item", "rating", "timestamp"]
+            elif len(fields) == 3:
+                names = ["user", "item", "timestamp"]
+            else:
+                raise DataError(
+                    f"{path}, line {line_number}: found {len(fields)} columns; without a "
+                    "`columns` list clue_fw expects 3 (user item timestamp) or 4 "
+                    "(user item rating timestamp)."
+                )
+            for required in ("user", "item", "timestamp"):
+                if required not in names:
+                    raise DataError(f"`columns` for {path} must include {required!r}.")
+        if len(fields) != len(names):
+            raise DataError(
+                f"{path}, line {line_number}: expected {len(names)} columns "
+                f"({', '.join(names)}), found {len(fields)}. Mixed separators? "
+                "Set `separator` explicitly."
+            )
+        record = dict(zip(names, fields))
+        user = _parse_int(record["user"], path, line_number, "user id")
+        item = _parse_int(record["item"], path, line_number, "item id")
+        try:
+            timestamp = float(record["timestamp"])
+        except ValueError:
+            raise DataError(
+                f"{path}, line {line_number}: timestamp {record['timestamp']!r} is not a number."
+            ) from None
+        rows.append((user, timestamp, line_number, item))
+    if not rows:
+        raise DataError(f"{path} has no interaction rows.")
+    rows.sort()
+    users: list[int] = []
+    sequences: list[list[int]] = []
+    for user, _, _, item in rows:
+        if not users or users[-1] != user:
+            users.append(user)
+            sequences.append([])
+        sequences[-1].append(item)
+    return RawSequences(users, sequences)

@@ -1,0 +1,1 @@
+"""Downstream heads (family ``head``): one task's examples, loss and metrics."""

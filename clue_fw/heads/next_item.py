@@ -1,0 +1,164 @@
+"""Next-item recommendation: softmax cross-entropy over all items, full ranking.
+
+Training examples come from each user's training part (leave-one-out): the
+``n + 1`` item windows whose last item is the target. Evaluation ranks the
+held-out item against every item in the catalogue.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field, field_validator
+from torch import nn
+
+from clue_fw.components import (
+    BuildContext,
+    DownstreamHead,
+    HeadSpec,
+    LossOutput,
+    SequenceEncoder,
+)
+from clue_fw.data.csr import Csr
+from clue_fw.data.dataset import SequenceData, leave_one_out
+from clue_fw.data.examples import ExampleSet, Task
+from clue_fw.metrics.ranking import finalize_sums, ranking_sums
+
+History = Literal["recent", "all"]
+
+
+def next_item_windows(train: Csr, width: int, history: str, every_position: bool) -> torch.Tensor:
+    """``[E, width]`` training windows (inputs then the target in the last column).
+
+    ``recent``: one window per user, its ``width`` most recent training items.
+    ``all``: windows that make every training interaction (but each user's first) a
+    target once: stride ``width - 1`` when every position predicts its successor,
+    every prefix (stride 1) when only the [UR] output predicts.
+    """
+    if history == "recent":
+        windows = train.recent_windows(width)
+    else:
+        stride = width - 1 if every_position else 1
+        windows = train.covering_windows(width, stride=stride, min_end=2)
+    has_input_and_target = (windows != 0).sum(dim=1) >= 2
+    return windows[has_input_and_target]
+
+
+class NextItemHead(DownstreamHead):
+    def __init__(
+        self,
+        encoder: SequenceEncoder,
+        num_items: int,
+        tie_weights: bool,
+        every_position: bool,
+        exclude_seen: bool,
+        ks: list[int],
+    ) -> None:
+        super().__init__()
+        self.num_items = num_items
+        self.every_position = every_position
+        self.exclude_seen = exclude_seen
+        self.ks = list(ks)
+        self.output: nn.Linear | None = (
+            None if tie_weights else nn.Linear(encoder.dim, num_items + 1, bias=False)
+        )
+
+    def logits(self, encoder: SequenceEncoder, hidden: torch.Tensor) -> torch.Tensor:
+        """``[..., num_items + 1]`` scores of ids ``0..num_items``; padding scores -inf."""
+        if self.output is None:
+            weight = encoder.item_embedding.weight[: self.num_items + 1]
+            scores = hidden @ weight.T
+        else:
+            scores = self.output(hidden)
+        scores[..., 0] = float("-inf")
+        return scores
+
+    def loss(self, encoder: SequenceEncoder, batch: dict[str, torch.Tensor]) -> LossOutput:
+        window = batch["window"]
+        inputs, final_target = window[:, :-1], window[:, -1]
+        encoded = encoder(inputs)
+        if self.every_position:
+            hidden = torch.cat([encoded.states, encoded.user.unsqueeze(1)], dim=1)
+            targets = torch.cat([window[:, 1:], final_target.unsqueeze(1)], dim=1)
+            input_is_real = torch.cat([inputs != 0, torch.ones_like(final_target.unsqueeze(1), dtype=torch.bool)], dim=1)
+            keep = input_is_real & (targets != 0)
+            logits = self.logits(encoder, hidden[keep])
+            loss = F.cross_entropy(logits, targets[keep])
+        else:
+            loss = F.cross_entropy(self.logits(encoder, encoded.user), final_target)
+        return LossOutput(loss, {})
+
+    @torch.no_grad()
+    def metric_sums(
+        self, encoder: SequenceEncoder, batch: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        scores = self.logits(encoder, encoder(batch["items"]).user)
+        target = batch["target"]
+        target_score = scores.gather(1, target.unsqueeze(1))
+        if self.exclude_seen and "seen_row" in batch:
+            scores[batch["seen_row"], batch["seen_value"]] = float("-inf")
+        ranks = (scores > target_score).sum(dim=1) + 1
+        return ranking_sums(ranks, self.ks)
+
+    def finalize(self, sums: dict[str, torch.Tensor]) -> dict[str, float]:
+        return finalize_sums(sums)
+
+
+class NextItemSpec(HeadSpec):
+    """Next-item recommendation: softmax over all items, full-ranking MRR/Recall/NDCG@k."""
+
+    kind: Literal["next_item"] = "next_item"
+    loss_positions: Literal["all", "ur"] = Field(
+        "all",
+        description="'all': every position predicts its next item (SASRec-style) plus the "
+        "[UR] output; 'ur': only the [UR] output predicts the target.",
+    )
+    tie_weights: bool = Field(
+        True, description="Score items with the backbone's item embeddings (SASRec)."
+    )
+    exclude_seen: bool = Field(
+        True,
+        description="Drop items already in the user's history from the ranking (the held-out "
+        "item itself always stays rankable).",
+    )
+    ks: list[int] = Field([10], min_length=1, description="Cut-offs k for MRR@k, Recall@k, NDCG@k.")
+
+    @field_validator("ks")
+    @classmethod
+    def _positive_ks(cls, ks: list[int]) -> list[int]:
+        if any(k <= 0 for k in ks):
+            raise ValueError(f"every k must be positive, got {ks}")
+        return sorted(set(ks))
+
+    @property
+    def monitor_default(self) -> str:
+        return f"ndcg@{self.ks[0]}"
+
+    def make_task(self, data: SequenceData, context: BuildContext, history: str) -> Task:
+        split = leave_one_out(data)
+        n = context.max_len
+        windows = next_item_windows(split.train, n + 1, history, self.loss_positions == "all")
+        users = torch.arange(data.num_users)
+
+        def evaluation(history_csr: Csr, target: torch.Tensor) -> ExampleSet:
+            ragged = {"seen": ("user", history_csr)} if self.exclude_seen else {}
+            tensors = {"items": history_csr.recent_windows(n), "target": target, "user": users}
+            return ExampleSet(tensors, ragged)
+
+        return Task(
+            train=ExampleSet({"window": windows}),
+            valid=evaluation(split.train, split.valid_target),
+            test=evaluation(split.train_valid, split.test_target),
+        )
+
+    def build(self, context: BuildContext, encoder: SequenceEncoder) -> NextItemHead:
+        return NextItemHead(
+            encoder,
+            num_items=context.num_items,
+            tie_weights=self.tie_weights,
+            every_position=self.loss_positions == "all",
+            exclude_seen=self.exclude_seen,
+            ks=self.ks,
+        )

@@ -1,0 +1,1 @@
+"""Metrics computed from additive statistics, so totals stay exact across batches."""

@@ -1,0 +1,335 @@
+"""Recipes: validated pydantic models, loaded from YAML or built in code.
+
+The component parts of a recipe (``backbone``, ``pretrain.objective``,
+``pretrain.views``, ``finetune.head``) are discriminated unions over whatever the
+registry holds, so a plugin's components are valid recipe entries as soon as it
+is installed. Unknown kinds and misspelt keys are reported with their recipe path.
+"""
+
+# No `from __future__ import annotations` here: the recipe classes are created
+# inside a function and pydantic must see their (local) annotation objects.
+
+import functools
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from clue_fw.errors import RecipeError
+from clue_fw.registry import Registry, get_registry
+
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- data
+
+
+class _DataBase(StrictModel):
+    max_len: int = Field(
+        50, gt=0, description="n: keep each user's n most recent items as model input."
+    )
+    min_user_interactions: int = Field(
+        3, ge=0, description="k-core: drop users with fewer interactions (at least 3 kept)."
+    )
+    min_item_interactions: int = Field(
+        1, ge=0, description="k-core: drop items with fewer interactions (iterated with users)."
+    )
+
+
+class SequenceFileData(_DataBase):
+    """A sequence file: ``user item item ...`` per line, oldest item first."""
+
+    format: Literal["sequences"] = "sequences"
+    path: str = Field(description="File path, relative to the data root (CLUE_DATA_DIR).")
+
+
+class InteractionTableData(_DataBase):
+    """An interaction table with user, item and timestamp columns."""
+
+    format: Literal["interactions"] = "interactions"
+    path: str = Field(description="File path, relative to the data root (CLUE_DATA_DIR).")
+    columns: Optional[list[str]] = Field(
+        None, description="Column names; must include user, item, timestamp. Default: guessed."
+    )
+    separator: Literal["auto", "::", "tab", "comma", "whitespace"] = "auto"
+    skip_header: bool = False
+
+
+class SyntheticData(_DataBase):
+    """Sequences generated in-process with planted cluster-cycle structure (no files)."""
+
+    format: Literal["synthetic"] = "synthetic"
+    num_users: int = Field(1000, gt=0)
+    num_items: int = Field(200, gt=1)
+    min_length: int = Field(10, ge=3)
+    max_length: int = Field(40, ge=3)
+    num_clusters: int = Field(8, gt=0)
+    stickiness: float = Field(0.8, ge=0.0, le=1.0)
+    seed: int = 0
+
+
+DataSpec = Annotated[
+    Union[SequenceFileData, InteractionTableData, SyntheticData], Field(discriminator="format")
+]
+
+
+# --------------------------------------------------------------------------- training
+
+
+class TrainSpec(StrictModel):
+    """Optimisation settings of one stage (Adam)."""
+
+    epochs: int = Field(gt=0, description="Maximum number of epochs.")
+    batch_size: int = Field(256, gt=0)
+    lr: float = Field(1e-3, gt=0.0, description="Adam learning rate (paper: 1e-3).")
+    weight_decay: float = Field(0.0, ge=0.0)
+    grad_clip: Optional[float] = Field(
+        None, gt=0.0, description="Clip the gradient norm to this value (off when unset)."
+    )
+    history: Literal["recent", "all"] = Field(
+        "recent",
+        description="'recent': train on each user's n most recent items (the paper); 'all': "
+        "cut long histories into windows that cover every interaction.",
+    )
+
+
+class EvalSpec(StrictModel):
+    batch_size: int = Field(1024, gt=0, description="Users scored at once in full ranking.")
+
+
+def _device(value: str) -> str:
+    if not _DEVICE.match(value):
+        raise ValueError(f"device must be auto, cpu, mps, cuda or cuda:N, got {value!r}")
+    return value
+
+
+@functools.lru_cache(maxsize=8)
+def _recipe_model_for(registry_id: int) -> type[BaseModel]:
+    return _make_recipe_model(_REGISTRIES[registry_id])
+
+
+_REGISTRIES: dict[int, Registry] = {}
+
+
+def _union(registry: Registry, family: str) -> Any:
+    specs = tuple(registry.specs(family))
+    if not specs:
+        raise RecipeError(f"No {family} is registered, so no recipe can validate.")
+    return Annotated[Union[specs], Field(discriminator="kind")]  # type: ignore[valid-type]
+
+
+def _make_recipe_model(registry: Registry) -> type[BaseModel]:
+    Backbone = _union(registry, "backbone")
+    View = _union(registry, "augmentation")
+    Objective = _union(registry, "objective")
+    Head = _union(registry, "head")
+
+    class PretrainStage(StrictModel):
+        """Self-supervised pre-training of the backbone."""
+
+        objective: Objective
+        views: list[View] = Field(  # type: ignore[valid-type]
+            default_factory=lambda: [{"kind": "dropout"}],
+            validate_default=True,
+            min_length=1,
+            description="Views applied in order to make each branch of a positive pair.",
+        )
+        train: TrainSpec
+
+    class FinetuneStage(StrictModel):
+        """Supervised fine-tuning of the (pre-trained) backbone with a downstream head."""
+
+        head: Head
+        train: TrainSpec
+        patience: int = Field(10, ge=1, description="Early stopping: epochs without improvement.")
+        monitor: Optional[str] = Field(
+            None, description="Validation metric to maximise (default: the head's, e.g. ndcg@10)."
+        )
+        eval: EvalSpec = EvalSpec()
+
+    class Recipe(StrictModel):
+        """A complete clue_fw experiment: data, backbone, optional pre-training, fine-tuning."""
+
+        name: Optional[str] = Field(None, description="Run name (default: the recipe file name).")
+        seed: int = Field(0, description="Seed of every random number generator.")
+        device: str = Field("auto", description="auto (CUDA where present), cpu, cuda, cuda:N.")
+        data: DataSpec
+        backbone: Backbone
+        pretrain: Optional[PretrainStage] = Field(
+            None, description="Omit for CLUEZero (no pre-training)."
+        )
+        finetune: FinetuneStage
+
+        _check_device = field_validator("device")(classmethod(lambda cls, v: _device(v)))
+
+    return Recipe
+
+
+def recipe_model(registry: Registry | None = None) -> type[BaseModel]:
+    """The Recipe model class for ``registry`` (default: the process registry)."""
+    registry = registry or get_registry()
+    _REGISTRIES[id(registry)] = registry
+    return _recipe_model_for(id(registry))
+
+
+def clear_recipe_model_cache() -> None:
+    _recipe_model_for.cache_clear()
+    _REGISTRIES.clear()
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def _readable_location(loc: tuple[Any, ...], data: Any) -> str:
+    """Recipe path of a pydantic error, skipping union tags that are not real keys."""
+    parts: list[str] = []
+    node = data
+    for step in loc:
+        if isinstance(node, dict) and step in node:
+            parts.append(str(step))
+            node = node[step]
+        elif isinstance(node, list) and isinstance(step, int) and 0 <= step < len(node):
+            parts.append(str(step))
+            node = node[step]
+        elif isinstance(node, dict) and isinstance(step, str) and not parts[-1:] == [step]:
+            # A key that is absent in the input (missing field) or a union tag.
+            if step in ("sequences", "interactions", "synthetic") or _looks_like_tag(node, step):
+                continue
+            parts.append(step)
+            node = None
+        else:
+            continue
+    return ".".join(parts) or "(top level)"
+
+
+def _looks_like_tag(node: dict[str, Any], step: str) -> bool:
+    return node.get("kind") == step or node.get("format") == step
+
+
+def format_validation_error(error: ValidationError, data: Any, source: str) -> str:
+    lines = []
+    for item in error.errors():
+        where = _readable_location(tuple(item["loc"]), data)
+        message = item["msg"]
+        if item["type"] == "union_tag_invalid":
+            tag = item.get("ctx", {}).get("tag")
+            expected = item.get("ctx", {}).get("expected_tags")
+            message = f"unknown kind {tag!r}; registered: {expected} (see `clue list`)"
+        elif item["type"] == "union_tag_not_found":
+            message = "missing `kind` (or `format`) key that selects the component"
+        elif item["type"] == "missing":
+            message = "required field is missing"
+        lines.append(f"{where}: {message}")
+    count = len(lines)
+    head = f"Recipe {source} is invalid ({count} problem{'s' if count > 1 else ''}):"
+    return head + " " + "; ".join(lines) + "."
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def parse_yaml(text: str, source: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise RecipeError(f"Recipe {source} is not valid YAML{where}: {problem}.") from None
+    if not isinstance(data, dict):
+        raise RecipeError(
+            f"Recipe {source} must be a YAML mapping with data, backbone and finetune keys; "
+            f"it holds a {type(data).__name__}."
+        )
+    return data
+
+
+def read_recipe_file(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RecipeError(f"Recipe file not found: {path}.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RecipeError(f"Cannot read recipe {path}: {exc}.") from None
+    return parse_yaml(text, str(path))
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b.c=value`` overrides (values parsed as YAML) to a recipe mapping."""
+    import copy
+
+    data = copy.deepcopy(data)
+    for override in overrides:
+        if "=" not in override:
+            raise RecipeError(f"--set {override!r} must look like key.path=value.")
+        path, raw_value = override.split("=", 1)
+        keys = path.strip().split(".")
+        if not all(keys):
+            raise RecipeError(f"--set {override!r}: empty key in path {path!r}.")
+        value = parse_yaml_value(raw_value, override)
+        node: Any = data
+        for depth, key in enumerate(keys[:-1]):
+            node = _descend(node, key, keys[: depth + 1], override)
+        last = keys[-1]
+        if isinstance(node, list):
+            node[_list_index(node, last, keys, override)] = value
+        elif isinstance(node, dict):
+            node[last] = value
+        else:
+            raise RecipeError(f"--set {override!r}: {'.'.join(keys[:-1])} is not a mapping.")
+    return data
+
+
+def parse_yaml_value(raw: str, override: str) -> Any:
+    try:
+        return yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        raise RecipeError(f"--set {override!r}: the value is not valid YAML.") from None
+
+
+def _list_index(node: list[Any], key: str, keys: list[str], override: str) -> int:
+    if not key.isdigit() or int(key) >= len(node):
+        raise RecipeError(
+            f"--set {override!r}: {'.'.join(keys)} does not exist (list of {len(node)})."
+        )
+    return int(key)
+
+
+def _descend(node: Any, key: str, keys: list[str], override: str) -> Any:
+    if isinstance(node, list):
+        return node[_list_index(node, key, keys, override)]
+    if not isinstance(node, dict):
+        raise RecipeError(f"--set {override!r}: {'.'.join(keys[:-1])} is not a mapping.")
+    if key not in node or node[key] is None:
+        node[key] = {}
+    return node[key]
+
+
+def validate_recipe(
+    data: dict[str, Any], source: str = "<recipe>", registry: Registry | None = None
+) -> Any:
+    """Validate a recipe mapping into a Recipe object (RecipeError on any problem)."""
+    model = recipe_model(registry)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise RecipeError(format_validation_error(exc, data, source)) from None
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Any:
+    """Read, override and validate a YAML recipe; default its name to the file stem."""
+    data = read_recipe_file(path)
+    data = apply_overrides(data, overrides or [])
+    data.setdefault("name", Path(path).stem)
+    return validate_recipe(data, str(path))
+
+
+def recipe_to_yaml(recipe: BaseModel) -> str:
+    return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)

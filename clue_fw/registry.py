@@ -1,0 +1,198 @@
+"""Component registries, filled through pluggy hooks.
+
+The registry is built once per process by :func:`get_registry`: the built-in
+plugin (``clue_fw.builtins``) registers first, then every entry point in the
+``clue_fw`` group. Environment variables control entry-point loading:
+
+* ``CLUE_DISABLE_PLUGINS=1``: load no entry-point plugins (tests use this);
+* ``CLUE_PLUGINS=a,b``: load only the entry points named ``a`` and ``b``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from importlib import metadata
+from types import ModuleType
+from typing import Any
+
+import pluggy
+
+from clue_fw import hookspecs
+from clue_fw.components import FAMILIES, ComponentSpec
+from clue_fw.errors import RegistryError
+
+DISABLE_ENV = "CLUE_DISABLE_PLUGINS"
+ALLOW_ENV = "CLUE_PLUGINS"
+ENTRY_POINT_GROUP = "clue_fw"
+
+_HOOK_BY_FAMILY = {
+    "backbone": "clue_register_backbones",
+    "augmentation": "clue_register_augmentations",
+    "objective": "clue_register_objectives",
+    "head": "clue_register_heads",
+}
+
+
+@dataclass(frozen=True)
+class ComponentEntry:
+    """One registered component: its spec class and who provided it."""
+
+    family: str
+    kind: str
+    spec: type[ComponentSpec]
+    provider: str
+
+    @property
+    def description(self) -> str:
+        return self.spec.summary()
+
+
+@dataclass
+class Registry:
+    """All registered components, by family and kind."""
+
+    entries: dict[str, dict[str, ComponentEntry]] = field(
+        default_factory=lambda: {family: {} for family in FAMILIES}
+    )
+
+    def add(self, family: str, spec: type[ComponentSpec], provider: str) -> None:
+        if family not in self.entries:
+            raise RegistryError(f"Unknown component family {family!r}; expected one of {FAMILIES}.")
+        if not (isinstance(spec, type) and issubclass(spec, ComponentSpec)):
+            raise RegistryError(
+                f"Plugin {provider} registered {spec!r} as a {family}, which is not a "
+                "ComponentSpec subclass. Hooks must return spec classes."
+            )
+        if spec.family != family:
+            raise RegistryError(
+                f"Plugin {provider} registered {spec.__qualname__} (a {spec.family or 'spec'} "
+                f"spec) through the {family} hook. Register it through "
+                f"{_HOOK_BY_FAMILY.get(spec.family, 'the matching hook')}."
+            )
+        try:
+            kind = spec.kind_name()
+        except TypeError as exc:
+            raise RegistryError(f"Plugin {provider}: {exc}") from None
+        existing = self.entries[family].get(kind)
+        if existing is not None:
+            raise RegistryError(
+                f"Two plugins register a {family} named {kind!r}: {existing.provider} "
+                f"({existing.spec.__module__}.{existing.spec.__qualname__}) and {provider} "
+                f"({spec.__module__}.{spec.__qualname__}). Uninstall one, or allow-list "
+                f"plugins with {ALLOW_ENV}=name1,name2."
+            )
+        self.entries[family][kind] = ComponentEntry(family, kind, spec, provider)
+
+    def specs(self, family: str) -> list[type[ComponentSpec]]:
+        return [entry.spec for entry in self.entries[family].values()]
+
+    def get(self, family: str, kind: str) -> ComponentEntry:
+        try:
+            return self.entries[family][kind]
+        except KeyError:
+            known = ", ".join(sorted(self.entries.get(family, {}))) or "none"
+            raise RegistryError(
+                f"No {family} named {kind!r} is registered (known: {known}). "
+                "Run `clue list` to see every component and the plugin providing it."
+            ) from None
+
+    def all_entries(self) -> Iterable[ComponentEntry]:
+        for family in FAMILIES:
+            yield from self.entries[family].values()
+
+
+def make_plugin_manager() -> pluggy.PluginManager:
+    manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+    manager.add_hookspecs(hookspecs)
+    return manager
+
+
+def _builtin_provider() -> str:
+    from clue_fw import __version__
+
+    return f"clue_fw {__version__} (built-in)"
+
+
+def _entry_point_plugins() -> list[tuple[str, Any, str]]:
+    """Load the entry points allowed by the environment: (name, plugin, provider)."""
+    if os.environ.get(DISABLE_ENV, "").strip() not in ("", "0", "false", "False"):
+        return []
+    allow = os.environ.get(ALLOW_ENV)
+    allowed = {name.strip() for name in allow.split(",") if name.strip()} if allow else None
+    loaded = []
+    for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if allowed is not None and entry_point.name not in allowed:
+            continue
+        dist = entry_point.dist
+        provider = f"{dist.name} {dist.version}" if dist is not None else entry_point.name
+        try:
+            plugin = entry_point.load()
+        except Exception as exc:  # a broken plugin must not look like a clue_fw bug
+            raise RegistryError(
+                f"Plugin {entry_point.name!r} ({provider}, entry point {entry_point.value}) "
+                f"failed to import: {type(exc).__name__}: {exc}. Fix or uninstall it, or set "
+                f"{DISABLE_ENV}=1 to skip entry-point plugins."
+            ) from exc
+        loaded.append((entry_point.name, plugin, provider))
+    return loaded
+
+
+def build_registry(extra_plugins: Iterable[tuple[ModuleType | object, str]] = ()) -> Registry:
+    """Build a registry from the built-ins, entry points and ``extra_plugins``.
+
+    ``extra_plugins`` are ``(plugin, provider)`` pairs, for library users and tests
+    that register a plugin object in code instead of installing a package.
+    """
+    from clue_fw import builtins
+
+    manager = make_plugin_manager()
+    providers: dict[str, str] = {}
+    plugins: list[tuple[str, Any, str]] = [("clue_fw.builtins", builtins, _builtin_provider())]
+    plugins += _entry_point_plugins()
+    plugins += [(f"extra:{i}:{provider}", p, provider) for i, (p, provider) in enumerate(extra_plugins)]
+    for name, plugin, provider in plugins:
+        if manager.is_registered(plugin):
+            continue
+        manager.register(plugin, name=name)
+        providers[name] = provider
+
+    registry = Registry()
+    for family, hook_name in _HOOK_BY_FAMILY.items():
+        hook = getattr(manager.hook, hook_name)
+        # Call implementations one by one so each spec is attributed to its provider;
+        # pluggy returns later-registered first, so reverse to keep registration order.
+        for impl in reversed(hook.get_hookimpls()):
+            provider = providers.get(impl.plugin_name, impl.plugin_name)
+            result = impl.function()
+            if result is None:
+                continue
+            if not isinstance(result, (list, tuple)):
+                raise RegistryError(
+                    f"Plugin {provider}: {hook_name} must return a list of spec classes, "
+                    f"got {type(result).__name__}."
+                )
+            for spec in result:
+                registry.add(family, spec, provider)
+    return registry
+
+
+_REGISTRY: Registry | None = None
+
+
+def get_registry() -> Registry:
+    """The process-wide registry, built on first use."""
+    global _REGISTRY
+    if _REGISTRY is None:
+        _REGISTRY = build_registry()
+    return _REGISTRY
+
+
+def reset_registry(registry: Registry | None = None) -> None:
+    """Replace (or drop, to rebuild lazily) the process-wide registry."""
+    global _REGISTRY
+    _REGISTRY = registry
+    from clue_fw import recipe
+
+    recipe.clear_recipe_model_cache()

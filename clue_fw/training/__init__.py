@@ -1,0 +1,1 @@
+"""Training: checkpoints, the epoch loop and the stage drivers."""

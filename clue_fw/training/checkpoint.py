@@ -1,0 +1,149 @@
+"""Checkpoints: safetensors tensors plus JSON metadata, written atomically.
+
+No pickle anywhere: model weights, optimiser state and RNG states are tensors;
+everything else (recipe, stage, epoch, optimiser hyper-parameters) is JSON in the
+safetensors header metadata under the key ``clue_fw``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from clue_fw.errors import CheckpointError
+
+FORMAT = "clue_fw.checkpoint/1"
+METADATA_KEY = "clue_fw"
+
+
+def atomic_write_bytes(path: Path, payload: bytes) -> None:
+    """Write ``payload`` to ``path`` through a temp file, fsync and rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, value: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(value, indent=2, sort_keys=False) + "\n").encode())
+
+
+def save_checkpoint(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, Any]) -> None:
+    """Save tensors (made contiguous, on CPU) and metadata atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cpu = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
+    header = {METADATA_KEY: json.dumps({"format": FORMAT, **metadata})}
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(cpu, temp, metadata=header)
+        with open(temp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a checkpoint; any unreadable or foreign file is a :class:`CheckpointError`."""
+    if not path.is_file():
+        raise CheckpointError(f"Checkpoint not found: {path}.")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            header = handle.metadata() or {}
+            tensors = {name: handle.get_tensor(name) for name in handle.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(
+            f"{path} is not a readable safetensors checkpoint ({exc}). It may be truncated or "
+            "in another format; clue_fw never loads pickle files."
+        ) from None
+    try:
+        metadata = json.loads(header[METADATA_KEY])
+        if metadata.get("format") != FORMAT:
+            raise ValueError(f"format {metadata.get('format')!r}")
+    except (KeyError, ValueError, TypeError, AttributeError) as exc:
+        raise CheckpointError(
+            f"{path} is a safetensors file but not a clue_fw checkpoint (metadata: {exc})."
+        ) from None
+    return tensors, metadata
+
+
+def module_tensors(module: nn.Module, prefix: str) -> dict[str, torch.Tensor]:
+    return {f"{prefix}{name}": t for name, t in module.state_dict().items()}
+
+
+def load_module_tensors(
+    module: nn.Module, tensors: dict[str, torch.Tensor], prefix: str, source: Path | str
+) -> None:
+    """Load ``prefix``-ed tensors into ``module``, failing clearly on any mismatch."""
+    expected = module.state_dict()
+    found = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    wrong = [
+        f"{name} {tuple(found[name].shape)}/{found[name].dtype} vs "
+        f"{tuple(expected[name].shape)}/{expected[name].dtype}"
+        for name in sorted(set(expected) & set(found))
+        if found[name].shape != expected[name].shape or found[name].dtype != expected[name].dtype
+    ]
+    if missing or unexpected or wrong:
+        problems = []
+        if missing:
+            problems.append(f"missing {', '.join(missing[:5])}" + (" ..." if len(missing) > 5 else ""))
+        if unexpected:
+            problems.append(
+                f"unexpected {', '.join(unexpected[:5])}" + (" ..." if len(unexpected) > 5 else "")
+            )
+        if wrong:
+            problems.append("shape/dtype mismatch (checkpoint vs model): " + "; ".join(wrong[:5]))
+        raise CheckpointError(
+            f"Checkpoint {source} does not match the recipe's model: {'; '.join(problems)}. "
+            "Was it made with another backbone, dimension, max_len or dataset?"
+        )
+    module.load_state_dict(found, strict=True)
+
+
+def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], Any]:
+    """Split an optimiser state into tensors and a JSON-able rest."""
+    state = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for index, values in state["state"].items():
+        for name, value in values.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optim.{index}.{name}"] = value
+            else:
+                scalars.setdefault(str(index), {})[name] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def restore_optimizer(
+    optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], structure: Any
+) -> None:
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, index, name = key.split(".", 2)
+            state.setdefault(int(index), {})[name] = value
+    for index, values in structure.get("scalars", {}).items():
+        state.setdefault(int(index), {}).update(values)
+    try:
+        optimizer.load_state_dict({"state": state, "param_groups": structure["param_groups"]})
+    except (ValueError, KeyError, RuntimeError) as exc:
+        raise CheckpointError(f"Optimiser state in the checkpoint does not fit: {exc}.") from None

@@ -1,0 +1,99 @@
+"""What a run tells its user: rich progress bars and tables, mirrored to ``run.log``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+
+class Reporter:
+    """Console output plus a plain-text log file."""
+
+    def __init__(self, console: Console | None = None, log_path: Path | None = None) -> None:
+        self.console = console or Console(stderr=True)
+        self.log_path = log_path
+
+    def log(self, message: str, style: str | None = None) -> None:
+        self.console.print(message, style=style, highlight=False)
+        self._append(message)
+
+    def _append(self, message: str) -> None:
+        if self.log_path is not None:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+            with self.log_path.open("a", encoding="utf-8") as handle:
+                handle.write(f"{stamp} {message}\n")
+
+    @contextmanager
+    def progress(self, description: str, total: int) -> Iterator[Any]:
+        """A progress bar showing loss and throughput; yields ``update(n, loss, per_s)``."""
+        columns = (
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"),
+            TextColumn("{task.fields[speed]} seq/s"),
+            TimeElapsedColumn(),
+        )
+        if not self.console.is_terminal:  # logs and CI get epoch lines, not bar frames
+            yield lambda advance, loss, per_second: None
+            return
+        with Progress(*columns, console=self.console, transient=True) as bar:
+            task = bar.add_task(description, total=total, loss="-", speed="-")
+
+            def update(advance: int, loss: float, per_second: float) -> None:
+                bar.update(task, advance=advance, loss=f"{loss:.4f}", speed=f"{per_second:,.0f}")
+
+            yield update
+
+    def epoch_line(self, stage: str, row: dict[str, Any]) -> None:
+        parts = [f"{stage} epoch {row['epoch']}"]
+        for key, value in row.items():
+            if key == "epoch":
+                continue
+            parts.append(f"{key}={value:.4f}" if isinstance(value, float) else f"{key}={value}")
+        self._append(" ".join(parts))
+
+    def epoch_table(self, stage: str, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        table = Table(title=f"{stage} epochs", show_lines=False)
+        keys = list(dict.fromkeys(k for row in rows for k in row))
+        for key in keys:
+            table.add_column(key, justify="right")
+        for row in rows:
+            table.add_row(*(_cell(row.get(k)) for k in keys))
+        self.console.print(table)
+
+    def metrics_table(self, metrics: dict[str, dict[str, float]]) -> None:
+        table = Table(title="final metrics")
+        names = list(dict.fromkeys(k for split in metrics.values() for k in split))
+        table.add_column("split")
+        for name in names:
+            table.add_column(name, justify="right")
+        for split, values in metrics.items():
+            table.add_row(split, *(_cell(values.get(n)) for n in names))
+        self.console.print(table)
+        for split, values in metrics.items():
+            self._append(f"{split}: " + " ".join(f"{k}={v:.4f}" for k, v in values.items()))
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
