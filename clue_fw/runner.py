@@ -198,6 +198,9 @@ def run_finetune(recipe: Any, data: SequenceData, context: BuildContext, encoder
                  reporter: Reporter) -> dict[str, Any]:
     spec = recipe.finetune
     head_spec = spec.head
+    # Seed the head's initialisation on its own: how much randomness pre-training used
+    # up depends on whether it ran in this process or was resumed as already finished.
+    torch.manual_seed(derive_seed(recipe.seed, "finetune", "init"))
     head = head_spec.build(context, encoder).to(device)
     module = nn.ModuleDict({"encoder": encoder, "head": head})
     parameters = [p for p in module.parameters() if p.requires_grad]

@@ -139,6 +139,9 @@ def read_interaction_table(
         )
     rows: list[tuple[int, float, int, int]] = []
     names: list[str] | None = list(columns) if columns else None
+    for required in ("user", "item", "timestamp"):
+        if names is not None and required not in names:
+            raise DataError(f"`columns` for {path} must include {required!r}.")
     for line_number, line in enumerate(lines, start=1 + int(skip_header)):
         if not line.strip():
             continue
@@ -157,9 +160,6 @@ def read_interaction_table(
                     "`columns` list clue_fw expects 3 (user item timestamp) or 4 "
                     "(user item rating timestamp)."
                 )
-            for required in ("user", "item", "timestamp"):
-                if required not in names:
-                    raise DataError(f"`columns` for {path} must include {required!r}.")
         if len(fields) != len(names):
             raise DataError(
                 f"{path}, line {line_number}: expected {len(names)} columns "

@@ -1,0 +1,126 @@
+"""Run recipes over several seeds and write a mean ± std markdown table.
+
+Usage (from the repository root)::
+
+    CLUE_DATA_DIR=../shared/data python benchmarks/seeds_table.py \
+        recipes/ml30_dropout.yaml recipes/ml30_zero.yaml --seeds 0 1 2 --jobs 4 \
+        --runs-dir runs/table --markdown docs/ml1m_table.md
+
+Each (recipe, seed) runs as ``clue run RECIPE --set seed=S --out RUNS/<name>/seed<S>``
+in its own process (``--jobs`` at a time). Finished runs are skipped, interrupted
+ones resumed, so the command can be repeated until every run is done. With
+``--summarize-only`` nothing runs and the table is built from what is on disk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+METRICS = ("mrr@10", "recall@10", "ndcg@10")
+
+
+def run_one(recipe: Path, seed: int, run_dir: Path, overrides: list[str]) -> tuple[str, int, float]:
+    command = [sys.executable, "-m", "clue_fw.cli", "run", str(recipe), "--set", f"seed={seed}"]
+    for override in overrides:
+        command += ["--set", override]
+    if (run_dir / "metrics.json").exists():
+        return str(run_dir), 0, 0.0
+    if (run_dir / "recipe.yaml").exists():
+        command += ["--resume", str(run_dir)]
+    else:
+        command += ["--out", str(run_dir)]
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    with open(run_dir.parent / f"{run_dir.name}.stderr.log", "w") as log:
+        code = subprocess.call(command, stdout=subprocess.DEVNULL, stderr=log)
+    return str(run_dir), code, time.perf_counter() - started
+
+
+def summarize(runs_dir: Path, names: list[str], seeds: list[int]) -> tuple[str, dict]:
+    rows = []
+    raw: dict = {}
+    for name in names:
+        found = []
+        for seed in seeds:
+            path = runs_dir / name / f"seed{seed}" / "metrics.json"
+            if path.exists():
+                found.append(json.loads(path.read_text()))
+        raw[name] = found
+        if not found:
+            rows.append(f"| {name} | 0 | " + " | ".join("-" for _ in METRICS) + " | - | - |")
+            continue
+        cells = []
+        for metric in METRICS:
+            values = [m["test"][metric] for m in found]
+            std = statistics.stdev(values) if len(values) > 1 else 0.0
+            cells.append(f"{statistics.mean(values):.4f} ± {std:.4f}")
+        epochs = statistics.mean(m["best_epoch"] for m in found)
+        seconds = statistics.mean(m["seconds"] for m in found)
+        rows.append(f"| {name} | {len(found)} | " + " | ".join(cells) + f" | {epochs:.1f} | {seconds:.0f} |")
+    header = (
+        "| recipe | seeds | test MRR@10 | test Recall@10 | test NDCG@10 | best epoch | s/run |\n"
+        "|---|---|---|---|---|---|---|"
+    )
+    return header + "\n" + "\n".join(rows) + "\n", raw
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("recipes", nargs="+", type=Path)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--runs-dir", type=Path, default=Path("runs/table"))
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--suffix", default="", help="Appended to run names (for --set variants).")
+    parser.add_argument("--markdown", type=Path, help="Also write the table to this file.")
+    parser.add_argument("--summarize-only", action="store_true")
+    args = parser.parse_args()
+
+    names = [recipe.stem + args.suffix for recipe in args.recipes]
+    if not args.summarize_only:
+        jobs = [
+            (recipe, seed, args.runs_dir / (recipe.stem + args.suffix) / f"seed{seed}")
+            for recipe in args.recipes
+            for seed in args.seeds
+        ]
+        started = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            futures = [pool.submit(run_one, r, s, d, args.overrides) for r, s, d in jobs]
+            for future in futures:
+                run_dir, code, seconds = future.result()
+                status = "ok" if code == 0 else f"FAILED (exit {code}, see {run_dir}.stderr.log)"
+                print(f"{run_dir}: {status} in {seconds:.0f} s", flush=True)
+        print(f"all runs: {time.perf_counter() - started:.0f} s wall", flush=True)
+    table, raw = summarize(args.runs_dir, names, args.seeds)
+    machine = {
+        "host": platform.node(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+    }
+    try:
+        import torch
+
+        machine["torch"] = torch.__version__
+        if torch.cuda.is_available():
+            machine["gpu"] = torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    print(table)
+    print(json.dumps(machine))
+    if args.markdown:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(table)
+        (args.markdown.with_suffix(".json")).write_text(json.dumps({"machine": machine, "runs": raw}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

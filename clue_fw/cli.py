@@ -1,0 +1,138 @@
+"""The ``clue`` command line: thin wrappers over the library API.
+
+Every user-caused problem is a :class:`~clue_fw.errors.ClueError`; the CLI prints
+its message as one paragraph on stderr and exits with code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from clue_fw import __version__
+from clue_fw.errors import ClueError
+
+app = typer.Typer(
+    name="clue",
+    help="clue_fw: contrastive pre-training of transferable user representations (CLUE).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+data_app = typer.Typer(help="Fetch and inspect datasets under the data root.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+stderr = Console(stderr=True)
+stdout = Console()
+
+SetOption = Annotated[
+    Optional[list[str]],
+    typer.Option("--set", "-s", help="Override a recipe field: key.path=value (repeatable)."),
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        stdout.print(f"clue_fw {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """clue_fw command line."""
+
+
+@app.command()
+def run(
+    recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")],
+    set_: SetOption = None,
+    out: Annotated[
+        Optional[Path], typer.Option("--out", "-o", help="Run directory (default runs/<name>/<time>).")
+    ] = None,
+    resume: Annotated[
+        Optional[Path], typer.Option("--resume", help="Continue an interrupted run in this directory.")
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace the contents of a non-empty --out directory.")
+    ] = False,
+) -> None:
+    """Pre-train (if the recipe says so), fine-tune and evaluate; write metrics.json."""
+    from clue_fw.recipe import load_recipe
+    from clue_fw.runner import run as run_recipe
+
+    if out is not None and resume is not None:
+        raise ClueError("Use either --out (a new run) or --resume (an existing run), not both.")
+    loaded = load_recipe(recipe, set_ or [])
+    result = run_recipe(loaded, out=out, resume=resume, overwrite=overwrite, console=stderr)
+    stdout.print(str(result.run_dir))
+
+
+@app.command()
+def validate(
+    recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")],
+    set_: SetOption = None,
+) -> None:
+    """Check a recipe (keys, types, component kinds) without running it."""
+    from clue_fw.recipe import load_recipe, recipe_to_yaml
+
+    loaded = load_recipe(recipe, set_ or [])
+    stderr.print(f"[green]{recipe} is valid.[/green] Resolved recipe:")
+    stdout.print(recipe_to_yaml(loaded), end="", markup=False, highlight=False)
+
+
+@app.command("list")
+def list_components() -> None:
+    """List every registered component with its family, provider and description."""
+    from clue_fw.registry import get_registry
+
+    table = Table(title="clue_fw components")
+    for column in ("family", "kind", "provider", "description"):
+        table.add_column(column)
+    for entry in get_registry().all_entries():
+        table.add_row(entry.family, entry.kind, entry.provider, entry.description)
+    Console(width=max(stdout.width, 140)).print(table)
+
+
+@data_app.command("download")
+def data_download(
+    name: Annotated[str, typer.Argument(help="Dataset: ml-1m or ml-100k.")],
+    root: Annotated[
+        Optional[Path], typer.Option("--root", help="Data root (default: $CLUE_DATA_DIR or cache).")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Download again even if present.")] = False,
+) -> None:
+    """Download a GroupLens archive, verify its sha256 and write the canonical layout."""
+    from clue_fw.data.download import download_dataset
+
+    def progress(done: int, total: int | None) -> None:
+        if total:
+            stderr.print(f"\r{done / 1e6:.1f} / {total / 1e6:.1f} MB", end="")
+
+    folder = download_dataset(name, root, force=force, progress=progress)
+    stderr.print()
+    stdout.print(str(folder))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: run the app, turning ClueErrors into exit code 2."""
+    try:
+        app(args=argv, prog_name="clue", standalone_mode=True)
+    except ClueError as exc:
+        stderr.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        stderr.print("interrupted; continue with `clue run RECIPE --resume RUN_DIR`.")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

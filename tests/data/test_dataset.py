@@ -1,0 +1,166 @@
+"""Tests for clue_fw.data.dataset (k-core, contiguous ids, leave-one-out) and data loading."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from clue_fw.data.csr import Csr
+from clue_fw.data.dataset import SequenceData, build_sequence_data, leave_one_out
+from clue_fw.data.loading import load_data
+from clue_fw.data.readers import RawSequences
+from clue_fw.data.synthetic import generate_sequences
+from clue_fw.errors import DataError
+from clue_fw.recipe import SequenceFileData, SyntheticData
+
+
+def raw(rows: dict[int, list[int]]) -> RawSequences:
+    return RawSequences(users=list(rows), sequences=list(rows.values()))
+
+
+def decoded(data: SequenceData) -> dict[int, list[int]]:
+    """User (original id) -> item sequence (original ids), via the id maps."""
+    out = {}
+    for row in range(data.num_users):
+        contiguous = data.sequences.row(row).numpy()
+        out[int(data.user_ids[row])] = data.item_ids[contiguous - 1].tolist()
+    return out
+
+
+def test_contiguous_ids_sorted_by_original_id() -> None:
+    data = build_sequence_data(raw({9: [100, 5, 42, 5], 4: [42, 7, 100]}))
+    assert data.num_items == 4
+    assert data.item_ids.tolist() == [5, 7, 42, 100]
+    assert data.sequences.row(0).tolist() == [4, 1, 3, 1]
+    assert data.sequences.row(1).tolist() == [3, 2, 4]
+    values = data.sequences.values
+    assert int(values.min()) == 1 and int(values.max()) == data.num_items  # 0 stays padding
+    assert data.user_ids.tolist() == [9, 4]  # user rows keep input order
+    assert decoded(data) == {9: [100, 5, 42, 5], 4: [42, 7, 100]}
+    assert data.num_interactions == 7
+
+
+def test_original_item_zero_is_not_padding() -> None:
+    data = build_sequence_data(raw({1: [0, 3, 0]}))
+    assert data.sequences.row(0).tolist() == [1, 2, 1]
+    assert data.item_ids.tolist() == [0, 3]
+
+
+def test_users_with_fewer_than_three_items_dropped() -> None:
+    rows = {1: [1, 2, 3], 2: [4, 5], 3: [6], 4: [7, 8, 9, 10]}
+    for threshold in (0, 1, 3):  # leave-one-out needs 3, whatever the recipe says
+        data = build_sequence_data(raw(rows), min_user_interactions=threshold)
+        assert data.user_ids.tolist() == [1, 4]
+        assert data.item_ids.tolist() == [1, 2, 3, 7, 8, 9, 10]
+    data = build_sequence_data(raw(rows), min_user_interactions=4)
+    assert decoded(data) == {4: [7, 8, 9, 10]}
+    assert data.num_items == 4
+
+
+def test_k_core_iterates_until_stable() -> None:
+    rows = {
+        1: [1, 2, 3, 8],
+        2: [1, 2, 3],
+        3: [6, 7, 5],  # item 5 is rare -> user 3 too short -> items 6, 7 rare
+        4: [6, 7, 8],  # -> user 4 too short -> item 8 rare -> user 1 loses it
+    }
+    data = build_sequence_data(raw(rows), min_user_interactions=3, min_item_interactions=2)
+    assert decoded(data) == {1: [1, 2, 3], 2: [1, 2, 3]}
+    assert data.num_items == 3
+    # the result really is a 3/2-core
+    counts = np.bincount(data.sequences.values.numpy())
+    assert counts[1:].min() >= 2
+    assert int(data.sequences.lengths.min()) >= 3
+
+
+def test_nothing_survives_filtering() -> None:
+    with pytest.raises(DataError, match="survive filtering"):
+        build_sequence_data(raw({1: [1, 2], 2: [3]}), source="tiny.txt")
+
+
+def test_negative_item_id() -> None:
+    with pytest.raises(DataError, match="negative item id"):
+        build_sequence_data(raw({1: [1, -2, 3]}))
+
+
+def test_leave_one_out_targets() -> None:
+    data = SequenceData(
+        Csr.from_lists([[1, 2, 3], [4, 5, 6, 7, 8], [9, 9, 1, 2]]),
+        num_items=9,
+        user_ids=np.array([1, 2, 3]),
+        item_ids=np.arange(1, 10),
+    )
+    split = leave_one_out(data)
+    assert split.test_target.tolist() == [3, 8, 2]
+    assert split.valid_target.tolist() == [2, 7, 1]
+    assert [split.train.row(u).tolist() for u in range(3)] == [[1], [4, 5, 6], [9, 9]]
+    assert [split.train_valid.row(u).tolist() for u in range(3)] == [
+        [1, 2],
+        [4, 5, 6, 7],
+        [9, 9, 1],
+    ]
+
+
+def test_leave_one_out_on_generated_data() -> None:
+    data = build_sequence_data(generate_sequences(num_users=50, num_items=30, seed=4))
+    split = leave_one_out(data)
+    for u in range(data.num_users):
+        full = data.sequences.row(u).tolist()
+        assert split.train.row(u).tolist() == full[:-2]
+        assert split.train_valid.row(u).tolist() == full[:-1]
+        assert int(split.valid_target[u]) == full[-2]
+        assert int(split.test_target[u]) == full[-1]
+
+
+def test_leave_one_out_needs_three_items() -> None:
+    data = SequenceData(Csr.from_lists([[1, 2]]), 2, np.array([1]), np.array([1, 2]))
+    with pytest.raises(DataError, match="at least 3"):
+        leave_one_out(data)
+
+
+def test_synthetic_generator_is_seeded_and_in_range() -> None:
+    a = generate_sequences(num_users=40, num_items=24, min_length=5, max_length=9, seed=1)
+    b = generate_sequences(num_users=40, num_items=24, min_length=5, max_length=9, seed=1)
+    c = generate_sequences(num_users=40, num_items=24, min_length=5, max_length=9, seed=2)
+    assert a == b
+    assert a != c
+    assert a.users == list(range(1, 41))
+    assert all(5 <= len(s) <= 9 for s in a.sequences)
+    assert {i for s in a.sequences for i in s} <= set(range(1, 25))
+
+
+def test_synthetic_stickiness_one_follows_a_cycle() -> None:
+    rows = generate_sequences(num_users=30, num_items=20, num_clusters=2, stickiness=1.0, seed=0)
+    successor: dict[int, int] = {}
+    for seq in rows.sequences:
+        for a, b in zip(seq, seq[1:], strict=False):
+            assert successor.setdefault(a, b) == b  # a deterministic successor per item
+
+
+def test_load_sequence_file_through_data_root(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "seq.txt").write_text("5 30 10 20\n6 10 20 30 40\n7 10\n")
+    data = load_data(SequenceFileData(path="sub/seq.txt"), root=tmp_path)
+    assert decoded(data) == {5: [30, 10, 20], 6: [10, 20, 30, 40]}
+    with pytest.raises(DataError, match="not found"):
+        load_data(SequenceFileData(path="sub/missing.txt"), root=tmp_path)
+
+
+def test_load_data_uses_clue_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "seq.txt").write_text("1 1 2 3\n")
+    monkeypatch.setenv("CLUE_DATA_DIR", str(tmp_path))
+    assert load_data(SequenceFileData(path="seq.txt")).num_users == 1
+    monkeypatch.setenv("CLUE_DATA_DIR", str(tmp_path / "elsewhere"))
+    with pytest.raises(DataError, match="CLUE_DATA_DIR"):
+        load_data(SequenceFileData(path="seq.txt"))
+
+
+def test_load_synthetic() -> None:
+    spec = SyntheticData(num_users=30, num_items=12, min_length=4, max_length=6, num_clusters=3)
+    data = load_data(spec)
+    assert data.num_users == 30
+    assert data.num_items <= 12
+    assert torch.all(data.sequences.lengths >= 4)

@@ -1,0 +1,292 @@
+"""Tests for clue_fw.recipe: shipped recipes, validation messages, --set overrides, YAML errors."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from clue_fw.errors import RecipeError
+from clue_fw.recipe import (
+    apply_overrides,
+    load_recipe,
+    parse_yaml,
+    read_recipe_file,
+    recipe_to_yaml,
+    validate_recipe,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+RECIPES = sorted((REPO / "recipes").glob("*.yaml"))
+
+
+def test_recipes_exist() -> None:
+    names = {p.name for p in RECIPES}
+    assert "quickstart.yaml" in names
+    assert len(RECIPES) >= 5
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=[p.name for p in RECIPES])
+def test_shipped_recipe_validates(path: Path) -> None:
+    recipe = load_recipe(path)
+    assert recipe.name == path.stem
+    assert recipe.finetune.head.kind == "next_item"
+    # the resolved YAML validates again to the same recipe
+    again = validate_recipe(parse_yaml(recipe_to_yaml(recipe), "resolved"))
+    assert again == recipe
+
+
+def test_ml_recipes_point_at_ml1m() -> None:
+    for path in RECIPES:
+        if path.name.startswith("ml"):
+            recipe = load_recipe(path)
+            assert recipe.data.format == "sequences"
+            assert recipe.data.path == "ml-1m/ml-1m_sequences.txt"
+            assert recipe.data.max_len == int(path.stem[2:4])
+            assert (recipe.pretrain is None) == path.stem.endswith("zero")
+
+
+def invalid(data: dict[str, Any]) -> str:
+    with pytest.raises(RecipeError) as info:
+        validate_recipe(data, "tiny.yaml")
+    return str(info.value)
+
+
+def test_misspelt_key_quotes_its_path(tiny_recipe: dict[str, Any]) -> None:
+    tiny_recipe["pretrain"]["objective"]["predictor_hiden"] = 32
+    message = invalid(tiny_recipe)
+    assert "pretrain.objective.predictor_hiden: Extra inputs are not permitted" in message
+    assert message.startswith("Recipe tiny.yaml is invalid (1 problem)")
+
+
+def test_misspelt_keys_in_every_section(tiny_recipe: dict[str, Any]) -> None:
+    tiny_recipe["data"]["max_lenght"] = 5
+    tiny_recipe["backbone"]["block"] = 2
+    tiny_recipe["finetune"]["train"]["epoch"] = 2
+    tiny_recipe["pretrain"]["views"][0]["rate"] = 0.1
+    tiny_recipe["seeed"] = 1
+    message = invalid(tiny_recipe)
+    assert "(5 problems)" in message
+    for where in (
+        "data.max_lenght",
+        "backbone.block",
+        "finetune.train.epoch",
+        "pretrain.views.0.rate",
+        "seeed",
+    ):
+        assert f"{where}: Extra inputs are not permitted" in message
+
+
+@pytest.mark.parametrize(
+    ("section", "kind", "where"),
+    [
+        (("backbone",), "lstm", "backbone"),
+        (("pretrain", "objective"), "simclr", "pretrain.objective"),
+        (("finetune", "head"), "ctr", "finetune.head"),
+    ],
+)
+def test_unknown_kind(
+    tiny_recipe: dict[str, Any], section: tuple[str, ...], kind: str, where: str
+) -> None:
+    node = tiny_recipe
+    for key in section:
+        node = node[key]
+    node["kind"] = kind
+    message = invalid(tiny_recipe)
+    assert f"{where}: unknown kind {kind!r}" in message
+    assert "clue list" in message
+
+
+def test_unknown_view_and_data_format(tiny_recipe: dict[str, Any]) -> None:
+    tiny_recipe["pretrain"]["views"] = [{"kind": "dropout"}, {"kind": "crop"}]
+    assert "pretrain.views.1: unknown kind 'crop'" in invalid(tiny_recipe)
+    data = copy.deepcopy(tiny_recipe)
+    data["pretrain"]["views"] = [{}]
+    assert "missing `kind`" in invalid(data)
+    tiny_recipe["data"] = {"format": "parquet", "path": "x"}
+    assert "data: unknown kind 'parquet'" in invalid(tiny_recipe)
+
+
+def test_missing_sections_and_values(tiny_recipe: dict[str, Any]) -> None:
+    del tiny_recipe["finetune"]["train"]["epochs"]
+    del tiny_recipe["backbone"]
+    message = invalid(tiny_recipe)
+    assert "backbone: required field is missing" in message
+    assert "finetune.train.epochs: required field is missing" in message
+
+
+@pytest.mark.parametrize(
+    ("override", "fragment"),
+    [
+        ("finetune.train.epochs=0", "finetune.train.epochs: Input should be greater than 0"),
+        ("backbone.dropout=1.0", "backbone.dropout: Input should be less than 1"),
+        ("device=gpu", "device must be auto, cpu, mps, cuda or cuda:N"),
+        ("finetune.head.ks=[10, 0]", "every k must be positive"),
+        ("seed=many", "seed: Input should be a valid integer"),
+        ("finetune.train.history=everything", "finetune.train.history"),
+    ],
+)
+def test_value_errors(tiny_recipe: dict[str, Any], override: str, fragment: str) -> None:
+    assert fragment in invalid(apply_overrides(tiny_recipe, [override]))
+
+
+def test_defaults(tiny_recipe: dict[str, Any]) -> None:
+    del tiny_recipe["pretrain"]["views"]
+    recipe = validate_recipe(tiny_recipe)
+    assert [v.kind for v in recipe.pretrain.views] == ["dropout"]
+    assert recipe.finetune.monitor is None
+    assert recipe.finetune.eval.batch_size == 1024
+    assert recipe.name is None
+    tiny_recipe.pop("pretrain")
+    assert validate_recipe(tiny_recipe).pretrain is None  # CLUEZero
+
+
+def test_recipe_is_frozen(tiny_recipe: dict[str, Any]) -> None:
+    recipe = validate_recipe(tiny_recipe)
+    with pytest.raises(Exception, match="frozen"):
+        recipe.seed = 3
+
+
+# --------------------------------------------------------------------------- overrides
+
+
+def test_override_value_types(tiny_recipe: dict[str, Any]) -> None:
+    data = apply_overrides(
+        tiny_recipe,
+        [
+            "seed=7",
+            "finetune.train.lr=0.003",
+            "pretrain.objective.predictor=false",
+            "finetune.head.exclude_seen=True",
+            "name=my run",
+            "finetune.head.ks=[5, 10]",
+        ],
+    )
+    assert data["seed"] == 7 and isinstance(data["seed"], int)
+    assert data["finetune"]["train"]["lr"] == 0.003 and isinstance(
+        data["finetune"]["train"]["lr"], float
+    )
+    assert data["pretrain"]["objective"]["predictor"] is False
+    assert data["finetune"]["head"]["exclude_seen"] is True
+    assert data["name"] == "my run"
+    assert data["finetune"]["head"]["ks"] == [5, 10]
+    recipe = validate_recipe(data)
+    assert (recipe.seed, recipe.finetune.train.lr, recipe.pretrain.objective.predictor) == (
+        7,
+        0.003,
+        False,
+    )
+
+
+def test_override_scientific_notation_validates(tiny_recipe: dict[str, Any]) -> None:
+    recipe = validate_recipe(apply_overrides(tiny_recipe, ["finetune.train.lr=1e-4"]))
+    assert recipe.finetune.train.lr == pytest.approx(1e-4)
+
+
+def test_overrides_do_not_mutate_input(tiny_recipe: dict[str, Any]) -> None:
+    before = copy.deepcopy(tiny_recipe)
+    apply_overrides(tiny_recipe, ["seed=9", "backbone.dim=32", "pretrain.views.0.kind=x"])
+    assert tiny_recipe == before
+
+
+def test_override_list_index(tiny_recipe: dict[str, Any]) -> None:
+    tiny_recipe["pretrain"]["views"] = [{"kind": "dropout"}, {"kind": "dropout"}]
+    data = apply_overrides(tiny_recipe, ["pretrain.views.1.kind=mask"])
+    assert data["pretrain"]["views"] == [{"kind": "dropout"}, {"kind": "mask"}]
+    data = apply_overrides(tiny_recipe, ["finetune.head.ks=[1, 5]", "finetune.head.ks.0=3"])
+    assert data["finetune"]["head"]["ks"] == [3, 5]
+    with pytest.raises(RecipeError, match=r"pretrain\.views\.2 does not exist \(list of 2\)"):
+        apply_overrides(tiny_recipe, ["pretrain.views.2.kind=dropout"])
+    with pytest.raises(RecipeError, match="does not exist"):
+        apply_overrides(tiny_recipe, ["pretrain.views.first.kind=dropout"])
+
+
+def test_override_creates_nested_mappings(tiny_recipe: dict[str, Any]) -> None:
+    data = apply_overrides(tiny_recipe, ["finetune.eval.batch_size=64", "a.b.c=1"])
+    assert data["finetune"]["eval"] == {"batch_size": 64}
+    assert data["a"] == {"b": {"c": 1}}
+    tiny_recipe["pretrain"] = None
+    data = apply_overrides(tiny_recipe, ["pretrain.train.epochs=2"])
+    assert data["pretrain"] == {"train": {"epochs": 2}}
+
+
+def test_override_can_replace_and_remove_sections(tiny_recipe: dict[str, Any]) -> None:
+    data = apply_overrides(tiny_recipe, ["pretrain=null"])
+    assert validate_recipe(data).pretrain is None
+    data = apply_overrides(tiny_recipe, ["backbone={kind: transformer, dim: 8, heads: 2}"])
+    assert validate_recipe(data).backbone.dim == 8
+
+
+@pytest.mark.parametrize("override", ["seed.x=1", "seed.x.y=1", "data.format.z=3"])
+def test_override_through_a_scalar(tiny_recipe: dict[str, Any], override: str) -> None:
+    with pytest.raises(RecipeError, match="is not a mapping"):
+        apply_overrides(tiny_recipe, [override])
+
+
+@pytest.mark.parametrize(
+    ("override", "fragment"),
+    [
+        ("seed", "key.path=value"),
+        ("a..b=1", "empty key"),
+        ("=1", "empty key"),
+        ("seed=[1", "not valid YAML"),
+    ],
+)
+def test_malformed_overrides(tiny_recipe: dict[str, Any], override: str, fragment: str) -> None:
+    with pytest.raises(RecipeError, match=fragment):
+        apply_overrides(tiny_recipe, [override])
+
+
+def test_override_value_with_equals_sign(tiny_recipe: dict[str, Any]) -> None:
+    assert apply_overrides(tiny_recipe, ["name=a=b"])["name"] == "a=b"
+
+
+# --------------------------------------------------------------------------- files and YAML
+
+
+def test_load_recipe_with_overrides(
+    tiny_recipe: dict[str, Any], write_recipe: Callable[..., Path]
+) -> None:
+    path = write_recipe(tiny_recipe, "small_run.yaml")
+    recipe = load_recipe(path, ["backbone.dim=32", "finetune.train.epochs=2"])
+    assert recipe.name == "small_run"
+    assert (recipe.backbone.dim, recipe.finetune.train.epochs) == (32, 2)
+    tiny_recipe["name"] = "explicit"
+    assert load_recipe(write_recipe(tiny_recipe)).name == "explicit"
+
+
+def test_yaml_syntax_error_has_line_number(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("seed: 0\ndata:\n  format: synthetic\n  max_len: [10\nbackbone: {}\n")
+    with pytest.raises(RecipeError) as info:
+        load_recipe(path)
+    message = str(info.value)
+    assert str(path) in message and "not valid YAML" in message
+    assert "line 5" in message
+
+
+def test_yaml_indentation_error(tmp_path: Path) -> None:
+    path = tmp_path / "indent.yaml"
+    path.write_text("seed: 0\n  device: cpu\n")
+    with pytest.raises(RecipeError, match=r"line 2, column \d+"):
+        read_recipe_file(path)
+
+
+@pytest.mark.parametrize("text", ["- a\n- b\n", "just text\n", "", "42\n"])
+def test_recipe_must_be_a_mapping(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "list.yaml"
+    path.write_text(text)
+    with pytest.raises(RecipeError, match="must be a YAML mapping"):
+        read_recipe_file(path)
+
+
+def test_missing_and_unreadable_recipe_files(tmp_path: Path) -> None:
+    with pytest.raises(RecipeError, match="not found"):
+        load_recipe(tmp_path / "nope.yaml")
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(RecipeError):
+        load_recipe(binary)
