@@ -1,6 +1,8 @@
-"""End-to-end tests of the `clue` command line (subprocesses of `python -m clue_fw.cli`).
+"""Tests of the `clue` command line.
 
-Processes that do not depend on each other are started together to keep the suite fast.
+End-to-end runs and the main user errors go through real subprocesses of
+`python -m clue_fw.cli` (started together where independent, to keep the suite fast);
+the remaining commands and errors call `clue_fw.cli.main` in-process.
 """
 
 from __future__ import annotations
@@ -47,8 +49,12 @@ def cli(
         "unknown": dump(root / "unknown.yaml", unknown),
         "missing": dump(root / "missing.yaml", missing),
     }
+    nonempty = root / "nonempty"
+    nonempty.mkdir()
+    (nonempty / "keep.txt").write_text("precious")
     run_dir = root / "run"
     first = {
+        "nonempty_out": clue_spawn("run", recipe, "--out", nonempty, cwd=root),
         "run": clue_spawn("run", recipe, "--out", run_dir, cwd=root),
         "misspelt_run": clue_spawn("run", paths["misspelt"], "--out", root / "m", cwd=root),
         "unknown_run": clue_spawn("run", paths["unknown"], "--out", root / "u", cwd=root),
@@ -62,17 +68,10 @@ def cli(
         ),
     }
     results = {name: clue_finish(process) for name, process in first.items()}
-    # these need the finished run directory
-    nonempty = root / "nonempty"
-    nonempty.mkdir()
-    (nonempty / "keep.txt").write_text("precious")
-    second = {
-        "nonempty_out": clue_spawn("run", recipe, "--out", nonempty, cwd=root),
-        "resume_changed": clue_spawn(
-            "run", recipe, "--resume", run_dir, "--set", "finetune.train.lr=0.01", cwd=root
-        ),
-    }
-    results.update({name: clue_finish(process) for name, process in second.items()})
+    # needs the finished run directory
+    results["resume_changed"] = clue_finish(
+        clue_spawn("run", recipe, "--resume", run_dir, "--set", "finetune.train.lr=0.01", cwd=root)
+    )
     return {
         "root": root,
         "recipe": recipe,

@@ -174,6 +174,18 @@ def test_plugin_backbone_runs_end_to_end(tiny_recipe: dict[str, Any], tmp_path: 
     assert (tmp_path / "run" / "pretrain" / "encoder.safetensors").is_file()
 
 
+def test_clue_list_shows_plugin_and_provider(capsys: pytest.CaptureFixture[str]) -> None:
+    from clue_fw.cli import main
+
+    reset_registry(build_registry(extra_plugins=[(MeanPoolPlugin(), "myplugin 1.0")]))
+    with pytest.raises(SystemExit) as info:
+        main(["list"])
+    assert info.value.code in (0, None)
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if " meanpool " in line)
+    assert "backbone" in row and "myplugin 1.0" in row and "Mean pooling" in row
+
+
 def test_hook_returning_a_non_list() -> None:
     class Broken:
         @hookimpl
@@ -249,10 +261,8 @@ def fake_entry_points(monkeypatch: pytest.MonkeyPatch) -> list[FakeEntryPoint]:
             "meanpool", MeanPoolPlugin(), SimpleNamespace(name="clue-meanpool", version="2.0")
         )
     ]
-    groups: list[str] = []
 
     def entry_points(group: str) -> list[FakeEntryPoint]:
-        groups.append(group)
         return list(points) if group == "clue_fw" else []
 
     monkeypatch.setattr(registry_module.metadata, "entry_points", entry_points)
