@@ -57,21 +57,25 @@ class InteractionTableData(_DataBase):
     columns: Optional[list[str]] = Field(
         None, description="Column names; must include user, item, timestamp. Default: guessed."
     )
-    separator: Literal["auto", "::", "tab", "comma", "whitespace"] = "auto"
-    skip_header: bool = False
+    separator: Literal["auto", "::", "tab", "comma", "whitespace"] = Field(
+        "auto", description="Column separator; auto detects ::, tab, comma or whitespace."
+    )
+    skip_header: bool = Field(False, description="Ignore the first line.")
 
 
 class SyntheticData(_DataBase):
     """Sequences generated in-process with planted cluster-cycle structure (no files)."""
 
     format: Literal["synthetic"] = "synthetic"
-    num_users: int = Field(1000, gt=0)
-    num_items: int = Field(200, gt=1)
-    min_length: int = Field(10, ge=3)
-    max_length: int = Field(40, ge=3)
-    num_clusters: int = Field(8, gt=0)
-    stickiness: float = Field(0.8, ge=0.0, le=1.0)
-    seed: int = 0
+    num_users: int = Field(1000, gt=0, description="Users to generate.")
+    num_items: int = Field(200, gt=1, description="Catalogue size.")
+    min_length: int = Field(10, ge=3, description="Shortest generated sequence.")
+    max_length: int = Field(40, ge=3, description="Longest generated sequence.")
+    num_clusters: int = Field(8, gt=0, description="Item clusters; each user walks one.")
+    stickiness: float = Field(
+        0.8, ge=0.0, le=1.0, description="Probability that the next item follows the cycle."
+    )
+    seed: int = Field(0, description="Seed of the generator (independent of the run seed).")
 
 
 DataSpec = Annotated[
@@ -86,9 +90,9 @@ class TrainSpec(StrictModel):
     """Optimisation settings of one stage (Adam)."""
 
     epochs: int = Field(gt=0, description="Maximum number of epochs.")
-    batch_size: int = Field(256, gt=0)
+    batch_size: int = Field(256, gt=0, description="Training examples per optimiser step.")
     lr: float = Field(1e-3, gt=0.0, description="Adam learning rate (paper: 1e-3).")
-    weight_decay: float = Field(0.0, ge=0.0)
+    weight_decay: float = Field(0.0, ge=0.0, description="Adam L2 weight decay.")
     grad_clip: Optional[float] = Field(
         None, gt=0.0, description="Clip the gradient norm to this value (off when unset)."
     )
@@ -133,25 +137,25 @@ def _make_recipe_model(registry: Registry) -> type[BaseModel]:
     class PretrainStage(StrictModel):
         """Self-supervised pre-training of the backbone."""
 
-        objective: Objective
+        objective: Objective = Field(description="The pre-training objective (see `clue list`).")
         views: list[View] = Field(  # type: ignore[valid-type]
             default_factory=lambda: [{"kind": "dropout"}],
             validate_default=True,
             min_length=1,
             description="Views applied in order to make each branch of a positive pair.",
         )
-        train: TrainSpec
+        train: TrainSpec = Field(description="Optimisation settings of pre-training.")
 
     class FinetuneStage(StrictModel):
         """Supervised fine-tuning of the (pre-trained) backbone with a downstream head."""
 
-        head: Head
-        train: TrainSpec
+        head: Head = Field(description="The downstream task head (see `clue list`).")
+        train: TrainSpec = Field(description="Optimisation settings of fine-tuning.")
         patience: int = Field(10, ge=1, description="Early stopping: epochs without improvement.")
         monitor: Optional[str] = Field(
             None, description="Validation metric to maximise (default: the head's, e.g. ndcg@10)."
         )
-        eval: EvalSpec = EvalSpec()
+        eval: EvalSpec = Field(EvalSpec(), description="Evaluation batching.")
 
     class Recipe(StrictModel):
         """A complete clue_fw experiment: data, backbone, optional pre-training, fine-tuning."""
@@ -159,12 +163,12 @@ def _make_recipe_model(registry: Registry) -> type[BaseModel]:
         name: Optional[str] = Field(None, description="Run name (default: the recipe file name).")
         seed: int = Field(0, description="Seed of every random number generator.")
         device: str = Field("auto", description="auto (CUDA where present), cpu, cuda, cuda:N.")
-        data: DataSpec
-        backbone: Backbone
+        data: DataSpec = Field(description="Where sequences come from; `format` selects the reader.")
+        backbone: Backbone = Field(description="The sequence encoder (see `clue list`).")
         pretrain: Optional[PretrainStage] = Field(
             None, description="Omit for CLUEZero (no pre-training)."
         )
-        finetune: FinetuneStage
+        finetune: FinetuneStage = Field(description="Downstream fine-tuning and evaluation.")
 
         _check_device = field_validator("device")(classmethod(lambda cls, v: _device(v)))
 

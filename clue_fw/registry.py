@@ -162,8 +162,8 @@ def build_registry(extra_plugins: Iterable[tuple[ModuleType | object, str]] = ()
     for family, hook_name in _HOOK_BY_FAMILY.items():
         hook = getattr(manager.hook, hook_name)
         # Call implementations one by one so each spec is attributed to its provider;
-        # pluggy returns later-registered first, so reverse to keep registration order.
-        for impl in reversed(hook.get_hookimpls()):
+        # get_hookimpls() lists implementations in registration order (built-ins first).
+        for impl in hook.get_hookimpls():
             provider = providers.get(impl.plugin_name, impl.plugin_name)
             result = impl.function()
             if result is None:
