@@ -8,6 +8,7 @@ from clue_fw.components import AugmentationSpec, BackboneSpec, HeadSpec, Objecti
 from clue_fw.heads.next_item import NextItemSpec
 from clue_fw.hookspecs import hookimpl
 from clue_fw.objectives.clue import ClueSpec
+from clue_fw.objectives.none import NoPretrainingSpec
 
 
 @hookimpl
@@ -22,7 +23,7 @@ def clue_register_augmentations() -> list[type[AugmentationSpec]]:
 
 @hookimpl
 def clue_register_objectives() -> list[type[ObjectiveSpec]]:
-    return [ClueSpec]
+    return [ClueSpec, NoPretrainingSpec]
 
 
 @hookimpl

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 if TYPE_CHECKING:
@@ -124,6 +124,10 @@ class Augmentation(nn.Module, ABC):
 class AugmentationSpec(ComponentSpec):
     family: ClassVar[str] = "augmentation"
 
+    probability: float = Field(
+        1.0, ge=0.0, le=1.0, description="Chance that this view changes a given sequence."
+    )
+
     @abstractmethod
     def build(self, context: BuildContext) -> Augmentation: ...
 
@@ -147,13 +151,18 @@ class PretrainObjective(nn.Module, ABC):
         self,
         encoder: SequenceEncoder,
         items: torch.Tensor,
-        views: list[Augmentation],
+        view: Augmentation,
         generator: torch.Generator,
-    ) -> LossOutput: ...
+    ) -> LossOutput:
+        """Loss on a batch ``items`` ``[B, n]``. ``view`` (all recipe views composed)
+        makes one augmented copy per call; ``generator`` drives every random choice."""
 
 
 class ObjectiveSpec(ComponentSpec):
     family: ClassVar[str] = "objective"
+
+    #: False for the ``none`` choice (CLUEZero): the pre-training stage is skipped.
+    trains: ClassVar[bool] = True
 
     @abstractmethod
     def build(self, context: BuildContext, encoder: SequenceEncoder) -> PretrainObjective: ...

@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from clue_fw.errors import RecipeError
 from clue_fw.registry import Registry, get_registry
@@ -144,7 +151,17 @@ def _make_recipe_model(registry: Registry) -> type[BaseModel]:
             min_length=1,
             description="Views applied in order to make each branch of a positive pair.",
         )
-        train: TrainSpec = Field(description="Optimisation settings of pre-training.")
+        train: Optional[TrainSpec] = Field(
+            None, description="Optimisation settings of pre-training (unused by `none`)."
+        )
+
+        @model_validator(mode="after")
+        def _train_needed(self) -> "PretrainStage":
+            if self.objective.trains and self.train is None:  # type: ignore[attr-defined]
+                raise ValueError(
+                    f"pretrain.train is required for objective {self.objective.kind!r}"  # type: ignore[attr-defined]
+                )
+            return self
 
     class FinetuneStage(StrictModel):
         """Supervised fine-tuning of the (pre-trained) backbone with a downstream head."""

@@ -30,6 +30,7 @@ from rich.console import Console
 from torch import nn
 
 import clue_fw
+from clue_fw.augmentations.compose import ViewPipeline
 from clue_fw.components import BuildContext, SequenceEncoder
 from clue_fw.data.dataset import SequenceData, leave_one_out
 from clue_fw.data.examples import ExampleSet
@@ -157,7 +158,9 @@ def run_pretrain(recipe: Any, data: SequenceData, context: BuildContext, encoder
                  device: torch.device, run_dir: Path, recipe_json: dict[str, Any], reporter: Reporter) -> None:
     spec = recipe.pretrain
     objective = spec.objective.build(context, encoder).to(device)
-    views = nn.ModuleList(view.build(context) for view in spec.views).to(device)
+    views = ViewPipeline(
+        [view.build(context) for view in spec.views], [view.probability for view in spec.views]
+    ).to(device)
     module = nn.ModuleDict({"encoder": encoder, "objective": objective, "views": views})
     parameters = [p for p in module.parameters() if p.requires_grad]
     stage = _Stage("pretrain", run_dir, recipe_json, module, _adam(parameters, spec.train), reporter)
@@ -174,7 +177,7 @@ def run_pretrain(recipe: Any, data: SequenceData, context: BuildContext, encoder
         order, view_generator = _seed_epoch(recipe.seed, "pretrain", epoch, device)
 
         def step(batch: dict[str, torch.Tensor]) -> Any:
-            return objective(encoder, batch["items"], list(views), view_generator)
+            return objective(encoder, batch["items"], views, view_generator)
 
         stats = train_epoch(step, parameters, stage.optimizer,
                             examples.batches(spec.train.batch_size, order, min_size=2),
@@ -212,7 +215,7 @@ def run_finetune(recipe: Any, data: SequenceData, context: BuildContext, encoder
 
     if not stage.try_resume():
         pretrained = run_dir / "pretrain" / "encoder.safetensors"
-        if recipe.pretrain is not None:
+        if recipe.pretrain is not None and recipe.pretrain.objective.trains:
             tensors, _ = load_checkpoint(pretrained)
             load_module_tensors(encoder, tensors, "encoder.", pretrained)
             reporter.log("finetune: starting from the pre-trained encoder")
@@ -334,7 +337,7 @@ def run(recipe: BaseModel | dict[str, Any], out: Path | str | None = None, resum
     torch.manual_seed(derive_seed(r.seed, "init"))
     encoder = r.backbone.build(context).to(device)
     try:
-        if r.pretrain is not None:
+        if r.pretrain is not None and r.pretrain.objective.trains:
             run_pretrain(r, data, context, encoder, device, run_dir, recipe_json, reporter)
         metrics = run_finetune(r, data, context, encoder, device, run_dir, recipe_json, reporter)
     except torch.cuda.OutOfMemoryError as exc:

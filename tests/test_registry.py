@@ -124,6 +124,8 @@ def test_duplicate_kind_names_both_providers() -> None:
     assert BUILTIN in message
     assert "myplugin 1.0" in message
     assert "ClashingTransformerSpec" in message and "TransformerSpec" in message
+    # the built-in registered first, so it is the one already there
+    assert message.index(BUILTIN) < message.index("myplugin 1.0")
 
 
 def test_duplicate_between_two_plugins() -> None:
@@ -146,6 +148,7 @@ def test_plugin_backbone_becomes_valid_in_recipes(tiny_recipe: dict[str, Any]) -
     registry = build_registry(extra_plugins=[(MeanPoolPlugin(), "myplugin 1.0")])
     assert registry.get("backbone", "meanpool").provider == "myplugin 1.0"
     assert registry.get("backbone", "transformer").provider == BUILTIN
+    assert registry.specs("backbone")[0].kind_name() == "transformer"  # built-ins first
     recipe = recipe_model(registry).model_validate(data)
     assert isinstance(recipe.backbone, MeanPoolSpec)
     assert recipe.backbone.dim == 12

@@ -70,14 +70,11 @@ class ClueObjective(PretrainObjective):
         self,
         encoder: SequenceEncoder,
         items: torch.Tensor,
-        views: list[Augmentation],
+        view: Augmentation,
         generator: torch.Generator,
     ) -> LossOutput:
-        view_1, view_2 = items, items
-        for view in views:  # each branch draws its own randomness
-            view_1 = view(view_1, generator)
-        for view in views:
-            view_2 = view(view_2, generator)
+        view_1 = view(items, generator)  # each branch draws its own randomness
+        view_2 = view(items, generator)
         # One encoder pass over both views (dropout masks still differ per row); the
         # BatchNorm heads see each view on its own, as in SimSiam.
         user_1, user_2 = encoder(torch.cat([view_1, view_2])).user.chunk(2)
