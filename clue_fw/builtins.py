@@ -2,28 +2,34 @@
 
 from __future__ import annotations
 
+from clue_fw.augmentations.crop import CropViewSpec
 from clue_fw.augmentations.dropout import DropoutViewSpec
+from clue_fw.augmentations.mask import MaskViewSpec
+from clue_fw.augmentations.permute import PermuteViewSpec
+from clue_fw.backbones.cnn import NextItNetSpec
+from clue_fw.backbones.gru import GRUSpec
 from clue_fw.backbones.transformer import TransformerSpec
 from clue_fw.components import AugmentationSpec, BackboneSpec, HeadSpec, ObjectiveSpec
 from clue_fw.heads.next_item import NextItemSpec
 from clue_fw.hookspecs import hookimpl
 from clue_fw.objectives.clue import ClueSpec
+from clue_fw.objectives.masked_item import MaskedItemSpec
 from clue_fw.objectives.none import NoPretrainingSpec
 
 
 @hookimpl
 def clue_register_backbones() -> list[type[BackboneSpec]]:
-    return [TransformerSpec]
+    return [TransformerSpec, GRUSpec, NextItNetSpec]
 
 
 @hookimpl
 def clue_register_augmentations() -> list[type[AugmentationSpec]]:
-    return [DropoutViewSpec]
+    return [DropoutViewSpec, MaskViewSpec, CropViewSpec, PermuteViewSpec]
 
 
 @hookimpl
 def clue_register_objectives() -> list[type[ObjectiveSpec]]:
-    return [ClueSpec, NoPretrainingSpec]
+    return [ClueSpec, MaskedItemSpec, NoPretrainingSpec]
 
 
 @hookimpl

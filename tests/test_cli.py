@@ -244,7 +244,7 @@ def test_validate_prints_resolved_recipe(
     assert resolved["name"] == "tiny"
     assert resolved["backbone"]["dim"] == 32  # --set applied
     assert resolved["finetune"]["patience"] == 5
-    assert resolved["pretrain"]["views"] == [{"kind": "dropout"}]
+    assert [view["kind"] for view in resolved["pretrain"]["views"]] == ["dropout"]
     assert resolved["finetune"]["eval"] == {"batch_size": 1024}  # defaults filled in
 
 

@@ -13,6 +13,7 @@ import torch
 from rich.console import Console
 
 from clue_fw.errors import DataError, RecipeError, RunDirectoryError
+from clue_fw.recipe import validate_recipe
 from clue_fw.runner import resolve_device, run
 
 
@@ -37,6 +38,24 @@ def test_cluezero_run_without_pretraining(tmp_path: Path, tiny_recipe: dict[str,
         json.loads((tmp_path / "zero" / "metrics.json").read_text())["test"]
         == result.metrics["test"]
     )
+
+
+def test_none_objective_equals_no_pretrain_section(
+    tmp_path: Path, tiny_recipe: dict[str, Any]
+) -> None:
+    zero = copy.deepcopy(tiny_recipe)
+    del zero["pretrain"]
+    none = copy.deepcopy(tiny_recipe)
+    none["pretrain"] = {"objective": {"kind": "none"}}
+    a = run(zero, out=tmp_path / "zero", console=quiet()).metrics
+    b = run(none, out=tmp_path / "none", console=quiet()).metrics
+    assert not (tmp_path / "none" / "pretrain").exists()
+    assert (a["valid"], a["test"]) == (b["valid"], b["test"])
+    # a training objective still needs its optimisation settings
+    needs_train = copy.deepcopy(tiny_recipe)
+    del needs_train["pretrain"]["train"]
+    with pytest.raises(RecipeError, match="pretrain.train is required"):
+        validate_recipe(needs_train)
 
 
 def test_same_seed_same_metrics_other_seed_differs(

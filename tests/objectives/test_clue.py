@@ -42,10 +42,10 @@ def build(**spec: Any) -> tuple[nn.Module, nn.Module]:
 )
 def test_objective_builds_runs_and_trains(flags: dict[str, bool]) -> None:
     encoder, objective = build(**flags)
-    views = [DropoutViewSpec().build(CONTEXT)]
+    view = DropoutViewSpec().build(CONTEXT)
     encoder.train()
     objective.train()
-    output = objective(encoder, batch(), views, torch.Generator().manual_seed(1))
+    output = objective(encoder, batch(), view, torch.Generator().manual_seed(1))
     assert output.loss.shape == ()
     assert -1.0 <= output.loss.item() <= 1.0
     assert set(output.terms) == {"z_std"}
@@ -77,7 +77,7 @@ def test_flags_reach_the_loss(
 
     monkeypatch.setattr(clue_module, "symmetric_negative_cosine", spy)
     encoder, objective = build(stop_gradient=stop_gradient, predictor=predictor)
-    objective(encoder, batch(), [DropoutViewSpec().build(CONTEXT)], torch.Generator())
+    objective(encoder, batch(), DropoutViewSpec().build(CONTEXT), torch.Generator())
     assert len(calls) == 1
     assert calls[0]["stop_gradient"] is stop_gradient
     # without a predictor the prediction is the projection itself

@@ -1,0 +1,85 @@
+"""The crop view: remove a contiguous part of each sequence and re-pack it.
+
+CLUE Sec. IV-B: "select a continuous sub-sequence and drop it off" (``mode="drop"``,
+the default). CL4SRec (Xie et al., 2022, "item crop") keeps a contiguous span
+instead (``mode="keep"``).
+
+Exact rule, per row with ``L`` real items: ``k = min(floor(rho * L), L - 1)`` items
+are removed (``rho`` read to 6 decimals; at least one item is always kept, and an
+empty row stays empty).
+
+* ``drop``: a contiguous span of ``k`` items, starting uniformly at random, is removed.
+* ``keep``: a contiguous span of ``L - k`` items, starting uniformly at random, is kept;
+  the ``k`` removed items are split between the two ends. CL4SRec's crop ratio
+  ``eta`` (the fraction kept) is ``rho = 1 - eta`` here, so that in every view ``rho``
+  is the strength and ``rho = 0`` is the identity.
+
+The remaining items keep their order and are re-packed to the right, so the result
+is left-padded like the input.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import Field
+
+from clue_fw.components import Augmentation, AugmentationSpec, BuildContext
+
+_RHO_SCALE = 1_000_000
+
+
+class CropView(Augmentation):
+    """Remove ``min(floor(rho * L), L - 1)`` items of each row of ``items`` ``[B, n]``."""
+
+    def __init__(self, rho: float, mode: str = "drop") -> None:
+        super().__init__()
+        if not 0.0 <= rho <= 1.0:
+            raise ValueError(
+                f"crop view: rho must be in [0, 1] (fraction of items removed), got {rho}"
+            )
+        if mode not in ("drop", "keep"):
+            raise ValueError(f"crop view: mode must be 'drop' or 'keep', got {mode!r}")
+        self.rho = rho
+        self.mode = mode
+
+    def forward(self, items: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        n = items.shape[1]
+        real = items != 0
+        lengths = real.sum(dim=1)  # [B]
+        # Integer floor(rho * L): exact on every device, no float rounding at integers.
+        removed = lengths * round(self.rho * _RHO_SCALE) // _RHO_SCALE
+        removed = torch.minimum(removed, (lengths - 1).clamp(min=0))
+        span = removed if self.mode == "drop" else lengths - removed
+        # Start of the span among the row's real items, uniform over 0..L - span.
+        choices = lengths - span + 1
+        draws = torch.rand(lengths.shape, generator=generator, device=items.device)
+        start = torch.minimum((draws * choices).long(), choices - 1)
+        # rank: index of each position among its row's real items (negative on padding).
+        rank = torch.arange(n, device=items.device) - (n - lengths).unsqueeze(1)  # [B, n]
+        in_span = (rank >= start.unsqueeze(1)) & (rank < (start + span).unsqueeze(1))
+        keep = real & ~in_span if self.mode == "drop" else real & in_span
+        # A stable sort moves removed positions left and kept ones right, in order.
+        kept_sorted, order = torch.sort(keep.to(torch.uint8), dim=1, stable=True)
+        return torch.where(kept_sorted.bool(), items.gather(1, order), torch.zeros_like(items))
+
+
+class CropViewSpec(AugmentationSpec):
+    """Explicit view: remove a contiguous span (drop) or keep one (CL4SRec) (CLUE Sec. IV-B)."""
+
+    kind: Literal["crop"] = "crop"
+    rho: float = Field(
+        0.3,
+        ge=0.0,
+        le=1.0,
+        description="Fraction of each sequence's items removed: floor(rho * L), at least one kept.",
+    )
+    mode: Literal["drop", "keep"] = Field(
+        "drop",
+        description="'drop' removes one contiguous span (CLUE); 'keep' keeps one contiguous "
+        "span of L - floor(rho * L) items (CL4SRec crop with eta = 1 - rho).",
+    )
+
+    def build(self, context: BuildContext) -> CropView:
+        return CropView(self.rho, self.mode)

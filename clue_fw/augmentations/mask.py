@@ -1,0 +1,45 @@
+"""The mask view: real items are replaced by ``[MASK]`` independently.
+
+CLUE Sec. IV-B (explicit views), after CL4SRec (Xie et al., 2022, "item mask"):
+each real item of a left-padded ``[B, n]`` batch becomes ``context.mask_id`` with
+probability ``rho``; padding (id 0) never changes. ``rho = 0`` is the identity.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import Field
+
+from clue_fw.components import Augmentation, AugmentationSpec, BuildContext
+
+
+class MaskView(Augmentation):
+    """Replace each real item of ``items`` ``[B, n]`` by ``mask_id`` with probability ``rho``."""
+
+    def __init__(self, rho: float, mask_id: int) -> None:
+        super().__init__()
+        if not 0.0 <= rho <= 1.0:
+            raise ValueError(
+                f"mask view: rho must be in [0, 1] (fraction of items masked), got {rho}"
+            )
+        self.rho = rho
+        self.mask_id = mask_id
+
+    def forward(self, items: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        draws = torch.rand(items.shape, generator=generator, device=items.device)
+        hit = (items != 0) & (draws < self.rho)
+        return items.masked_fill(hit, self.mask_id)
+
+
+class MaskViewSpec(AugmentationSpec):
+    """Explicit view: replace each item by [MASK] with probability rho (CLUE Sec. IV-B)."""
+
+    kind: Literal["mask"] = "mask"
+    rho: float = Field(
+        0.3, ge=0.0, le=1.0, description="Probability that each real item is replaced by [MASK]."
+    )
+
+    def build(self, context: BuildContext) -> MaskView:
+        return MaskView(self.rho, context.mask_id)

@@ -1,0 +1,64 @@
+"""The permute view: shuffle a random contiguous span of each sequence.
+
+CLUE Sec. IV-B, after CL4SRec (Xie et al., 2022, "item reorder"): per row with ``L``
+real items, a contiguous span of ``k = floor(rho * L)`` items (``rho`` read to 6
+decimals), starting uniformly at random, is put in a uniformly random order (argsort
+of random keys). Items outside the span and padding stay where they are; spans of
+fewer than two items change nothing, so ``rho = 0`` is the identity.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import Field
+
+from clue_fw.components import Augmentation, AugmentationSpec, BuildContext
+
+_RHO_SCALE = 1_000_000
+
+
+class PermuteView(Augmentation):
+    """Shuffle a random span of ``floor(rho * L)`` items in each row of ``items`` ``[B, n]``."""
+
+    def __init__(self, rho: float) -> None:
+        super().__init__()
+        if not 0.0 <= rho <= 1.0:
+            raise ValueError(
+                f"permute view: rho must be in [0, 1] (fraction of items shuffled), got {rho}"
+            )
+        self.rho = rho
+
+    def forward(self, items: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        n = items.shape[1]
+        lengths = (items != 0).sum(dim=1)  # [B]
+        span = lengths * round(self.rho * _RHO_SCALE) // _RHO_SCALE
+        choices = lengths - span + 1
+        draws = torch.rand(lengths.shape, generator=generator, device=items.device)
+        first = n - lengths + torch.minimum((draws * choices).long(), choices - 1)  # [B]
+        position = torch.arange(n, device=items.device).expand_as(items)  # [B, n]
+        inside = (position >= first.unsqueeze(1)) & (position < (first + span).unsqueeze(1))
+        # Sort keys: every position outside the span keeps its own index; positions inside
+        # get random keys in [first, first + span - 1], so they only trade places there.
+        keys = torch.rand(items.shape, generator=generator, device=items.device)
+        inside_keys = first.unsqueeze(1) + keys * (span - 1).clamp(min=0).unsqueeze(1)
+        keys = torch.where(inside, inside_keys, position.to(keys.dtype))
+        order = torch.sort(keys, dim=1, stable=True).indices
+        out = items.gather(1, order)
+        return torch.where(inside & (position == first.unsqueeze(1)), 0, out)  # BROKEN: drops span head
+
+
+class PermuteViewSpec(AugmentationSpec):
+    """Explicit view: shuffle a random contiguous span covering rho of the items (Sec. IV-B)."""
+
+    kind: Literal["permute"] = "permute"
+    rho: float = Field(
+        0.3,
+        ge=0.0,
+        le=1.0,
+        description="Fraction of each sequence's items in the shuffled span: floor(rho * L).",
+    )
+
+    def build(self, context: BuildContext) -> PermuteView:
+        return PermuteView(self.rho)

@@ -1,0 +1,84 @@
+"""Masked-item (cloze) pre-training, PeterRec / BERT4Rec style.
+
+Sun et al., "BERT4Rec", CIKM 2019; Yuan et al., "Parameter-Efficient Transfer from
+Sequential Behaviors for User Modeling and Recommendation" (PeterRec), SIGIR 2020.
+
+A proportion ``rho`` of the real items of each sequence is replaced by ``[MASK]``
+and the encoder's state at each masked position predicts the original item with a
+softmax over all items, scored against the backbone's item embeddings. Every row
+gets at least one masked item (its most recent one when the draw masks none).
+
+**Context with causal backbones.** clue_fw's backbones are causal: the state at
+position t sees the items before t and the ``[MASK]`` token at t, never the items
+after it. On them this objective is a noisy left-to-right cloze: each masked item
+is predicted from its (partly masked) past, as in PeterRec's pre-training on the
+causal NextItNet. A bidirectional backbone registered by a plugin would see both
+sides, as BERT4Rec does; the objective itself is unchanged.
+
+The ``views`` of the recipe are not used: masking is this objective's own corruption.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+
+from clue_fw.components import (
+    Augmentation,
+    BuildContext,
+    LossOutput,
+    ObjectiveSpec,
+    PretrainObjective,
+    SequenceEncoder,
+)
+
+
+def cloze_mask(items: torch.Tensor, rho: float, generator: torch.Generator) -> torch.Tensor:
+    """``[B, n]`` boolean: which real items to mask; at least one per non-empty row."""
+    real = items != 0
+    draw = torch.rand(items.shape, generator=generator, device=items.device) < rho
+    masked = draw & real
+    nothing = ~masked.any(dim=1) & real.any(dim=1)
+    masked[:, -1] |= nothing  # left padding: the last column is the most recent item
+    return masked
+
+
+class MaskedItemObjective(PretrainObjective):
+    def __init__(self, num_items: int, mask_id: int, rho: float) -> None:
+        super().__init__()
+        self.num_items = num_items
+        self.mask_id = mask_id
+        self.rho = rho
+
+    def forward(
+        self,
+        encoder: SequenceEncoder,
+        items: torch.Tensor,
+        view: Augmentation,
+        generator: torch.Generator,
+    ) -> LossOutput:
+        masked = cloze_mask(items, self.rho, generator)
+        corrupted = torch.where(masked, torch.full_like(items, self.mask_id), items)
+        states = encoder(corrupted).states[masked]
+        weight = encoder.item_embedding.weight[: self.num_items + 1]
+        logits = states @ weight.T
+        logits[:, 0] = float("-inf")
+        loss = F.cross_entropy(logits, items[masked])
+        with torch.no_grad():
+            accuracy = (logits.argmax(dim=1) == items[masked]).float().mean()
+        return LossOutput(loss, {"masked_acc": accuracy})
+
+
+class MaskedItemSpec(ObjectiveSpec):
+    """Masked-item (cloze) prediction over all items, PeterRec / BERT4Rec style."""
+
+    kind: Literal["masked_item"] = "masked_item"
+    rho: float = Field(
+        0.2, gt=0.0, le=1.0, description="Proportion of real items replaced by [MASK]."
+    )
+
+    def build(self, context: BuildContext, encoder: SequenceEncoder) -> MaskedItemObjective:
+        return MaskedItemObjective(context.num_items, context.mask_id, self.rho)

@@ -1,0 +1,207 @@
+"""Property tests run over every registered view (family ``augmentation``).
+
+The tests are parametrised over the registry, so a view registered later is checked
+the moment it registers (the timm habit). Views without a ``rho`` field (like
+``dropout``) are treated as deterministic, identity-on-items views: they get the
+generic properties but not "rho = 0 is the identity" or "different seeds differ".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from clue_fw.augmentations.compose import ViewPipeline
+from clue_fw.components import AugmentationSpec, BuildContext
+from clue_fw.registry import build_registry
+
+NUM_ITEMS = 30
+CONTEXT = BuildContext(num_items=NUM_ITEMS, max_len=20)
+FAST = settings(max_examples=60, deadline=None)
+
+SPECS: dict[str, type[AugmentationSpec]] = {
+    kind: entry.spec  # type: ignore[misc]
+    for kind, entry in build_registry().entries["augmentation"].items()
+}
+ALL = pytest.mark.parametrize("kind", sorted(SPECS))
+WITH_RHO = pytest.mark.parametrize(
+    "kind", sorted(kind for kind, spec in SPECS.items() if "rho" in spec.model_fields)
+)
+
+
+def has_rho(kind: str) -> bool:
+    return "rho" in SPECS[kind].model_fields
+
+
+def make_view(kind: str, **fields: Any) -> Any:
+    return SPECS[kind](**fields).build(CONTEXT)
+
+
+def generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def lengths_of(items: torch.Tensor) -> torch.Tensor:
+    return (items != 0).sum(dim=1)
+
+
+@st.composite
+def batches(draw: st.DrawFn, min_len: int = 0, max_n: int = 20) -> torch.Tensor:
+    """A left-padded ``[B, n]`` batch: B in 1..8, n up to max_n, rows of length min_len..n."""
+    rows = draw(st.integers(1, 8))
+    n = draw(st.integers(max(1, min_len), max_n))
+    lengths = draw(st.lists(st.integers(min_len, n), min_size=rows, max_size=rows))
+    batch = []
+    for length in lengths:
+        real = draw(st.lists(st.integers(1, NUM_ITEMS), min_size=length, max_size=length))
+        batch.append([0] * (n - length) + real)
+    return torch.tensor(batch, dtype=torch.long)
+
+
+seeds = st.integers(0, 2**32 - 1)
+rhos = st.floats(0.0, 1.0)
+
+
+def fields_for(kind: str, rho: float) -> dict[str, float]:
+    return {"rho": rho} if has_rho(kind) else {}
+
+
+def is_left_padded(items: torch.Tensor) -> bool:
+    """Every row is ``0 ... 0 x ... x``: no padding after the first real item."""
+    real = (items != 0).long()
+    return bool((real[:, 1:] >= real[:, :-1]).all())
+
+
+# ----------------------------------------------------------------------------- all views
+
+
+@ALL
+@FAST
+@given(items=batches(), seed=seeds, rho=rhos)
+def test_shape_dtype_padding_and_range(
+    kind: str, items: torch.Tensor, seed: int, rho: float
+) -> None:
+    before = items.clone()
+    out = make_view(kind, **fields_for(kind, rho))(items, generator(seed))
+    assert torch.equal(items, before), "a view must not change its input in place"
+    assert out.shape == items.shape and out.dtype == items.dtype
+    # A padding position stays padding (crop re-packs, but only ever removes items).
+    assert bool((out[items == 0] == 0).all())
+    assert is_left_padded(out)
+    assert bool((lengths_of(out) <= lengths_of(items)).all())
+    assert bool(((out >= 0) & (out <= CONTEXT.mask_id)).all())
+
+
+@ALL
+@FAST
+@given(items=batches(), seed=seeds, rho=rhos)
+def test_same_seed_same_output(kind: str, items: torch.Tensor, seed: int, rho: float) -> None:
+    view = make_view(kind, **fields_for(kind, rho))
+    assert torch.equal(view(items, generator(seed)), view(items, generator(seed)))
+
+
+@WITH_RHO
+@FAST
+@given(items=batches(), seed=seeds)
+def test_rho_zero_is_identity(kind: str, items: torch.Tensor, seed: int) -> None:
+    view = SPECS[kind](rho=0.0).build(CONTEXT)  # type: ignore[call-arg]
+    assert torch.equal(view(items, generator(seed)), items)
+
+
+@WITH_RHO
+@FAST
+@given(items=batches(min_len=10), seed=st.integers(0, 2**31))
+def test_different_seeds_differ(kind: str, items: torch.Tensor, seed: int) -> None:
+    # One pair of seeds may coincide by chance; over ten seeds some output must differ.
+    # Rows hold distinct items so that a shuffle of the span is visible.
+    rows, n = items.shape
+    items = torch.where(items != 0, torch.arange(1, n + 1).expand(rows, n), items)
+    view = make_view(kind, rho=0.5)
+    first = view(items, generator(seed))
+    assert any(not torch.equal(first, view(items, generator(seed + k))) for k in range(1, 10))
+
+
+# ----------------------------------------------------------------------------- per view
+
+
+@FAST
+@given(items=batches(), seed=seeds, rho=rhos)
+def test_permute_keeps_each_rows_multiset(items: torch.Tensor, seed: int, rho: float) -> None:
+    out = make_view("permute", rho=rho)(items, generator(seed))
+    assert torch.equal(out.sort(dim=1).values, items.sort(dim=1).values)
+    assert torch.equal(out == 0, items == 0)
+
+
+@pytest.mark.parametrize("mode", ["drop", "keep"])
+@FAST
+@given(items=batches(), seed=seeds, rho=rhos)
+def test_crop_keeps_an_ordered_subsequence(
+    mode: str, items: torch.Tensor, seed: int, rho: float
+) -> None:
+    out = make_view("crop", rho=rho, mode=mode)(items, generator(seed))
+    assert is_left_padded(out)
+    for row_in, row_out in zip(items.tolist(), out.tolist(), strict=True):
+        kept = [x for x in row_out if x]
+        real = [x for x in row_in if x]
+        assert len(kept) <= len(real)
+        assert bool(kept) == bool(real), "a non-empty row must stay non-empty"
+        # Contiguous removal: what is kept is real minus one span (drop) or one span (keep).
+        if mode == "drop":
+            assert any(
+                real[:s] + real[s + len(real) - len(kept) :] == kept for s in range(len(real) + 1)
+            )
+        else:
+            assert any(real[s : s + len(kept)] == kept for s in range(len(real) + 1))
+
+
+@FAST
+@given(items=batches(), seed=seeds)
+def test_crop_keep_mode_rho_zero_is_identity(items: torch.Tensor, seed: int) -> None:
+    assert torch.equal(make_view("crop", rho=0.0, mode="keep")(items, generator(seed)), items)
+
+
+@FAST
+@given(items=batches(), seed=seeds, rho=rhos)
+def test_mask_changes_only_real_items_and_only_to_mask(
+    items: torch.Tensor, seed: int, rho: float
+) -> None:
+    out = make_view("mask", rho=rho)(items, generator(seed))
+    changed = out != items
+    assert bool((items[changed] != 0).all())
+    assert bool((out[changed] == CONTEXT.mask_id).all())
+
+
+# ----------------------------------------------------------------------------- composition
+
+
+def long_rows(rows: int = 2000, n: int = 20) -> torch.Tensor:
+    return torch.arange(1, n + 1).expand(rows, n).clone()
+
+
+@ALL
+@FAST
+@given(items=batches(), seed=seeds)
+def test_pipeline_probability_zero_is_identity(kind: str, items: torch.Tensor, seed: int) -> None:
+    pipeline = ViewPipeline([make_view(kind, **fields_for(kind, 0.5))], [0.0])
+    assert torch.equal(pipeline(items, generator(seed)), items)
+
+
+@WITH_RHO
+def test_pipeline_calls_with_one_generator_are_independent(kind: str) -> None:
+    items = long_rows(rows=8)
+    pipeline = ViewPipeline([make_view(kind, rho=0.5)], [1.0])
+    shared = generator(0)
+    assert not torch.equal(pipeline(items, shared), pipeline(items, shared))
+
+
+@WITH_RHO
+@pytest.mark.parametrize("probability", [0.2, 0.5, 0.8])
+def test_pipeline_changes_about_p_of_rows(kind: str, probability: float) -> None:
+    items = long_rows()
+    out = ViewPipeline([make_view(kind, rho=0.5)], [probability])(items, generator(1))
+    changed = (out != items).any(dim=1).float().mean().item()
+    assert abs(changed - probability) < 0.05  # binomial sd <= 0.012 at 2000 rows
