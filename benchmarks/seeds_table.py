@@ -65,7 +65,9 @@ def summarize(runs_dir: Path, names: list[str], seeds: list[int]) -> tuple[str, 
             cells.append(f"{statistics.mean(values):.4f} ± {std:.4f}")
         epochs = statistics.mean(m["best_epoch"] for m in found)
         seconds = statistics.mean(m["seconds"] for m in found)
-        rows.append(f"| {name} | {len(found)} | " + " | ".join(cells) + f" | {epochs:.1f} | {seconds:.0f} |")
+        rows.append(
+            f"| {name} | {len(found)} | " + " | ".join(cells) + f" | {epochs:.1f} | {seconds:.0f} |"
+        )
     header = (
         "| recipe | seeds | test MRR@10 | test Recall@10 | test NDCG@10 | best epoch | s/run |\n"
         "|---|---|---|---|---|---|---|"
@@ -74,7 +76,9 @@ def summarize(runs_dir: Path, names: list[str], seeds: list[int]) -> tuple[str, 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("recipes", nargs="+", type=Path)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--jobs", type=int, default=1)
@@ -119,7 +123,9 @@ def main() -> None:
     if args.markdown:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
         args.markdown.write_text(table)
-        (args.markdown.with_suffix(".json")).write_text(json.dumps({"machine": machine, "runs": raw}, indent=1))
+        (args.markdown.with_suffix(".json")).write_text(
+            json.dumps({"machine": machine, "runs": raw}, indent=1)
+        )
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -31,7 +31,7 @@ stderr = Console(stderr=True)
 stdout = Console()
 
 SetOption = Annotated[
-    Optional[list[str]],
+    list[str] | None,
     typer.Option("--set", "-s", help="Override a recipe field: key.path=value (repeatable)."),
 ]
 
@@ -56,13 +56,16 @@ def run(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")],
     set_: SetOption = None,
     out: Annotated[
-        Optional[Path], typer.Option("--out", "-o", help="Run directory (default runs/<name>/<time>).")
+        Path | None,
+        typer.Option("--out", "-o", help="Run directory (default runs/<name>/<time>)."),
     ] = None,
     resume: Annotated[
-        Optional[Path], typer.Option("--resume", help="Continue an interrupted run in this directory.")
+        Path | None,
+        typer.Option("--resume", help="Continue an interrupted run in this directory."),
     ] = None,
     overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace the contents of a non-empty --out directory.")
+        bool,
+        typer.Option("--overwrite", help="Replace the contents of a non-empty --out directory."),
     ] = False,
 ) -> None:
     """Pre-train (if the recipe says so), fine-tune and evaluate; write metrics.json."""
@@ -106,7 +109,7 @@ def list_components() -> None:
 def data_download(
     name: Annotated[str, typer.Argument(help="Dataset: ml-1m or ml-100k.")],
     root: Annotated[
-        Optional[Path], typer.Option("--root", help="Data root (default: $CLUE_DATA_DIR or cache).")
+        Path | None, typer.Option("--root", help="Data root (default: $CLUE_DATA_DIR or cache).")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Download again even if present.")] = False,
 ) -> None:

@@ -12,7 +12,7 @@ is installed. Unknown kinds and misspelt keys are reported with their recipe pat
 import functools
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -61,7 +61,7 @@ class InteractionTableData(_DataBase):
 
     format: Literal["interactions"] = "interactions"
     path: str = Field(description="File path, relative to the data root (CLUE_DATA_DIR).")
-    columns: Optional[list[str]] = Field(
+    columns: list[str] | None = Field(
         None, description="Column names; must include user, item, timestamp. Default: guessed."
     )
     separator: Literal["auto", "::", "tab", "comma", "whitespace"] = Field(
@@ -86,7 +86,7 @@ class SyntheticData(_DataBase):
 
 
 DataSpec = Annotated[
-    Union[SequenceFileData, InteractionTableData, SyntheticData], Field(discriminator="format")
+    SequenceFileData | InteractionTableData | SyntheticData, Field(discriminator="format")
 ]
 
 
@@ -100,7 +100,7 @@ class TrainSpec(StrictModel):
     batch_size: int = Field(256, gt=0, description="Training examples per optimiser step.")
     lr: float = Field(1e-3, gt=0.0, description="Adam learning rate (paper: 1e-3).")
     weight_decay: float = Field(0.0, ge=0.0, description="Adam L2 weight decay.")
-    grad_clip: Optional[float] = Field(
+    grad_clip: float | None = Field(
         None, gt=0.0, description="Clip the gradient norm to this value (off when unset)."
     )
     history: Literal["recent", "all"] = Field(
@@ -132,7 +132,7 @@ def _union(registry: Registry, family: str) -> Any:
     specs = tuple(registry.specs(family))
     if not specs:
         raise RecipeError(f"No {family} is registered, so no recipe can validate.")
-    return Annotated[Union[specs], Field(discriminator="kind")]  # type: ignore[valid-type]
+    return Annotated[specs, Field(discriminator="kind")]  # type: ignore[valid-type]
 
 
 def _make_recipe_model(registry: Registry) -> type[BaseModel]:
@@ -151,7 +151,7 @@ def _make_recipe_model(registry: Registry) -> type[BaseModel]:
             min_length=1,
             description="Views applied in order to make each branch of a positive pair.",
         )
-        train: Optional[TrainSpec] = Field(
+        train: TrainSpec | None = Field(
             None, description="Optimisation settings of pre-training (unused by `none`)."
         )
 
@@ -169,7 +169,7 @@ def _make_recipe_model(registry: Registry) -> type[BaseModel]:
         head: Head = Field(description="The downstream task head (see `clue list`).")
         train: TrainSpec = Field(description="Optimisation settings of fine-tuning.")
         patience: int = Field(10, ge=1, description="Early stopping: epochs without improvement.")
-        monitor: Optional[str] = Field(
+        monitor: str | None = Field(
             None, description="Validation metric to maximise (default: the head's, e.g. ndcg@10)."
         )
         eval: EvalSpec = Field(EvalSpec(), description="Evaluation batching.")
@@ -177,12 +177,14 @@ def _make_recipe_model(registry: Registry) -> type[BaseModel]:
     class Recipe(StrictModel):
         """A complete clue_fw experiment: data, backbone, optional pre-training, fine-tuning."""
 
-        name: Optional[str] = Field(None, description="Run name (default: the recipe file name).")
+        name: str | None = Field(None, description="Run name (default: the recipe file name).")
         seed: int = Field(0, description="Seed of every random number generator.")
         device: str = Field("auto", description="auto (CUDA where present), cpu, cuda, cuda:N.")
-        data: DataSpec = Field(description="Where sequences come from; `format` selects the reader.")
+        data: DataSpec = Field(
+            description="Where sequences come from; `format` selects the reader."
+        )
         backbone: Backbone = Field(description="The sequence encoder (see `clue list`).")
-        pretrain: Optional[PretrainStage] = Field(
+        pretrain: PretrainStage | None = Field(
             None, description="Omit for CLUEZero (no pre-training)."
         )
         finetune: FinetuneStage = Field(description="Downstream fine-tuning and evaluation.")

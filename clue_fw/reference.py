@@ -74,7 +74,9 @@ def render(registry: Registry | None = None) -> str:
         "finetune": recipe.model_fields["finetune"].annotation,
     }
     for stage, annotation in stages.items():
-        model = next(a for a in getattr(annotation, "__args__", (annotation,)) if a is not type(None))
+        model = next(
+            a for a in getattr(annotation, "__args__", (annotation,)) if a is not type(None)
+        )
         out += [f"## `{stage}`", "", model_table(model), ""]
     out += ["## `*.train`", "", model_table(TrainSpec), ""]
     out += ["## `finetune.eval`", "", model_table(EvalSpec), ""]

@@ -151,7 +151,9 @@ def build_registry(extra_plugins: Iterable[tuple[ModuleType | object, str]] = ()
     providers: dict[str, str] = {}
     plugins: list[tuple[str, Any, str]] = [("clue_fw.builtins", builtins, _builtin_provider())]
     plugins += _entry_point_plugins()
-    plugins += [(f"extra:{i}:{provider}", p, provider) for i, (p, provider) in enumerate(extra_plugins)]
+    plugins += [
+        (f"extra:{i}:{provider}", p, provider) for i, (p, provider) in enumerate(extra_plugins)
+    ]
     for name, plugin, provider in plugins:
         if manager.is_registered(plugin):
             continue

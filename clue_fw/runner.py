@@ -62,21 +62,31 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RecipeError(f"device {name!r} was requested but CUDA is not available; use auto or cpu.")
+        raise RecipeError(
+            f"device {name!r} was requested but CUDA is not available; use auto or cpu."
+        )
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise RecipeError(f"device {name!r} was requested but MPS is not available; use auto or cpu.")
+        raise RecipeError(
+            f"device {name!r} was requested but MPS is not available; use auto or cpu."
+        )
     return device
 
 
 def versions() -> dict[str, str]:
-    return {"clue_fw": clue_fw.__version__, "torch": torch.__version__, "python": platform.python_version()}
+    return {
+        "clue_fw": clue_fw.__version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
 
 
 def default_run_dir(recipe: Any) -> Path:
     return Path("runs") / (recipe.name or "recipe") / time.strftime("%Y%m%d-%H%M%S")
 
 
-def _seed_epoch(seed: int, stage: str, epoch: int, device: torch.device) -> tuple[torch.Generator, torch.Generator]:
+def _seed_epoch(
+    seed: int, stage: str, epoch: int, device: torch.device
+) -> tuple[torch.Generator, torch.Generator]:
     """Re-seed global RNGs (dropout) and return (order, augmentation) generators."""
     torch.manual_seed(derive_seed(seed, stage, epoch, "global"))
     order = torch.Generator(device=device).manual_seed(derive_seed(seed, stage, epoch, "order"))
@@ -87,8 +97,15 @@ def _seed_epoch(seed: int, stage: str, epoch: int, device: torch.device) -> tupl
 class _Stage:
     """Shared bookkeeping of one training stage: checkpoints and history."""
 
-    def __init__(self, name: str, run_dir: Path, recipe_json: dict[str, Any], module: nn.Module,
-                 optimizer: torch.optim.Optimizer, reporter: Reporter) -> None:
+    def __init__(
+        self,
+        name: str,
+        run_dir: Path,
+        recipe_json: dict[str, Any],
+        module: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        reporter: Reporter,
+    ) -> None:
         self.name = name
         self.dir = run_dir / name
         self.recipe_json = recipe_json
@@ -136,7 +153,10 @@ class _Stage:
         self.finished = bool(metadata["finished"])
         self.history = list(metadata["history"])
         self.extra = dict(metadata.get("extra", {}))
-        self.reporter.log(f"{self.name}: resumed after epoch {self.epoch}" + (" (finished)" if self.finished else ""))
+        self.reporter.log(
+            f"{self.name}: resumed after epoch {self.epoch}"
+            + (" (finished)" if self.finished else "")
+        )
         return True
 
 
@@ -154,8 +174,16 @@ def pretrain_examples(data: SequenceData, max_len: int, history: str) -> Example
     return ExampleSet({"items": windows[(windows != 0).any(dim=1)]})
 
 
-def run_pretrain(recipe: Any, data: SequenceData, context: BuildContext, encoder: SequenceEncoder,
-                 device: torch.device, run_dir: Path, recipe_json: dict[str, Any], reporter: Reporter) -> None:
+def run_pretrain(
+    recipe: Any,
+    data: SequenceData,
+    context: BuildContext,
+    encoder: SequenceEncoder,
+    device: torch.device,
+    run_dir: Path,
+    recipe_json: dict[str, Any],
+    reporter: Reporter,
+) -> None:
     spec = recipe.pretrain
     objective = spec.objective.build(context, encoder).to(device)
     views = ViewPipeline(
@@ -163,42 +191,72 @@ def run_pretrain(recipe: Any, data: SequenceData, context: BuildContext, encoder
     ).to(device)
     module = nn.ModuleDict({"encoder": encoder, "objective": objective, "views": views})
     parameters = [p for p in module.parameters() if p.requires_grad]
-    stage = _Stage("pretrain", run_dir, recipe_json, module, _adam(parameters, spec.train), reporter)
+    stage = _Stage(
+        "pretrain", run_dir, recipe_json, module, _adam(parameters, spec.train), reporter
+    )
     encoder_path = stage.dir / "encoder.safetensors"
     stage.try_resume()
     if stage.finished and encoder_path.exists():
         return
     examples = pretrain_examples(data, context.max_len, spec.train.history).to(device)
-    reporter.log(f"pretrain: {spec.objective.kind} with views "
-                 f"{'+'.join(v.kind for v in spec.views)} on {len(examples):,} sequences")
+    reporter.log(
+        f"pretrain: {spec.objective.kind} with views "
+        f"{'+'.join(v.kind for v in spec.views)} on {len(examples):,} sequences"
+    )
     module.train()
     while stage.epoch < spec.train.epochs:
         epoch = stage.epoch + 1
         order, view_generator = _seed_epoch(recipe.seed, "pretrain", epoch, device)
 
-        def step(batch: dict[str, torch.Tensor]) -> Any:
-            return objective(encoder, batch["items"], views, view_generator)
+        def step(batch: dict[str, torch.Tensor], generator: torch.Generator = view_generator) -> Any:
+            return objective(encoder, batch["items"], views, generator)
 
-        stats = train_epoch(step, parameters, stage.optimizer,
-                            examples.batches(spec.train.batch_size, order, min_size=2),
-                            examples.num_batches(spec.train.batch_size, min_size=2),
-                            spec.train.grad_clip, reporter, f"pretrain {epoch}/{spec.train.epochs}")
-        row = {"epoch": epoch, "loss": stats.loss, **stats.terms,
-               "seq/s": round(stats.examples_per_second), "seconds": round(stats.seconds, 2)}
+        stats = train_epoch(
+            step,
+            parameters,
+            stage.optimizer,
+            examples.batches(spec.train.batch_size, order, min_size=2),
+            examples.num_batches(spec.train.batch_size, min_size=2),
+            spec.train.grad_clip,
+            reporter,
+            f"pretrain {epoch}/{spec.train.epochs}",
+        )
+        row = {
+            "epoch": epoch,
+            "loss": stats.loss,
+            **stats.terms,
+            "seq/s": round(stats.examples_per_second),
+            "seconds": round(stats.seconds, 2),
+        }
         stage.history.append(row)
         stage.epoch = epoch
         stage.finished = epoch >= spec.train.epochs
         reporter.epoch_line("pretrain", row)
         stage.save()
     reporter.epoch_table("pretrain", stage.history)
-    save_checkpoint(encoder_path, module_tensors(encoder, "encoder."),
-                    {"recipe": recipe_json, "stage": "pretrain", "kind": "encoder",
-                     "epoch": stage.epoch, "versions": versions()})
+    save_checkpoint(
+        encoder_path,
+        module_tensors(encoder, "encoder."),
+        {
+            "recipe": recipe_json,
+            "stage": "pretrain",
+            "kind": "encoder",
+            "epoch": stage.epoch,
+            "versions": versions(),
+        },
+    )
 
 
-def run_finetune(recipe: Any, data: SequenceData, context: BuildContext, encoder: SequenceEncoder,
-                 device: torch.device, run_dir: Path, recipe_json: dict[str, Any],
-                 reporter: Reporter) -> dict[str, Any]:
+def run_finetune(
+    recipe: Any,
+    data: SequenceData,
+    context: BuildContext,
+    encoder: SequenceEncoder,
+    device: torch.device,
+    run_dir: Path,
+    recipe_json: dict[str, Any],
+    reporter: Reporter,
+) -> dict[str, Any]:
     spec = recipe.finetune
     head_spec = spec.head
     # Seed the head's initialisation on its own: how much randomness pre-training used
@@ -207,7 +265,9 @@ def run_finetune(recipe: Any, data: SequenceData, context: BuildContext, encoder
     head = head_spec.build(context, encoder).to(device)
     module = nn.ModuleDict({"encoder": encoder, "head": head})
     parameters = [p for p in module.parameters() if p.requires_grad]
-    stage = _Stage("finetune", run_dir, recipe_json, module, _adam(parameters, spec.train), reporter)
+    stage = _Stage(
+        "finetune", run_dir, recipe_json, module, _adam(parameters, spec.train), reporter
+    )
     best_path = stage.dir / "best.safetensors"
     task = head_spec.make_task(data, context, spec.train.history).to(device)
     monitor = spec.monitor or head_spec.monitor_default
@@ -220,7 +280,9 @@ def run_finetune(recipe: Any, data: SequenceData, context: BuildContext, encoder
             load_module_tensors(encoder, tensors, "encoder.", pretrained)
             reporter.log("finetune: starting from the pre-trained encoder")
         else:
-            reporter.log("finetune: no pre-training (CLUEZero), encoder starts from its initialisation")
+            reporter.log(
+                "finetune: no pre-training (CLUEZero), encoder starts from its initialisation"
+            )
         initial = evaluate(head, encoder, task.valid, eval_size)
         if monitor not in initial:
             raise RecipeError(
@@ -229,29 +291,49 @@ def run_finetune(recipe: Any, data: SequenceData, context: BuildContext, encoder
             )
         stage.history.append({"epoch": 0, **{f"valid {k}": v for k, v in initial.items()}})
         stage.extra = {"best": initial[monitor], "best_epoch": 0, "bad_epochs": 0}
-        save_checkpoint(best_path, module_tensors(module, "model."), {"recipe": recipe_json, "stage": "finetune", "epoch": 0})
+        save_checkpoint(
+            best_path,
+            module_tensors(module, "model."),
+            {"recipe": recipe_json, "stage": "finetune", "epoch": 0},
+        )
         stage.save()
-    reporter.log(f"finetune: {head_spec.kind} on {len(task.train):,} training examples; "
-                 f"early stopping on valid {monitor} (patience {spec.patience})")
+    reporter.log(
+        f"finetune: {head_spec.kind} on {len(task.train):,} training examples; "
+        f"early stopping on valid {monitor} (patience {spec.patience})"
+    )
     module.train()
     while not stage.finished:
         epoch = stage.epoch + 1
         order, _ = _seed_epoch(recipe.seed, "finetune", epoch, device)
-        stats = train_epoch(lambda batch: head.loss(encoder, batch), parameters, stage.optimizer,
-                            task.train.batches(spec.train.batch_size, order),
-                            task.train.num_batches(spec.train.batch_size),
-                            spec.train.grad_clip, reporter, f"finetune {epoch}/{spec.train.epochs}")
+        stats = train_epoch(
+            lambda batch: head.loss(encoder, batch),
+            parameters,
+            stage.optimizer,
+            task.train.batches(spec.train.batch_size, order),
+            task.train.num_batches(spec.train.batch_size),
+            spec.train.grad_clip,
+            reporter,
+            f"finetune {epoch}/{spec.train.epochs}",
+        )
         valid = evaluate(head, encoder, task.valid, eval_size)
         improved = valid[monitor] > stage.extra["best"]
         if improved:
             stage.extra.update(best=valid[monitor], best_epoch=epoch, bad_epochs=0)
-            save_checkpoint(best_path, module_tensors(module, "model."),
-                            {"recipe": recipe_json, "stage": "finetune", "epoch": epoch})
+            save_checkpoint(
+                best_path,
+                module_tensors(module, "model."),
+                {"recipe": recipe_json, "stage": "finetune", "epoch": epoch},
+            )
         else:
             stage.extra["bad_epochs"] += 1
-        row = {"epoch": epoch, "loss": stats.loss, **{f"valid {k}": v for k, v in valid.items()},
-               "seq/s": round(stats.examples_per_second), "seconds": round(stats.seconds, 2),
-               "best": "*" if improved else ""}
+        row = {
+            "epoch": epoch,
+            "loss": stats.loss,
+            **{f"valid {k}": v for k, v in valid.items()},
+            "seq/s": round(stats.examples_per_second),
+            "seconds": round(stats.seconds, 2),
+            "best": "*" if improved else "",
+        }
         stage.history.append(row)
         stage.epoch = epoch
         stage.finished = epoch >= spec.train.epochs or stage.extra["bad_epochs"] >= spec.patience
@@ -275,15 +357,18 @@ def prepare_run_dir(recipe: Any, out: Path | None, resume: Path | None, overwrit
     if resume is not None:
         stored_path = resume / "recipe.yaml"
         if not stored_path.is_file():
-            raise RunDirectoryError(f"Cannot resume: {resume} holds no recipe.yaml, so it is not a clue_fw run directory.")
+            raise RunDirectoryError(
+                f"Cannot resume: {resume} holds no recipe.yaml, so it is not a clue_fw run "
+                "directory."
+            )
         stored = yaml.safe_load(stored_path.read_text(encoding="utf-8"))
         current = recipe.model_dump(mode="json")
         if stored != current:
             changed = sorted(_diff_keys(stored, current))
             raise RunDirectoryError(
                 f"Cannot resume {resume}: the recipe differs from the one it was started with "
-                f"(changed: {', '.join(changed[:8]) or 'structure'}). Resume with the same recipe and "
-                "--set values, or start a new run."
+                f"(changed: {', '.join(changed[:8]) or 'structure'}). Resume with the same "
+                "recipe and --set values, or start a new run."
             )
         return resume
     run_dir = out if out is not None else default_run_dir(recipe)
@@ -309,8 +394,14 @@ def _diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
     return [] if a == b else [prefix.rstrip(".")]
 
 
-def run(recipe: BaseModel | dict[str, Any], out: Path | str | None = None, resume: Path | str | None = None,
-        overwrite: bool = False, console: Console | None = None, data_root: Path | None = None) -> RunResult:
+def run(
+    recipe: BaseModel | dict[str, Any],
+    out: Path | str | None = None,
+    resume: Path | str | None = None,
+    overwrite: bool = False,
+    console: Console | None = None,
+    data_root: Path | None = None,
+) -> RunResult:
     """Run a validated recipe (or a recipe mapping) and return its run directory and metrics."""
     if isinstance(recipe, dict):
         recipe = validate_recipe(recipe)
@@ -341,12 +432,23 @@ def run(recipe: BaseModel | dict[str, Any], out: Path | str | None = None, resum
             run_pretrain(r, data, context, encoder, device, run_dir, recipe_json, reporter)
         metrics = run_finetune(r, data, context, encoder, device, run_dir, recipe_json, reporter)
     except torch.cuda.OutOfMemoryError as exc:
-        raise TrainingError(f"Out of GPU memory ({exc}); lower the batch sizes in the recipe.") from None
+        raise TrainingError(
+            f"Out of GPU memory ({exc}); lower the batch sizes in the recipe."
+        ) from None
     except CheckpointError:
         raise
-    metrics.update(recipe=r.name, seed=r.seed, device=str(device), seconds=round(time.perf_counter() - started, 2),
-                   data={"users": data.num_users, "items": data.num_items, "interactions": data.num_interactions},
-                   versions=versions())
+    metrics.update(
+        recipe=r.name,
+        seed=r.seed,
+        device=str(device),
+        seconds=round(time.perf_counter() - started, 2),
+        data={
+            "users": data.num_users,
+            "items": data.num_items,
+            "interactions": data.num_interactions,
+        },
+        versions=versions(),
+    )
     atomic_write_json(run_dir / "metrics.json", metrics)
     reporter.metrics_table({"valid": metrics["valid"], "test": metrics["test"]})
     reporter.log(f"metrics written to {run_dir / 'metrics.json'}")

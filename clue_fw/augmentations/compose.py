@@ -23,7 +23,7 @@ class ViewPipeline(Augmentation):
         self.probabilities = list(probabilities)
 
     def forward(self, items: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        for view, probability in zip(self.views, self.probabilities):
+        for view, probability in zip(self.views, self.probabilities, strict=True):
             if probability <= 0.0:
                 continue
             changed = view(items, generator)

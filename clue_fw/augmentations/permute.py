@@ -45,8 +45,7 @@ class PermuteView(Augmentation):
         inside_keys = first.unsqueeze(1) + keys * (span - 1).clamp(min=0).unsqueeze(1)
         keys = torch.where(inside, inside_keys, position.to(keys.dtype))
         order = torch.sort(keys, dim=1, stable=True).indices
-        out = items.gather(1, order)
-        return torch.where(inside & (position == first.unsqueeze(1)), 0, out)  # BROKEN: drops span head
+        return items.gather(1, order)
 
 
 class PermuteViewSpec(AugmentationSpec):

@@ -87,7 +87,9 @@ class TransformerEncoder(SequenceEncoder):
             raise ValueError(f"sequence length {length} exceeds max_len {self.max_len}")
         x = self.item_embedding(items) * (self.dim**0.5)
         x = torch.cat([x, self.user_token.expand(batch, 1, self.dim)], dim=1)
-        positions = torch.arange(self.max_len + 1 - (length + 1), self.max_len + 1, device=items.device)
+        positions = torch.arange(
+            self.max_len + 1 - (length + 1), self.max_len + 1, device=items.device
+        )
         x = self.embedding_dropout(x + self.position_embedding(positions))
 
         is_real = torch.cat([items != 0, items.new_ones(batch, 1, dtype=torch.bool)], dim=1)

@@ -43,9 +43,7 @@ class SequenceData:
         )
 
 
-def _k_core(
-    user_of: np.ndarray, items: np.ndarray, min_user: int, min_item: int
-) -> np.ndarray:
+def _k_core(user_of: np.ndarray, items: np.ndarray, min_user: int, min_item: int) -> np.ndarray:
     """Boolean mask of interactions kept by iterative k-core filtering."""
     keep = np.ones(items.shape[0], dtype=bool)
     while True:

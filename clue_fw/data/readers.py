@@ -166,7 +166,7 @@ def read_interaction_table(
                 f"({', '.join(names)}), found {len(fields)}. Mixed separators? "
                 "Set `separator` explicitly."
             )
-        record = dict(zip(names, fields))
+        record = dict(zip(names, fields, strict=True))
         user = _parse_int(record["user"], path, line_number, "user id")
         item = _parse_int(record["item"], path, line_number, "item id")
         try:

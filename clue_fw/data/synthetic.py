@@ -59,8 +59,6 @@ def generate_sequences(
     steps[:, 0] = random_member()
     for position in range(1, max_length):
         follow = torch.rand(num_users, generator=generator) < stickiness
-        steps[:, position] = torch.where(
-            follow, successor[steps[:, position - 1]], random_member()
-        )
+        steps[:, position] = torch.where(follow, successor[steps[:, position - 1]], random_member())
     sequences = [steps[u, : int(lengths[u])].tolist() for u in range(num_users)]
     return RawSequences(users=list(range(1, num_users + 1)), sequences=sequences)

@@ -82,7 +82,9 @@ class NextItemHead(DownstreamHead):
         if self.every_position:
             hidden = torch.cat([encoded.states, encoded.user.unsqueeze(1)], dim=1)
             targets = torch.cat([window[:, 1:], final_target.unsqueeze(1)], dim=1)
-            input_is_real = torch.cat([inputs != 0, torch.ones_like(final_target.unsqueeze(1), dtype=torch.bool)], dim=1)
+            input_is_real = torch.cat(
+                [inputs != 0, torch.ones_like(final_target.unsqueeze(1), dtype=torch.bool)], dim=1
+            )
             keep = input_is_real & (targets != 0)
             logits = self.logits(encoder, hidden[keep])
             loss = F.cross_entropy(logits, targets[keep])

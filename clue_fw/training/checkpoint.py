@@ -105,7 +105,9 @@ def load_module_tensors(
     if missing or unexpected or wrong:
         problems = []
         if missing:
-            problems.append(f"missing {', '.join(missing[:5])}" + (" ..." if len(missing) > 5 else ""))
+            problems.append(
+                f"missing {', '.join(missing[:5])}" + (" ..." if len(missing) > 5 else "")
+            )
         if unexpected:
             problems.append(
                 f"unexpected {', '.join(unexpected[:5])}" + (" ..." if len(unexpected) > 5 else "")

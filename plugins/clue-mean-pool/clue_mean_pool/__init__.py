@@ -30,7 +30,9 @@ class MeanPoolEncoder(SequenceEncoder):
         nn.init.normal_(self.item_embedding.weight, std=0.02)
         with torch.no_grad():
             self.item_embedding.weight[0].zero_()
-        self.mlp = nn.Sequential(nn.Dropout(dropout), nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, dim))
+        self.mlp = nn.Sequential(
+            nn.Dropout(dropout), nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, dim)
+        )
 
     def forward(self, items: torch.Tensor) -> EncoderOutput:
         real = (items != 0).unsqueeze(-1)
