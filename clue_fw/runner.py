@@ -208,7 +208,7 @@ def run_pretrain(
         epoch = stage.epoch + 1
         order, view_generator = _seed_epoch(recipe.seed, "pretrain", epoch, device)
 
-        def step(batch: dict[str, torch.Tensor], generator: torch.Generator = view_generator) -> Any:
+        def step(batch: dict[str, torch.Tensor], generator: Any = view_generator) -> Any:
             return objective(encoder, batch["items"], views, generator)
 
         stats = train_epoch(
