@@ -50,7 +50,7 @@ class CropView(Augmentation):
         lengths = real.sum(dim=1)  # [B]
         # Integer floor(rho * L): exact on every device, no float rounding at integers.
         removed = lengths * round(self.rho * _RHO_SCALE) // _RHO_SCALE
-        pass  # BROKEN: may empty a row
+        removed = torch.minimum(removed, (lengths - 1).clamp(min=0))
         span = removed if self.mode == "drop" else lengths - removed
         # Start of the span among the row's real items, uniform over 0..L - span.
         choices = lengths - span + 1
