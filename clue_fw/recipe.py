@@ -132,7 +132,8 @@ def _union(registry: Registry, family: str) -> Any:
     specs = tuple(registry.specs(family))
     if not specs:
         raise RecipeError(f"No {family} is registered, so no recipe can validate.")
-    return Annotated[specs, Field(discriminator="kind")]  # type: ignore[valid-type]
+    union = Union[specs]  # type: ignore[valid-type]  # noqa: UP007 - built at run time
+    return Annotated[union, Field(discriminator="kind")]
 
 
 def _make_recipe_model(registry: Registry) -> type[BaseModel]:
