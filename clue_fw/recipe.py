@@ -12,7 +12,7 @@ is installed. Unknown kinds and misspelt keys are reported with their recipe pat
 import functools
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import (
