@@ -59,7 +59,9 @@ class CausalConv(nn.Module):
 class ResidualBlock(nn.Module):
     """Two causal dilated convolutions, each followed by LayerNorm and ReLU, plus a residual."""
 
-    def __init__(self, dim: int, kernel_size: int, dilations: tuple[int, int], dropout: float) -> None:
+    def __init__(
+        self, dim: int, kernel_size: int, dilations: tuple[int, int], dropout: float
+    ) -> None:
         super().__init__()
         self.conv_1 = CausalConv(dim, kernel_size, dilations[0])
         self.norm_1 = nn.LayerNorm(dim)

@@ -59,7 +59,10 @@ class GRUEncoder(SequenceEncoder):
         self.embedding_dropout = nn.Dropout(dropout)
         # nn.GRU's dropout acts between layers only (it warns when there is one layer).
         self.gru = nn.GRU(
-            dim, hidden_size, num_layers=layers, batch_first=True,
+            dim,
+            hidden_size,
+            num_layers=layers,
+            batch_first=True,
             dropout=dropout if layers > 1 else 0.0,
         )
         self.projection = nn.Linear(hidden_size, dim)
