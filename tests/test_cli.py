@@ -39,7 +39,7 @@ def cli(
     misspelt = make_tiny_recipe()
     misspelt["pretrain"]["objective"]["predictor_hiden"] = 32
     unknown = make_tiny_recipe()
-    unknown["backbone"]["kind"] = "lstm"
+    unknown["backbone"]["kind"] = "transfomer"
     missing = make_tiny_recipe()
     missing["data"] = {"format": "sequences", "path": "ml-1m/ml-1m_sequences.txt", "max_len": 10}
     data_root = root / "data_root"
@@ -124,7 +124,7 @@ def test_run_writes_metrics_and_artifacts(cli: dict[str, Any]) -> None:
     ("case", "fragments"),
     [
         ("misspelt_run", ["pretrain.objective.predictor_hiden: Extra inputs are not permitted"]),
-        ("unknown_run", ["backbone: unknown kind 'lstm'", "clue list"]),
+        ("unknown_run", ["backbone: unknown kind 'transfomer'", "clue list"]),
         ("missing_data", ["Data file not found", "ml-1m_sequences.txt", "CLUE_DATA_DIR"]),
         ("nonempty_out", ["exists and is not empty", "--overwrite"]),
         ("resume_changed", ["differs", "finetune.train.lr"]),

@@ -103,8 +103,9 @@ def test_builtins_registered_with_builtin_provider() -> None:
 
 
 def test_get_unknown_kind_lists_known() -> None:
-    with pytest.raises(RegistryError, match=r"No backbone named 'lstm' .*known: transformer"):
-        build_registry().get("backbone", "lstm")
+    expected = r"No backbone named 'transfomer' .*known: .*transformer"
+    with pytest.raises(RegistryError, match=expected):
+        build_registry().get("backbone", "transfomer")
 
 
 def test_get_registry_is_cached_and_reset() -> None:

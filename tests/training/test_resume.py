@@ -63,7 +63,11 @@ def kill_after_epoch(process: subprocess.Popen[str], checkpoint: Path, timeout: 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            pytest.fail(f"the run ended (rc {process.returncode}) before it could be interrupted")
+            _, stderr = process.communicate()
+            pytest.fail(
+                f"the run ended (rc {process.returncode}) before it could be interrupted:\n"
+                + stderr[-3000:]
+            )
         meta = metadata(checkpoint)
         if meta is not None and meta["epoch"] >= 1 and not meta["finished"]:
             process.kill()  # SIGKILL: no cleanup, no final checkpoint
