@@ -226,3 +226,43 @@ def test_head_task_loss_and_metrics_on_every_backbone(
                 totals[name] = totals[name] + value if name in totals else value
     metrics = head.finalize(totals)
     assert metrics and all(math.isfinite(value) for value in metrics.values())
+
+
+def _objective_and_head_modules(kind: str, family: str, seed: int) -> torch.nn.Module:
+    """An objective or head module (with its own parameters, if any) on a transformer."""
+    encoder = make_backbone("transformer", seed=seed)
+    torch.manual_seed(seed)
+    spec = REGISTRY.get(family, kind).spec.model_validate({"kind": kind})
+    return spec.build(CONTEXT, encoder)  # type: ignore[attr-defined, no-any-return]
+
+
+@pytest.mark.parametrize(
+    ("family", "kind"), [("objective", k) for k in OBJECTIVES] + [("head", k) for k in HEADS]
+)
+def test_objective_and_head_state_roundtrips_and_is_seeded(
+    family: str, kind: str, tmp_path: Path
+) -> None:
+    first = _objective_and_head_modules(kind, family, seed=3)
+    again = _objective_and_head_modules(kind, family, seed=3)
+    for (name, a), (_, b) in zip(
+        first.state_dict().items(), again.state_dict().items(), strict=True
+    ):
+        assert torch.equal(a, b), f"{family} {kind}: {name} differs under the same seed"
+    path = tmp_path / "module.safetensors"
+    save_checkpoint(path, module_tensors(first, "m."), {"stage": "test"})
+    other = _objective_and_head_modules(kind, family, seed=4)
+    tensors, _ = load_checkpoint(path)
+    load_module_tensors(other, tensors, "m.", path)
+    for (name, a), (_, b) in zip(
+        first.state_dict().items(), other.state_dict().items(), strict=True
+    ):
+        assert torch.equal(a, b), f"{family} {kind}: {name} did not survive safetensors"
+
+
+@pytest.mark.parametrize("kind", list(REGISTRY.entries["augmentation"]))
+def test_every_view_runs_on_device_batches_under_a_generator(kind: str) -> None:
+    view = REGISTRY.get("augmentation", kind).spec.model_validate({"kind": kind}).build(CONTEXT)
+    out_1 = view(ITEMS, torch.Generator().manual_seed(5))
+    out_2 = view(ITEMS, torch.Generator().manual_seed(5))
+    assert out_1.shape == ITEMS.shape and out_1.dtype == ITEMS.dtype
+    assert torch.equal(out_1, out_2)
