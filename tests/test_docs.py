@@ -15,7 +15,9 @@ from clue_fw.registry import build_registry
 
 ROOT = Path(__file__).resolve().parents[1]
 HOOKS = [
-    name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("clue_")
+    name
+    for name, fn in inspect.getmembers(hookspecs, inspect.isfunction)
+    if name.startswith("clue_")
 ]
 
 
@@ -43,7 +45,8 @@ def test_every_hook_is_implemented_by_the_builtins(hook: str) -> None:
 def test_recipe_reference_is_up_to_date() -> None:
     committed = (ROOT / "docs" / "recipe-reference.md").read_text()
     assert committed == render(build_registry()), (
-        "docs/recipe-reference.md is stale: run `python -m clue_fw.reference > docs/recipe-reference.md`"
+        "docs/recipe-reference.md is stale: run "
+        "`python -m clue_fw.reference > docs/recipe-reference.md`"
     )
 
 

@@ -40,12 +40,27 @@ def test_ml100k_interaction_table_matches_the_published_statistics() -> None:
 def test_ml30_dropout_runs_end_to_end_on_ml1m(tmp_path: Path) -> None:
     """The shipped recipe on real data, shortened to one epoch per stage on the CPU."""
     command = [
-        sys.executable, "-m", "clue_fw.cli", "run", str(ROOT / "recipes" / "ml30_dropout.yaml"),
-        "--out", str(tmp_path / "run"), "--set", "device=cpu",
-        "--set", "pretrain.train.epochs=1", "--set", "pretrain.train.history=recent",
-        "--set", "finetune.train.epochs=1", "--set", "finetune.train.history=recent",
+        sys.executable,
+        "-m",
+        "clue_fw.cli",
+        "run",
+        str(ROOT / "recipes" / "ml30_dropout.yaml"),
+        "--out",
+        str(tmp_path / "run"),
+        "--set",
+        "device=cpu",
+        "--set",
+        "pretrain.train.epochs=1",
+        "--set",
+        "pretrain.train.history=recent",
+        "--set",
+        "finetune.train.epochs=1",
+        "--set",
+        "finetune.train.history=recent",
     ]
-    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "CLUE_DATA_DIR": str(DATA)})
+    done = subprocess.run(
+        command, capture_output=True, text=True, env={**os.environ, "CLUE_DATA_DIR": str(DATA)}
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     for split in ("valid", "test"):
