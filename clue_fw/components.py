@@ -99,6 +99,23 @@ class SequenceEncoder(nn.Module, ABC):
     @abstractmethod
     def forward(self, items: torch.Tensor) -> EncoderOutput: ...
 
+    def init_vocabulary(self, num_items: int, max_len: int, dim: int) -> None:
+        """Set the contract attributes; create ``item_embedding`` and the [UR] ``user_token``.
+
+        Rows: padding (0, kept at zero), items ``1..num_items`` and ``[MASK]``.
+        Subclasses choose the initialisation of both parameters.
+        """
+        self.num_items = num_items
+        self.max_len = max_len
+        self.dim = dim
+        self.item_embedding = nn.Embedding(num_items + 2, dim, padding_idx=0)
+        self.user_token = nn.Parameter(torch.zeros(dim))
+
+    def append_user_token(self, embedded: torch.Tensor) -> torch.Tensor:
+        """``[B, n, d]`` item embeddings -> ``[B, n + 1, d]`` with [UR] in the last slot."""
+        batch = embedded.shape[0]
+        return torch.cat([embedded, self.user_token.expand(batch, 1, self.dim)], dim=1)
+
 
 class BackboneSpec(ComponentSpec):
     family: ClassVar[str] = "backbone"

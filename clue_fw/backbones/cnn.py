@@ -90,11 +90,7 @@ class NextItNetEncoder(SequenceEncoder):
         dropout: float,
     ) -> None:
         super().__init__()
-        self.num_items = num_items
-        self.max_len = max_len
-        self.dim = dim
-        self.item_embedding = nn.Embedding(num_items + 2, dim, padding_idx=0)
-        self.user_token = nn.Parameter(torch.zeros(dim))
+        self.init_vocabulary(num_items, max_len, dim)
         self.embedding_dropout = nn.Dropout(dropout)
         stack = list(dilations) * repeats
         self.blocks = nn.ModuleList(
@@ -116,7 +112,7 @@ class NextItNetEncoder(SequenceEncoder):
         is_real = torch.cat([items != 0, items.new_ones(batch, 1, dtype=torch.bool)], dim=1)
         keep = is_real.unsqueeze(-1).to(self.user_token.dtype)
         x = self.item_embedding(items)
-        x = torch.cat([x, self.user_token.expand(batch, 1, self.dim)], dim=1)
+        x = self.append_user_token(x)
         x = self.embedding_dropout(x) * keep
         for block in self.blocks:
             x = block(x, keep)

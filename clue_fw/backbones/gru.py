@@ -51,11 +51,7 @@ class GRUEncoder(SequenceEncoder):
         dropout: float,
     ) -> None:
         super().__init__()
-        self.num_items = num_items
-        self.max_len = max_len
-        self.dim = dim
-        self.item_embedding = nn.Embedding(num_items + 2, dim, padding_idx=0)
-        self.user_token = nn.Parameter(torch.zeros(dim))
+        self.init_vocabulary(num_items, max_len, dim)
         self.embedding_dropout = nn.Dropout(dropout)
         # nn.GRU's dropout acts between layers only (it warns when there is one layer).
         self.gru = nn.GRU(
@@ -83,7 +79,7 @@ class GRUEncoder(SequenceEncoder):
             raise ValueError(f"sequence length {length} exceeds max_len {self.max_len}")
         is_real = torch.cat([items != 0, items.new_ones(batch, 1, dtype=torch.bool)], dim=1)
         x = self.item_embedding(items)
-        x = torch.cat([x, self.user_token.expand(batch, 1, self.dim)], dim=1)
+        x = self.append_user_token(x)
         x = self.embedding_dropout(x) * is_real.unsqueeze(-1)
         # Leading padding of each row; rotating by it puts the real steps first.
         leading = (is_real.cumsum(dim=1) == 0).sum(dim=1)

@@ -63,12 +63,8 @@ class TransformerEncoder(SequenceEncoder):
         ffn_dim: int,
     ) -> None:
         super().__init__()
-        self.num_items = num_items
-        self.max_len = max_len
-        self.dim = dim
-        self.item_embedding = nn.Embedding(num_items + 2, dim, padding_idx=0)
+        self.init_vocabulary(num_items, max_len, dim)
         self.position_embedding = nn.Embedding(max_len + 1, dim)
-        self.user_token = nn.Parameter(torch.zeros(dim))
         self.embedding_dropout = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(
             TransformerBlock(dim, heads, dropout, ffn_dim) for _ in range(blocks)
@@ -86,7 +82,7 @@ class TransformerEncoder(SequenceEncoder):
         if length > self.max_len:
             raise ValueError(f"sequence length {length} exceeds max_len {self.max_len}")
         x = self.item_embedding(items) * (self.dim**0.5)
-        x = torch.cat([x, self.user_token.expand(batch, 1, self.dim)], dim=1)
+        x = self.append_user_token(x)
         positions = torch.arange(
             self.max_len + 1 - (length + 1), self.max_len + 1, device=items.device
         )
