@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from clue_fw import __version__
@@ -130,7 +131,10 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, prog_name="clue", standalone_mode=True)
     except ClueError as exc:
-        stderr.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+        # escape(): messages quote user input, which may hold [rich] markup such as "[/x]".
+        stderr.print(
+            f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True
+        )
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         stderr.print("interrupted; continue with `clue run RECIPE --resume RUN_DIR`.")

@@ -51,7 +51,7 @@ class BuildContext:
 class ComponentSpec(BaseModel):
     """Base of every component spec: frozen, and unknown keys are errors."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     family: ClassVar[str] = ""
     kind: str

@@ -40,3 +40,7 @@ class RunDirectoryError(ClueError):
 
 class TrainingError(ClueError):
     """Training cannot go on: a non-finite loss, or an impossible configuration."""
+
+
+class ResourceError(ClueError):
+    """A recipe plainly needs more memory than the device has; refused before it starts."""

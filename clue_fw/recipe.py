@@ -12,7 +12,7 @@ is installed. Unknown kinds and misspelt keys are reported with their recipe pat
 import functools
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, NamedTuple, Union
 
 import yaml
 from pydantic import (
@@ -31,7 +31,7 @@ _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 # --------------------------------------------------------------------------- data
@@ -210,7 +210,7 @@ def clear_recipe_model_cache() -> None:
 # --------------------------------------------------------------------------- errors
 
 
-def _readable_location(loc: tuple[Any, ...], data: Any) -> str:
+def _readable_location(loc: tuple[Any, ...], data: Any) -> list[str]:
     """Recipe path of a pydantic error, skipping union tags that are not real keys."""
     parts: list[str] = []
     node = data
@@ -229,17 +229,21 @@ def _readable_location(loc: tuple[Any, ...], data: Any) -> str:
             node = None
         else:
             continue
-    return ".".join(parts) or "(top level)"
+    return parts
 
 
 def _looks_like_tag(node: dict[str, Any], step: str) -> bool:
     return node.get("kind") == step or node.get("format") == step
 
 
-def format_validation_error(error: ValidationError, data: Any, source: str) -> str:
+def format_validation_error(
+    error: ValidationError, data: Any, source: str, overrides: list["Override"] | None = None
+) -> str:
+    """One paragraph listing every problem with its recipe path (and ``--set`` flag, if any)."""
     lines = []
     for item in error.errors():
-        where = _readable_location(tuple(item["loc"]), data)
+        parts = _readable_location(tuple(item["loc"]), data)
+        where = ".".join(parts) or "(top level)"
         message = item["msg"]
         if item["type"] == "union_tag_invalid":
             tag = item.get("ctx", {}).get("tag")
@@ -249,23 +253,176 @@ def format_validation_error(error: ValidationError, data: Any, source: str) -> s
             message = "missing `kind` (or `format`) key that selects the component"
         elif item["type"] == "missing":
             message = "required field is missing"
-        lines.append(f"{where}: {message}")
+        flag = _blamed_override(tuple(parts), item["type"], overrides or [])
+        lines.append(f"{f'--set {flag!r}: ' if flag else ''}{where}: {message}")
     count = len(lines)
     head = f"Recipe {source} is invalid ({count} problem{'s' if count > 1 else ''}):"
     return head + " " + "; ".join(lines) + "."
 
 
+def _blamed_override(where: tuple[str, ...], kind: str, overrides: list["Override"]) -> str | None:
+    """The last ``--set`` that explains an error at ``where`` (of pydantic type ``kind``).
+
+    An error lies inside what the override created or set, or it is reported on a section
+    above the key that the override set, by a validator of that section (``heads`` must
+    divide ``dim``) or as an unknown ``kind``/``format``.
+    """
+    for override in reversed(overrides):
+        path, created = override.path, override.created
+        if where[: len(created)] == created:
+            return override.flag
+        above = 0 < len(where) < len(path) and path[: len(where)] == where
+        if above and (
+            kind == "value_error"
+            or (kind == "union_tag_invalid" and path[len(where) :] in (("kind",), ("format",)))
+        ):
+            return override.flag
+    return None
+
+
 # --------------------------------------------------------------------------- loading
+
+MAX_RECIPE_BYTES = 1 << 20
+"""Recipes larger than this (1 MiB) are refused before parsing."""
+MAX_YAML_ALIASES = 100
+"""At most this many ``*alias`` references per document (a guard against YAML bombs)."""
+MAX_YAML_NODES = 100_000
+"""At most this many nodes once every alias is expanded (a billion-laughs guard)."""
+MAX_YAML_DEPTH = 100
+"""Collections may nest at most this deep (PyYAML composes recursively)."""
+
+
+class _YamlLimit(Exception):
+    """A YAML document breaks one of the limits above; the message says which."""
+
+
+class _GuardedLoader(yaml.SafeLoader):
+    """SafeLoader that counts aliases and nesting depth while it composes the node graph."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.aliases = 0
+        self.depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            self.aliases += 1
+        self.depth += 1
+        try:
+            if self.depth > MAX_YAML_DEPTH:
+                raise _YamlLimit(f"it nests deeper than {MAX_YAML_DEPTH} levels")
+            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+        finally:
+            self.depth -= 1
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
+def _check_node_graph(root: yaml.Node) -> None:
+    """Refuse recursive aliases, duplicate keys, and alias expansion beyond MAX_YAML_NODES.
+
+    Iterative and linear in the number of distinct nodes: aliases share node objects,
+    so expanded sizes are summed from memoised subtree sizes, never by expanding.
+    """
+    size: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, leaving = stack.pop()
+        key = id(node)
+        if leaving:
+            on_path.discard(key)
+            size[key] = 1 + sum(size[id(child)] for child in _children(node))
+            continue
+        if key in on_path:
+            line = node.start_mark.line + 1
+            raise _YamlLimit(f"an anchor is used inside itself (recursive alias, line {line})")
+        if key in size:
+            continue  # an alias to a node already measured
+        if isinstance(node, yaml.MappingNode):
+            _check_duplicate_keys(node)
+        on_path.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in _children(node))
+    if size[id(root)] > MAX_YAML_NODES:
+        raise _YamlLimit(
+            f"its aliases expand to {size[id(root)]:,} YAML nodes; at most {MAX_YAML_NODES:,} "
+            "are allowed (a guard against YAML bombs)"
+        )
+
+
+def _check_duplicate_keys(node: yaml.MappingNode) -> None:
+    first: dict[tuple[str, str], int] = {}
+    for key_node, _ in node.value:
+        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+            continue
+        line = key_node.start_mark.line + 1
+        key = (key_node.tag, key_node.value)
+        if key in first:
+            raise _YamlLimit(
+                f"key {key_node.value!r} appears twice in one mapping "
+                f"(lines {first[key]} and {line})"
+            )
+        first[key] = line
+
+
+def _load_yaml(text: str) -> Any:
+    """``yaml.safe_load`` with the limits above (raises yaml.YAMLError or _YamlLimit)."""
+    if len(text) > MAX_RECIPE_BYTES:
+        raise _YamlLimit(f"it is larger than {MAX_RECIPE_BYTES // (1 << 20)} MiB")
+    loader = _GuardedLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return None
+        if loader.aliases > MAX_YAML_ALIASES:
+            raise _YamlLimit(
+                f"it uses {loader.aliases} YAML aliases; at most {MAX_YAML_ALIASES} are allowed "
+                "(a guard against YAML bombs)"
+            )
+        _check_node_graph(root)
+        return loader.construct_document(root)
+    finally:
+        loader.dispose()
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    context = getattr(exc, "context", None)
+    return f"{where}: {context}, {problem}" if context else f"{where}: {problem}"
+
+
+def _safe_yaml(text: str, what: str) -> Any:
+    """Load YAML text, turning every failure into a RecipeError that starts with ``what``."""
+    try:
+        return _load_yaml(text)
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"{what} is not valid YAML{_yaml_problem(exc)}.") from None
+    except _YamlLimit as exc:
+        raise RecipeError(f"{what} is refused: {exc}.") from None
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError) as exc:
+        # PyYAML's constructors raise these for values such as 2001-13-01 or `!!int abc`.
+        raise RecipeError(
+            f"{what} is not valid YAML: a value cannot be read ({type(exc).__name__}: {exc})."
+        ) from None
 
 
 def parse_yaml(text: str, source: str) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise RecipeError(f"Recipe {source} is not valid YAML{where}: {problem}.") from None
+    """Parse recipe YAML into a mapping (RecipeError for bad YAML, bombs or a non-mapping)."""
+    data = _safe_yaml(text, f"Recipe {source}")
+    if data is None:
+        raise RecipeError(
+            f"Recipe {source} is empty; it must be a YAML mapping with data, backbone and "
+            "finetune keys."
+        )
     if not isinstance(data, dict):
         raise RecipeError(
             f"Recipe {source} must be a YAML mapping with data, backbone and finetune keys; "
@@ -277,6 +434,12 @@ def parse_yaml(text: str, source: str) -> dict[str, Any]:
 def read_recipe_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:
+        size = path.stat().st_size
+        if size > MAX_RECIPE_BYTES:
+            raise RecipeError(
+                f"Recipe {path} is refused: it is larger than {MAX_RECIPE_BYTES // (1 << 20)} MiB "
+                f"({size:,} bytes)."
+            )
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise RecipeError(f"Recipe file not found: {path}.") from None
@@ -285,11 +448,30 @@ def read_recipe_file(path: str | Path) -> dict[str, Any]:
     return parse_yaml(text, str(path))
 
 
+class Override(NamedTuple):
+    """One applied ``--set``: its text, key path, and the prefix of the path it created.
+
+    ``created`` ends at the first key that was absent (or null) in the recipe, or is the
+    whole path when only existing keys were followed.
+    """
+
+    flag: str
+    path: tuple[str, ...]
+    created: tuple[str, ...]
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply ``a.b.c=value`` overrides (values parsed as YAML) to a recipe mapping."""
+    return _apply_overrides(data, overrides)[0]
+
+
+def _apply_overrides(
+    data: dict[str, Any], overrides: list[str]
+) -> tuple[dict[str, Any], list[Override]]:
     import copy
 
     data = copy.deepcopy(data)
+    applied: list[Override] = []
     for override in overrides:
         if "=" not in override:
             raise RecipeError(f"--set {override!r} must look like key.path=value.")
@@ -299,7 +481,16 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             raise RecipeError(f"--set {override!r}: empty key in path {path!r}.")
         value = parse_yaml_value(raw_value, override)
         node: Any = data
+        created = len(keys)
         for depth, key in enumerate(keys[:-1]):
+            if isinstance(node, dict) and node.get(key) is None:
+                created = min(created, depth + 1)
+                if _is_index(keys[depth + 1]):
+                    where = ".".join(keys[: depth + 1])
+                    raise RecipeError(
+                        f"--set {override!r}: {where} does not exist, so it has no item "
+                        f"{keys[depth + 1]}; set the whole list instead (--set '{where}=[...]')."
+                    )
             node = _descend(node, key, keys[: depth + 1], override)
         last = keys[-1]
         if isinstance(node, list):
@@ -308,18 +499,22 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             node[last] = value
         else:
             raise RecipeError(f"--set {override!r}: {'.'.join(keys[:-1])} is not a mapping.")
-    return data
+        applied.append(Override(override, tuple(keys), tuple(keys[:created])))
+    return data, applied
 
 
 def parse_yaml_value(raw: str, override: str) -> Any:
-    try:
-        return yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        raise RecipeError(f"--set {override!r}: the value is not valid YAML.") from None
+    if not raw.strip():
+        return ""
+    return _safe_yaml(raw, f"--set {override!r}: the value")
+
+
+def _is_index(key: str) -> bool:
+    return key.isascii() and key.isdigit()
 
 
 def _list_index(node: list[Any], key: str, keys: list[str], override: str) -> int:
-    if not key.isdigit() or int(key) >= len(node):
+    if not _is_index(key) or int(key) >= len(node):
         raise RecipeError(
             f"--set {override!r}: {'.'.join(keys)} does not exist (list of {len(node)})."
         )
@@ -340,19 +535,28 @@ def validate_recipe(
     data: dict[str, Any], source: str = "<recipe>", registry: Registry | None = None
 ) -> Any:
     """Validate a recipe mapping into a Recipe object (RecipeError on any problem)."""
+    return _validate(data, source, registry, [])
+
+
+def _validate(
+    data: dict[str, Any], source: str, registry: Registry | None, overrides: list[Override]
+) -> Any:
     model = recipe_model(registry)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise RecipeError(format_validation_error(exc, data, source)) from None
+        raise RecipeError(format_validation_error(exc, data, source, overrides)) from None
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Any:
-    """Read, override and validate a YAML recipe; default its name to the file stem."""
+    """Read, override and validate a YAML recipe; default its name to the file stem.
+
+    A validation error caused by a ``--set`` override names that flag.
+    """
     data = read_recipe_file(path)
-    data = apply_overrides(data, overrides or [])
+    data, applied = _apply_overrides(data, overrides or [])
     data.setdefault("name", Path(path).stem)
-    return validate_recipe(data, str(path))
+    return _validate(data, str(path), None, applied)
 
 
 def recipe_to_yaml(recipe: BaseModel) -> str:

@@ -18,7 +18,9 @@ of every epoch, which makes a resumed run follow the uninterrupted one exactly.
 from __future__ import annotations
 
 import platform
+import re
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,7 @@ from clue_fw.data.examples import ExampleSet
 from clue_fw.data.loading import load_data
 from clue_fw.errors import CheckpointError, RecipeError, RunDirectoryError, TrainingError
 from clue_fw.recipe import recipe_to_yaml, validate_recipe
+from clue_fw.resources import check_memory
 from clue_fw.training.checkpoint import (
     atomic_write_bytes,
     atomic_write_json,
@@ -47,7 +50,7 @@ from clue_fw.training.checkpoint import (
     restore_optimizer,
     save_checkpoint,
 )
-from clue_fw.training.loop import derive_seed, evaluate, train_epoch
+from clue_fw.training.loop import EpochStats, derive_seed, evaluate, train_epoch
 from clue_fw.training.report import Reporter
 
 
@@ -138,6 +141,40 @@ class _Stage:
         tensors.update(optim)
         save_checkpoint(self.last_path, tensors, {**self.metadata(), "optimizer": structure})
 
+    def train_epoch(
+        self,
+        epoch: int,
+        train: Any,
+        loss_name: str,
+        step: Callable[[dict[str, torch.Tensor]], Any],
+        batches: Iterable[dict[str, torch.Tensor]],
+        num_batches: int,
+    ) -> EpochStats:
+        """One epoch of :func:`train_epoch`; a numerical failure says which checkpoint is kept."""
+        try:
+            return train_epoch(
+                step,
+                [p for p in self.module.parameters() if p.requires_grad],
+                self.optimizer,
+                batches,
+                num_batches,
+                train.grad_clip,
+                self.reporter,
+                f"{self.name} epoch {epoch}/{train.epochs}",
+                first_step=(epoch - 1) * num_batches,
+                loss_name=loss_name,
+            )
+        except TrainingError as exc:
+            if self.last_path.is_file():
+                kept = f"the last good checkpoint, {self.last_path} (epoch {self.epoch}), is kept."
+            else:
+                kept = f"no {self.name} epoch had finished, so no {self.name} checkpoint exists."
+            raise TrainingError(
+                f"{exc} The run stopped; {kept} Lower {self.name}.train.lr or set "
+                f"{self.name}.train.grad_clip and start a new run: training is seeded, so "
+                "--resume with the same recipe would repeat the same steps."
+            ) from None
+
     def try_resume(self) -> bool:
         if not self.last_path.exists():
             return False
@@ -149,10 +186,16 @@ class _Stage:
             )
         load_module_tensors(self.module, tensors, "model.", self.last_path)
         restore_optimizer(self.optimizer, tensors, metadata.get("optimizer", {}))
-        self.epoch = int(metadata["epoch"])
-        self.finished = bool(metadata["finished"])
-        self.history = list(metadata["history"])
-        self.extra = dict(metadata.get("extra", {}))
+        try:
+            self.epoch = int(metadata["epoch"])
+            self.finished = bool(metadata["finished"])
+            self.history = list(metadata["history"])
+            self.extra = dict(metadata.get("extra", {}))
+        except (KeyError, TypeError, ValueError) as error:
+            raise CheckpointError(
+                f"{self.last_path} has incomplete training metadata ({error!r}); it was not "
+                "written by this version of clue_fw. Start a new run (--out) instead."
+            ) from error
         self.reporter.log(
             f"{self.name}: resumed after epoch {self.epoch}"
             + (" (finished)" if self.finished else "")
@@ -211,15 +254,13 @@ def run_pretrain(
         def step(batch: dict[str, torch.Tensor], generator: Any = view_generator) -> Any:
             return objective(encoder, batch["items"], views, generator)
 
-        stats = train_epoch(
-            step,
-            parameters,
-            stage.optimizer,
-            examples.batches(spec.train.batch_size, order, min_size=2),
-            examples.num_batches(spec.train.batch_size, min_size=2),
-            spec.train.grad_clip,
-            reporter,
-            f"pretrain {epoch}/{spec.train.epochs}",
+        stats = stage.train_epoch(
+            epoch,
+            spec.train,
+            f"{spec.objective.kind} objective",
+            step=step,
+            batches=examples.batches(spec.train.batch_size, order, min_size=2),
+            num_batches=examples.num_batches(spec.train.batch_size, min_size=2),
         )
         row = {
             "epoch": epoch,
@@ -305,15 +346,13 @@ def run_finetune(
     while not stage.finished:
         epoch = stage.epoch + 1
         order, _ = _seed_epoch(recipe.seed, "finetune", epoch, device)
-        stats = train_epoch(
-            lambda batch: head.loss(encoder, batch),
-            parameters,
-            stage.optimizer,
-            task.train.batches(spec.train.batch_size, order),
-            task.train.num_batches(spec.train.batch_size),
-            spec.train.grad_clip,
-            reporter,
-            f"finetune {epoch}/{spec.train.epochs}",
+        stats = stage.train_epoch(
+            epoch,
+            spec.train,
+            f"{head_spec.kind} head",
+            step=lambda batch: head.loss(encoder, batch),
+            batches=task.train.batches(spec.train.batch_size, order),
+            num_batches=task.train.num_batches(spec.train.batch_size),
         )
         valid = evaluate(head, encoder, task.valid, eval_size)
         improved = valid[monitor] > stage.extra["best"]
@@ -353,15 +392,54 @@ def run_finetune(
     return metrics
 
 
-def prepare_run_dir(recipe: Any, out: Path | None, resume: Path | None, overwrite: bool) -> Path:
+# Names of the temporary files clue_fw's atomic writers create next to their targets
+# (``.<name>.<random>.tmp``); a writer killed before its rename leaves one behind.
+_TEMP_FILE = re.compile(
+    r"^\.(recipe\.yaml|metrics\.json|(last|best|encoder)\.safetensors)\..+\.tmp$"
+)
+
+
+def stale_temp_files(run_dir: Path) -> list[Path]:
+    """Temp files of interrupted atomic writes in a run directory and its stage folders."""
+    found = []
+    for folder in (run_dir, run_dir / "pretrain", run_dir / "finetune"):
+        if folder.is_dir():
+            found += [p for p in folder.iterdir() if p.is_file() and _TEMP_FILE.match(p.name)]
+    return sorted(found)
+
+
+def prepare_run_dir(
+    recipe: Any, out: Path | None, resume: Path | None, overwrite: bool
+) -> tuple[Path, bool]:
+    """Create, replace or check the run directory.
+
+    Returns ``(run_dir, fresh)``; ``fresh`` means the run starts from scratch and
+    ``recipe.yaml`` must be written. On ``--resume``, temp files left by a killed
+    writer are removed; a directory that holds nothing but the temp file of its
+    ``recipe.yaml`` (a run killed while writing its first file) starts from scratch
+    in place. An empty directory is not a run directory: start it with ``--out``.
+    """
     if resume is not None:
         stored_path = resume / "recipe.yaml"
+        temps = stale_temp_files(resume) if resume.is_dir() else []
         if not stored_path.is_file():
+            if temps and all(p in temps for p in resume.iterdir()):
+                # killed while writing recipe.yaml, its first file: start in place
+                for temp in temps:
+                    temp.unlink(missing_ok=True)
+                return resume, True
             raise RunDirectoryError(
                 f"Cannot resume: {resume} holds no recipe.yaml, so it is not a clue_fw run "
-                "directory."
+                "directory. If a run was killed before it wrote anything, start it again with "
+                "--out (an empty directory is accepted)."
             )
-        stored = yaml.safe_load(stored_path.read_text(encoding="utf-8"))
+        try:
+            stored = yaml.safe_load(stored_path.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, OSError, UnicodeDecodeError) as exc:
+            raise RunDirectoryError(
+                f"Cannot resume {resume}: its recipe.yaml is unreadable ({type(exc).__name__}). "
+                "Start a new run with --out."
+            ) from None
         current = recipe.model_dump(mode="json")
         if stored != current:
             changed = sorted(_diff_keys(stored, current))
@@ -370,7 +448,9 @@ def prepare_run_dir(recipe: Any, out: Path | None, resume: Path | None, overwrit
                 f"(changed: {', '.join(changed[:8]) or 'structure'}). Resume with the same "
                 "recipe and --set values, or start a new run."
             )
-        return resume
+        for temp in temps:
+            temp.unlink(missing_ok=True)
+        return resume, False
     run_dir = out if out is not None else default_run_dir(recipe)
     if run_dir.exists() and any(run_dir.iterdir()) and not overwrite:
         raise RunDirectoryError(
@@ -382,7 +462,7 @@ def prepare_run_dir(recipe: Any, out: Path | None, resume: Path | None, overwrit
 
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir
+    return run_dir, True
 
 
 def _diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
@@ -412,11 +492,20 @@ def run(
     data = load_data(r.data, data_root)
     context = BuildContext(num_items=data.num_items, max_len=r.data.max_len)
     out_path = Path(out) if out is not None else None
-    run_dir = prepare_run_dir(r, out_path, Path(resume) if resume is not None else None, overwrite)
+    resume_path = Path(resume) if resume is not None else None
+    if resume_path is None or not (resume_path / "metrics.json").is_file():
+        # Before the run directory exists: a recipe that cannot fit is refused up front.
+        check_memory(r, data, context, device)
+    run_dir, fresh = prepare_run_dir(r, out_path, resume_path, overwrite)
     reporter = Reporter(console, run_dir / "run.log")
     recipe_json = r.model_dump(mode="json")
-    if resume is None:
+    if fresh:
+        # The first file of a run: from here on --resume can always continue it.
         atomic_write_bytes(run_dir / "recipe.yaml", recipe_to_yaml(r).encode())
+        if resume_path is not None:
+            reporter.log(
+                f"{run_dir} was interrupted before it wrote anything; starting from scratch."
+            )
     elif (run_dir / "metrics.json").exists():
         import json
 

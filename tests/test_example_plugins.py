@@ -26,10 +26,14 @@ def test_mean_pool_plugin_trains_through_the_public_hooks(tmp_path: Path) -> Non
         recipe = {
             "data": {"format": "synthetic", "num_users": 200, "num_items": 40, "max_len": 10},
             "backbone": {"kind": "mean_pool", "dim": 16},
-            "pretrain": {"objective": {"kind": "clue", "projector_dim": 32, "predictor_dim": 8},
-                         "train": {"epochs": 1, "batch_size": 64}},
-            "finetune": {"head": {"kind": "next_item", "exclude_seen": False},
-                         "train": {"epochs": 2, "batch_size": 64}},
+            "pretrain": {
+                "objective": {"kind": "clue", "projector_dim": 32, "predictor_dim": 8},
+                "train": {"epochs": 1, "batch_size": 64},
+            },
+            "finetune": {
+                "head": {"kind": "next_item", "exclude_seen": False},
+                "train": {"epochs": 2, "batch_size": 64},
+            },
         }
         result = run(recipe, out=tmp_path / "run", console=None)
     finally:

@@ -291,3 +291,35 @@ def test_missing_and_unreadable_recipe_files(tmp_path: Path) -> None:
     binary.write_bytes(b"\xff\xfe\x00garbage")
     with pytest.raises(RecipeError):
         load_recipe(binary)
+
+
+def test_set_flag_is_named_only_in_its_own_errors(
+    tiny_recipe: dict[str, Any], write_recipe: Callable[..., Path]
+) -> None:
+    tiny_recipe["backbone"]["kind"] = "transfomer"
+    path = write_recipe(tiny_recipe)
+    with pytest.raises(RecipeError) as info:
+        load_recipe(path, ["backbone.dim=32", "finetune.train.lr=fast", "finetune.eval.k=1"])
+    message = str(info.value)
+    assert "(3 problems)" in message
+    assert "(3 problems): backbone: unknown kind 'transfomer'" in message  # the file's fault
+    assert "backbone.dim=32" not in message
+    assert "--set 'finetune.train.lr=fast': finetune.train.lr: Input should be" in message
+    assert "--set 'finetune.eval.k=1': finetune.eval.k: Extra inputs are not permitted" in message
+
+
+def test_set_flag_is_named_for_a_section_it_created(
+    tiny_recipe: dict[str, Any], write_recipe: Callable[..., Path]
+) -> None:
+    tiny_recipe["pretrain"] = None
+    with pytest.raises(RecipeError) as info:
+        load_recipe(write_recipe(tiny_recipe), ["pretrain.train.epochs=2"])
+    assert "--set 'pretrain.train.epochs=2': pretrain.objective: required field is missing" in str(
+        info.value
+    )
+
+
+def test_set_into_an_absent_list_is_refused(tiny_recipe: dict[str, Any]) -> None:
+    del tiny_recipe["pretrain"]["views"]
+    with pytest.raises(RecipeError, match=r"pretrain\.views does not exist, so it has no item 0"):
+        apply_overrides(tiny_recipe, ["pretrain.views.0.kind=mask"])

@@ -45,6 +45,8 @@ class SequenceData:
 
 def _k_core(user_of: np.ndarray, items: np.ndarray, min_user: int, min_item: int) -> np.ndarray:
     """Boolean mask of interactions kept by iterative k-core filtering."""
+    # Count over dense item indices: original ids may be as large as 2**63 - 1.
+    items = np.unique(items, return_inverse=True)[1].reshape(-1)
     keep = np.ones(items.shape[0], dtype=bool)
     while True:
         changed = False

@@ -11,6 +11,7 @@ Every problem is a :class:`~clue_fw.errors.DataError` that names the file and li
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,8 @@ from pathlib import Path
 from clue_fw.errors import DataError
 
 _BOM = "\ufeff"
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,8 @@ def _read_text(path: Path) -> str:
         raise DataError(f"Data file not found: {path}.") from None
     except OSError as exc:
         raise DataError(f"Cannot read data file {path}: {exc.strerror or exc}.") from None
+    if raw.startswith(_UTF16_BOMS):
+        raise DataError(f"{path} is UTF-16 text; save it as UTF-8 (or ASCII) and try again.")
     if b"\x00" in raw[:4096]:
         raise DataError(
             f"{path} looks like a binary file (it contains NUL bytes), not a text data file."
@@ -58,14 +63,20 @@ def _read_text(path: Path) -> str:
     return text
 
 
-def _parse_int(token: str, path: Path, line_number: int, what: str) -> int:
+def _parse_int(token: str, path: Path, line_number: int, what: str, hint: str = "") -> int:
     try:
-        return int(token)
+        value = int(token)
     except ValueError:
         raise DataError(
             f"{path}, line {line_number}: {what} {token!r} is not an integer id. "
-            "Map ids to integers first (clue_fw reads integer user and item ids)."
+            + (hint or "Map ids to integers first (clue_fw reads integer user and item ids).")
         ) from None
+    if not _INT64_MIN <= value <= _INT64_MAX:
+        raise DataError(
+            f"{path}, line {line_number}: {what} {token} is out of range; ids must fit in a "
+            "64-bit signed integer. Map ids to small integers first."
+        )
+    return value
 
 
 def read_sequence_file(path: str | Path) -> RawSequences:
@@ -149,6 +160,12 @@ def read_interaction_table(
         fields = [f.strip() for f in fields]
         if sep == "\t" and len(fields) == 1:
             fields = re.split(r"\s+", line.strip())
+        elif sep == "\t" and any(len(f.split()) > 1 for f in fields):
+            raise DataError(
+                f"{path}, line {line_number}: mixes tabs and spaces between columns "
+                f"({line.strip()!r}). Use one separator throughout, or set "
+                "`separator: whitespace` to split on any run of spaces and tabs."
+            )
         if names is None:
             if len(fields) == 4:
                 names = ["user", "item", "rating", "timestamp"]
@@ -167,14 +184,24 @@ def read_interaction_table(
                 "Set `separator` explicitly."
             )
         record = dict(zip(names, fields, strict=True))
-        user = _parse_int(record["user"], path, line_number, "user id")
-        item = _parse_int(record["item"], path, line_number, "item id")
+        header_hint = (
+            "Is this a header line? Set `skip_header: true`."
+            if line_number == 1 and not skip_header
+            else ""
+        )
+        user = _parse_int(record["user"], path, line_number, "user id", header_hint)
+        item = _parse_int(record["item"], path, line_number, "item id", header_hint)
         try:
             timestamp = float(record["timestamp"])
         except ValueError:
             raise DataError(
                 f"{path}, line {line_number}: timestamp {record['timestamp']!r} is not a number."
             ) from None
+        if not math.isfinite(timestamp):
+            raise DataError(
+                f"{path}, line {line_number}: timestamp {record['timestamp']!r} is not a finite "
+                "number."
+            )
         rows.append((user, timestamp, line_number, item))
     if not rows:
         raise DataError(f"{path} has no interaction rows.")

@@ -43,8 +43,18 @@ def train_epoch(
     grad_clip: float | None,
     reporter: Reporter,
     description: str,
+    *,
+    first_step: int = 0,
+    loss_name: str = "training",
 ) -> EpochStats:
-    """Run ``step`` on every batch, back-propagate and update. Stops on a non-finite loss."""
+    """Run ``step`` on every batch, back-propagate and update.
+
+    Numerical guard: a non-finite loss or gradient norm raises :class:`TrainingError`
+    before the optimiser step, naming ``description`` (stage and epoch), the batch,
+    the global step (``first_step`` + batch number) and the non-finite loss terms.
+    Parameters are checked once more at the end of the epoch, so the caller never
+    checkpoints a non-finite model. ``grad_clip`` clips the global gradient norm.
+    """
     total_loss = torch.zeros((), dtype=torch.float64)
     term_totals: dict[str, float] = {}
     examples = 0
@@ -53,19 +63,22 @@ def train_epoch(
         for index, batch in enumerate(batches):
             size = next(iter(batch.values())).shape[0]
             output = step(batch)
-            loss_value = float(output.loss.detach())
-            if not math.isfinite(loss_value):
-                terms = ", ".join(f"{k}={float(v):.4g}" for k, v in output.terms.items())
-                raise TrainingError(
-                    f"{description}: the loss became {loss_value} at batch {index + 1}"
-                    + (f" (terms: {terms})" if terms else "")
-                    + ". The last good checkpoint is kept; lower the learning rate or set "
-                    "train.grad_clip, then resume with --resume."
-                )
             optimizer.zero_grad(set_to_none=True)
             output.loss.backward()
             if grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(parameters, grad_clip)
+                norm = torch.nn.utils.clip_grad_norm_(parameters, grad_clip)
+            else:
+                norm = _grad_norm(parameters, output.loss)
+            # One host sync per step, as before: the loss and the gradient norm together.
+            loss_value, norm_value = torch.stack(
+                [output.loss.detach().float(), norm.detach().float().to(output.loss.device)]
+            ).tolist()
+            if not (math.isfinite(loss_value) and math.isfinite(norm_value)):
+                where = (
+                    f"{description}, batch {index + 1}/{num_batches} "
+                    f"(global step {first_step + index + 1})"
+                )
+                raise _non_finite(where, loss_name, loss_value, norm_value, output)
             optimizer.step()
             total_loss += loss_value * size
             for name, value in output.terms.items():
@@ -73,6 +86,13 @@ def train_epoch(
             examples += size
             elapsed = time.perf_counter() - started
             update(1, float(total_loss) / examples, examples / max(elapsed, 1e-9))
+    if parameters and not bool(
+        torch.stack([p.detach().isfinite().all() for p in parameters]).all()
+    ):
+        raise TrainingError(
+            f"Non-finite parameters after {description}: the optimiser step overflowed "
+            "although every loss and gradient was finite (is the learning rate huge?)."
+        )
     seconds = time.perf_counter() - started
     count = max(examples, 1)
     return EpochStats(
@@ -81,6 +101,34 @@ def train_epoch(
         examples=examples,
         seconds=seconds,
     )
+
+
+def _grad_norm(parameters: list[torch.nn.Parameter], like: torch.Tensor) -> torch.Tensor:
+    """The global L2 norm of the gradients (what clipping would see), without clipping."""
+    norms = [torch.linalg.vector_norm(p.grad.detach()) for p in parameters if p.grad is not None]
+    if not norms:
+        return torch.zeros((), device=like.device)
+    return torch.linalg.vector_norm(torch.stack([n.to(norms[0].device) for n in norms]))
+
+
+def _non_finite(
+    where: str, loss_name: str, loss_value: float, norm_value: float, output: LossOutput
+) -> TrainingError:
+    """The error for a non-finite loss (naming the non-finite logged terms) or gradient."""
+    if math.isfinite(loss_value):
+        return TrainingError(
+            f"Non-finite gradient in {where}: the gradient norm of the {loss_name} loss is "
+            f"{norm_value} (the loss itself was {loss_value:.6g})."
+        )
+    values = {name: float(value) for name, value in output.terms.items()}
+    bad = {name: v for name, v in values.items() if not math.isfinite(v)}
+    text = f"Non-finite loss in {where}: the {loss_name} loss is {loss_value}"
+    if bad:
+        text += "; non-finite terms: " + ", ".join(f"{k}={v}" for k, v in bad.items())
+    elif values:
+        finite = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
+        text += f"; its logged terms are finite ({finite})"
+    return TrainingError(text + ".")
 
 
 @torch.no_grad()

@@ -76,6 +76,15 @@ def test_k_core_iterates_until_stable() -> None:
     assert int(data.sequences.lengths.min()) >= 3
 
 
+def test_k_core_with_huge_item_ids() -> None:
+    # counting by original id would need an array of 2**62 entries
+    big = 2**62
+    rows = {1: [big, big + 1, 7], 2: [big, big + 1, 9], 3: [big, 7, big + 1]}
+    data = build_sequence_data(raw(rows), min_user_interactions=3, min_item_interactions=2)
+    assert decoded(data) == {1: [big, big + 1, 7], 3: [big, 7, big + 1]}
+    assert data.item_ids.tolist() == [7, big, big + 1]
+
+
 def test_nothing_survives_filtering() -> None:
     with pytest.raises(DataError, match="survive filtering"):
         build_sequence_data(raw({1: [1, 2], 2: [3]}), source="tiny.txt")

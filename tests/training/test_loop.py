@@ -57,10 +57,88 @@ def test_non_finite_loss_stops_training() -> None:
     def step(batch: dict[str, torch.Tensor]) -> LossOutput:
         return LossOutput((batch["x"] * weight).sum(), {"z_std": torch.tensor(0.5)})
 
-    with pytest.raises(TrainingError, match=r"loss became nan at batch 2 \(terms: z_std=0.5\)"):
+    with pytest.raises(TrainingError) as info:
         train_epoch(
-            step, [weight], optimizer, examples.batches(1), 2, None, reporter(), "pretrain 1/1"
+            step,
+            [weight],
+            optimizer,
+            examples.batches(1),
+            2,
+            None,
+            reporter(),
+            "pretrain epoch 3/4",
+            first_step=4,
+            loss_name="clue objective",
         )
+    assert str(info.value) == (
+        "Non-finite loss in pretrain epoch 3/4, batch 2/2 (global step 6): the clue objective "
+        "loss is nan; its logged terms are finite (z_std=0.5)."
+    )
+    assert weight.item() == pytest.approx(0.9)  # the bad batch made no optimiser step
+
+
+def test_non_finite_terms_are_named() -> None:
+    weight = nn.Parameter(torch.tensor([1.0]))
+
+    def step(batch: dict[str, torch.Tensor]) -> LossOutput:
+        bad = torch.tensor(float("inf"))
+        return LossOutput(weight.sum() * bad, {"z_std": bad, "acc": torch.tensor(1.0)})
+
+    examples = ExampleSet({"x": torch.ones(1)})
+    optimizer = torch.optim.SGD([weight], lr=0.1)
+    with pytest.raises(TrainingError, match=r"loss is inf; non-finite terms: z_std=inf\.$"):
+        train_epoch(step, [weight], optimizer, examples.batches(1), 1, None, reporter(), "e")
+
+
+def test_non_finite_gradient_stops_before_the_step() -> None:
+    weight = nn.Parameter(torch.tensor([1.0]))
+
+    def step(batch: dict[str, torch.Tensor]) -> LossOutput:
+        # a finite loss with an infinite gradient: d/dw sqrt(w - 1) at w = 1
+        return LossOutput(torch.sqrt(weight - 1.0).sum(), {})
+
+    examples = ExampleSet({"x": torch.ones(1)})
+    optimizer = torch.optim.SGD([weight], lr=0.1)
+    with pytest.raises(
+        TrainingError, match=r"Non-finite gradient in t, batch 1/1 \(global step 1\)"
+    ):
+        train_epoch(step, [weight], optimizer, examples.batches(1), 1, None, reporter(), "t")
+    assert weight.item() == 1.0
+
+
+def test_non_finite_parameters_after_the_epoch() -> None:
+    weight = nn.Parameter(torch.tensor([1.0]))
+    optimizer = torch.optim.SGD([weight], lr=1e38)  # finite loss and gradient, overflowing step
+
+    def step(batch: dict[str, torch.Tensor]) -> LossOutput:
+        return LossOutput(weight.sum() * -100.0, {})
+
+    examples = ExampleSet({"x": torch.ones(1)})
+    with pytest.raises(TrainingError, match="Non-finite parameters after pretrain epoch 1/1"):
+        train_epoch(
+            step,
+            [weight],
+            optimizer,
+            examples.batches(1),
+            1,
+            None,
+            reporter(),
+            "pretrain epoch 1/1",
+        )
+
+
+@pytest.mark.parametrize("clip", [None, 0.5])
+def test_grad_clip_bounds_the_update(clip: float | None) -> None:
+    weight = nn.Parameter(torch.zeros(4))
+    optimizer = torch.optim.SGD([weight], lr=1.0)  # update == -gradient
+
+    def step(batch: dict[str, torch.Tensor]) -> LossOutput:
+        return LossOutput((weight * torch.tensor([3.0, 4.0, 0.0, 0.0])).sum(), {})
+
+    examples = ExampleSet({"x": torch.ones(1)})
+    train_epoch(step, [weight], optimizer, examples.batches(1), 1, clip, reporter(), "t")
+    norm = float(torch.linalg.vector_norm(weight.detach()))
+    assert norm == pytest.approx(5.0 if clip is None else clip, rel=1e-5)
 
 
 def test_batches_shuffle_and_min_size() -> None:

@@ -1,0 +1,1285 @@
+"""The bad-input corpus: what each case feeds clue_fw and the error it must produce.
+
+Every case is a :class:`Case`. ``test_bad_inputs.py`` runs each one through the library
+API (``load_recipe`` + ``clue_fw.run``, or a direct call) and through the CLI
+(``clue_fw.cli.main`` in-process), and checks the exact error class, the message
+fragments, exit code 2, no traceback, and that no run directory is left looking
+complete. ``docs/bad-inputs.md`` is generated from this file::
+
+    python tests/bad_inputs/cases.py > docs/bad-inputs.md
+"""
+
+from __future__ import annotations
+
+import copy
+import gzip
+import io
+import json
+import pickle
+import struct
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+# A complete run takes well under a second on CPU.
+TINY: dict[str, Any] = {
+    "seed": 0,
+    "device": "cpu",
+    "data": {
+        "format": "synthetic",
+        "num_users": 120,
+        "num_items": 40,
+        "min_length": 5,
+        "max_length": 12,
+        "num_clusters": 4,
+        "max_len": 8,
+    },
+    "backbone": {"kind": "transformer", "dim": 16, "blocks": 1, "heads": 2, "dropout": 0.1},
+    "pretrain": {
+        "objective": {"kind": "clue", "projector_dim": 16, "predictor_dim": 8},
+        "views": [{"kind": "dropout"}],
+        "train": {"epochs": 1, "batch_size": 64},
+    },
+    "finetune": {
+        "head": {"kind": "next_item"},
+        "train": {"epochs": 2, "batch_size": 64},
+        "patience": 5,
+    },
+}
+TINY_YAML = yaml.safe_dump(TINY, sort_keys=False)
+SEQUENCES = {"format": "sequences", "path": "seq.txt", "max_len": 8}
+TABLE = {"format": "interactions", "path": "ratings.dat", "max_len": 8}
+
+Group = Literal["recipe", "override", "run directory", "data", "labels", "checkpoint"]
+Command = Literal["run", "resume", "api"]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One bad input and the error it must produce.
+
+    The case directory holds ``recipe.yaml``, the data root ``data/``, the ``--out``
+    target ``out/`` (absent unless ``setup`` makes it) and, for ``resume`` cases,
+    ``run/``: a copy of a finished tiny run (without ``metrics.json``) that ``damage``
+    may spoil.
+    """
+
+    id: str
+    group: Group
+    summary: str
+    error: str | None  # exact ClueError subclass name; None: the input must be accepted
+    fragments: tuple[str, ...] = ()
+    recipe: str | bytes | None = None  # recipe.yaml contents; None: TINY_YAML after `edit`
+    edit: Callable[[dict[str, Any]], None] | None = None
+    sets: tuple[str, ...] = ()
+    files: Mapping[str, bytes] = field(default_factory=dict)  # written under data/
+    setup: Callable[[Path], None] | None = None  # gets the case directory
+    command: Command = "run"
+    damage: Callable[[Path], None] | None = None  # gets run/ (resume cases)
+    cli_args: tuple[str, ...] = ()  # extra CLI arguments ({case} = the case directory)
+    cli_only: bool = False
+    api: Callable[[Path], object] | None = None  # command "api": called with the case dir
+    creates_run_dir: bool = False  # fails after the run directory exists (no metrics.json)
+
+    def recipe_bytes(self) -> bytes:
+        if isinstance(self.recipe, bytes):
+            return self.recipe
+        if self.recipe is not None:
+            return self.recipe.encode("utf-8")
+        data = copy.deepcopy(TINY)
+        if self.edit is not None:
+            self.edit(data)
+        return yaml.safe_dump(data, sort_keys=False).encode("utf-8")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def put(dotted: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    """An edit that sets ``a.b.c`` in the recipe mapping."""
+
+    def edit(data: dict[str, Any]) -> None:
+        *parents, last = dotted.split(".")
+        node = data
+        for key in parents:
+            node = node[int(key)] if isinstance(node, list) else node[key]
+        node[last] = value
+
+    return edit
+
+
+def drop(dotted: str) -> Callable[[dict[str, Any]], None]:
+    """An edit that deletes ``a.b.c`` from the recipe mapping."""
+
+    def edit(data: dict[str, Any]) -> None:
+        *parents, last = dotted.split(".")
+        node = data
+        for key in parents:
+            node = node[key]
+        del node[last]
+
+    return edit
+
+
+def laughs(levels: int, width: int) -> str:
+    """A billion-laughs document: each level is ``width`` aliases of the one before."""
+    lines = ['lol0: &lol0 "lol"']
+    for level in range(1, levels):
+        lines.append(f"lol{level}: &lol{level} [" + ", ".join([f"*lol{level - 1}"] * width) + "]")
+    return "\n".join(lines) + "\n"
+
+
+def sequence_file(users: int = 40, length: int = 8, separator: str = " ") -> bytes:
+    """A small valid sequence file: ``users`` lines of ``length`` items over 20 items."""
+    lines = []
+    for user in range(1, users + 1):
+        items = [str((user * 7 + i * 3) % 20 + 1) for i in range(length)]
+        lines.append(separator.join([str(user), *items]))
+    return ("\n".join(lines) + "\n").encode()
+
+
+def mkdir(relative: str) -> Callable[[Path], None]:
+    return lambda case_dir: (case_dir / relative).mkdir(parents=True)
+
+
+def nonempty_out(case_dir: Path) -> None:
+    (case_dir / "out").mkdir()
+    (case_dir / "out" / "keep.txt").write_text("precious")
+
+
+def remove_recipe(case_dir: Path) -> None:
+    (case_dir / "recipe.yaml").unlink()
+
+
+def recipe_is_directory(case_dir: Path) -> None:
+    (case_dir / "recipe.yaml").unlink()
+    (case_dir / "recipe.yaml").mkdir()
+
+
+def empty_run_dir(case_dir: Path) -> None:
+    import shutil
+
+    shutil.rmtree(case_dir / "run")
+    (case_dir / "run").mkdir()
+
+
+# ------------------------------------------------------------------ checkpoint damage
+
+EMBEDDING = "model.encoder.item_embedding.weight"
+
+
+def _split(raw: bytes) -> tuple[dict[str, Any], bytes]:
+    length = struct.unpack("<Q", raw[:8])[0]
+    return json.loads(raw[8 : 8 + length]), raw[8 + length :]
+
+
+def _join(header: dict[str, Any], data: bytes) -> bytes:
+    encoded = json.dumps(header).encode()
+    return struct.pack("<Q", len(encoded)) + encoded + data
+
+
+def truncate(name: str) -> Callable[[Path], None]:
+    def damage(run_dir: Path) -> None:
+        path = run_dir / name
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+    return damage
+
+
+def replace(name: str, payload: bytes | Callable[[], bytes]) -> Callable[[Path], None]:
+    def damage(run_dir: Path) -> None:
+        (run_dir / name).write_bytes(payload() if callable(payload) else payload)
+
+    return damage
+
+
+def header_dtype(name: str, tensor: str, dtype: str) -> Callable[[Path], None]:
+    """Rewrite the dtype that the safetensors header declares for one tensor."""
+
+    def damage(run_dir: Path) -> None:
+        path = run_dir / name
+        header, data = _split(path.read_bytes())
+        header[tensor]["dtype"] = dtype
+        path.write_bytes(_join(header, data))
+
+    return damage
+
+
+def header_text(name: str, text: bytes) -> Callable[[Path], None]:
+    def damage(run_dir: Path) -> None:
+        path = run_dir / name
+        _, data = _split(path.read_bytes())
+        path.write_bytes(struct.pack("<Q", len(text)) + text + data)
+
+    return damage
+
+
+def rewrite_tensors(
+    name: str, change: Callable[[dict[str, Any]], None], keep_metadata: bool = True
+) -> Callable[[Path], None]:
+    """Re-save a checkpoint with safetensors after ``change`` edits its tensors."""
+
+    def damage(run_dir: Path) -> None:
+        from safetensors import safe_open
+        from safetensors.torch import save_file
+
+        path = run_dir / name
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata()
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+        change(tensors)
+        save_file(tensors, str(path), metadata=metadata if keep_metadata else None)
+
+    return damage
+
+
+def _grow(key: str) -> Callable[[dict[str, Any]], None]:
+    def change(tensors: dict[str, Any]) -> None:
+        import torch
+
+        tensors[key] = torch.cat([tensors[key], tensors[key][:1]])
+
+    return change
+
+
+def _without(key: str) -> Callable[[dict[str, Any]], None]:
+    def change(tensors: dict[str, Any]) -> None:
+        del tensors[key]
+
+    return change
+
+
+def torch_save_bytes() -> bytes:
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save({"weight": torch.zeros(2, 2)}, buffer)
+    return buffer.getvalue()
+
+
+def delete_finetune_and(damage: Callable[[Path], None]) -> Callable[[Path], None]:
+    def both(run_dir: Path) -> None:
+        import shutil
+
+        shutil.rmtree(run_dir / "finetune")
+        damage(run_dir)
+
+    return both
+
+
+# ------------------------------------------------------------------------ label calls
+
+
+def _labels_file(name: str, content: bytes, column: str = "gender") -> Callable[[Path], object]:
+    def call(case_dir: Path) -> object:
+        from clue_fw.data.labels import read_label_file
+
+        path = case_dir / name
+        path.write_bytes(content)
+        return read_label_file(path, column)  # type: ignore[arg-type]
+
+    return call
+
+
+def _align(labels: dict[int, str], users: list[int], strict: bool) -> Callable[[Path], object]:
+    def call(case_dir: Path) -> object:
+        from clue_fw.data.labels import align_labels
+
+        return align_labels(labels, users, strict=strict, source="labels.csv")
+
+    return call
+
+
+def _load_absent_checkpoint(case_dir: Path) -> object:
+    from clue_fw.training.checkpoint import load_checkpoint
+
+    return load_checkpoint(case_dir / "absent.safetensors")
+
+
+# ------------------------------------------------------------------------------ cases
+
+EXTRA = "Extra inputs are not permitted"
+NOT_READABLE = "is not a readable safetensors checkpoint"
+
+CASES: tuple[Case, ...] = (
+    # ---------------------------------------------------------------- recipe: YAML
+    Case(
+        "yaml-unclosed-bracket",
+        "recipe",
+        "a flow list that is never closed",
+        "RecipeError",
+        ("is not valid YAML at line 3",),
+        recipe="seed: 0\ndata: [1, 2\nbackbone: {}\n",
+    ),
+    Case(
+        "yaml-bad-indentation",
+        "recipe",
+        "a key indented under a scalar",
+        "RecipeError",
+        ("is not valid YAML at line 2",),
+        recipe="seed: 0\n  device: cpu\n",
+    ),
+    Case(
+        "yaml-tab-indentation",
+        "recipe",
+        "a tab used for indentation",
+        "RecipeError",
+        ("is not valid YAML at line 2", "that cannot start any token"),
+        recipe="data:\n\tformat: synthetic\n",
+    ),
+    Case(
+        "yaml-duplicate-key",
+        "recipe",
+        "the same key twice in one mapping (PyYAML would keep the last silently)",
+        "RecipeError",
+        ("is refused: key 'seed' appears twice in one mapping (lines 1 and",),
+        recipe=TINY_YAML + "seed: 1\n",
+    ),
+    Case(
+        "yaml-two-documents",
+        "recipe",
+        "two YAML documents in one file",
+        "RecipeError",
+        ("is not valid YAML", "expected a single document in the stream"),
+        recipe=TINY_YAML + "---\nseed: 1\n",
+    ),
+    Case(
+        "yaml-python-tag",
+        "recipe",
+        "a !!python/object/apply tag (code execution with an unsafe loader)",
+        "RecipeError",
+        ("is not valid YAML", "could not determine a constructor", "python/object/apply"),
+        recipe="!!python/object/apply:os.system ['echo pwned']\n",
+    ),
+    Case(
+        "yaml-impossible-date",
+        "recipe",
+        "an implicit timestamp that is not a date (PyYAML raises ValueError)",
+        "RecipeError",
+        ("is not valid YAML: a value cannot be read", "month must be in 1..12"),
+        recipe=TINY_YAML + "name: 2024-13-01\n",
+    ),
+    Case(
+        "yaml-bomb-many-aliases",
+        "recipe",
+        "a billion-laughs document with 110 aliases",
+        "RecipeError",
+        ("is refused: it uses 110 YAML aliases; at most 100 are allowed", "YAML bombs"),
+        recipe=laughs(12, 10),
+    ),
+    Case(
+        "yaml-bomb-expansion",
+        "recipe",
+        "a billion-laughs document under the alias cap (81 aliases, 9^9 leaves)",
+        "RecipeError",
+        ("is refused: its aliases expand to", "YAML nodes; at most 100,000 are allowed"),
+        recipe=laughs(10, 9),
+    ),
+    Case(
+        "yaml-recursive-alias",
+        "recipe",
+        "an anchor used inside itself",
+        "RecipeError",
+        ("is refused: an anchor is used inside itself (recursive alias",),
+        recipe=TINY_YAML + "name: &me [*me]\n",
+    ),
+    Case(
+        "yaml-deep-nesting",
+        "recipe",
+        "lists nested 500 deep (PyYAML would hit RecursionError)",
+        "RecipeError",
+        ("is refused: it nests deeper than 100 levels",),
+        recipe="name: " + "[" * 500 + "]" * 500 + "\n",
+    ),
+    Case(
+        "recipe-too-large",
+        "recipe",
+        "a recipe file over 1 MiB",
+        "RecipeError",
+        ("is refused: it is larger than 1 MiB",),
+        recipe=TINY_YAML + "# " + "x" * (1 << 20) + "\n",
+    ),
+    Case(
+        "recipe-not-utf8",
+        "recipe",
+        "a recipe file that is not UTF-8",
+        "RecipeError",
+        ("Cannot read recipe", "'utf-8' codec can't decode"),
+        recipe=b"seed: \xff\xfe\n",
+    ),
+    Case(
+        "recipe-empty",
+        "recipe",
+        "an empty recipe file",
+        "RecipeError",
+        ("is empty; it must be a YAML mapping",),
+        recipe="",
+    ),
+    Case(
+        "recipe-not-a-mapping",
+        "recipe",
+        "a YAML list instead of a mapping",
+        "RecipeError",
+        ("must be a YAML mapping with data, backbone and finetune keys; it holds a list",),
+        recipe="- data\n- backbone\n",
+    ),
+    Case(
+        "recipe-missing-file",
+        "recipe",
+        "the recipe path does not exist",
+        "RecipeError",
+        ("Recipe file not found",),
+        setup=remove_recipe,
+    ),
+    Case(
+        "recipe-is-a-directory",
+        "recipe",
+        "the recipe path is a directory",
+        "RecipeError",
+        ("Cannot read recipe",),
+        setup=recipe_is_directory,
+    ),
+    # ---------------------------------------------------------------- recipe: validation
+    Case(
+        "type-word-for-int",
+        "recipe",
+        "backbone.dim: sixteen",
+        "RecipeError",
+        ("backbone.dim: Input should be a valid integer",),
+        edit=put("backbone.dim", "sixteen"),
+    ),
+    Case(
+        "type-scalar-for-section",
+        "recipe",
+        "backbone: transformer (a string, not a mapping)",
+        "RecipeError",
+        ("backbone: Input should be a valid dictionary",),
+        edit=put("backbone", "transformer"),
+    ),
+    Case(
+        "type-mapping-for-list",
+        "recipe",
+        "pretrain.views given as one mapping instead of a list",
+        "RecipeError",
+        ("pretrain.views: Input should be a valid list",),
+        edit=put("pretrain.views", {"kind": "dropout"}),
+    ),
+    Case(
+        "type-fraction-for-int",
+        "recipe",
+        "finetune.train.epochs: 1.5",
+        "RecipeError",
+        ("finetune.train.epochs: Input should be a valid integer, got a number with a fractional",),
+        edit=put("finetune.train.epochs", 1.5),
+    ),
+    Case(
+        "type-word-for-bool",
+        "recipe",
+        "finetune.head.exclude_seen: maybe",
+        "RecipeError",
+        ("finetune.head.exclude_seen: Input should be a valid boolean",),
+        edit=put("finetune.head.exclude_seen", "maybe"),
+    ),
+    Case(
+        "type-non-string-key",
+        "recipe",
+        "an integer key at the top level",
+        "RecipeError",
+        ("Keys should be strings",),
+        edit=lambda data: data.__setitem__(1, "one"),
+    ),
+    Case(
+        "size-zero-max-len",
+        "recipe",
+        "data.max_len: 0",
+        "RecipeError",
+        ("data.max_len: Input should be greater than 0",),
+        edit=put("data.max_len", 0),
+    ),
+    Case(
+        "size-negative-dim",
+        "recipe",
+        "backbone.dim: -16",
+        "RecipeError",
+        ("backbone.dim: Input should be greater than 0",),
+        edit=put("backbone.dim", -16),
+    ),
+    Case(
+        "size-zero-batch",
+        "recipe",
+        "finetune.train.batch_size: 0",
+        "RecipeError",
+        ("finetune.train.batch_size: Input should be greater than 0",),
+        edit=put("finetune.train.batch_size", 0),
+    ),
+    Case(
+        "size-zero-epochs",
+        "recipe",
+        "pretrain.train.epochs: 0",
+        "RecipeError",
+        ("pretrain.train.epochs: Input should be greater than 0",),
+        edit=put("pretrain.train.epochs", 0),
+    ),
+    Case(
+        "size-negative-lr",
+        "recipe",
+        "finetune.train.lr: -0.001",
+        "RecipeError",
+        ("finetune.train.lr: Input should be greater than 0",),
+        edit=put("finetune.train.lr", -0.001),
+    ),
+    Case(
+        "size-infinite-lr",
+        "recipe",
+        "finetune.train.lr: .inf (YAML infinity)",
+        "RecipeError",
+        ("finetune.train.lr: Input should be a finite number",),
+        edit=put("finetune.train.lr", float("inf")),
+    ),
+    Case(
+        "size-no-views",
+        "recipe",
+        "pretrain.views: []",
+        "RecipeError",
+        ("pretrain.views: List should have at least 1 item",),
+        edit=put("pretrain.views", []),
+    ),
+    Case(
+        "heads-do-not-divide-dim",
+        "recipe",
+        "backbone.heads: 3 with dim 16",
+        "RecipeError",
+        ("backbone: Value error, heads (3) must divide dim (16); try heads=2",),
+        edit=put("backbone.heads", 3),
+    ),
+    Case(
+        "unknown-backbone-kind",
+        "recipe",
+        "backbone.kind: transfomer",
+        "RecipeError",
+        ("backbone: unknown kind 'transfomer'", "'transformer'", "clue list"),
+        edit=put("backbone.kind", "transfomer"),
+    ),
+    Case(
+        "unknown-view-kind",
+        "recipe",
+        "a view of kind rotate",
+        "RecipeError",
+        ("pretrain.views.0: unknown kind 'rotate'",),
+        edit=put("pretrain.views.0.kind", "rotate"),
+    ),
+    Case(
+        "unknown-objective-kind",
+        "recipe",
+        "pretrain.objective.kind: clu",
+        "RecipeError",
+        ("pretrain.objective: unknown kind 'clu'",),
+        edit=put("pretrain.objective.kind", "clu"),
+    ),
+    Case(
+        "unknown-data-format",
+        "recipe",
+        "data.format: parquet",
+        "RecipeError",
+        ("data: unknown kind 'parquet'",),
+        edit=put("data", {"format": "parquet", "path": "x.parquet"}),
+    ),
+    Case(
+        "missing-kind",
+        "recipe",
+        "a backbone without kind",
+        "RecipeError",
+        ("backbone: missing `kind`",),
+        edit=drop("backbone.kind"),
+    ),
+    Case(
+        "misspelt-top-level-key",
+        "recipe",
+        "seeed: 1",
+        "RecipeError",
+        (f"seeed: {EXTRA}",),
+        edit=put("seeed", 1),
+    ),
+    Case(
+        "misspelt-nested-key",
+        "recipe",
+        "pretrain.objective.predictor_hiden: 32",
+        "RecipeError",
+        (f"pretrain.objective.predictor_hiden: {EXTRA}",),
+        edit=put("pretrain.objective.predictor_hiden", 32),
+    ),
+    Case(
+        "missing-section",
+        "recipe",
+        "no finetune section",
+        "RecipeError",
+        ("finetune: required field is missing",),
+        edit=drop("finetune"),
+    ),
+    Case(
+        "bad-device",
+        "recipe",
+        "device: gpu",
+        "RecipeError",
+        ("device must be auto, cpu, mps, cuda or cuda:N, got 'gpu'",),
+        edit=put("device", "gpu"),
+    ),
+    Case(
+        "markup-in-message",
+        "recipe",
+        "a kind that looks like console markup ([/bold]) is printed verbatim",
+        "RecipeError",
+        ("backbone: unknown kind '[/bold]'",),
+        edit=put("backbone.kind", "[/bold]"),
+    ),
+    Case(
+        "synthetic-min-above-max",
+        "recipe",
+        "data.min_length above data.max_length",
+        "DataError",
+        ("data.min_length (20) must not exceed data.max_length (12)",),
+        edit=put("data.min_length", 20),
+    ),
+    Case(
+        "unknown-monitor",
+        "recipe",
+        "finetune.monitor names no metric of the head (found at run time)",
+        "RecipeError",
+        ("finetune.monitor: 'auc' is not a metric of head 'next_item'", "ndcg@10"),
+        edit=put("finetune.monitor", "auc"),
+        creates_run_dir=True,
+    ),
+    # ---------------------------------------------------------------- --set overrides
+    Case(
+        "set-unknown-key",
+        "override",
+        "--set backbone.dimm=3 (a key the backbone does not have)",
+        "RecipeError",
+        (f"--set 'backbone.dimm=3': backbone.dimm: {EXTRA}",),
+        sets=("backbone.dimm=3",),
+    ),
+    Case(
+        "set-unknown-section",
+        "override",
+        "--set trainer.epochs=3 (a section the recipe does not have)",
+        "RecipeError",
+        (f"--set 'trainer.epochs=3': trainer: {EXTRA}",),
+        sets=("trainer.epochs=3",),
+    ),
+    Case(
+        "set-wrong-type",
+        "override",
+        "--set backbone.dim=big",
+        "RecipeError",
+        ("--set 'backbone.dim=big': backbone.dim: Input should be a valid integer",),
+        sets=("backbone.dim=big",),
+    ),
+    Case(
+        "set-breaks-section-check",
+        "override",
+        "--set backbone.heads=5 (the backbone's own check fails)",
+        "RecipeError",
+        ("--set 'backbone.heads=5': backbone: Value error, heads (5) must divide dim (16)",),
+        sets=("backbone.heads=5",),
+    ),
+    Case(
+        "set-index-of-absent-list",
+        "override",
+        "--set pretrain.views.0.kind=mask when the recipe has no views list",
+        "RecipeError",
+        ("pretrain.views does not exist, so it has no item 0", "--set 'pretrain.views=[...]'"),
+        edit=drop("pretrain.views"),
+        sets=("pretrain.views.0.kind=mask",),
+    ),
+    Case(
+        "set-index-out-of-range",
+        "override",
+        "--set pretrain.views.3.kind=mask with one view",
+        "RecipeError",
+        ("pretrain.views.3 does not exist (list of 1)",),
+        sets=("pretrain.views.3.kind=mask",),
+    ),
+    Case(
+        "set-through-scalar",
+        "override",
+        "--set seed.value=1 (seed is a number)",
+        "RecipeError",
+        ("--set 'seed.value=1': seed is not a mapping",),
+        sets=("seed.value=1",),
+    ),
+    Case(
+        "set-without-equals",
+        "override",
+        "--set seed",
+        "RecipeError",
+        ("--set 'seed' must look like key.path=value",),
+        sets=("seed",),
+    ),
+    Case(
+        "set-empty-key",
+        "override",
+        "--set backbone..dim=3",
+        "RecipeError",
+        ("empty key in path 'backbone..dim'",),
+        sets=("backbone..dim=3",),
+    ),
+    Case(
+        "set-bad-yaml-value",
+        "override",
+        "--set backbone.dim=[16",
+        "RecipeError",
+        ("--set 'backbone.dim=[16': the value is not valid YAML",),
+        sets=("backbone.dim=[16",),
+    ),
+    Case(
+        "set-yaml-bomb-value",
+        "override",
+        "--set name={billion laughs}",
+        "RecipeError",
+        ("the value is refused: its aliases expand to", "YAML bombs"),
+        sets=("name={" + laughs(10, 9).strip().replace("\n", ", ") + "}",),
+    ),
+    # ---------------------------------------------------------------- run directories
+    Case(
+        "out-not-empty",
+        "run directory",
+        "--out names a non-empty directory (left untouched)",
+        "RunDirectoryError",
+        ("exists and is not empty", "--overwrite"),
+        setup=nonempty_out,
+    ),
+    Case(
+        "out-not-empty-overwrite",
+        "run directory",
+        "--out names a non-empty directory and --overwrite is given",
+        None,
+        setup=nonempty_out,
+        cli_args=("--overwrite",),
+    ),
+    Case(
+        "out-and-resume",
+        "run directory",
+        "both --out and --resume",
+        "ClueError",
+        ("Use either --out (a new run) or --resume (an existing run), not both",),
+        cli_args=("--resume", "{case}/run"),
+        setup=mkdir("run"),
+        cli_only=True,
+    ),
+    Case(
+        "resume-not-a-run",
+        "run directory",
+        "--resume names a directory without recipe.yaml",
+        "RunDirectoryError",
+        ("Cannot resume", "holds no recipe.yaml"),
+        command="resume",
+        setup=empty_run_dir,
+    ),
+    Case(
+        "resume-changed-recipe",
+        "run directory",
+        "--resume with a --set that changes the recipe",
+        "RunDirectoryError",
+        ("the recipe differs from the one it was started with", "finetune.train.lr"),
+        command="resume",
+        sets=("finetune.train.lr=0.01",),
+    ),
+    # ---------------------------------------------------------------- data files
+    Case(
+        "data-missing-file",
+        "data",
+        "the data file does not exist under the data root",
+        "DataError",
+        ("Data file not found", "seq.txt", "CLUE_DATA_DIR"),
+        edit=put("data", SEQUENCES),
+    ),
+    Case(
+        "data-path-is-directory",
+        "data",
+        "the data path is a directory",
+        "DataError",
+        ("is not a file",),
+        edit=put("data", SEQUENCES),
+        setup=mkdir("data/seq.txt"),
+    ),
+    Case(
+        "data-empty-file",
+        "data",
+        "an empty sequence file",
+        "DataError",
+        ("seq.txt is empty: expected at least one line of data",),
+        edit=put("data", SEQUENCES),
+        files={"seq.txt": b""},
+    ),
+    Case(
+        "data-blank-lines",
+        "data",
+        "a sequence file of blank lines (and a BOM)",
+        "DataError",
+        ("seq.txt is empty",),
+        edit=put("data", SEQUENCES),
+        files={"seq.txt": b"\xef\xbb\xbf\n  \n\t\n"},
+    ),
+    Case(
+        "data-non-integer-user",
+        "data",
+        "a user id that is not an integer",
+        "DataError",
+        ("seq.txt, line 2: user id 'u2' is not an integer id",),
+        edit=put("data", SEQUENCES),
+        files={"seq.txt": b"1 2 3 4\nu2 5 6 7\n"},
+    ),
+    Case(
+        "data-non-integer-item",
+        "data",
+        "an item id with a decimal point",
+        "DataError",
+        ("seq.txt, line 1: item id '3.5' is not an integer id",),
+        edit=put("data", SEQUENCES),
+        files={"seq.txt": b"1 2 3.5 4\n"},
+    ),
+    Case(
+        "data-user-without-items",
+        "data",
+        "a line with only a user id",
+        "DataError",
+        ("seq.txt, line 2: user 42 has no items",),
+        edit=put("data", SEQUENCES),
+        files={"seq.txt": b"1 2 3 4\n42\n"},
+    ),
+    Case(
+        "data-duplicated-user",
+        "data",
+        "the same user on two lines (both lines named)",
+        "DataError",
+        ("seq.txt, line 3: user 1 appears again (first on line 1)",),
+        edit=put("data", SEQUENCES),
+        files={"seq.txt": b"1 2 3 4\n2 5 6 7\n1 8 9 10\n"},
+    ),
+    Case(
+        "data-pickle",
+        "data",
+        "a pickle file given as the sequence file",
+        "DataError",
+        ("seq.txt looks like a binary file (it contains NUL bytes)",),
+        edit=put("data", SEQUENCES),
+        files={"seq.txt": pickle.dumps({"users": [1, 2], "items": [[1, 2], [3]]})},
+    ),
+    Case(
+        "data-gzip",
+        "data",
+        "a gzip-compressed sequence file",
+        "DataError",
+        ("looks like a binary file",),
+        edit=put("data", SEQUENCES),
+        files={"seq.txt": gzip.compress(sequence_file(), mtime=0)},
+    ),
+    Case(
+        "data-utf16",
+        "data",
+        "a UTF-16 sequence file",
+        "DataError",
+        ("seq.txt is UTF-16 text; save it as UTF-8",),
+        edit=put("data", SEQUENCES),
+        files={"seq.txt": sequence_file().decode().encode("utf-16")},
+    ),
+    Case(
+        "data-id-out-of-range",
+        "data",
+        "an item id beyond 64 bits",
+        "DataError",
+        ("line 1: item id 99999999999999999999 is out of range",),
+        edit=put("data", SEQUENCES),
+        files={"seq.txt": b"1 2 3 99999999999999999999\n"},
+    ),
+    Case(
+        "data-negative-item",
+        "data",
+        "a negative item id",
+        "DataError",
+        ("holds a negative item id (-3)",),
+        edit=put("data", SEQUENCES),
+        files={"seq.txt": sequence_file() + b"99 2 -3 4\n"},
+    ),
+    Case(
+        "data-too-short",
+        "data",
+        "every user has fewer than 3 interactions",
+        "DataError",
+        ("No interactions of", "survive filtering", "data.min_user_interactions"),
+        edit=put("data", SEQUENCES),
+        files={"seq.txt": b"1 2 3\n2 4 5\n"},
+    ),
+    Case(
+        "data-bom",
+        "data",
+        "a UTF-8 BOM at the start of a sequence file is stripped",
+        None,
+        edit=put("data", SEQUENCES),
+        files={"seq.txt": b"\xef\xbb\xbf" + sequence_file()},
+    ),
+    Case(
+        "data-tabs-and-spaces",
+        "data",
+        "tabs and spaces mixed in a sequence file (any whitespace separates)",
+        None,
+        edit=put("data", SEQUENCES),
+        files={"seq.txt": sequence_file(separator=" ").replace(b" ", b"\t", 200)},
+    ),
+    Case(
+        "data-crlf",
+        "data",
+        "Windows line ends in a sequence file",
+        None,
+        edit=put("data", SEQUENCES),
+        files={"seq.txt": sequence_file().replace(b"\n", b"\r\n")},
+    ),
+    Case(
+        "table-tabs-and-spaces",
+        "data",
+        "an interaction table that mixes tabs and spaces between columns",
+        "DataError",
+        ("ratings.dat, line 1: mixes tabs and spaces between columns", "separator: whitespace"),
+        edit=put("data", TABLE),
+        files={"ratings.dat": b"1\t2 5\t100\n1\t3\t5\t101\n"},
+    ),
+    Case(
+        "table-tabs-and-spaces-whitespace",
+        "data",
+        "the same mixture read with `separator: whitespace`",
+        None,
+        edit=put("data", {**TABLE, "separator": "whitespace"}),
+        files={
+            "ratings.dat": b"".join(
+                f"{u}\t{(u * 7 + t * 3) % 20 + 1} 5\t{t}\n".encode()
+                for u in range(1, 41)
+                for t in range(8)
+            )
+        },
+    ),
+    Case(
+        "table-column-count",
+        "data",
+        "a ratings.dat line with 3 of 4 columns",
+        "DataError",
+        ("ratings.dat, line 3: expected 4 columns (user, item, rating, timestamp), found 3",),
+        edit=put("data", TABLE),
+        files={"ratings.dat": b"1::10::5::300\n1::11::5::301\n1::12::302\n"},
+    ),
+    Case(
+        "table-five-columns",
+        "data",
+        "5 columns and no `columns` list",
+        "DataError",
+        ("line 1: found 5 columns; without a `columns` list",),
+        edit=put("data", TABLE),
+        files={"ratings.dat": b"1,2,3,4,5\n"},
+    ),
+    Case(
+        "table-bad-timestamp",
+        "data",
+        "a timestamp that is a word",
+        "DataError",
+        ("line 1: timestamp 'yesterday' is not a number",),
+        edit=put("data", TABLE),
+        files={"ratings.dat": b"1,2,yesterday\n"},
+    ),
+    Case(
+        "table-nan-timestamp",
+        "data",
+        "a timestamp that is nan",
+        "DataError",
+        ("line 2: timestamp 'nan' is not a finite number",),
+        edit=put("data", TABLE),
+        files={"ratings.dat": b"1,2,10\n1,3,nan\n"},
+    ),
+    Case(
+        "table-header-not-skipped",
+        "data",
+        "a header line without `skip_header: true`",
+        "DataError",
+        ("line 1: user id 'user' is not an integer id", "skip_header: true"),
+        edit=put("data", TABLE),
+        files={"ratings.dat": b"user,item,timestamp\n1,2,3\n"},
+    ),
+    Case(
+        "table-columns-without-timestamp",
+        "data",
+        "a `columns` list without timestamp",
+        "DataError",
+        ("`columns` for", "must include 'timestamp'"),
+        edit=put("data", {**TABLE, "columns": ["user", "item", "rating"]}),
+        files={"ratings.dat": b"1,2,3\n"},
+    ),
+    # ---------------------------------------------------------------- label files
+    Case(
+        "labels-missing-users",
+        "labels",
+        "a label file without labels for some users",
+        "DataError",
+        ("Labels do not match the users: 2 of 4 users have no label in labels.csv",),
+        command="api",
+        api=_align({1: "F", 2: "M"}, [1, 2, 3, 4], strict=False),
+    ),
+    Case(
+        "labels-unknown-users",
+        "labels",
+        "labels for users that are not in the data (strict)",
+        "DataError",
+        ("labels.csv has labels for 2 users that are not in the data (e.g. users 98, 99)",),
+        command="api",
+        api=_align({1: "F", 2: "M", 98: "F", 99: "M"}, [1, 2], strict=True),
+    ),
+    Case(
+        "labels-duplicated-user",
+        "labels",
+        "one user labelled twice",
+        "DataError",
+        ("labels.csv, line 3: user 1 appears again (first on line 2)",),
+        command="api",
+        api=_labels_file("labels.csv", b"user,gender\n1,F\n1,M\n"),
+    ),
+    Case(
+        "labels-non-integer-user",
+        "labels",
+        "a label line whose user id is a word",
+        "DataError",
+        ("labels.csv, line 2: user id 'abc' is not an integer id",),
+        command="api",
+        api=_labels_file("labels.csv", b"1,F\nabc,M\n"),
+    ),
+    Case(
+        "labels-users-dat-short-line",
+        "labels",
+        "a users.dat line with 3 of 5 fields",
+        "DataError",
+        ("users.dat, line 2: expected 5 fields (UserID::Gender::Age::Occupation::Zip-code)",),
+        command="api",
+        api=_labels_file("users.dat", b"1::F::1::10::48067\n2::M::56\n", "age"),
+    ),
+    Case(
+        "labels-empty-file",
+        "labels",
+        "an empty label file",
+        "DataError",
+        ("labels.csv is empty",),
+        command="api",
+        api=_labels_file("labels.csv", b""),
+    ),
+    # ---------------------------------------------------------------- checkpoints
+    Case(
+        "ckpt-truncated",
+        "checkpoint",
+        "finetune/last.safetensors cut in half",
+        "CheckpointError",
+        (NOT_READABLE, "the file is truncated:", "bytes its header declares"),
+        command="resume",
+        damage=truncate("finetune/last.safetensors"),
+    ),
+    Case(
+        "ckpt-empty",
+        "checkpoint",
+        "pretrain/last.safetensors is empty",
+        "CheckpointError",
+        (NOT_READABLE, "header too small"),
+        command="resume",
+        damage=replace("pretrain/last.safetensors", b""),
+    ),
+    Case(
+        "ckpt-pickle-renamed",
+        "checkpoint",
+        "a pickle file renamed last.safetensors",
+        "CheckpointError",
+        ("last.safetensors is a pickle file, not a safetensors checkpoint", "never loads pickle"),
+        command="resume",
+        damage=replace("finetune/last.safetensors", pickle.dumps({"weight": [1.0, 2.0]})),
+    ),
+    Case(
+        "ckpt-torch-save-renamed",
+        "checkpoint",
+        "a torch.save file renamed last.safetensors",
+        "CheckpointError",
+        ("is a zip archive (as written by torch.save, which pickles)",),
+        command="resume",
+        damage=replace("finetune/last.safetensors", torch_save_bytes),
+    ),
+    Case(
+        "ckpt-header-dtype-size",
+        "checkpoint",
+        "the header declares F64 for an F32 tensor (sizes no longer add up)",
+        "CheckpointError",
+        (NOT_READABLE, "invalid shape, data type, or offset for tensor"),
+        command="resume",
+        damage=header_dtype("finetune/last.safetensors", EMBEDDING, "F64"),
+    ),
+    Case(
+        "ckpt-header-wrong-dtype",
+        "checkpoint",
+        "the header declares I32 for an F32 tensor (same size, wrong type)",
+        "CheckpointError",
+        (f"{EMBEDDING} has dtype torch.int32 in the checkpoint but torch.float32 in the model",),
+        command="resume",
+        damage=header_dtype("finetune/last.safetensors", EMBEDDING, "I32"),
+    ),
+    Case(
+        "ckpt-header-unknown-dtype",
+        "checkpoint",
+        "the header declares a dtype that does not exist",
+        "CheckpointError",
+        (NOT_READABLE, "unknown variant `F33`"),
+        command="resume",
+        damage=header_dtype("finetune/last.safetensors", EMBEDDING, "F33"),
+    ),
+    Case(
+        "ckpt-header-not-json",
+        "checkpoint",
+        "the header is not JSON",
+        "CheckpointError",
+        (NOT_READABLE, "invalid JSON in header"),
+        command="resume",
+        damage=header_text("finetune/last.safetensors", b"{not json}"),
+    ),
+    Case(
+        "ckpt-wrong-shape",
+        "checkpoint",
+        "a tensor with one row too many (clue_fw metadata kept)",
+        "CheckpointError",
+        ("does not match the recipe's model", f"{EMBEDDING} has shape"),
+        command="resume",
+        damage=rewrite_tensors("finetune/last.safetensors", _grow(EMBEDDING)),
+    ),
+    Case(
+        "ckpt-missing-tensor",
+        "checkpoint",
+        "a model tensor is absent",
+        "CheckpointError",
+        ("does not match the recipe's model: missing encoder.user_token",),
+        command="resume",
+        damage=rewrite_tensors("finetune/last.safetensors", _without("model.encoder.user_token")),
+    ),
+    Case(
+        "ckpt-foreign-safetensors",
+        "checkpoint",
+        "a safetensors file without clue_fw metadata",
+        "CheckpointError",
+        ("is a safetensors file but not a clue_fw checkpoint",),
+        command="resume",
+        damage=rewrite_tensors(
+            "finetune/last.safetensors", lambda tensors: None, keep_metadata=False
+        ),
+    ),
+    Case(
+        "ckpt-optimizer-shape",
+        "checkpoint",
+        "an Adam moment whose shape is not its parameter's",
+        "CheckpointError",
+        ("Optimiser state in the checkpoint does not fit: optim.1.exp_avg has shape",),
+        command="resume",
+        damage=rewrite_tensors("finetune/last.safetensors", _grow("optim.1.exp_avg")),
+    ),
+    Case(
+        "ckpt-best-wrong-shape",
+        "checkpoint",
+        "finetune/best.safetensors with a wrong shape (read after the last epoch)",
+        "CheckpointError",
+        ("best.safetensors does not match the recipe's model", f"{EMBEDDING} has shape"),
+        command="resume",
+        damage=rewrite_tensors("finetune/best.safetensors", _grow(EMBEDDING)),
+    ),
+    Case(
+        "ckpt-encoder-truncated",
+        "checkpoint",
+        "pretrain/encoder.safetensors cut in half before fine-tuning starts",
+        "CheckpointError",
+        ("encoder.safetensors is not a readable safetensors checkpoint", "truncated"),
+        command="resume",
+        damage=delete_finetune_and(truncate("pretrain/encoder.safetensors")),
+    ),
+    Case(
+        "ckpt-not-found",
+        "checkpoint",
+        "load_checkpoint on a path that does not exist",
+        "CheckpointError",
+        ("Checkpoint not found",),
+        command="api",
+        api=_load_absent_checkpoint,
+    ),
+)
+
+ERROR_CASES = tuple(case for case in CASES if case.error is not None)
+ACCEPTED_CASES = tuple(case for case in CASES if case.error is None)
+
+
+# ------------------------------------------------------------------------ the docs page
+
+DOC_HEAD = """\
+# Bad inputs
+
+clue_fw answers every bad input a user can make (a recipe, a `--set` flag, a run
+directory, a data or label file, a checkpoint) with a `ClueError` subclass whose
+message names the file, line, recipe key or flag at fault. The CLI prints it as one
+paragraph and exits with code 2, without a traceback.
+
+The corpus in `tests/bad_inputs/cases.py` pins this down. Each case gives what it feeds
+clue_fw (recipe text, `--set` flags, data or label file bytes, a damaged checkpoint in a
+finished run), the exact error class and message fragments it must produce.
+`tests/bad_inputs/test_bad_inputs.py` runs every case twice: through the library
+(`load_recipe` and `clue_fw.run`, or a direct call for label files and
+`load_checkpoint`) and through `clue_fw.cli.main`. It checks exit code 2, the
+fragments on stderr, no `Traceback`, and that a failed run leaves no `metrics.json`
+(a directory that fails before it is created is not created at all). A few cases
+must be *accepted*: they guard behaviour that a stricter reader could break.
+
+`tests/bad_inputs/test_fuzz.py` adds property-based fuzzing with Hypothesis: arbitrary
+text and arbitrary structured YAML as a recipe, arbitrary `--set` flags, and arbitrary
+bytes and text as a sequence file or interaction table must produce a valid object or a
+`ClueError`, never any other exception.
+
+Limits that guard the recipe loader: recipes over 1 MiB, more than 100 YAML aliases,
+more than 100,000 nodes after alias expansion (YAML bombs), nesting deeper than 100
+levels, recursive aliases and duplicate keys are refused.
+
+Decisions the corpus records:
+
+- A UTF-8 byte-order mark at the start of a data or label file is stripped.
+- A sequence file splits on any whitespace, so tabs and spaces may be mixed.
+- An interaction table whose separator is a tab (detected or set) refuses a line that
+  also separates columns with spaces; `separator: whitespace` reads such a file.
+- A header line in an interaction table is an error that suggests `skip_header: true`.
+- A `--set` that creates a key the recipe does not know names the flag in the error;
+  a `--set` into a list that does not exist is refused instead of creating a mapping.
+
+This page is generated: `python tests/bad_inputs/cases.py > docs/bad-inputs.md`.
+"""
+
+
+def render_doc() -> str:
+    lines = [
+        DOC_HEAD,
+        f"The corpus holds **{len(ERROR_CASES)} error cases** and "
+        f"{len(ACCEPTED_CASES)} must-be-accepted cases.",
+        "",
+    ]
+    groups: list[str] = []
+    for case in CASES:
+        if case.group not in groups:
+            groups.append(case.group)
+    for group in groups:
+        members = [case for case in CASES if case.group == group]
+        lines += [f"## {group.capitalize()} ({len(members)})", ""]
+        lines += ["| case | input | expected |", "|---|---|---|"]
+        for case in members:
+            expected = "accepted"
+            if case.error:
+                fragments = " … ".join(f"`` {f} ``" for f in case.fragments)
+                expected = f"`{case.error}`: {fragments.replace('|', '/')}"
+            lines.append(f"| `{case.id}` | {case.summary.replace('|', '/')} | {expected} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(render_doc(), end="")
