@@ -6,11 +6,14 @@ from clue_fw.augmentations.crop import CropViewSpec
 from clue_fw.augmentations.dropout import DropoutViewSpec
 from clue_fw.augmentations.mask import MaskViewSpec
 from clue_fw.augmentations.permute import PermuteViewSpec
+from clue_fw.backbones.bag import DeepFMSpec, NFMSpec
 from clue_fw.backbones.cnn import NextItNetSpec
 from clue_fw.backbones.gru import GRUSpec
 from clue_fw.backbones.transformer import TransformerSpec
 from clue_fw.components import AugmentationSpec, BackboneSpec, HeadSpec, ObjectiveSpec
+from clue_fw.heads.cold_start import ColdStartSpec
 from clue_fw.heads.next_item import NextItemSpec
+from clue_fw.heads.profile import ProfileSpec
 from clue_fw.hookspecs import hookimpl
 from clue_fw.objectives.clue import ClueSpec
 from clue_fw.objectives.masked_item import MaskedItemSpec
@@ -19,7 +22,7 @@ from clue_fw.objectives.none import NoPretrainingSpec
 
 @hookimpl
 def clue_register_backbones() -> list[type[BackboneSpec]]:
-    return [TransformerSpec, GRUSpec, NextItNetSpec]
+    return [TransformerSpec, GRUSpec, NextItNetSpec, DeepFMSpec, NFMSpec]
 
 
 @hookimpl
@@ -34,4 +37,4 @@ def clue_register_objectives() -> list[type[ObjectiveSpec]]:
 
 @hookimpl
 def clue_register_heads() -> list[type[HeadSpec]]:
-    return [NextItemSpec]
+    return [NextItemSpec, ProfileSpec, ColdStartSpec]

@@ -14,13 +14,15 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 if TYPE_CHECKING:
+    from clue_fw.data.csr import Csr
     from clue_fw.data.dataset import SequenceData
     from clue_fw.data.examples import Task
 
@@ -187,6 +189,39 @@ class ObjectiveSpec(ComponentSpec):
 
 # --------------------------------------------------------------------------- heads
 
+UserVector = Literal["ur", "mean"]
+
+
+def user_vectors(output: EncoderOutput, items: torch.Tensor, how: str = "ur") -> torch.Tensor:
+    """``[B, d]`` user vectors from an encoder output.
+
+    ``ur``: the backbone's user vector (the [UR] token output). ``mean``: the mean of
+    the per-position states over the real (non-padding) positions of ``items``; a row
+    without items gives zeros.
+    """
+    if how == "ur":
+        return output.user
+    if how != "mean":
+        raise ValueError(f"user vector must be 'ur' or 'mean', got {how!r}")
+    real = (items != 0).unsqueeze(-1).to(output.states.dtype)
+    count = real.sum(dim=1).clamp(min=1.0)
+    return (output.states * real).sum(dim=1) / count
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """A head's view of the data, prepared once per run by :meth:`HeadSpec.prepare`.
+
+    ``sequences`` are the behaviour sequences the encoder reads (and pre-training
+    trains on); a head that needs more (labels, a target domain) subclasses this.
+    """
+
+    sequences: SequenceData
+
+    def stats(self) -> dict[str, Any]:
+        """Counts worth logging and keeping in ``metrics.json`` (users, classes, pairs...)."""
+        return {}
+
 
 class DownstreamHead(nn.Module, ABC):
     """A downstream task on top of an encoder: its loss and its metrics.
@@ -211,17 +246,43 @@ class DownstreamHead(nn.Module, ABC):
 class HeadSpec(ComponentSpec):
     family: ClassVar[str] = "head"
 
+    def prepare(self, data: SequenceData, root: Path | None) -> TaskData:
+        """Read the task's own files (``root``: the data root) and choose the sequences
+        the encoder sees. Runs once, before anything is built. Default: ``data`` as is."""
+        return TaskData(sequences=data)
+
+    def pretrain_sequences(self, task_data: TaskData) -> Csr:
+        """The sequences pre-training may read: nothing the task evaluates on.
+
+        Default: each user's leave-one-out training part (drops the validation and
+        test items, which next-item recommendation holds out).
+        """
+        from clue_fw.data.dataset import leave_one_out
+
+        return leave_one_out(task_data.sequences).train
+
     @abstractmethod
-    def make_task(self, data: SequenceData, context: BuildContext, history: str) -> Task:
+    def make_task(self, task_data: TaskData, context: BuildContext, history: str) -> Task:
         """Build this task's train/valid/test examples (once, as tensors)."""
 
     @abstractmethod
-    def build(self, context: BuildContext, encoder: SequenceEncoder) -> DownstreamHead: ...
+    def build(
+        self, context: BuildContext, encoder: SequenceEncoder, task_data: TaskData
+    ) -> DownstreamHead: ...
 
     @property
     def monitor_default(self) -> str:
         """The validation metric early stopping watches unless the recipe says otherwise."""
         return "ndcg@10"
+
+    def history_problem(self, history: str) -> str | None:
+        """Why this head cannot train with ``finetune.train.history``, or None."""
+        return None
+
+    @property
+    def probe_ready(self) -> str | None:
+        """Why this head cannot train on a frozen encoder (``finetune.mode: probe``), or None."""
+        return None
 
 
 def describe_spec(spec: ComponentSpec) -> dict[str, Any]:

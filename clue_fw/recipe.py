@@ -174,6 +174,23 @@ def _make_recipe_model(registry: Registry) -> type[BaseModel]:
             None, description="Validation metric to maximise (default: the head's, e.g. ndcg@10)."
         )
         eval: EvalSpec = Field(EvalSpec(), description="Evaluation batching.")
+        mode: Literal["full", "probe"] = Field(
+            "full",
+            description="'full': fine-tune the whole encoder (the paper); 'probe': freeze the "
+            "encoder (eval mode, no gradients) and train only the head, a linear probe of "
+            "the representation.",
+        )
+
+        @model_validator(mode="after")
+        def _head_can_train(self) -> "FinetuneStage":
+            problem = self.head.history_problem(self.train.history)  # type: ignore[attr-defined]
+            if problem:
+                raise ValueError(f"finetune.train.history: {problem}")
+            if self.mode == "probe":
+                reason = self.head.probe_ready  # type: ignore[attr-defined]
+                if reason:
+                    raise ValueError(f"finetune.mode probe: {reason}")
+            return self
 
     class Recipe(StrictModel):
         """A complete clue_fw experiment: data, backbone, optional pre-training, fine-tuning."""

@@ -42,7 +42,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from clue_fw.components import BuildContext
+from clue_fw.components import BuildContext, TaskData
 from clue_fw.errors import ResourceError
 
 SKIP_ENV = "CLUE_SKIP_MEMORY_CHECK"
@@ -139,6 +139,7 @@ def estimate_phases(
     num_users: int,
     num_interactions: int,
     device: torch.device,
+    task_data: TaskData | None = None,
 ) -> list[Phase]:
     """The estimated peak of every phase of ``recipe``'s run (see the module docstring)."""
     n = context.max_len
@@ -174,7 +175,9 @@ def estimate_phases(
     head = finetune.head
     train = finetune.train
     count = _trainable_parameters(
-        lambda: nn.ModuleDict({"encoder": (e := encoder()), "head": head.build(context, e)})
+        lambda: nn.ModuleDict(
+            {"encoder": (e := encoder()), "head": head.build(context, e, task_data)}
+        )
     )
     params = _parameter_part("fine-tuning", count, recipe, context)
     batch = _batch(train.batch_size, train.history, num_users, num_interactions)
@@ -263,7 +266,13 @@ def available_memory(device: torch.device) -> tuple[int, str] | None:
 # --------------------------------------------------------------------------- check
 
 
-def check_memory(recipe: Any, data: Any, context: BuildContext, device: torch.device) -> None:
+def check_memory(
+    recipe: Any,
+    data: Any,
+    context: BuildContext,
+    device: torch.device,
+    task_data: TaskData | None = None,
+) -> None:
     """Raise :class:`ResourceError` when ``recipe`` plainly cannot fit on ``device``."""
     if os.environ.get(SKIP_ENV, "").strip() not in ("", "0", "false", "False"):
         return
@@ -271,7 +280,9 @@ def check_memory(recipe: Any, data: Any, context: BuildContext, device: torch.de
     if available is None:
         return
     free, source = available
-    phases = estimate_phases(recipe, context, data.num_users, data.num_interactions, device)
+    phases = estimate_phases(
+        recipe, context, data.num_users, data.num_interactions, device, task_data
+    )
     worst = max(phases, key=lambda phase: phase.total)
     if worst.total <= free:
         return

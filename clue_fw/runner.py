@@ -33,8 +33,8 @@ from torch import nn
 
 import clue_fw
 from clue_fw.augmentations.compose import ViewPipeline
-from clue_fw.components import BuildContext, SequenceEncoder
-from clue_fw.data.dataset import SequenceData, leave_one_out
+from clue_fw.components import BuildContext, SequenceEncoder, TaskData
+from clue_fw.data.csr import Csr
 from clue_fw.data.examples import ExampleSet
 from clue_fw.data.loading import load_data
 from clue_fw.errors import CheckpointError, RecipeError, RunDirectoryError, TrainingError
@@ -207,9 +207,9 @@ def _adam(parameters: list[nn.Parameter], train: Any) -> torch.optim.Adam:
     return torch.optim.Adam(parameters, lr=train.lr, weight_decay=train.weight_decay)
 
 
-def pretrain_examples(data: SequenceData, max_len: int, history: str) -> ExampleSet:
-    """Pre-training sequences from each user's training part (no validation/test item)."""
-    train = leave_one_out(data).train
+def pretrain_examples(train: Csr, max_len: int, history: str) -> ExampleSet:
+    """Pre-training sequences from ``train``: the part of each user's sequence that the
+    downstream task allows (:meth:`HeadSpec.pretrain_sequences`)."""
     if history == "recent":
         windows = train.recent_windows(max_len)
     else:
@@ -219,7 +219,7 @@ def pretrain_examples(data: SequenceData, max_len: int, history: str) -> Example
 
 def run_pretrain(
     recipe: Any,
-    data: SequenceData,
+    task_data: TaskData,
     context: BuildContext,
     encoder: SequenceEncoder,
     device: torch.device,
@@ -241,7 +241,8 @@ def run_pretrain(
     stage.try_resume()
     if stage.finished and encoder_path.exists():
         return
-    examples = pretrain_examples(data, context.max_len, spec.train.history).to(device)
+    sequences = recipe.finetune.head.pretrain_sequences(task_data)
+    examples = pretrain_examples(sequences, context.max_len, spec.train.history).to(device)
     reporter.log(
         f"pretrain: {spec.objective.kind} with views "
         f"{'+'.join(v.kind for v in spec.views)} on {len(examples):,} sequences"
@@ -290,7 +291,7 @@ def run_pretrain(
 
 def run_finetune(
     recipe: Any,
-    data: SequenceData,
+    task_data: TaskData,
     context: BuildContext,
     encoder: SequenceEncoder,
     device: torch.device,
@@ -303,14 +304,17 @@ def run_finetune(
     # Seed the head's initialisation on its own: how much randomness pre-training used
     # up depends on whether it ran in this process or was resumed as already finished.
     torch.manual_seed(derive_seed(recipe.seed, "finetune", "init"))
-    head = head_spec.build(context, encoder).to(device)
+    head = head_spec.build(context, encoder, task_data).to(device)
     module = nn.ModuleDict({"encoder": encoder, "head": head})
+    probe = spec.mode == "probe"
+    if probe:
+        encoder.requires_grad_(False)
     parameters = [p for p in module.parameters() if p.requires_grad]
     stage = _Stage(
         "finetune", run_dir, recipe_json, module, _adam(parameters, spec.train), reporter
     )
     best_path = stage.dir / "best.safetensors"
-    task = head_spec.make_task(data, context, spec.train.history).to(device)
+    task = head_spec.make_task(task_data, context, spec.train.history).to(device)
     monitor = spec.monitor or head_spec.monitor_default
     eval_size = spec.eval.batch_size
 
@@ -339,10 +343,13 @@ def run_finetune(
         )
         stage.save()
     reporter.log(
-        f"finetune: {head_spec.kind} on {len(task.train):,} training examples; "
+        f"finetune: {head_spec.kind} on {len(task.train):,} training examples "
+        f"({'linear probe of a frozen encoder' if probe else 'full fine-tuning'}); "
         f"early stopping on valid {monitor} (patience {spec.patience})"
     )
     module.train()
+    if probe:
+        encoder.eval()  # a frozen encoder: no dropout, representation as evaluated
     while not stage.finished:
         epoch = stage.epoch + 1
         order, _ = _seed_epoch(recipe.seed, "finetune", epoch, device)
@@ -489,13 +496,14 @@ def run(
     r: Any = recipe
     device = resolve_device(r.device)
     started = time.perf_counter()
-    data = load_data(r.data, data_root)
+    task_data = r.finetune.head.prepare(load_data(r.data, data_root), data_root)
+    data = task_data.sequences
     context = BuildContext(num_items=data.num_items, max_len=r.data.max_len)
     out_path = Path(out) if out is not None else None
     resume_path = Path(resume) if resume is not None else None
     if resume_path is None or not (resume_path / "metrics.json").is_file():
         # Before the run directory exists: a recipe that cannot fit is refused up front.
-        check_memory(r, data, context, device)
+        check_memory(r, data, context, device, task_data)
     run_dir, fresh = prepare_run_dir(r, out_path, resume_path, overwrite)
     reporter = Reporter(console, run_dir / "run.log")
     recipe_json = r.model_dump(mode="json")
@@ -513,13 +521,17 @@ def run(
         return RunResult(run_dir, json.loads((run_dir / "metrics.json").read_text()))
     reporter.log(f"run directory: {run_dir}")
     reporter.log(f"data: {data.summary()}; device: {device}")
+    if task_data.stats():
+        reporter.log(f"task: {task_data.stats()}")
 
     torch.manual_seed(derive_seed(r.seed, "init"))
     encoder = r.backbone.build(context).to(device)
     try:
         if r.pretrain is not None and r.pretrain.objective.trains:
-            run_pretrain(r, data, context, encoder, device, run_dir, recipe_json, reporter)
-        metrics = run_finetune(r, data, context, encoder, device, run_dir, recipe_json, reporter)
+            run_pretrain(r, task_data, context, encoder, device, run_dir, recipe_json, reporter)
+        metrics = run_finetune(
+            r, task_data, context, encoder, device, run_dir, recipe_json, reporter
+        )
     except torch.cuda.OutOfMemoryError as exc:
         raise TrainingError(
             f"Out of GPU memory ({exc}); lower the batch sizes in the recipe."
@@ -531,6 +543,7 @@ def run(
         seed=r.seed,
         device=str(device),
         seconds=round(time.perf_counter() - started, 2),
+        task=task_data.stats(),
         data={
             "users": data.num_users,
             "items": data.num_items,

@@ -55,7 +55,7 @@ def test_estimate_terms(tiny_recipe: dict[str, Any]) -> None:
     torch.manual_seed(0)
     encoder = recipe.backbone.build(context)
     model = nn.ModuleDict(
-        {"encoder": encoder, "head": recipe.finetune.head.build(context, encoder)}
+        {"encoder": encoder, "head": recipe.finetune.head.build(context, encoder, None)}
     )
     count = sum(p.numel() for p in model.parameters() if p.requires_grad)
     assert finetune["fine-tuning parameters with gradients and Adam state"] == 16 * count
@@ -95,7 +95,7 @@ def test_a_huge_evaluation_batch_points_at_eval_batch_size(monkeypatch: pytest.M
 
 def test_shipped_recipes_are_far_from_the_limit() -> None:
     """Every shipped recipe at ML-1M size stays under 1 GiB: never refused on real hardware."""
-    for path in sorted((ROOT / "recipes").glob("*.yaml")):
+    for path in sorted((ROOT / "recipes").rglob("*.yaml")):
         recipe = load_recipe(path)
         context = BuildContext(3706, recipe.data.max_len)
         phases = estimate_phases(recipe, context, 6040, 1_000_209, CPU)

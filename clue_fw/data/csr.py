@@ -56,6 +56,14 @@ class Csr:
         within = torch.arange(int(keep_offsets[-1]), device=lengths.device) - keep_offsets[rows]
         return Csr(keep_offsets, self.values[self.offsets[rows] + within])
 
+    def select_rows(self, rows: torch.Tensor) -> Csr:
+        """A new Csr made of rows ``rows`` (in that order)."""
+        lengths = self.lengths[rows]
+        offsets = torch.zeros(rows.numel() + 1, dtype=torch.long, device=rows.device)
+        torch.cumsum(lengths, 0, out=offsets[1:])
+        _, values = self.batch_pairs(rows)
+        return Csr(offsets, values)
+
     def last(self, back: int = 0) -> torch.Tensor:
         """``[R]``: the value ``back`` places before the end of every row."""
         return self.values[self.offsets[1:] - 1 - back]

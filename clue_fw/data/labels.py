@@ -1,11 +1,14 @@
 """User labels for profile prediction: read a label file, align it with the data's users.
 
-Two formats are read:
+Three formats are read:
 
 * **CSV** ``user,label`` (one user a line, an optional header line such as
   ``user,gender``);
 * **ML-1M** ``users.dat``: ``UserID::Gender::Age::Occupation::Zip-code``, from which
-  one column (``gender``, ``age`` or ``occupation``) is the label.
+  one column (``gender``, ``age`` or ``occupation``) is the label;
+* **ML-100K** ``u.user``: ``user id | age | gender | occupation | zip code``. Its ages
+  are years; ``age`` maps them to ML-1M's seven brackets (1: under 18, 18: 18-24,
+  25: 25-34, 35: 35-44, 45: 45-49, 50: 50-55, 56: 56+) so the two datasets share classes.
 
 Labels stay strings; a head decides how to encode them. Every problem is a
 :class:`~clue_fw.errors.DataError` that names the file and line.
@@ -21,22 +24,50 @@ from clue_fw.data.readers import _parse_int, _read_text
 from clue_fw.errors import DataError
 
 LabelColumn = Literal["gender", "age", "occupation"]
+LabelFormat = Literal["auto", "csv", "users_dat", "u_user"]
 USERS_DAT_COLUMNS: tuple[str, ...] = ("user", "gender", "age", "occupation", "zip")
+U_USER_COLUMNS: tuple[str, ...] = ("user", "age", "gender", "occupation", "zip")
+ML1M_AGE_BRACKETS: tuple[int, ...] = (1, 18, 25, 35, 45, 50, 56)
 EXAMPLES = 5
 
+_LAYOUTS = {
+    "csv": (",", ("user", "label"), "user,label"),
+    "users_dat": ("::", USERS_DAT_COLUMNS, "UserID::Gender::Age::Occupation::Zip-code"),
+    "u_user": ("|", U_USER_COLUMNS, "user id|age|gender|occupation|zip code"),
+}
 
-def read_label_file(path: str | Path, column: LabelColumn = "gender") -> dict[int, str]:
+
+def age_bracket(years: int) -> int:
+    """ML-1M's age bracket (its lower bound, 1 for under 18) of an age in years."""
+    return max((b for b in ML1M_AGE_BRACKETS if years >= b), default=1)
+
+
+def detect_label_format(first_line: str) -> str:
+    if "::" in first_line:
+        return "users_dat"
+    if "|" in first_line:
+        return "u_user"
+    return "csv"
+
+
+def read_label_file(
+    path: str | Path, column: LabelColumn = "gender", format: LabelFormat = "auto"
+) -> dict[int, str]:
     """Read user labels: ``{user id: label}``.
 
-    A file whose first line holds ``::`` is read as ML-1M ``users.dat`` and ``column``
-    picks the label; any other file is a two-column ``user,label`` CSV, whose first line
-    is skipped when its user field is not an integer (a header).
+    ``format`` ``auto`` reads a file whose first line holds ``::`` as ML-1M
+    ``users.dat``, one with ``|`` as ML-100K ``u.user`` (``column`` picks the label of
+    both), and any other file as a two-column ``user,label`` CSV, whose first line is
+    skipped when its user field is not an integer (a header).
     """
     path = Path(path)
     lines = _read_text(path).splitlines()
     header_index = next(index for index, line in enumerate(lines) if line.strip())
-    users_dat = "::" in lines[header_index]
-    if users_dat and column not in USERS_DAT_COLUMNS[1:4]:
+    chosen = detect_label_format(lines[header_index]) if format == "auto" else format
+    if chosen not in _LAYOUTS:
+        raise DataError(f"Unknown label format {format!r}; use auto, csv, users_dat or u_user.")
+    separator, columns, layout = _LAYOUTS[chosen]
+    if chosen != "csv" and column not in ("gender", "age", "occupation"):
         raise DataError(
             f"Unknown label column {column!r} for {path}; use gender, age or occupation."
         )
@@ -46,23 +77,21 @@ def read_label_file(path: str | Path, column: LabelColumn = "gender") -> dict[in
         line_number = index + 1
         if not line.strip():
             continue
-        if users_dat:
-            fields = [f.strip() for f in line.strip().split("::")]
-            expected = len(USERS_DAT_COLUMNS)
-            layout = "UserID::Gender::Age::Occupation::Zip-code"
-        else:
-            fields = [f.strip() for f in line.strip().split(",")]
-            expected = 2
-            layout = "user,label"
+        fields = [f.strip() for f in line.strip().split(separator)]
+        expected = len(columns)
         if len(fields) != expected:
             raise DataError(
                 f"{path}, line {line_number}: expected {expected} fields ({layout}), "
                 f"found {len(fields)}."
+                + (" Is this the right label format?" if format != "auto" else "")
             )
-        if not users_dat and index == header_index and not _is_int(fields[0]):
+        if chosen == "csv" and index == header_index and not _is_int(fields[0]):
             continue  # header line
         user = _parse_int(fields[0], path, line_number, "user id")
-        label = fields[USERS_DAT_COLUMNS.index(column)] if users_dat else fields[1]
+        label = fields[1] if chosen == "csv" else fields[columns.index(column)]
+        if chosen == "u_user" and column == "age" and label:
+            years = _parse_int(label, path, line_number, "age")
+            label = str(age_bracket(years))
         if not label:
             raise DataError(f"{path}, line {line_number}: user {user} has an empty label.")
         if user in first_line:

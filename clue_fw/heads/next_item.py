@@ -20,9 +20,10 @@ from clue_fw.components import (
     HeadSpec,
     LossOutput,
     SequenceEncoder,
+    TaskData,
 )
 from clue_fw.data.csr import Csr
-from clue_fw.data.dataset import SequenceData, leave_one_out
+from clue_fw.data.dataset import leave_one_out
 from clue_fw.data.examples import ExampleSet, Task
 from clue_fw.metrics.ranking import finalize_sums, ranking_sums
 
@@ -138,7 +139,17 @@ class NextItemSpec(HeadSpec):
     def monitor_default(self) -> str:
         return f"ndcg@{self.ks[0]}"
 
-    def make_task(self, data: SequenceData, context: BuildContext, history: str) -> Task:
+    @property
+    def probe_ready(self) -> str | None:
+        if self.tie_weights:
+            return (
+                "finetune.head.tie_weights: true scores items with the encoder's item "
+                "embeddings, which a frozen encoder cannot learn; set it to false for a probe"
+            )
+        return None
+
+    def make_task(self, task_data: TaskData, context: BuildContext, history: str) -> Task:
+        data = task_data.sequences
         split = leave_one_out(data)
         n = context.max_len
         windows = next_item_windows(split.train, n + 1, history, self.loss_positions == "all")
@@ -155,7 +166,9 @@ class NextItemSpec(HeadSpec):
             test=evaluation(split.train_valid, split.test_target),
         )
 
-    def build(self, context: BuildContext, encoder: SequenceEncoder) -> NextItemHead:
+    def build(
+        self, context: BuildContext, encoder: SequenceEncoder, task_data: TaskData
+    ) -> NextItemHead:
         return NextItemHead(
             encoder,
             num_items=context.num_items,

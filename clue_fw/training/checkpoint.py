@@ -109,10 +109,15 @@ def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
 def _foreign_format(path: Path) -> str | None:
     """Name a well-known non-safetensors format from the first bytes of ``path``."""
     with open(path, "rb") as handle:
-        start = handle.read(4)
+        start = handle.read(9)
+    header_length = int.from_bytes(start[:8], "little")
+    if start[8:9] == b"{" and 8 + header_length <= path.stat().st_size:
+        # A safetensors file: 8-byte header length, then the JSON header. Its length
+        # may well start with 0x80 0x03 (an 896-byte header), which pickle also does.
+        return None
     if start[:1] == b"\x80" and start[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
         return "a pickle file"
-    if start == b"PK\x03\x04":
+    if start[:4] == b"PK\x03\x04":
         return "a zip archive (as written by torch.save, which pickles)"
     return None
 

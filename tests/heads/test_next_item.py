@@ -8,13 +8,15 @@ import torch
 from torch import nn
 
 from clue_fw.backbones.transformer import TransformerSpec
-from clue_fw.components import BuildContext, EncoderOutput, SequenceEncoder
+from clue_fw.components import BuildContext, EncoderOutput, SequenceEncoder, TaskData
 from clue_fw.data.csr import Csr
 from clue_fw.data.dataset import SequenceData
 from clue_fw.heads.next_item import NextItemHead, NextItemSpec, next_item_windows
 from clue_fw.metrics.ranking import finalize_sums, reference_metrics
 
 NUM_ITEMS = 6
+# next_item builds from the context alone; its task data is not read
+NO_TASK_DATA = TaskData(SequenceData(Csr.from_lists([[1]]), 1, np.array([1]), np.array([1])))
 
 
 class FixedScores(SequenceEncoder):
@@ -38,7 +40,7 @@ class FixedScores(SequenceEncoder):
 def head(exclude_seen: bool) -> NextItemHead:
     encoder = FixedScores([0.0])
     return NextItemSpec(exclude_seen=exclude_seen, ks=[1, 3]).build(
-        BuildContext(NUM_ITEMS, 4), encoder
+        BuildContext(NUM_ITEMS, 4), encoder, NO_TASK_DATA
     )
 
 
@@ -100,7 +102,7 @@ def test_metric_sums_against_reference() -> None:
 def test_untied_output_layer_scores_num_items_plus_one() -> None:
     context = BuildContext(NUM_ITEMS, 4)
     encoder = TransformerSpec(dim=8, heads=2, blocks=1).build(context)
-    h = NextItemSpec(tie_weights=False).build(context, encoder)
+    h = NextItemSpec(tie_weights=False).build(context, encoder, NO_TASK_DATA)
     assert h.output is not None and h.output.out_features == NUM_ITEMS + 1
     scores = h.logits(encoder, torch.randn(2, 8))
     assert scores.shape == (2, NUM_ITEMS + 1)
@@ -161,7 +163,7 @@ def test_make_task_leave_one_out_examples() -> None:
         item_ids=np.arange(1, 7),
     )
     context = BuildContext(num_items=6, max_len=3)
-    task = NextItemSpec().make_task(data, context, "recent")
+    task = NextItemSpec().make_task(TaskData(data), context, "recent")
     assert task.valid.tensors["target"].tolist() == [4, 1]
     assert task.test.tensors["target"].tolist() == [5, 2]
     assert task.valid.tensors["items"].tolist() == [[1, 2, 3], [0, 0, 6]]
@@ -170,7 +172,7 @@ def test_make_task_leave_one_out_examples() -> None:
     valid_batch = next(task.valid.batches(10))
     assert valid_batch["seen_row"].tolist() == [0, 0, 0, 1]
     assert valid_batch["seen_value"].tolist() == [1, 2, 3, 6]  # validation item not seen yet
-    no_seen = NextItemSpec(exclude_seen=False).make_task(data, context, "recent")
+    no_seen = NextItemSpec(exclude_seen=False).make_task(TaskData(data), context, "recent")
     assert "seen_row" not in next(no_seen.valid.batches(10))
 
 
@@ -179,7 +181,7 @@ def test_loss_trains(positions: str) -> None:
     torch.manual_seed(0)
     context = BuildContext(num_items=12, max_len=5)
     encoder = TransformerSpec(dim=16, heads=2, blocks=1, dropout=0.0).build(context)
-    h = NextItemSpec(loss_positions=positions).build(context, encoder)
+    h = NextItemSpec(loss_positions=positions).build(context, encoder, NO_TASK_DATA)
     windows = torch.tensor([[0, 1, 2, 3, 4, 5], [0, 0, 7, 8, 9, 10], [1, 2, 3, 4, 5, 6]])
     optimizer = torch.optim.Adam(encoder.parameters(), lr=0.01)
     losses = []

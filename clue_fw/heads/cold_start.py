@@ -1,0 +1,229 @@
+"""Cold-start cross-domain recommendation: recommend target-domain items to cold users.
+
+The encoder reads each user's **source**-domain sequence; a linear softmax over all
+**target** items scores the next target interaction (CLUE Sec. V-A-1, after PeterRec).
+Each kept (user, target item) pair is one instance. Users (not pairs) are split
+80/5/15, so a test user is never seen in training. Evaluation ranks the instance's
+item among all target items; no item is excluded (a user's other target items stay
+rankable, as in PeterRec's evaluation). Metrics: MRR@k, Recall@k, NDCG@k.
+
+Where the two domains come from (``target.format``):
+
+* ``genres``: one MovieLens dataset cut by disjoint genre sets of ``movies.dat``
+  (:func:`clue_fw.data.domains.split_by_genres`); the recipe's ``data`` is the whole
+  dataset and the source sequences are what is left after the target movies are
+  taken out;
+* ``pairs``: the recipe's ``data`` is the source domain and a file of ``user item``
+  lines the target domain (:func:`clue_fw.data.domains.read_target_pairs`).
+
+At most ``max_per_user`` (g) target interactions are kept per user
+(:func:`clue_fw.data.domains.cold_targets`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from torch import nn
+
+from clue_fw.components import (
+    BuildContext,
+    DownstreamHead,
+    LossOutput,
+    SequenceEncoder,
+    TaskData,
+    user_vectors,
+)
+from clue_fw.data.dataset import SequenceData
+from clue_fw.data.domains import (
+    Domains,
+    cold_targets,
+    read_movie_genres,
+    read_target_pairs,
+    split_by_genres,
+)
+from clue_fw.data.examples import ExampleSet, Task
+from clue_fw.data.root import resolve_data_path
+from clue_fw.errors import DataError
+from clue_fw.heads.user_level import UserLevelHeadSpec, split_users
+from clue_fw.metrics.ranking import finalize_sums, ranking_sums, target_ranks
+
+DEFAULT_TARGET_GENRES = (
+    "Animation",
+    "Children's",
+    "Documentary",
+    "Fantasy",
+    "Film-Noir",
+    "Musical",
+    "Western",
+)
+
+
+class GenreDomains(BaseModel):
+    """Source and target domains cut from one MovieLens dataset by genre."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    format: Literal["genres"] = "genres"
+    movies: str = Field(
+        "ml-1m/movies.dat", description="movies.dat, relative to the data root (CLUE_DATA_DIR)."
+    )
+    target_genres: list[str] = Field(
+        list(DEFAULT_TARGET_GENRES),
+        min_length=1,
+        description="Genres of the target domain; every other genre is a source genre.",
+    )
+    mixed: Literal["drop", "target"] = Field(
+        "drop",
+        description="A movie with genres on both sides: 'drop' it from both domains, or put "
+        "it in the 'target' domain.",
+    )
+
+
+class TargetPairs(BaseModel):
+    """A target-domain file (``user item`` per line, in time order); ``data`` is the source."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    format: Literal["pairs"] = "pairs"
+    path: str = Field(description="Target file, relative to the data root (CLUE_DATA_DIR).")
+    drop_unknown_users: bool = Field(
+        False, description="Skip target users without source behaviour instead of failing."
+    )
+
+
+TargetSource = Annotated[GenreDomains | TargetPairs, Field(discriminator="format")]
+
+
+@dataclass(frozen=True)
+class ColdStartData(TaskData):
+    """Source sequences plus the kept (user row, target item) pairs.
+
+    Target items are ``0..num_target_items - 1`` (the classes of the softmax).
+    """
+
+    pair_users: torch.Tensor  # [P]
+    pair_items: torch.Tensor  # [P]
+    num_target_items: int
+    counts: dict[str, int]
+
+    def stats(self) -> dict[str, Any]:
+        return dict(self.counts)
+
+
+class ColdStartHead(DownstreamHead):
+    def __init__(
+        self, encoder: SequenceEncoder, num_target_items: int, user_vector: str, ks: list[int]
+    ) -> None:
+        super().__init__()
+        self.user_vector = user_vector
+        self.ks = list(ks)
+        self.output = nn.Linear(encoder.dim, num_target_items)
+
+    def logits(self, encoder: SequenceEncoder, items: torch.Tensor) -> torch.Tensor:
+        return self.output(user_vectors(encoder(items), items, self.user_vector))
+
+    def loss(self, encoder: SequenceEncoder, batch: dict[str, torch.Tensor]) -> LossOutput:
+        loss = F.cross_entropy(self.logits(encoder, batch["items"]), batch["target"])
+        return LossOutput(loss, {})
+
+    @torch.no_grad()
+    def metric_sums(
+        self, encoder: SequenceEncoder, batch: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        ranks = target_ranks(self.logits(encoder, batch["items"]), batch["target"])
+        return ranking_sums(ranks, self.ks)
+
+    def finalize(self, sums: dict[str, torch.Tensor]) -> dict[str, float]:
+        return finalize_sums(sums)
+
+
+class ColdStartSpec(UserLevelHeadSpec):
+    """Cold-start cross-domain recommendation: source sequence -> softmax over target items."""
+
+    kind: Literal["cold_start"] = "cold_start"
+    target: TargetSource = Field(
+        GenreDomains(), description="Where the target domain comes from; `format` selects."
+    )
+    max_per_user: int | None = Field(
+        3, gt=0, description="g: keep at most this many target interactions per user (null: all)."
+    )
+    per_user: Literal["uniform", "first"] = Field(
+        "uniform",
+        description="'uniform': keep each user's first k target interactions, k drawn "
+        "uniformly from 1..g; 'first': keep the first g.",
+    )
+    ks: list[int] = Field([10], min_length=1, description="Cut-offs k for MRR@k, Recall@k, NDCG@k.")
+
+    @field_validator("ks")
+    @classmethod
+    def _positive_ks(cls, ks: list[int]) -> list[int]:
+        if any(k <= 0 for k in ks):
+            raise ValueError(f"every k must be positive, got {ks}")
+        return sorted(set(ks))
+
+    @property
+    def monitor_default(self) -> str:
+        return f"mrr@{self.ks[0]}"
+
+    def domains(self, data: SequenceData, root: Path | None) -> Domains:
+        """The source and target domains, before the per-user cap."""
+        if isinstance(self.target, GenreDomains):
+            path = resolve_data_path(self.target.movies, root)
+            genres = read_movie_genres(path)
+            return split_by_genres(
+                data, genres, self.target.target_genres, self.target.mixed, str(path)
+            )
+        path = resolve_data_path(self.target.path, root)
+        return read_target_pairs(path, data, self.target.drop_unknown_users)
+
+    def prepare(self, data: SequenceData, root: Path | None) -> ColdStartData:
+        domains = self.domains(data, root)
+        users, items = cold_targets(
+            domains.target, self.max_per_user, self.per_user, self.split_seed
+        )
+        if torch.unique(users).numel() < 3:
+            raise DataError(
+                f"Only {torch.unique(users).numel()} users have target interactions; a "
+                "cold-start task needs at least 3 (train, valid, test)."
+            )
+        counts = {
+            "source users": domains.source.num_users,
+            "source items": domains.source.num_items,
+            "source interactions": domains.source.num_interactions,
+            "target items": domains.num_target_items,
+            "target users": int(torch.unique(users).numel()),
+            "target pairs": int(users.numel()),
+            **domains.counts,
+        }
+        return ColdStartData(
+            sequences=domains.source,
+            pair_users=users,
+            pair_items=items - 1,
+            num_target_items=domains.num_target_items,
+            counts=counts,
+        )
+
+    def make_task(self, task_data: TaskData, context: BuildContext, history: str) -> Task:
+        assert isinstance(task_data, ColdStartData), "cold_start needs its prepare()'s data"
+        items = task_data.sequences.sequences.recent_windows(context.max_len)
+        cold_users = torch.unique(task_data.pair_users)
+        parts = [cold_users[part] for part in split_users(cold_users.numel(), self.split_seed)]
+
+        def examples(users: torch.Tensor) -> ExampleSet:
+            chosen = torch.isin(task_data.pair_users, users)
+            pair_users = task_data.pair_users[chosen]
+            return ExampleSet({"items": items[pair_users], "target": task_data.pair_items[chosen]})
+
+        return Task(*(examples(users) for users in parts))
+
+    def build(
+        self, context: BuildContext, encoder: SequenceEncoder, task_data: TaskData
+    ) -> ColdStartHead:
+        assert isinstance(task_data, ColdStartData), "cold_start needs its prepare()'s data"
+        return ColdStartHead(encoder, task_data.num_target_items, self.user_vector, self.ks)
