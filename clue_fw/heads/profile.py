@@ -164,6 +164,12 @@ class ProfileSpec(UserLevelHeadSpec):
                 f"{path} gives the users a single class ({classes[0]!r}); a profile task "
                 "needs at least two."
             )
+        labelled = sum(label is not None for label in per_user)
+        if labelled < 3:
+            raise DataError(
+                f"Only {labelled} users of the data have a label in {path}; a profile task "
+                "needs at least 3 (train, valid, test)."
+            )
         index = {label: i for i, label in enumerate(classes)}
         labels = torch.tensor([index[x] if x is not None else -1 for x in per_user])
         return ProfileData(sequences=data, labels=labels, classes=tuple(classes))

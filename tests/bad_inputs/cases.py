@@ -299,6 +299,38 @@ def _load_absent_checkpoint(case_dir: Path) -> object:
     return load_checkpoint(case_dir / "absent.safetensors")
 
 
+# ------------------------------------------------------------- profile and cold_start
+
+TINY_USERS = range(1, TINY["data"]["num_users"] + 1)  # the synthetic data's user ids
+
+
+def head(spec: dict[str, Any], history: str = "recent") -> Callable[[dict[str, Any]], None]:
+    """An edit that makes ``spec`` the fine-tuning head (and sets finetune.train.history)."""
+
+    def edit(data: dict[str, Any]) -> None:
+        data["finetune"]["head"] = spec
+        data["finetune"]["train"]["history"] = history
+
+    return edit
+
+
+def label_csv(label: Callable[[int], str | None], users: range = TINY_USERS) -> bytes:
+    """A ``user,gender`` file; users whose ``label`` is None get no line."""
+    lines = ["user,gender"] + [f"{u},{label(u)}" for u in users if label(u) is not None]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def movies_dat(genres: Callable[[int], str]) -> bytes:
+    """A movies.dat for the synthetic items 1..num_items."""
+    items = range(1, TINY["data"]["num_items"] + 1)
+    return "".join(f"{i}::Movie {i} (2000)::{genres(i)}\n" for i in items).encode()
+
+
+PROFILE = {"kind": "profile", "labels": {"path": "gender.csv"}}
+GENRES = {"format": "genres", "movies": "movies.dat"}
+GENRE_MOVIES = movies_dat(lambda i: ("Drama", "Comedy", "Animation|Children's")[i % 3])
+
+
 # ------------------------------------------------------------------------------ cases
 
 EXTRA = "Extra inputs are not permitted"
@@ -1206,6 +1238,142 @@ CASES: tuple[Case, ...] = (
         ("Checkpoint not found",),
         command="api",
         api=_load_absent_checkpoint,
+    ),
+    # ---------------------------------------------------------------- profile and cold_start
+    Case(
+        "profile-label-file-missing",
+        "labels",
+        "a profile head whose label file is not under the data root",
+        "DataError",
+        ("Data file not found:", "gender.csv", "CLUE_DATA_DIR"),
+        edit=head(PROFILE),
+    ),
+    Case(
+        "profile-labels-of-other-users",
+        "labels",
+        "a label file whose users are none of the data's users",
+        "DataError",
+        (
+            "Labels do not match the users: 120 of 120 users have no label in",
+            "gender.csv (e.g. users 1, 2, 3, 4, 5 ...)",
+            "Was the label file made for this dataset",
+        ),
+        edit=head(PROFILE),
+        files={"gender.csv": label_csv(lambda u: "FM"[u % 2], range(1001, 1121))},
+    ),
+    Case(
+        "profile-labels-other-users-skip",
+        "labels",
+        "the same file with `missing: skip`",
+        "DataError",
+        ("No user of the data has a label in", "gender.csv: was the label file made"),
+        edit=head({**PROFILE, "labels": {"path": "gender.csv", "missing": "skip"}}),
+        files={"gender.csv": label_csv(lambda u: "FM"[u % 2], range(1001, 1121))},
+    ),
+    Case(
+        "profile-single-class",
+        "labels",
+        "every user has the same label",
+        "DataError",
+        ("gender.csv gives the users a single class ('F'); a profile task needs at least two",),
+        edit=head(PROFILE),
+        files={"gender.csv": label_csv(lambda u: "F")},
+    ),
+    Case(
+        "profile-two-labelled-users",
+        "labels",
+        "`missing: skip` with labels for only two users (no validation or test user left)",
+        "DataError",
+        ("Only 2 users of the data have a label in", "needs at least 3 (train, valid, test)"),
+        edit=head({**PROFILE, "labels": {"path": "gender.csv", "missing": "skip"}}),
+        files={"gender.csv": label_csv(lambda u: "FM"[u % 2], range(1, 3))},
+    ),
+    Case(
+        "profile-format-mismatch",
+        "labels",
+        "`format: users_dat` for a user,label CSV",
+        "DataError",
+        (
+            "gender.csv, line 1: expected 5 fields (UserID::Gender::Age::Occupation::Zip-code)",
+            "Is this the right label format?",
+        ),
+        edit=head({**PROFILE, "labels": {"path": "gender.csv", "format": "users_dat"}}),
+        files={"gender.csv": label_csv(lambda u: "FM"[u % 2])},
+    ),
+    Case(
+        "profile-missing-skip",
+        "labels",
+        "`missing: skip` with labels for a third of the users (and for unknown users)",
+        None,
+        edit=head({**PROFILE, "labels": {"path": "gender.csv", "missing": "skip"}}),
+        files={
+            "gender.csv": label_csv(lambda u: "FM"[u % 2] if u % 3 == 0 else None, range(1, 500))
+        },
+    ),
+    Case(
+        "history-all-profile",
+        "recipe",
+        "finetune.train.history: all with a profile head",
+        "RecipeError",
+        (
+            "finetune.train.history: head 'profile' predicts from each user's n most recent",
+            "use history: recent",
+        ),
+        edit=head(PROFILE, history="all"),
+    ),
+    Case(
+        "probe-tied-weights",
+        "recipe",
+        "finetune.mode: probe with a next_item head that ties weights (the default)",
+        "RecipeError",
+        ("finetune.mode probe: finetune.head.tie_weights: true", "set it to false for a probe"),
+        edit=put("finetune.mode", "probe"),
+    ),
+    Case(
+        "cold-start-unknown-genre",
+        "data",
+        "a target genre that movies.dat does not have",
+        "DataError",
+        (
+            "Target genres ['Horror'] do not occur in",
+            "its genres are Animation, Children's, Comedy",
+        ),
+        edit=head({"kind": "cold_start", "target": {**GENRES, "target_genres": ["Horror"]}}),
+        files={"movies.dat": GENRE_MOVIES},
+    ),
+    Case(
+        "cold-start-items-not-in-movies",
+        "data",
+        "movies.dat lists only items 1..20 of the 40",
+        "DataError",
+        ("items of the sequences are not in", "Do the sequences and"),
+        edit=head({"kind": "cold_start", "target": {**GENRES, "target_genres": ["Animation"]}}),
+        files={"movies.dat": b"".join(GENRE_MOVIES.splitlines(keepends=True)[:20])},
+    ),
+    Case(
+        "cold-start-pairs-unknown-users",
+        "data",
+        "a target pair file with users that have no source sequence",
+        "DataError",
+        (
+            "2 target users have no source sequence (e.g. user 500 on line 2)",
+            "set drop_unknown_users: true to skip them",
+        ),
+        edit=head({"kind": "cold_start", "target": {"format": "pairs", "path": "target.txt"}}),
+        files={"target.txt": b"user,item\n500,7\n1,8\n501,9\n2,7\n3,8\n500,8\n"},
+    ),
+    Case(
+        "cold-start-pairs-drop-unknown-users",
+        "data",
+        "the same file with `drop_unknown_users: true`",
+        None,
+        edit=head(
+            {
+                "kind": "cold_start",
+                "target": {"format": "pairs", "path": "target.txt", "drop_unknown_users": True},
+            }
+        ),
+        files={"target.txt": b"user,item\n500,7\n1,8\n501,9\n2,7\n3,8\n500,8\n"},
     ),
 )
 

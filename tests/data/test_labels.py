@@ -97,3 +97,60 @@ def test_align_strict_reports_unknown_users_separately() -> None:
     message = str(info.value)
     assert "1 of 3 users have no label in the label file (e.g. users 3)" in message
     assert "labels for 2 users that are not in the data (e.g. users 98, 99)" in message
+
+
+# --------------------------------------------------------------------------- ML-100K u.user
+
+U_USER = "1|24|M|technician|85711\n2|17|F|other|94043\n3|56|M|writer|32067\n4|50|F|other|15213\n"
+
+
+@pytest.mark.parametrize(
+    ("column", "expected"),
+    [
+        ("age", {1: "18", 2: "1", 3: "56", 4: "50"}),
+        ("gender", {1: "M", 2: "F", 3: "M", 4: "F"}),
+        ("occupation", {1: "technician", 2: "other", 3: "writer", 4: "other"}),
+    ],
+)
+@pytest.mark.parametrize("format", ["auto", "u_user"])
+def test_u_user_columns(tmp_path: Path, column: str, expected: dict[int, str], format: str) -> None:
+    path = write(tmp_path, U_USER, "u.user")
+    assert read_label_file(path, column, format) == expected  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("years", "bracket"),
+    [(0, 1), (17, 1), (18, 18), (24, 18), (25, 25), (44, 35), (45, 45), (49, 45), (50, 50)]
+    + [(55, 50), (56, 56), (73, 56)],
+)
+def test_u_user_ages_map_to_ml1m_brackets(tmp_path: Path, years: int, bracket: int) -> None:
+    path = write(tmp_path, f"7|{years}|F|other|00000\n", "u.user")
+    assert read_label_file(path, "age") == {7: str(bracket)}
+
+
+def test_u_user_age_must_be_a_number(tmp_path: Path) -> None:
+    path = write(tmp_path, "1|24|M|x|1\n2|old|F|x|2\n", "u.user")
+    with pytest.raises(DataError, match="line 2: age 'old'"):
+        read_label_file(path, "age")
+
+
+@pytest.mark.parametrize(
+    ("content", "name", "format", "fragment"),
+    [
+        (U_USER, "u.user", "users_dat", "expected 5 fields (UserID::Gender::Age"),
+        (U_USER, "u.user", "csv", "expected 2 fields (user,label), found 1"),
+        (USERS_DAT, "users.dat", "u_user", "expected 5 fields (user id|age|gender"),
+        (USERS_DAT, "users.dat", "csv", "expected 2 fields (user,label), found 1"),
+        ("1,F\n2,M\n", "labels.csv", "users_dat", "expected 5 fields (UserID::"),
+        ("1,F\n2,M\n", "labels.csv", "u_user", "expected 5 fields (user id|age"),
+    ],
+)
+def test_explicit_format_mismatch_is_an_error(
+    tmp_path: Path, content: str, name: str, format: str, fragment: str
+) -> None:
+    path = write(tmp_path, content, name)
+    with pytest.raises(DataError) as info:
+        read_label_file(path, "gender", format)  # type: ignore[arg-type]
+    message = str(info.value)
+    assert f"{path}, line 1: {fragment}" in message
+    assert "Is this the right label format?" in message
