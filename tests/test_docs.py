@@ -60,3 +60,21 @@ def test_readme_library_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyP
     namespace: dict[str, object] = {}
     exec(compile(example, "README.md", "exec"), namespace)  # noqa: S102 - our own README
     assert (tmp_path / "run" / "metrics.json").is_file()
+
+
+def test_readme_result_tables_are_the_benchmark_outputs() -> None:
+    """A table under ``<!-- results:NAME -->`` in the README is copied verbatim from
+    ``docs/results/NAME.md``, which a benchmark script wrote: no hand-edited numbers."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    markers = [i for i, line in enumerate(readme) if line.startswith("<!-- results:")]
+    assert len(markers) >= 3
+    for index in markers:
+        name = readme[index].removeprefix("<!-- results:").removesuffix(" -->").strip()
+        table = []
+        for line in readme[index + 1 :]:
+            if not line.startswith("|"):
+                break
+            table.append(line)
+        assert len(table) >= 3, f"no table under the {name} marker"
+        source = (ROOT / "docs" / "results" / f"{name}.md").read_text(encoding="utf-8")
+        assert "\n".join(table) in source, f"README table {name} differs from its source"
