@@ -174,6 +174,13 @@ def _make_recipe_model(registry: Registry) -> type[BaseModel]:
             None, description="Validation metric to maximise (default: the head's, e.g. ndcg@10)."
         )
         eval: EvalSpec = Field(EvalSpec(), description="Evaluation batching.")
+        init_from: str | None = Field(
+            None,
+            description="Start from the encoder another run pre-trained: its "
+            "`pretrain/encoder.safetensors`, or that run's directory (relative to the working "
+            "directory). Pre-train once, fine-tune many tasks. Its backbone and item catalogue "
+            "must match this recipe's; leave `pretrain` out.",
+        )
         mode: Literal["full", "probe"] = Field(
             "full",
             description="'full': fine-tune the whole encoder (the paper); 'probe': freeze the "
@@ -208,6 +215,16 @@ def _make_recipe_model(registry: Registry) -> type[BaseModel]:
         finetune: FinetuneStage = Field(description="Downstream fine-tuning and evaluation.")
 
         _check_device = field_validator("device")(classmethod(lambda cls, v: _device(v)))
+
+        @model_validator(mode="after")
+        def _one_source_of_weights(self) -> "Recipe":
+            pretrains = self.pretrain is not None and self.pretrain.objective.trains  # type: ignore[attr-defined]
+            if pretrains and self.finetune.init_from:  # type: ignore[attr-defined]
+                raise ValueError(
+                    "finetune.init_from: the encoder would come both from this recipe's "
+                    "pre-training and from init_from; remove one of them"
+                )
+            return self
 
     return Recipe
 

@@ -35,6 +35,7 @@ import clue_fw
 from clue_fw.augmentations.compose import ViewPipeline
 from clue_fw.components import BuildContext, SequenceEncoder, TaskData
 from clue_fw.data.csr import Csr
+from clue_fw.data.dataset import SequenceData
 from clue_fw.data.examples import ExampleSet
 from clue_fw.data.loading import load_data
 from clue_fw.errors import CheckpointError, RecipeError, RunDirectoryError, TrainingError
@@ -276,9 +277,12 @@ def run_pretrain(
         reporter.epoch_line("pretrain", row)
         stage.save()
     reporter.epoch_table("pretrain", stage.history)
+    tensors = module_tensors(encoder, "encoder.")
+    # The catalogue the item embeddings index: checked by runs that start from this encoder.
+    tensors[ITEM_IDS_KEY] = torch.from_numpy(task_data.sequences.item_ids.astype("int64"))
     save_checkpoint(
         encoder_path,
-        module_tensors(encoder, "encoder."),
+        tensors,
         {
             "recipe": recipe_json,
             "stage": "pretrain",
@@ -287,6 +291,66 @@ def run_pretrain(
             "versions": versions(),
         },
     )
+
+
+ITEM_IDS_KEY = "vocabulary.item_ids"
+
+
+def encoder_checkpoint_path(init_from: str) -> Path:
+    """``finetune.init_from`` as a file: a run directory means its pre-trained encoder."""
+    path = Path(init_from)
+    if path.is_dir():
+        path = path / "pretrain" / "encoder.safetensors"
+        if not path.is_file():
+            raise RecipeError(
+                f"finetune.init_from: {init_from} is a directory without "
+                "pretrain/encoder.safetensors; point it at a run that pre-trained (and "
+                "finished pre-training), or at an encoder checkpoint file."
+            )
+    return path
+
+
+def check_encoder_checkpoint(
+    init_from: str, recipe: Any, data: SequenceData
+) -> tuple[Path, dict[str, torch.Tensor]]:
+    """Read ``finetune.init_from`` and check that it fits this run; return its tensors."""
+    path = encoder_checkpoint_path(init_from)
+    tensors, metadata = load_checkpoint(path)
+    if metadata.get("kind") != "encoder":
+        raise CheckpointError(
+            f"finetune.init_from: {path} is not a pre-trained encoder (it holds "
+            f"{metadata.get('stage', 'unknown')} state); use a run's "
+            "pretrain/encoder.safetensors."
+        )
+    theirs = (metadata.get("recipe") or {}).get("backbone")
+    ours = recipe.backbone.model_dump(mode="json")
+    if theirs != ours:
+        changed = sorted(_diff_keys(theirs, ours)) if isinstance(theirs, dict) else []
+        raise CheckpointError(
+            f"finetune.init_from: {path} was pre-trained with another backbone "
+            f"(differs in: {', '.join('backbone.' + k for k in changed) or 'backbone'}). "
+            "Use the same backbone section as the run that pre-trained it."
+        )
+    item_ids = tensors.get(ITEM_IDS_KEY)
+    ours_ids = torch.from_numpy(data.item_ids.astype("int64"))
+    if item_ids is None or item_ids.shape != ours_ids.shape or not torch.equal(item_ids, ours_ids):
+        have = "an unknown" if item_ids is None else f"a {item_ids.numel():,}-item"
+        raise CheckpointError(
+            f"finetune.init_from: {path} was pre-trained on {have} catalogue, but this "
+            f"recipe's data has {ours_ids.numel():,} items (after filtering and, for "
+            "cold-start, the source-domain cut). Its item embeddings would index the wrong "
+            "items; pre-train on the same data and data settings."
+        )
+    return path, tensors
+
+
+def load_pretrained_encoder(
+    encoder: SequenceEncoder, init_from: str, recipe: Any, data: SequenceData
+) -> Path:
+    """Load the encoder another run pre-trained, after checking that it fits this run."""
+    path, tensors = check_encoder_checkpoint(init_from, recipe, data)
+    load_module_tensors(encoder, tensors, "encoder.", path)
+    return path
 
 
 def run_finetune(
@@ -324,6 +388,9 @@ def run_finetune(
             tensors, _ = load_checkpoint(pretrained)
             load_module_tensors(encoder, tensors, "encoder.", pretrained)
             reporter.log("finetune: starting from the pre-trained encoder")
+        elif spec.init_from:
+            source = load_pretrained_encoder(encoder, spec.init_from, recipe, task_data.sequences)
+            reporter.log(f"finetune: starting from the encoder pre-trained in {source}")
         else:
             reporter.log(
                 "finetune: no pre-training (CLUEZero), encoder starts from its initialisation"
@@ -504,6 +571,8 @@ def run(
     if resume_path is None or not (resume_path / "metrics.json").is_file():
         # Before the run directory exists: a recipe that cannot fit is refused up front.
         check_memory(r, data, context, device, task_data)
+        if r.finetune.init_from:
+            check_encoder_checkpoint(r.finetune.init_from, r, data)
     run_dir, fresh = prepare_run_dir(r, out_path, resume_path, overwrite)
     reporter = Reporter(console, run_dir / "run.log")
     recipe_json = r.model_dump(mode="json")
