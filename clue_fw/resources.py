@@ -8,14 +8,16 @@ number of parameters) it estimates the peak memory of each phase of a run:
   parameter. They are counted exactly by building the model on PyTorch's ``meta``
   device, which allocates nothing (the item embedding table, N x d, dominates).
 * **fine-tuning step** (``next_item`` head): the logits over the whole catalogue,
-  ``rows x (N + 1) x 4`` bytes, times 3 for the logits, their log-softmax kept for
-  backward and its gradient. ``rows`` is ``batch_size x (n + 1)`` with
-  ``loss_positions: all`` and ``batch_size`` with ``ur``.
+  ``rows x (N + 1) x 4`` bytes, times 2 for the logits and their gradient. ``rows``
+  is ``batch_size x (n + 1)`` with ``loss_positions: all`` and ``batch_size`` with
+  ``ur``. On an H200 the estimate of a whole step was 0.90 of the measured peak for a
+  183,338-item catalogue (``benchmarks/memory_estimate.py``).
 * **pre-training step**: ``masked_item`` has the same logits for its masked positions
   (``rho x batch_size x n`` rows, at least ``batch_size``); ``clue`` encodes both views,
   so its encoder batch is ``2 x batch_size``.
 * **evaluation**: the full-ranking scores of an evaluation batch,
-  ``eval.batch_size x (N + 1) x 5`` bytes (float scores and a boolean comparison).
+  ``eval.batch_size x (N + 1) x 13`` bytes (float scores, a boolean comparison and the
+  int64 copy its sum makes).
 * **attention** (``transformer``): on CPU, where attention keeps its probabilities for
   backward, ``batch x heads x (n + 1)^2 x 4`` bytes per block; elsewhere one float mask
   ``batch x (n + 1)^2 x 4`` bytes.
@@ -48,6 +50,9 @@ from clue_fw.errors import ResourceError
 SKIP_ENV = "CLUE_SKIP_MEMORY_CHECK"
 FLOAT_BYTES = 4
 ADAM_BYTES_PER_PARAMETER = 16  # weight, gradient, exp_avg, exp_avg_sq (float32)
+# A float score, the boolean "scores higher than the target" and the int64 copy that
+# summing a boolean tensor makes (measured: benchmarks/memory_estimate.py).
+RANKING_BYTES_PER_SCORE = FLOAT_BYTES + 1 + 8
 
 
 @dataclass(frozen=True)
@@ -122,8 +127,8 @@ def _attention_part(
 def _logits_part(what: str, rows: int, context: BuildContext, fields: tuple[str, ...]) -> Part:
     columns = context.num_items + 1
     return Part(
-        f"{what} ({rows:,} rows x {columns:,} items x 4 B x 3 for softmax and backward)",
-        rows * columns * FLOAT_BYTES * 3,
+        f"{what} ({rows:,} rows x {columns:,} items x 4 B x 2 for the logits and their gradient)",
+        rows * columns * FLOAT_BYTES * 2,
         fields,
     )
 
@@ -199,8 +204,8 @@ def estimate_phases(
         columns = context.num_items + 1
         parts.append(
             Part(
-                f"full-ranking scores ({eval_batch:,} users x {columns:,} items x 5 B)",
-                eval_batch * columns * (FLOAT_BYTES + 1),
+                f"full-ranking scores ({eval_batch:,} users x {columns:,} items x 13 B)",
+                eval_batch * columns * RANKING_BYTES_PER_SCORE,
                 ("finetune.eval.batch_size",),
             )
         )

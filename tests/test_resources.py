@@ -48,9 +48,9 @@ def test_estimate_terms(tiny_recipe: dict[str, Any]) -> None:
         estimate_phases(recipe, context, num_users=200, num_interactions=2000, device=CPU)
     )
     finetune = phases["a fine-tuning step"]
-    assert finetune["next-item logits"] == 64 * 11 * 51 * 4 * 3  # B (n + 1) (N + 1) 4 B x 3
+    assert finetune["next-item logits"] == 64 * 11 * 51 * 4 * 2  # B (n + 1) (N + 1) 4 B x 2
     assert finetune["attention weights"] == 64 * 2 * 11**2 * 1 * 4  # B heads (n + 1)^2 blocks 4 B
-    assert phases["an evaluation batch"]["full-ranking scores"] == 200 * 51 * 5  # 200 users < 1024
+    assert phases["an evaluation batch"]["full-ranking scores"] == 200 * 51 * 13  # 200 users < 1024
     # parameters are counted exactly (on the meta device) as in the real model
     torch.manual_seed(0)
     encoder = recipe.backbone.build(context)
@@ -70,8 +70,8 @@ def test_huge_catalogue_is_refused_with_the_numbers(
     with pytest.raises(ResourceError) as info:
         check_memory(recipe, data, BuildContext(5_000_000, recipe.data.max_len), CPU)
     message = str(info.value)
-    # 256 x 31 rows x 5,000,001 items x 12 B = 443.5 GiB of logits + 4.8 GiB for 5M x 64 weights
-    assert "needs at least 448.2 GiB of cpu memory for a fine-tuning step" in message
+    # 256 x 31 rows x 5,000,001 items x 8 B = 295.7 GiB of logits + 4.8 GiB for 5M x 64 weights
+    assert "needs at least 300.4 GiB of cpu memory for a fine-tuning step" in message
     assert "only 16.0 GiB is free (test)" in message
     assert "next-item logits (7,936 rows x 5,000,001 items" in message
     assert "Lower finetune.train.batch_size, finetune.head.loss_positions (ur), data.max_len" in (
