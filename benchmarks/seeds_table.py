@@ -75,6 +75,36 @@ def summarize(runs_dir: Path, names: list[str], seeds: list[int]) -> tuple[str, 
     return header + "\n" + "\n".join(rows) + "\n", raw
 
 
+def machine_info() -> dict:
+    """Where the numbers were measured: host, CPUs, Python, torch and GPU."""
+    machine = {
+        "host": platform.node(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+    }
+    try:
+        import torch
+
+        machine["torch"] = torch.__version__
+        if torch.cuda.is_available():
+            machine["gpu"] = torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    return machine
+
+
+def run_all(jobs: list[tuple[Path, int, Path]], workers: int, overrides: list[str]) -> None:
+    """Run ``(recipe, seed, run_dir)`` jobs, ``workers`` at a time, and report each."""
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(run_one, r, s, d, overrides) for r, s, d in jobs]
+        for future in futures:
+            run_dir, code, seconds = future.result()
+            status = "ok" if code == 0 else f"FAILED (exit {code}, see {run_dir}.stderr.log)"
+            print(f"{run_dir}: {status} in {seconds:.0f} s", flush=True)
+    print(f"all runs: {time.perf_counter() - started:.0f} s wall", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -96,28 +126,9 @@ def main() -> None:
             for recipe in args.recipes
             for seed in args.seeds
         ]
-        started = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-            futures = [pool.submit(run_one, r, s, d, args.overrides) for r, s, d in jobs]
-            for future in futures:
-                run_dir, code, seconds = future.result()
-                status = "ok" if code == 0 else f"FAILED (exit {code}, see {run_dir}.stderr.log)"
-                print(f"{run_dir}: {status} in {seconds:.0f} s", flush=True)
-        print(f"all runs: {time.perf_counter() - started:.0f} s wall", flush=True)
+        run_all(jobs, args.jobs, args.overrides)
     table, raw = summarize(args.runs_dir, names, args.seeds)
-    machine = {
-        "host": platform.node(),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-    }
-    try:
-        import torch
-
-        machine["torch"] = torch.__version__
-        if torch.cuda.is_available():
-            machine["gpu"] = torch.cuda.get_device_name(0)
-    except ImportError:
-        pass
+    machine = machine_info()
     print(table)
     print(json.dumps(machine))
     if args.markdown:

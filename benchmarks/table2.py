@@ -20,14 +20,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from seeds_table import run_one
+from seeds_table import machine_info, run_all
 
 TASKS = {  # recipe prefix: (column title, metrics)
     "coldrec3": ("ColdRec g<=3", ("mrr@10", "recall@10")),
@@ -135,23 +131,6 @@ def summarize(runs_dir: Path, seeds: list[int]) -> tuple[str, dict]:
     return text, runs
 
 
-def machine() -> dict:
-    info = {
-        "host": platform.node(),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-    }
-    try:
-        import torch
-
-        info["torch"] = torch.__version__
-        if torch.cuda.is_available():
-            info["gpu"] = torch.cuda.get_device_name(0)
-    except ImportError:
-        pass
-    return info
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -178,24 +157,17 @@ def main() -> None:
         ]
         # pre-training runs are the longest: start them first
         jobs.sort(key=lambda job: not job[0].stem.endswith(("_clue", "_masked_item")))
-        started = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-            futures = [pool.submit(run_one, r, s, d, args.overrides) for r, s, d in jobs]
-            for future in futures:
-                run_dir, code, seconds = future.result()
-                status = "ok" if code == 0 else f"FAILED (exit {code}, see {run_dir}.stderr.log)"
-                print(f"{run_dir}: {status} in {seconds:.0f} s", flush=True)
-        print(f"all runs: {time.perf_counter() - started:.0f} s wall", flush=True)
+        run_all(jobs, args.jobs, args.overrides)
     text, runs = summarize(args.runs_dir, args.seeds)
     if args.note:
         text = f"{args.note}\n\n{text}"
     print(text)
-    print(json.dumps(machine()))
+    print(json.dumps(machine_info()))
     if args.markdown:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
         args.markdown.write_text(text)
         args.markdown.with_suffix(".json").write_text(
-            json.dumps({"machine": machine(), "runs": runs}, indent=1)
+            json.dumps({"machine": machine_info(), "runs": runs}, indent=1)
         )
 
 

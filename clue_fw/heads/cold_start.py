@@ -28,7 +28,7 @@ from typing import Annotated, Any, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from clue_fw.components import (
@@ -51,7 +51,7 @@ from clue_fw.data.examples import ExampleSet, Task
 from clue_fw.data.root import resolve_data_path
 from clue_fw.errors import DataError
 from clue_fw.heads.user_level import UserLevelHeadSpec, split_users
-from clue_fw.metrics.ranking import finalize_sums, ranking_sums, target_ranks
+from clue_fw.metrics.ranking import Cutoffs, finalize_sums, ranking_sums, target_ranks
 
 DEFAULT_TARGET_GENRES = (
     "Animation",
@@ -158,14 +158,7 @@ class ColdStartSpec(UserLevelHeadSpec):
         description="'uniform': keep each user's first k target interactions, k drawn "
         "uniformly from 1..g; 'first': keep the first g.",
     )
-    ks: list[int] = Field([10], min_length=1, description="Cut-offs k for MRR@k, Recall@k, NDCG@k.")
-
-    @field_validator("ks")
-    @classmethod
-    def _positive_ks(cls, ks: list[int]) -> list[int]:
-        if any(k <= 0 for k in ks):
-            raise ValueError(f"every k must be positive, got {ks}")
-        return sorted(set(ks))
+    ks: Cutoffs = Field([10], description="Cut-offs k for MRR@k, Recall@k, NDCG@k.")
 
     @property
     def monitor_default(self) -> str:

@@ -11,7 +11,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, field_validator
+from pydantic import Field
 from torch import nn
 
 from clue_fw.components import (
@@ -25,7 +25,7 @@ from clue_fw.components import (
 from clue_fw.data.csr import Csr
 from clue_fw.data.dataset import leave_one_out
 from clue_fw.data.examples import ExampleSet, Task
-from clue_fw.metrics.ranking import finalize_sums, ranking_sums
+from clue_fw.metrics.ranking import Cutoffs, finalize_sums, ranking_sums
 
 History = Literal["recent", "all"]
 
@@ -126,14 +126,7 @@ class NextItemSpec(HeadSpec):
         description="Drop items already in the user's history from the ranking (the held-out "
         "item itself always stays rankable).",
     )
-    ks: list[int] = Field([10], min_length=1, description="Cut-offs k for MRR@k, Recall@k, NDCG@k.")
-
-    @field_validator("ks")
-    @classmethod
-    def _positive_ks(cls, ks: list[int]) -> list[int]:
-        if any(k <= 0 for k in ks):
-            raise ValueError(f"every k must be positive, got {ks}")
-        return sorted(set(ks))
+    ks: Cutoffs = Field([10], description="Cut-offs k for MRR@k, Recall@k, NDCG@k.")
 
     @property
     def monitor_default(self) -> str:

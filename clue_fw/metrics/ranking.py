@@ -9,10 +9,23 @@ from __future__ import annotations
 
 import math
 import re
+from typing import Annotated
 
 import torch
+from pydantic import AfterValidator, Field
 
 _METRIC = re.compile(r"^(mrr|recall|ndcg|hit)@(\d+)$")
+
+
+def check_cutoffs(ks: list[int]) -> list[int]:
+    """Cut-offs for ``@k`` metrics: positive, sorted, without repeats."""
+    if any(k <= 0 for k in ks):
+        raise ValueError(f"every k must be positive, got {ks}")
+    return sorted(set(ks))
+
+
+#: The type of a head's ``ks`` field: at least one positive cut-off.
+Cutoffs = Annotated[list[int], Field(min_length=1), AfterValidator(check_cutoffs)]
 
 
 def target_ranks(scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
