@@ -8,12 +8,10 @@ source sequence: their labels and target items are not in it.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from pydantic import Field
 
-from clue_fw.components import HeadSpec, TaskData
+from clue_fw.components import HeadSpec, TaskData, UserVector
 from clue_fw.data.csr import Csr
 
 SPLIT_FRACTIONS = (0.8, 0.05, 0.15)
@@ -35,7 +33,7 @@ def split_users(count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torc
 class UserLevelHeadSpec(HeadSpec):
     """Base of heads that predict from one vector per user."""
 
-    user_vector: Literal["ur", "mean"] = Field(
+    user_vector: UserVector = Field(
         "ur",
         description="The user vector: 'ur', the [UR] token output; 'mean', the mean of the "
         "item states.",
