@@ -113,6 +113,17 @@ class SequenceEncoder(nn.Module, ABC):
         self.item_embedding = nn.Embedding(num_items + 2, dim, padding_idx=0)
         self.user_token = nn.Parameter(torch.zeros(dim))
 
+    def check_length(self, items: torch.Tensor) -> None:
+        """Refuse a batch ``[B, n]`` longer than ``max_len`` (positions would not fit)."""
+        if items.shape[1] > self.max_len:
+            raise ValueError(f"sequence length {items.shape[1]} exceeds max_len {self.max_len}")
+
+    @staticmethod
+    def real_positions(items: torch.Tensor) -> torch.Tensor:
+        """``[B, n + 1]`` bool: real items, then ``True`` for the [UR] slot appended last."""
+        user_slot = items.new_ones(items.shape[0], 1, dtype=torch.bool)
+        return torch.cat([items != 0, user_slot], dim=1)
+
     def append_user_token(self, embedded: torch.Tensor) -> torch.Tensor:
         """``[B, n, d]`` item embeddings -> ``[B, n + 1, d]`` with [UR] in the last slot."""
         batch = embedded.shape[0]

@@ -118,9 +118,7 @@ class BagEncoder(SequenceEncoder):
 
     def embed(self, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``v`` ``[B, n, d]`` (zeros at padding), ``x`` ``[B, n]`` and ``has_items`` ``[B, 1]``."""
-        length = items.shape[1]
-        if length > self.max_len:
-            raise ValueError(f"sequence length {length} exceeds max_len {self.max_len}")
+        self.check_length(items)
         real = items != 0
         embedded = self.item_embedding(items) * real.unsqueeze(-1)
         return embedded, bag_values(items), real.any(dim=1, keepdim=True)

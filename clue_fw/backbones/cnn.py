@@ -106,10 +106,8 @@ class NextItNetEncoder(SequenceEncoder):
 
     def forward(self, items: torch.Tensor) -> EncoderOutput:
         """``items``: ``[B, n]`` left-padded ids, ``n <= max_len``."""
-        batch, length = items.shape
-        if length > self.max_len:
-            raise ValueError(f"sequence length {length} exceeds max_len {self.max_len}")
-        is_real = torch.cat([items != 0, items.new_ones(batch, 1, dtype=torch.bool)], dim=1)
+        self.check_length(items)
+        is_real = self.real_positions(items)
         keep = is_real.unsqueeze(-1).to(self.user_token.dtype)
         x = self.item_embedding(items)
         x = self.append_user_token(x)

@@ -74,10 +74,8 @@ class GRUEncoder(SequenceEncoder):
 
     def forward(self, items: torch.Tensor) -> EncoderOutput:
         """``items``: ``[B, n]`` left-padded ids, ``n <= max_len``."""
-        batch, length = items.shape
-        if length > self.max_len:
-            raise ValueError(f"sequence length {length} exceeds max_len {self.max_len}")
-        is_real = torch.cat([items != 0, items.new_ones(batch, 1, dtype=torch.bool)], dim=1)
+        self.check_length(items)
+        is_real = self.real_positions(items)
         x = self.item_embedding(items)
         x = self.append_user_token(x)
         x = self.embedding_dropout(x) * is_real.unsqueeze(-1)

@@ -78,9 +78,8 @@ class TransformerEncoder(SequenceEncoder):
 
     def forward(self, items: torch.Tensor) -> EncoderOutput:
         """``items``: ``[B, n]`` left-padded ids, ``n <= max_len``."""
-        batch, length = items.shape
-        if length > self.max_len:
-            raise ValueError(f"sequence length {length} exceeds max_len {self.max_len}")
+        self.check_length(items)
+        length = items.shape[1]
         x = self.item_embedding(items) * (self.dim**0.5)
         x = self.append_user_token(x)
         positions = torch.arange(
@@ -88,7 +87,7 @@ class TransformerEncoder(SequenceEncoder):
         )
         x = self.embedding_dropout(x + self.position_embedding(positions))
 
-        is_real = torch.cat([items != 0, items.new_ones(batch, 1, dtype=torch.bool)], dim=1)
+        is_real = self.real_positions(items)
         causal = torch.ones(length + 1, length + 1, dtype=torch.bool, device=items.device).tril()
         diagonal = torch.eye(length + 1, dtype=torch.bool, device=items.device)
         # Keys must be real items (or the query itself, so that padding rows stay finite).

@@ -191,14 +191,12 @@ def read_target_pairs(
         tokens = line.replace(",", " ").split()
         if not tokens:
             continue
+        if line_number == 1 and not tokens[0].lstrip("-").isdigit():
+            continue  # header such as "user,item"
         if len(tokens) != 2:
-            if line_number == 1 and not tokens[0].lstrip("-").isdigit():
-                continue  # header
             raise DataError(
                 f"{path}, line {line_number}: expected 2 fields (user item), found {len(tokens)}."
             )
-        if line_number == 1 and not tokens[0].lstrip("-").isdigit():
-            continue  # header such as "user,item"
         user = _parse_int(tokens[0], path, line_number, "user id")
         item = _parse_int(tokens[1], path, line_number, "item id")
         if user not in row_of:
