@@ -344,15 +344,6 @@ def check_encoder_checkpoint(
     return path, tensors
 
 
-def load_pretrained_encoder(
-    encoder: SequenceEncoder, init_from: str, recipe: Any, data: SequenceData
-) -> Path:
-    """Load the encoder another run pre-trained, after checking that it fits this run."""
-    path, tensors = check_encoder_checkpoint(init_from, recipe, data)
-    load_module_tensors(encoder, tensors, "encoder.", path)
-    return path
-
-
 def run_finetune(
     recipe: Any,
     task_data: TaskData,
@@ -388,8 +379,8 @@ def run_finetune(
             tensors, _ = load_checkpoint(pretrained)
             load_module_tensors(encoder, tensors, "encoder.", pretrained)
             reporter.log("finetune: starting from the pre-trained encoder")
-        elif spec.init_from:
-            source = load_pretrained_encoder(encoder, spec.init_from, recipe, task_data.sequences)
+        elif spec.init_from:  # run() loaded it into the encoder when it built it
+            source = encoder_checkpoint_path(spec.init_from)
             reporter.log(f"finetune: starting from the encoder pre-trained in {source}")
         else:
             reporter.log(
@@ -568,11 +559,12 @@ def run(
     context = BuildContext(num_items=data.num_items, max_len=r.data.max_len)
     out_path = Path(out) if out is not None else None
     resume_path = Path(resume) if resume is not None else None
+    initial_encoder: tuple[Path, dict[str, torch.Tensor]] | None = None
     if resume_path is None or not (resume_path / "metrics.json").is_file():
         # Before the run directory exists: a recipe that cannot fit is refused up front.
         check_memory(r, data, context, device, task_data)
         if r.finetune.init_from:
-            check_encoder_checkpoint(r.finetune.init_from, r, data)
+            initial_encoder = check_encoder_checkpoint(r.finetune.init_from, r, data)
     run_dir, fresh = prepare_run_dir(r, out_path, resume_path, overwrite)
     reporter = Reporter(console, run_dir / "run.log")
     recipe_json = r.model_dump(mode="json")
@@ -590,11 +582,14 @@ def run(
         return RunResult(run_dir, json.loads((run_dir / "metrics.json").read_text()))
     reporter.log(f"run directory: {run_dir}")
     reporter.log(f"data: {data.summary()}; device: {device}")
-    if task_data.stats():
-        reporter.log(f"task: {task_data.stats()}")
+    task_stats = task_data.stats()
+    if task_stats:
+        reporter.log(f"task: {task_stats}")
 
     torch.manual_seed(derive_seed(r.seed, "init"))
     encoder = r.backbone.build(context).to(device)
+    if initial_encoder is not None:  # finetune.init_from, read and checked above
+        load_module_tensors(encoder, initial_encoder[1], "encoder.", initial_encoder[0])
     try:
         if r.pretrain is not None and r.pretrain.objective.trains:
             run_pretrain(r, task_data, context, encoder, device, run_dir, recipe_json, reporter)
@@ -612,7 +607,7 @@ def run(
         seed=r.seed,
         device=str(device),
         seconds=round(time.perf_counter() - started, 2),
-        task=task_data.stats(),
+        task=task_stats,
         data={
             "users": data.num_users,
             "items": data.num_items,
