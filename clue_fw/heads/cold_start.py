@@ -50,7 +50,7 @@ from clue_fw.data.domains import (
 from clue_fw.data.examples import ExampleSet, Task
 from clue_fw.data.root import resolve_data_path
 from clue_fw.errors import DataError
-from clue_fw.heads.user_level import UserLevelHeadSpec, split_users
+from clue_fw.heads.user_level import UserLevelHeadSpec, split_rows
 from clue_fw.metrics.ranking import Cutoffs, finalize_sums, ranking_sums, target_ranks
 
 DEFAULT_TARGET_GENRES = (
@@ -205,8 +205,7 @@ class ColdStartSpec(UserLevelHeadSpec):
     def make_task(self, task_data: TaskData, context: BuildContext, history: str) -> Task:
         assert isinstance(task_data, ColdStartData), "cold_start needs its prepare()'s data"
         items = task_data.sequences.sequences.recent_windows(context.max_len)
-        cold_users = torch.unique(task_data.pair_users)
-        parts = [cold_users[part] for part in split_users(cold_users.numel(), self.split_seed)]
+        parts = split_rows(torch.unique(task_data.pair_users), self.split_seed)
 
         def examples(users: torch.Tensor) -> ExampleSet:
             chosen = torch.isin(task_data.pair_users, users)

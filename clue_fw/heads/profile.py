@@ -32,7 +32,7 @@ from clue_fw.data.examples import ExampleSet, Task
 from clue_fw.data.labels import align_labels, read_label_file
 from clue_fw.data.root import resolve_data_path
 from clue_fw.errors import DataError
-from clue_fw.heads.user_level import UserLevelHeadSpec, split_users
+from clue_fw.heads.user_level import UserLevelHeadSpec, split_rows
 
 
 class LabelSource(BaseModel):
@@ -58,10 +58,12 @@ class LabelSource(BaseModel):
 
 @dataclass(frozen=True)
 class ProfileData(TaskData):
-    """Sequences plus one class index per user (``-1``: no label, skipped)."""
+    """Sequences, one class index per user (``-1``: no label, skipped) and the user split
+    (train, valid, test rows of labelled users), drawn once with ``split_seed``."""
 
     labels: torch.Tensor  # [U] int64
     classes: tuple[str, ...]
+    splits: tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # labelled user rows
 
     def stats(self) -> dict[str, Any]:
         labelled = self.labels[self.labels >= 0]
@@ -172,11 +174,13 @@ class ProfileSpec(UserLevelHeadSpec):
             )
         index = {label: i for i, label in enumerate(classes)}
         labels = torch.tensor([index[x] if x is not None else -1 for x in per_user])
-        return ProfileData(sequences=data, labels=labels, classes=tuple(classes))
-
-    def _splits(self, task_data: ProfileData) -> tuple[torch.Tensor, ...]:
-        labelled = torch.nonzero(task_data.labels >= 0).reshape(-1)
-        return tuple(labelled[part] for part in split_users(labelled.numel(), self.split_seed))
+        labelled = torch.nonzero(labels >= 0).reshape(-1)
+        return ProfileData(
+            sequences=data,
+            labels=labels,
+            classes=tuple(classes),
+            splits=split_rows(labelled, self.split_seed),
+        )
 
     def make_task(self, task_data: TaskData, context: BuildContext, history: str) -> Task:
         assert isinstance(task_data, ProfileData), "profile needs ProfileSpec.prepare's data"
@@ -185,13 +189,12 @@ class ProfileSpec(UserLevelHeadSpec):
         def examples(users: torch.Tensor) -> ExampleSet:
             return ExampleSet({"items": items[users], "label": task_data.labels[users]})
 
-        train, valid, test = self._splits(task_data)
-        return Task(examples(train), examples(valid), examples(test))
+        return Task(*(examples(users) for users in task_data.splits))
 
     def build(
         self, context: BuildContext, encoder: SequenceEncoder, task_data: TaskData
     ) -> ProfileHead:
         assert isinstance(task_data, ProfileData), "profile needs ProfileSpec.prepare's data"
-        train, _, _ = self._splits(task_data)
+        train = task_data.splits[0]
         counts = torch.bincount(task_data.labels[train], minlength=len(task_data.classes))
         return ProfileHead(encoder, len(task_data.classes), int(counts.argmax()), self.user_vector)

@@ -30,6 +30,12 @@ def split_users(count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torc
     return order[:train], order[train : train + valid], order[train + valid :]
 
 
+def split_rows(rows: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The user ``rows`` cut into (train, valid, test) by :func:`split_users`."""
+    train, valid, test = split_users(rows.numel(), seed)
+    return rows[train], rows[valid], rows[test]
+
+
 class UserLevelHeadSpec(HeadSpec):
     """Base of heads that predict from one vector per user."""
 
