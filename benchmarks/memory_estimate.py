@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from clue_fw.augmentations.compose import ViewPipeline
-from clue_fw.components import BuildContext
+from clue_fw.components import BuildContext, TaskData
 from clue_fw.data.loading import load_data
 from clue_fw.recipe import load_recipe
 from clue_fw.resources import estimate_phases, size
@@ -53,20 +53,17 @@ def train_step(module: nn.Module, loss: Any) -> Any:
     return step
 
 
-def measured_phases(recipe: Any, device: torch.device) -> dict[str, int]:
+def measured_phases(
+    recipe: Any, task_data: TaskData, context: BuildContext, device: torch.device
+) -> dict[str, int]:
     head_spec = recipe.finetune.head
-    task_data = head_spec.prepare(load_data(recipe.data), None)
-    data = task_data.sequences
-    context = BuildContext(num_items=data.num_items, max_len=recipe.data.max_len)
     generator = torch.Generator(device=device).manual_seed(0)
     found: dict[str, int] = {}
     encoder = recipe.backbone.build(context).to(device)
     if recipe.pretrain is not None and recipe.pretrain.objective.trains:
         spec = recipe.pretrain
         objective = spec.objective.build(context, encoder).to(device)
-        views = ViewPipeline(
-            [v.build(context) for v in spec.views], [v.probability for v in spec.views]
-        ).to(device)
+        views = ViewPipeline.from_specs(spec.views, context).to(device)
         examples = pretrain_examples(
             head_spec.pretrain_sequences(task_data), context.max_len, spec.train.history
         ).to(device)
@@ -113,7 +110,7 @@ def main() -> None:
                 recipe, context, data.num_users, data.num_interactions, device, task_data
             )
         }
-        for name, peak in measured_phases(recipe, device).items():
+        for name, peak in measured_phases(recipe, task_data, context, device).items():
             ratio = estimate[name] / peak if peak else float("nan")
             print(f"| {path.stem} | {name} | {size(estimate[name])} | {size(peak)} | {ratio:.2f} |")
         torch.cuda.empty_cache()

@@ -230,9 +230,7 @@ def run_pretrain(
 ) -> None:
     spec = recipe.pretrain
     objective = spec.objective.build(context, encoder).to(device)
-    views = ViewPipeline(
-        [view.build(context) for view in spec.views], [view.probability for view in spec.views]
-    ).to(device)
+    views = ViewPipeline.from_specs(spec.views, context).to(device)
     module = nn.ModuleDict({"encoder": encoder, "objective": objective, "views": views})
     parameters = [p for p in module.parameters() if p.requires_grad]
     stage = _Stage(

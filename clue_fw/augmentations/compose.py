@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from clue_fw.components import Augmentation
+from clue_fw.components import Augmentation, AugmentationSpec, BuildContext
 
 
 class ViewPipeline(Augmentation):
@@ -21,6 +21,11 @@ class ViewPipeline(Augmentation):
             raise ValueError("one probability per view")
         self.views = nn.ModuleList(views)
         self.probabilities = list(probabilities)
+
+    @classmethod
+    def from_specs(cls, specs: list[AugmentationSpec], context: BuildContext) -> ViewPipeline:
+        """The pipeline a recipe's ``pretrain.views`` list describes."""
+        return cls([spec.build(context) for spec in specs], [spec.probability for spec in specs])
 
     def forward(self, items: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         for view, probability in zip(self.views, self.probabilities, strict=True):
