@@ -95,10 +95,10 @@ def read_movie_genres(path: Path) -> dict[int, frozenset[str]]:
     return genres
 
 
-def _restrict(data: SequenceData, keep_item: np.ndarray) -> tuple[np.ndarray, Csr, np.ndarray]:
+def _restrict(data: SequenceData, keep_item: np.ndarray) -> tuple[Csr, np.ndarray]:
     """Keep the items ``keep_item[i]`` (indexed by contiguous id); re-index them.
 
-    Returns ``(old contiguous ids kept, per-user Csr of new ids, original item ids)``.
+    Returns ``(per-user Csr of the new ids, original ids of the kept items)``.
     """
     values = data.sequences.values.numpy()
     kept_ids = np.flatnonzero(keep_item[1:]) + 1
@@ -110,7 +110,7 @@ def _restrict(data: SequenceData, keep_item: np.ndarray) -> tuple[np.ndarray, Cs
     offsets = np.zeros(data.num_users + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     csr = Csr(torch.from_numpy(offsets), torch.from_numpy(new_id[values[keep]]))
-    return kept_ids, csr, data.item_ids[kept_ids - 1]
+    return csr, data.item_ids[kept_ids - 1]
 
 
 def _drop_empty_users(
@@ -155,8 +155,8 @@ def split_by_genres(
         touches_source = bool(item_genres - target_set)
         is_source[index] = not touches_target
         is_target[index] = touches_target and (mixed == "target" or not touches_source)
-    _, source_csr, source_ids = _restrict(data, is_source)
-    _, target_csr, target_ids = _restrict(data, is_target)
+    source_csr, source_ids = _restrict(data, is_source)
+    target_csr, target_ids = _restrict(data, is_target)
     source_csr, target_csr, user_ids = _drop_empty_users(source_csr, target_csr, data.user_ids)
     for name, side in (("source", source_csr), ("target", target_csr)):
         if side.values.numel() == 0:
