@@ -1375,6 +1375,9 @@ CASES: tuple[Case, ...] = (
         ),
         files={"target.txt": b"user,item\n500,7\n1,8\n501,9\n2,7\n3,8\n500,8\n"},
     ),
+    # ------------------------------------------------ ranking protocol (issue 9, part 1)
+    # ------------------------------------------------- run directory (issue 9, part 2)
+    # --------------------------------------------------- input paths (issue 9, part 3)
 )
 
 ERROR_CASES = tuple(case for case in CASES if case.error is not None)
