@@ -4,8 +4,12 @@ The encoder reads each user's **source**-domain sequence; a linear softmax over 
 **target** items scores the next target interaction (CLUE Sec. V-A-1, after PeterRec).
 Each kept (user, target item) pair is one instance. Users (not pairs) are split
 80/5/15, so a test user is never seen in training. Evaluation ranks the instance's
-item among all target items; no item is excluded (a user's other target items stay
-rankable, as in PeterRec's evaluation). Metrics: MRR@k, Recall@k, NDCG@k.
+item among all target items (:mod:`clue_fw.metrics.ranking`, with ``ties``). No item
+is excluded, and there is no ``exclude_seen``: the input history is the user's source
+sequence, whose items are another catalogue, and the user has no target-domain
+history (a user's other target items are held-out instances of the same split, not
+input, so they stay rankable, as in PeterRec's evaluation). Metrics: MRR@k, Recall@k,
+NDCG@k.
 
 Where the two domains come from (``target.format``):
 
@@ -51,7 +55,7 @@ from clue_fw.data.examples import ExampleSet, Task
 from clue_fw.data.root import resolve_data_path
 from clue_fw.errors import DataError
 from clue_fw.heads.user_level import UserLevelHeadSpec, split_rows
-from clue_fw.metrics.ranking import Cutoffs, finalize_sums, ranking_sums, target_ranks
+from clue_fw.metrics.ranking import TIES_DESCRIPTION, Cutoffs, Ties, finalize_sums, ranking_sums
 
 DEFAULT_TARGET_GENRES = (
     "Animation",
@@ -118,11 +122,17 @@ class ColdStartData(TaskData):
 
 class ColdStartHead(DownstreamHead):
     def __init__(
-        self, encoder: SequenceEncoder, num_target_items: int, user_vector: str, ks: list[int]
+        self,
+        encoder: SequenceEncoder,
+        num_target_items: int,
+        user_vector: str,
+        ks: list[int],
+        ties: Ties = "pessimistic",
     ) -> None:
         super().__init__()
         self.user_vector = user_vector
         self.ks = list(ks)
+        self.ties = ties
         self.output = nn.Linear(encoder.dim, num_target_items)
 
     def logits(self, encoder: SequenceEncoder, items: torch.Tensor) -> torch.Tensor:
@@ -136,8 +146,8 @@ class ColdStartHead(DownstreamHead):
     def metric_sums(
         self, encoder: SequenceEncoder, batch: dict[str, torch.Tensor]
     ) -> dict[str, torch.Tensor]:
-        ranks = target_ranks(self.logits(encoder, batch["items"]), batch["target"])
-        return ranking_sums(ranks, self.ks)
+        scores = self.logits(encoder, batch["items"])
+        return ranking_sums(scores, batch["target"], self.ks, self.ties)
 
     def finalize(self, sums: dict[str, torch.Tensor]) -> dict[str, float]:
         return finalize_sums(sums)
@@ -159,6 +169,7 @@ class ColdStartSpec(UserLevelHeadSpec):
         "uniformly from 1..g; 'first': keep the first g.",
     )
     ks: Cutoffs = Field([10], description="Cut-offs k for MRR@k, Recall@k, NDCG@k.")
+    ties: Ties = Field("pessimistic", description=TIES_DESCRIPTION)
 
     @property
     def monitor_default(self) -> str:
@@ -218,4 +229,6 @@ class ColdStartSpec(UserLevelHeadSpec):
         self, context: BuildContext, encoder: SequenceEncoder, task_data: TaskData
     ) -> ColdStartHead:
         assert isinstance(task_data, ColdStartData), "cold_start needs its prepare()'s data"
-        return ColdStartHead(encoder, task_data.num_target_items, self.user_vector, self.ks)
+        return ColdStartHead(
+            encoder, task_data.num_target_items, self.user_vector, self.ks, self.ties
+        )

@@ -2,16 +2,22 @@
 
 Training examples come from each user's training part (leave-one-out): the
 ``n + 1`` item windows whose last item is the target. Evaluation ranks the
-held-out item against every item in the catalogue.
+held-out item against every item in the catalogue (:mod:`clue_fw.metrics.ranking`).
+
+``exclude_seen: history`` (RecBole, S3-Rec, ICLRec) scores every item of the user's
+input history ``-inf`` before ranking, the held-out item included: a target that
+repeats an earlier item is a miss. ``none`` ranks every item, which suits data where
+users consume items again. No option treats the target specially.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import warnings
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, field_validator
 from torch import nn
 
 from clue_fw.components import (
@@ -25,9 +31,14 @@ from clue_fw.components import (
 from clue_fw.data.csr import Csr
 from clue_fw.data.dataset import leave_one_out
 from clue_fw.data.examples import ExampleSet, Task
-from clue_fw.metrics.ranking import Cutoffs, finalize_sums, ranking_sums
+from clue_fw.data.windows import training_windows
+from clue_fw.metrics.ranking import TIES_DESCRIPTION, Cutoffs, Ties, finalize_sums, ranking_sums
 
 History = Literal["recent", "all"]
+ExcludeSeen = Literal["history", "none"]
+
+#: Old boolean spellings of ``exclude_seen`` and their replacements.
+DEPRECATED_EXCLUDE_SEEN: dict[bool, ExcludeSeen] = {True: "history", False: "none"}
 
 
 def next_item_windows(train: Csr, width: int, history: str, every_position: bool) -> torch.Tensor:
@@ -38,13 +49,9 @@ def next_item_windows(train: Csr, width: int, history: str, every_position: bool
     target once: stride ``width - 1`` when every position predicts its successor,
     every prefix (stride 1) when only the [UR] output predicts.
     """
-    if history == "recent":
-        windows = train.recent_windows(width)
-    else:
-        stride = width - 1 if every_position else 1
-        windows = train.covering_windows(width, stride=stride, min_end=2)
-    has_input_and_target = (windows != 0).sum(dim=1) >= 2
-    return windows[has_input_and_target]
+    stride = width - 1 if every_position else 1
+    # at least an input and a target
+    return training_windows(train, width, history, stride=stride, min_items=2)
 
 
 class NextItemHead(DownstreamHead):
@@ -54,14 +61,18 @@ class NextItemHead(DownstreamHead):
         num_items: int,
         tie_weights: bool,
         every_position: bool,
-        exclude_seen: bool,
+        exclude_seen: ExcludeSeen,
         ks: list[int],
+        ties: Ties = "pessimistic",
     ) -> None:
         super().__init__()
+        if exclude_seen not in ("history", "none"):
+            raise ValueError(f"exclude_seen must be 'history' or 'none', got {exclude_seen!r}")
         self.num_items = num_items
         self.every_position = every_position
         self.exclude_seen = exclude_seen
         self.ks = list(ks)
+        self.ties = ties
         self.output: nn.Linear | None = (
             None if tie_weights else nn.Linear(encoder.dim, num_items + 1, bias=False)
         )
@@ -97,13 +108,12 @@ class NextItemHead(DownstreamHead):
     def metric_sums(
         self, encoder: SequenceEncoder, batch: dict[str, torch.Tensor]
     ) -> dict[str, torch.Tensor]:
+        """Ranking sums of ``batch["target"]``; under ``exclude_seen: history`` every item
+        of ``seen`` (the user's input history, target included) scores ``-inf`` first."""
         scores = self.logits(encoder, encoder(batch["items"]).user)
-        target = batch["target"]
-        target_score = scores.gather(1, target.unsqueeze(1))
-        if self.exclude_seen and "seen_row" in batch:
+        if self.exclude_seen == "history":
             scores[batch["seen_row"], batch["seen_value"]] = float("-inf")
-        ranks = (scores > target_score).sum(dim=1) + 1
-        return ranking_sums(ranks, self.ks)
+        return ranking_sums(scores, batch["target"], self.ks, self.ties)
 
     def finalize(self, sums: dict[str, torch.Tensor]) -> dict[str, float]:
         return finalize_sums(sums)
@@ -121,12 +131,37 @@ class NextItemSpec(HeadSpec):
     tie_weights: bool = Field(
         True, description="Score items with the backbone's item embeddings (SASRec)."
     )
-    exclude_seen: bool = Field(
-        True,
-        description="Drop items already in the user's history from the ranking (the held-out "
-        "item itself always stays rankable).",
+    exclude_seen: ExcludeSeen = Field(
+        "history",
+        description="'history': items of the user's input history score -inf before ranking, "
+        "the held-out item included (a repeated target is a miss); 'none': rank every item "
+        "(for data with repeat consumption). Old spellings: true = history, false = none.",
     )
+    ties: Ties = Field("pessimistic", description=TIES_DESCRIPTION)
     ks: Cutoffs = Field([10], description="Cut-offs k for MRR@k, Recall@k, NDCG@k.")
+
+    @field_validator("exclude_seen", mode="before")
+    @classmethod
+    def _renamed_exclude_seen(cls, value: Any) -> Any:
+        """Accept the old boolean spelling with a warning that names the new one.
+
+        A FutureWarning, Python's category for deprecations aimed at end users (recipe
+        authors): unlike DeprecationWarning it is shown by default.
+        """
+        if isinstance(value, bool):
+            new = DEPRECATED_EXCLUDE_SEEN[value]
+            text = (
+                f"finetune.head.exclude_seen: {str(value).lower()} is deprecated; write "
+                f"exclude_seen: {new}."
+            )
+            if value:
+                text += (
+                    " Unlike the old option, 'history' also masks a held-out item that "
+                    "repeats a history item (see docs/protocol.md)."
+                )
+            warnings.warn(text, FutureWarning, stacklevel=2)
+            return new
+        return value
 
     @property
     def monitor_default(self) -> str:
@@ -149,7 +184,7 @@ class NextItemSpec(HeadSpec):
         users = torch.arange(data.num_users)
 
         def evaluation(history_csr: Csr, target: torch.Tensor) -> ExampleSet:
-            ragged = {"seen": ("user", history_csr)} if self.exclude_seen else {}
+            ragged = {"seen": ("user", history_csr)} if self.exclude_seen == "history" else {}
             tensors = {"items": history_csr.recent_windows(n), "target": target, "user": users}
             return ExampleSet(tensors, ragged)
 
@@ -169,4 +204,5 @@ class NextItemSpec(HeadSpec):
             every_position=self.loss_positions == "all",
             exclude_seen=self.exclude_seen,
             ks=self.ks,
+            ties=self.ties,
         )

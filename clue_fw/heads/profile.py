@@ -33,6 +33,7 @@ from clue_fw.data.labels import align_labels, read_label_file
 from clue_fw.data.root import resolve_data_path
 from clue_fw.errors import DataError
 from clue_fw.heads.user_level import UserLevelHeadSpec, split_rows
+from clue_fw.metrics.ranking import NAN_ROWS
 
 
 class LabelSource(BaseModel):
@@ -103,7 +104,8 @@ class ProfileHead(DownstreamHead):
         self, encoder: SequenceEncoder, batch: dict[str, torch.Tensor]
     ) -> dict[str, torch.Tensor]:
         label = batch["label"]
-        predicted = self.logits(encoder, batch["items"]).argmax(dim=1)
+        logits = self.logits(encoder, batch["items"])
+        predicted = logits.argmax(dim=1)
         classes = self.num_classes
 
         def per_class(values: torch.Tensor) -> torch.Tensor:
@@ -116,6 +118,8 @@ class ProfileHead(DownstreamHead):
             "true": per_class(label),
             "predicted": per_class(predicted),
             "true_positive": per_class(label[predicted == label]),
+            # argmax of a NaN row is meaningless: evaluate() refuses the split.
+            NAN_ROWS: torch.isnan(logits).any(dim=1).sum().to(torch.float64),
         }
 
     def finalize(self, sums: dict[str, torch.Tensor]) -> dict[str, float]:

@@ -16,6 +16,11 @@ causal NextItNet. A bidirectional backbone registered by a plugin would see both
 sides, as BERT4Rec does; the objective itself is unchanged.
 
 The ``views`` of the recipe are not used: masking is this objective's own corruption.
+
+The logged ``masked_acc`` counts a masked item as predicted only when it scores
+strictly above every other item: ties count against it, as in evaluation
+(:mod:`clue_fw.metrics.ranking`). A NaN score makes the loss NaN, which the training
+loop refuses.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from clue_fw.components import (
     PretrainObjective,
     SequenceEncoder,
 )
+from clue_fw.metrics.ranking import target_ranks
 
 
 def cloze_mask(items: torch.Tensor, rho: float, generator: torch.Generator) -> torch.Tensor:
@@ -68,7 +74,9 @@ class MaskedItemObjective(PretrainObjective):
         logits[:, 0] = float("-inf")
         loss = F.cross_entropy(logits, items[masked])
         with torch.no_grad():
-            accuracy = (logits.argmax(dim=1) == items[masked]).float().mean()
+            # top-1 only when strictly above every other item: ties count against it
+            ranks = target_ranks(logits, items[masked], ties="pessimistic")
+            accuracy = (ranks == 1.0).float().mean()
         return LossOutput(loss, {"masked_acc": accuracy})
 
 

@@ -178,35 +178,77 @@ SCORES = torch.tensor(
 )
 
 
-def fixed_head(ks: list[int]) -> tuple[ColdStartHead, LastItemOneHot]:
+def fixed_head(
+    ks: list[int], ties: str = "pessimistic", scores: torch.Tensor = SCORES
+) -> tuple[ColdStartHead, LastItemOneHot]:
     encoder = LastItemOneHot(3)
-    head = ColdStartHead(encoder, NUM_TARGETS, "ur", ks)
+    head = ColdStartHead(encoder, NUM_TARGETS, "ur", ks, ties)  # type: ignore[arg-type]
     with torch.no_grad():
-        head.output.weight.copy_(SCORES.T)
+        head.output.weight.copy_(scores.T)
         head.output.bias.zero_()
     return head, encoder
 
 
+# (last source item, target) and its rank among all 5 target items by hand; in row 4
+# user 3's items 1 and 2 both score 9: rank 2 pessimistic, 1.5 on average
+ROWS = [(1, 0), (1, 3), (2, 4), (3, 1), (3, 4)]
+EXAMPLES = ExampleSet(
+    {
+        "items": torch.tensor([[0, 7, last] for last, _ in ROWS]),
+        "target": torch.tensor([target for _, target in ROWS]),
+    }
+)
+
+
 def test_ranks_over_all_target_items() -> None:
     head, encoder = fixed_head([1, 3])
-    # (last source item, target) and its rank among all 5 target items by hand; a tie
-    # (user 3, items 1 and 2 both score 9) is resolved in the target's favour
-    rows = [(1, 0), (1, 3), (2, 4), (3, 1), (3, 4)]
-    ranks = [1, 4, 1, 1, 3]
-    examples = ExampleSet(
-        {
-            "items": torch.tensor([[0, 7, last] for last, _ in rows]),
-            "target": torch.tensor([target for _, target in rows]),
-        }
-    )
-    metrics = evaluate(head, encoder, examples, batch_size=2)
+    ranks = [1, 4, 1, 2, 3]
+    metrics = evaluate(head, encoder, EXAMPLES, batch_size=2)
     for k in (1, 3):
         for name in ("mrr", "recall", "ndcg"):
             expected = np.mean([reference_metrics(r, k)[name] for r in ranks])
             assert metrics[f"{name}@{k}"] == pytest.approx(expected)
-    assert metrics["mrr@3"] == pytest.approx((1 + 0 + 1 + 1 + 1 / 3) / 5)
-    assert metrics["recall@3"] == pytest.approx(4 / 5)
-    assert evaluate(head, encoder, examples, batch_size=1) == pytest.approx(metrics)
+    assert metrics["mrr@3"] == pytest.approx((1 + 0 + 1 + 1 / 2 + 1 / 3) / 5)
+    assert metrics["recall@1"] == pytest.approx(2 / 5)
+    assert evaluate(head, encoder, EXAMPLES, batch_size=1) == pytest.approx(metrics)
+
+
+def test_average_ties_take_the_expectation() -> None:
+    head, encoder = fixed_head([1, 3], ties="average")
+    metrics = evaluate(head, encoder, EXAMPLES, batch_size=2)
+    # row 4: rank 1 or 2 with probability 1/2 each
+    assert metrics["recall@1"] == pytest.approx((1 + 0 + 1 + 0.5 + 0) / 5)
+    assert metrics["mrr@3"] == pytest.approx((1 + 0 + 1 + 0.75 + 1 / 3) / 5)
+
+
+def test_constant_model_gets_nothing_or_chance() -> None:
+    constant = torch.full((3, NUM_TARGETS), 0.25)
+    head, encoder = fixed_head([1, 3], scores=constant)
+    assert set(evaluate(head, encoder, EXAMPLES, batch_size=2).values()) == {0.0}
+    head, encoder = fixed_head([1, 3], ties="average", scores=constant)
+    metrics = evaluate(head, encoder, EXAMPLES, batch_size=2)
+    assert metrics["recall@1"] == pytest.approx(1 / NUM_TARGETS, abs=1e-12)
+    assert metrics["recall@3"] == pytest.approx(3 / NUM_TARGETS, abs=1e-12)
+
+
+def test_nan_scores_are_refused() -> None:
+    from clue_fw.errors import EvaluationError
+
+    class NanForThree(LastItemOneHot):
+        """NaN user vectors for inputs whose last source item is 3 (rows 4 and 5)."""
+
+        def forward(self, items: torch.Tensor) -> EncoderOutput:
+            output = super().forward(items)
+            user = torch.where((items[:, -1] == 3).unsqueeze(1), float("nan"), output.user)
+            return EncoderOutput(output.states, user)
+
+    head, _ = fixed_head([1])
+    encoder = NanForThree(3)
+    with pytest.raises(
+        EvaluationError,
+        match=r"valid split: batch 2/3 \(batch size 2\) has 1 row .*\(and 1 later batch\)",
+    ):
+        evaluate(head, encoder, EXAMPLES, batch_size=2, split="valid")
 
 
 def test_loss_is_softmax_cross_entropy_over_target_items() -> None:
@@ -219,6 +261,10 @@ def test_loss_is_softmax_cross_entropy_over_target_items() -> None:
 def test_spec_defaults_and_monitor() -> None:
     spec = ColdStartSpec(ks=[20, 5, 5])
     assert spec.ks == [5, 20]
+    assert spec.ties == "pessimistic" and ColdStartSpec(ties="average").ties == "average"
+    with pytest.raises(ValueError, match="'pessimistic' or 'average'"):
+        ColdStartSpec(ties="random")
+    assert "exclude_seen" not in ColdStartSpec.model_fields  # no target-domain history
     assert spec.monitor_default == "mrr@5"
     assert spec.max_per_user == 3 and spec.per_user == "uniform"
     assert spec.target.format == "genres" and spec.target.mixed == "drop"

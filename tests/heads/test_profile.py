@@ -252,6 +252,24 @@ def test_macro_f1_matches_plain_python_on_random_cases(seed: int) -> None:
     assert metrics["acc"] == pytest.approx(agree / 30)
 
 
+def test_nan_user_vectors_are_refused() -> None:
+    from clue_fw.errors import EvaluationError
+
+    class NanForTwo(LastItemOneHot):
+        """NaN user vectors for rows whose last item is 2."""
+
+        def forward(self, items: torch.Tensor) -> EncoderOutput:
+            output = super().forward(items)
+            user = torch.where((items[:, -1] == 2).unsqueeze(1), float("nan"), output.user)
+            return EncoderOutput(output.states, user)
+
+    head, _ = identity_head(classes=5, majority=2)
+    encoder = NanForTwo(5)
+    # rows 2 and 3 (PREDICTED == 1) are NaN: the first lies in batch 1 of 3 (size 3)
+    with pytest.raises(EvaluationError, match=r"test split: batch 1/3 \(batch size 3\) has 1 row"):
+        evaluate(head, encoder, examples(LABELS, PREDICTED), batch_size=3, split="test")
+
+
 def test_metrics_do_not_depend_on_batching() -> None:
     head, encoder = identity_head(classes=5, majority=1)
     full = evaluate(head, encoder, examples(LABELS, PREDICTED), batch_size=len(LABELS))

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from clue_fw.augmentations.dropout import DropoutViewSpec
 from clue_fw.backbones.transformer import TransformerSpec
-from clue_fw.components import BuildContext
+from clue_fw.components import BuildContext, EncoderOutput, SequenceEncoder
 from clue_fw.objectives.masked_item import MaskedItemSpec, cloze_mask
 
 ITEMS = torch.tensor([[0, 0, 0, 4, 5], [1, 2, 3, 4, 5], [0, 0, 0, 0, 7], [0, 0, 0, 0, 0]])
@@ -44,3 +45,26 @@ def test_masked_item_loss_is_near_log_catalogue_at_init_and_learns() -> None:
     assert abs(first - torch.log(torch.tensor(20.0)).item()) < 1.0
     assert float(out.loss.detach()) < first / 2
     assert 0.0 <= float(out.terms["masked_acc"]) <= 1.0
+
+
+class ZeroStates(SequenceEncoder):
+    """Every state is zero, so every item scores 0: a model that knows nothing."""
+
+    def __init__(self, num_items: int) -> None:
+        super().__init__()
+        self.num_items = num_items
+        self.dim = 4
+        self.max_len = 5
+        self.item_embedding = nn.Embedding(num_items + 2, self.dim)
+
+    def forward(self, items: torch.Tensor) -> EncoderOutput:
+        return EncoderOutput(torch.zeros(*items.shape, self.dim), torch.zeros(len(items), 4))
+
+
+def test_masked_accuracy_counts_ties_against_the_target() -> None:
+    # all items tie; argmax would pick item 1, which is every masked target here
+    context = BuildContext(num_items=20, max_len=5)
+    objective = MaskedItemSpec(rho=0.5).build(context, ZeroStates(20))
+    items = torch.ones(8, 5, dtype=torch.long)
+    out = objective(ZeroStates(20), items, DropoutViewSpec().build(context), torch.Generator())
+    assert float(out.terms["masked_acc"]) == 0.0
