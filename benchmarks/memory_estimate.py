@@ -27,9 +27,9 @@ from torch import nn
 from clue_fw.augmentations.compose import ViewPipeline
 from clue_fw.components import BuildContext, TaskData
 from clue_fw.data.loading import load_data
-from clue_fw.recipe import load_recipe
+from clue_fw.recipe import load_recipe, pretrains
 from clue_fw.resources import estimate_phases, size
-from clue_fw.runner import pretrain_examples
+from clue_fw.running.pretrain import pretrain_examples
 
 
 def measure(step: Any, device: torch.device) -> int:
@@ -60,7 +60,7 @@ def measured_phases(
     generator = torch.Generator(device=device).manual_seed(0)
     found: dict[str, int] = {}
     encoder = recipe.backbone.build(context).to(device)
-    if recipe.pretrain is not None and recipe.pretrain.objective.trains:
+    if pretrains(recipe):
         spec = recipe.pretrain
         objective = spec.objective.build(context, encoder).to(device)
         views = ViewPipeline.from_specs(spec.views, context).to(device)

@@ -12,8 +12,8 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from clue_fw import __version__
 from clue_fw.errors import ClueError
@@ -28,8 +28,11 @@ app = typer.Typer(
 data_app = typer.Typer(help="Fetch and inspect datasets under the data root.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
-stderr = Console(stderr=True)
-stdout = Console()
+# Messages quote user input (paths, keys, plugin names): they are printed literally,
+# never read as console markup ("[bold]") or emoji codes (":x:"). Every user-controlled
+# string goes out as a rich Text, and the consoles themselves do not replace emoji codes.
+stderr = Console(stderr=True, emoji=False)
+stdout = Console(emoji=False)
 
 SetOption = Annotated[
     list[str] | None,
@@ -77,7 +80,7 @@ def run(
         raise ClueError("Use either --out (a new run) or --resume (an existing run), not both.")
     loaded = load_recipe(recipe, set_ or [])
     result = run_recipe(loaded, out=out, resume=resume, overwrite=overwrite, console=stderr)
-    stdout.print(str(result.run_dir))
+    stdout.print(Text(str(result.run_dir)), highlight=False)
 
 
 @app.command()
@@ -89,8 +92,8 @@ def validate(
     from clue_fw.recipe import load_recipe, recipe_to_yaml
 
     loaded = load_recipe(recipe, set_ or [])
-    stderr.print(f"[green]{recipe} is valid.[/green] Resolved recipe:")
-    stdout.print(recipe_to_yaml(loaded), end="", markup=False, highlight=False)
+    stderr.print(Text.assemble((f"{recipe} is valid.", "green"), " Resolved recipe:"))
+    stdout.print(Text(recipe_to_yaml(loaded)), end="", highlight=False)
 
 
 @app.command("list")
@@ -101,9 +104,11 @@ def list_components() -> None:
     table = Table(title="clue_fw components")
     for column in ("family", "kind", "provider", "description"):
         table.add_column(column)
-    for entry in get_registry().all_entries():
-        table.add_row(entry.family, entry.kind, entry.provider, entry.description)
-    Console(width=max(stdout.width, 140)).print(table)
+    for entry in get_registry().all_entries():  # plugin text: literal, never markup
+        table.add_row(
+            *(Text(t) for t in (entry.family, entry.kind, entry.provider, entry.description))
+        )
+    Console(width=max(stdout.width, 140), emoji=False).print(table)
 
 
 @data_app.command("download")
@@ -123,7 +128,7 @@ def data_download(
 
     folder = download_dataset(name, root, force=force, progress=progress)
     stderr.print()
-    stdout.print(str(folder))
+    stdout.print(Text(str(folder)), highlight=False)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -131,10 +136,10 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, prog_name="clue", standalone_mode=True)
     except ClueError as exc:
-        # escape(): messages quote user input, which may hold [rich] markup such as "[/x]".
-        stderr.print(
-            f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True
-        )
+        # A Text is printed as it is: messages quote user input, which may look like
+        # markup ("[/x]") or an emoji code (":x:").
+        message = Text.assemble(("error:", "bold red"), " ", str(exc))
+        stderr.print(message, highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         stderr.print("interrupted; continue with `clue run RECIPE --resume RUN_DIR`.")

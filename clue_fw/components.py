@@ -51,9 +51,13 @@ class BuildContext:
 
 
 class ComponentSpec(BaseModel):
-    """Base of every component spec: frozen, and unknown keys are errors."""
+    """Base of every component spec: frozen, unknown keys are errors, no type coercion.
 
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    ``strict``: ``dim: true``, ``dim: "16"`` and ``dim: 16.0`` are errors, not 1 and 16
+    (an integer is still a valid float).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
 
     family: ClassVar[str] = ""
     kind: str
@@ -101,6 +105,25 @@ class SequenceEncoder(nn.Module, ABC):
     @abstractmethod
     def forward(self, items: torch.Tensor) -> EncoderOutput: ...
 
+    def __call__(self, items: torch.Tensor, *args: Any, **kwargs: Any) -> EncoderOutput:
+        """``forward``, then a check of its output against the backbone contract.
+
+        The check compares shapes only (no device sync); a backbone that breaks the
+        contract is a :class:`~clue_fw.errors.PluginError` naming its class and plugin.
+        """
+        output = super().__call__(items, *args, **kwargs)
+        problem = encoder_output_problem(self, items, output)
+        if problem:
+            from clue_fw.errors import PluginError
+            from clue_fw.registry import describe_component
+
+            raise PluginError(
+                f"Backbone {describe_component(self)} broke the backbone contract: {problem}. "
+                "A backbone returns EncoderOutput(states [B, n, d], user [B, d]) for items "
+                "[B, n], with d its `dim`."
+            )
+        return output  # type: ignore[no-any-return]
+
     def init_vocabulary(self, num_items: int, max_len: int, dim: int) -> None:
         """Set the contract attributes; create ``item_embedding`` and the [UR] ``user_token``.
 
@@ -128,6 +151,30 @@ class SequenceEncoder(nn.Module, ABC):
         """``[B, n, d]`` item embeddings -> ``[B, n + 1, d]`` with [UR] in the last slot."""
         batch = embedded.shape[0]
         return torch.cat([embedded, self.user_token.expand(batch, 1, self.dim)], dim=1)
+
+
+def encoder_output_problem(encoder: nn.Module, items: torch.Tensor, output: Any) -> str | None:
+    """What is wrong with ``output`` as the encoding of ``items`` ``[B, n]``, or None."""
+    if not isinstance(output, EncoderOutput):
+        return f"it returned {type(output).__name__}, not EncoderOutput(states, user)"
+    states, user = output
+    if not isinstance(states, torch.Tensor) or not isinstance(user, torch.Tensor):
+        kinds = f"{type(states).__name__} and {type(user).__name__}"
+        return f"its states and user vector are {kinds}, not tensors"
+    batch, length = items.shape[0], items.shape[-1]
+    dim = getattr(encoder, "dim", None)
+    width = dim if isinstance(dim, int) else (states.shape[-1] if states.dim() == 3 else None)
+    if states.dim() != 3 or tuple(states.shape) != (batch, length, width):
+        return (
+            f"for items of shape {list(items.shape)} its states have shape "
+            f"{list(states.shape)}, not [{batch}, {length}, {width}]"
+        )
+    if tuple(user.shape) != (batch, width):
+        return (
+            f"for items of shape {list(items.shape)} its user vector has shape "
+            f"{list(user.shape)}, not [{batch}, {width}]"
+        )
+    return None
 
 
 class BackboneSpec(ComponentSpec):

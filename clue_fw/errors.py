@@ -7,6 +7,9 @@ code 2; library users can catch the family they care about.
 
 from __future__ import annotations
 
+QUOTE_LIMIT = 40
+"""At most this many characters of a user's token are quoted in an error message."""
+
 
 class ClueError(Exception):
     """Base class of every user-facing error in clue_fw."""
@@ -20,6 +23,10 @@ class RecipeError(ClueError):
 
 class RegistryError(ClueError):
     """Two plugins register the same component, or a plugin fails to load."""
+
+
+class PluginError(ClueError):
+    """A plugin's component broke its contract at run time (wrong return type or shape)."""
 
 
 class DataError(ClueError):
@@ -44,3 +51,21 @@ class TrainingError(ClueError):
 
 class ResourceError(ClueError):
     """A recipe plainly needs more memory than the device has; refused before it starts."""
+
+
+class EvaluationError(ClueError):
+    """Evaluation cannot give a metric: the model scored items NaN on a split."""
+
+
+def quote(token: object, limit: int = QUOTE_LIMIT) -> str:
+    """``repr`` of a user's token for an error message, cut to ``limit`` characters.
+
+    >>> quote("u2")
+    "'u2'"
+    >>> quote("9" * 100)
+    "'9999999999999999999999999999999999999999'... (100 characters)"
+    """
+    text = str(token)
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text):,} characters)"

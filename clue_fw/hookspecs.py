@@ -9,7 +9,10 @@ exposed through the ``clue_fw`` entry-point group::
     my_plugin = "my_plugin"
 
 Each hook returns a list of component spec classes (pydantic models whose
-``kind`` field names the component).
+``kind`` field names the component). A hook implementation takes no arguments and
+must be named exactly as below: pluggy's validation (wrong arguments, an unknown
+``clue_...`` name) and any exception a hook raises become a
+:class:`~clue_fw.errors.RegistryError` that names the plugin.
 """
 
 from __future__ import annotations

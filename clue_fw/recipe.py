@@ -11,6 +11,7 @@ is installed. Unknown kinds and misspelt keys are reported with their recipe pat
 
 import functools
 import re
+import unicodedata
 from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple, Union
 
@@ -24,14 +25,22 @@ from pydantic import (
     model_validator,
 )
 
-from clue_fw.errors import RecipeError
+from clue_fw.data.files import read_file
+from clue_fw.errors import QUOTE_LIMIT, RecipeError, quote
 from clue_fw.registry import Registry, get_registry
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    """Base of the recipe sections: frozen, unknown keys are errors, and no type coercion.
+
+    ``strict``: a boolean is not an integer (``seed: true``), a string is not a number
+    (``dim: "16"``) and a float is not an integer (``epochs: 2.0``); an integer is a
+    float. Component specs are strict in the same way (:class:`ComponentSpec`).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
 
 
 # --------------------------------------------------------------------------- data
@@ -116,8 +125,42 @@ class EvalSpec(StrictModel):
 
 def _device(value: str) -> str:
     if not _DEVICE.match(value):
-        raise ValueError(f"device must be auto, cpu, mps, cuda or cuda:N, got {value!r}")
+        raise ValueError(f"device must be auto, cpu, mps, cuda or cuda:N, got {quote(value)}")
     return value
+
+
+MAX_NAME_LENGTH = 100
+"""A recipe ``name`` is at most this many characters (it names a folder under runs/)."""
+
+
+def _run_name(value: str | None) -> str | None:
+    """A recipe name is one safe path component: the default run directory is
+    ``runs/<name>/<time>``, so ``/abs``, ``../x`` or ``a/b`` would write elsewhere."""
+    if value is None:
+        return value
+    allowed = (
+        f"a name must be one folder name of 1 to {MAX_NAME_LENGTH} characters: letters, "
+        "digits, spaces and punctuation, without '/', '\\' or control characters, and not "
+        "'.' or '..'"
+    )
+    if not value.strip():
+        raise ValueError(f"the name is empty; {allowed}")
+    bad = sorted({c for c in value if c in "/\\" or unicodedata.category(c) == "Cc"})
+    if bad:
+        shown = ", ".join(repr(c) for c in bad)
+        raise ValueError(f"{value!r} is not a single folder name (it contains {shown}); {allowed}")
+    if value in (".", "..") or len(value) > MAX_NAME_LENGTH or value != value.strip():
+        raise ValueError(f"{value!r} is not a safe folder name; {allowed}")
+    return value
+
+
+def pretrains(recipe: Any) -> bool:
+    """Whether ``recipe`` pre-trains its encoder: the one place that decides it.
+
+    True when it has a ``pretrain`` section whose objective trains (``none`` does not).
+    The runner, the recipe's own checks and the memory estimate all ask this function.
+    """
+    return recipe.pretrain is not None and bool(recipe.pretrain.objective.trains)
 
 
 @functools.lru_cache(maxsize=8)
@@ -202,7 +245,11 @@ def _make_recipe_model(registry: Registry) -> type[BaseModel]:
     class Recipe(StrictModel):
         """A complete clue_fw experiment: data, backbone, optional pre-training, fine-tuning."""
 
-        name: str | None = Field(None, description="Run name (default: the recipe file name).")
+        name: str | None = Field(
+            None,
+            description="Run name (default: the recipe file name); one folder name, as the "
+            "default run directory is runs/<name>/<time>.",
+        )
         seed: int = Field(0, description="Seed of every random number generator.")
         device: str = Field("auto", description="auto (CUDA where present), cpu, cuda, cuda:N.")
         data: DataSpec = Field(
@@ -215,11 +262,11 @@ def _make_recipe_model(registry: Registry) -> type[BaseModel]:
         finetune: FinetuneStage = Field(description="Downstream fine-tuning and evaluation.")
 
         _check_device = field_validator("device")(classmethod(lambda cls, v: _device(v)))
+        _check_name = field_validator("name")(classmethod(lambda cls, v: _run_name(v)))
 
         @model_validator(mode="after")
         def _one_source_of_weights(self) -> "Recipe":
-            pretrains = self.pretrain is not None and self.pretrain.objective.trains  # type: ignore[attr-defined]
-            if pretrains and self.finetune.init_from:  # type: ignore[attr-defined]
+            if pretrains(self) and self.finetune.init_from:  # type: ignore[attr-defined]
                 raise ValueError(
                     "finetune.init_from: the encoder would come both from this recipe's "
                     "pre-training and from init_from; remove one of them"
@@ -270,28 +317,105 @@ def _looks_like_tag(node: dict[str, Any], step: str) -> bool:
     return node.get("kind") == step or node.get("format") == step
 
 
-def format_validation_error(
-    error: ValidationError, data: Any, source: str, overrides: list["Override"] | None = None
-) -> str:
-    """One paragraph listing every problem with its recipe path (and ``--set`` flag, if any)."""
-    lines = []
+class _Problem(NamedTuple):
+    """One problem of a recipe: its recipe path, pydantic error type and message."""
+
+    parts: tuple[str, ...]
+    kind: str
+    message: str
+
+
+def _problems(error: ValidationError, data: Any) -> list[_Problem]:
+    problems = []
     for item in error.errors():
-        parts = _readable_location(tuple(item["loc"]), data)
-        where = ".".join(parts) or "(top level)"
+        parts = tuple(_readable_location(tuple(item["loc"]), data))
         message = item["msg"]
         if item["type"] == "union_tag_invalid":
             tag = item.get("ctx", {}).get("tag")
             expected = item.get("ctx", {}).get("expected_tags")
-            message = f"unknown kind {tag!r}; registered: {expected} (see `clue list`)"
+            message = f"unknown kind {quote(tag)}; registered: {expected} (see `clue list`)"
         elif item["type"] == "union_tag_not_found":
             message = "missing `kind` (or `format`) key that selects the component"
         elif item["type"] == "missing":
             message = "required field is missing"
-        flag = _blamed_override(tuple(parts), item["type"], overrides or [])
-        lines.append(f"{f'--set {flag!r}: ' if flag else ''}{where}: {message}")
+        elif item["type"] in _STRICT_TYPES:
+            message += _what_was_given(item["type"], item.get("input"))
+        problems.append(_Problem(parts, item["type"], message))
+    return problems
+
+
+_STRICT_TYPES = ("int_type", "float_type", "bool_type")
+
+
+def _what_was_given(kind: str, given: Any) -> str:
+    """Why a strict type check failed: recipes are not coerced (``seed: true`` is no 1)."""
+    if isinstance(given, bool):
+        return f", not the boolean {str(given).lower()}"
+    if isinstance(given, str):
+        return f", not the string {quote(given)}: write numbers and booleans without quotes"
+    if kind == "int_type" and isinstance(given, float):
+        if given.is_integer():
+            return f", not the float {given}: write it without a decimal point"
+        return ", got a number with a fractional part"
+    if kind == "bool_type" and isinstance(given, int | float):
+        return f", not the number {given}: write true or false"
+    return ""
+
+
+def _describe_problems(
+    problems: list[_Problem], source: str, overrides: list["Override"] | None = None
+) -> str:
+    """One paragraph listing every problem with its recipe path (and ``--set`` flag, if any)."""
+    lines = []
+    for problem in problems:
+        where = ".".join(_clip(part) for part in problem.parts) or "(top level)"
+        flag = _blamed_override(problem.parts, problem.kind, overrides or [])
+        lines.append(f"{f'--set {quote(flag, 80)}: ' if flag else ''}{where}: {problem.message}")
     count = len(lines)
     head = f"Recipe {source} is invalid ({count} problem{'s' if count > 1 else ''}):"
     return head + " " + "; ".join(lines) + "."
+
+
+def format_validation_error(
+    error: ValidationError, data: Any, source: str, overrides: list["Override"] | None = None
+) -> str:
+    """One paragraph listing every problem with its recipe path (and ``--set`` flag, if any)."""
+    return _describe_problems(_problems(error, data), source, overrides)
+
+
+def _clip(key: str) -> str:
+    return key if len(key) <= QUOTE_LIMIT else key[:QUOTE_LIMIT] + "..."
+
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+"""Every integer in a recipe must lie in this range (seeds go to 64-bit generators)."""
+
+
+def _out_of_range_integers(data: Any) -> list[_Problem]:
+    """An integer anywhere in ``data`` that does not fit in 64 bits, with its recipe path."""
+    problems = []
+    seen: set[int] = set()
+    stack: list[tuple[Any, tuple[str, ...]]] = [(data, ())]
+    while stack:
+        node, parts = stack.pop()
+        if isinstance(node, dict | list | tuple):
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            items = node.items() if isinstance(node, dict) else enumerate(node)
+            stack.extend((value, (*parts, str(key))) for key, value in items)
+        elif isinstance(node, int) and not isinstance(node, bool):
+            if not INT64_MIN <= node <= INT64_MAX:
+                digits = len(str(abs(node)))
+                problems.append(
+                    _Problem(
+                        parts,
+                        "int_out_of_range",
+                        f"the integer ({digits} digits) does not fit in 64 bits; recipe "
+                        "integers must lie in -2**63 .. 2**63 - 1",
+                    )
+                )
+    return sorted(problems)
 
 
 def _blamed_override(where: tuple[str, ...], kind: str, overrides: list["Override"]) -> str | None:
@@ -348,6 +472,16 @@ class _GuardedLoader(yaml.SafeLoader):
             return super().compose_node(parent, index)  # type: ignore[no-any-return]
         finally:
             self.depth -= 1
+
+
+# YAML 1.1 (PyYAML) reads `1e-3` and `1.0e3` as strings; YAML 1.2 and people read them
+# as numbers. Recipes are validated strictly (a string is never a number), so the loader
+# resolves every decimal with an exponent as a float.
+_GuardedLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
 
 
 def _children(node: yaml.Node) -> list[yaml.Node]:
@@ -466,18 +600,12 @@ def parse_yaml(text: str, source: str) -> dict[str, Any]:
 
 
 def read_recipe_file(path: str | Path) -> dict[str, Any]:
+    """Read a recipe file (a regular file of at most 1 MiB, UTF-8) into a mapping."""
     path = Path(path)
+    raw = read_file(path, "recipe file", limit=MAX_RECIPE_BYTES, error=RecipeError)
     try:
-        size = path.stat().st_size
-        if size > MAX_RECIPE_BYTES:
-            raise RecipeError(
-                f"Recipe {path} is refused: it is larger than {MAX_RECIPE_BYTES // (1 << 20)} MiB "
-                f"({size:,} bytes)."
-            )
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise RecipeError(f"Recipe file not found: {path}.") from None
-    except (OSError, UnicodeDecodeError) as exc:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise RecipeError(f"Cannot read recipe {path}: {exc}.") from None
     return parse_yaml(text, str(path))
 
@@ -576,10 +704,17 @@ def _validate(
     data: dict[str, Any], source: str, registry: Registry | None, overrides: list[Override]
 ) -> Any:
     model = recipe_model(registry)
+    problems = _out_of_range_integers(data)
+    recipe = None
     try:
-        return model.model_validate(data)
+        # strict=True reaches nested models whose own config is lax (a plugin's too).
+        recipe = model.model_validate(data, strict=True)
     except ValidationError as exc:
-        raise RecipeError(format_validation_error(exc, data, source, overrides)) from None
+        found = {problem.parts for problem in problems}
+        problems += [p for p in _problems(exc, data) if p.parts not in found]
+    if problems:
+        raise RecipeError(_describe_problems(problems, source, overrides)) from None
+    return recipe
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Any:

@@ -6,6 +6,14 @@ plugin (``clue_fw.builtins``) registers first, then every entry point in the
 
 * ``CLUE_DISABLE_PLUGINS=1``: load no entry-point plugins (tests use this);
 * ``CLUE_PLUGINS=a,b``: load only the entry points named ``a`` and ``b``.
+
+Whatever goes wrong in a plugin is a :class:`~clue_fw.errors.RegistryError` that names
+the plugin and the rule it broke: an import that fails, a hook implementation that
+pluggy's validation refuses (wrong argument names, a misspelt hook name), a hook that
+raises or returns something other than a list of spec classes, two plugins that
+register the same kind, and two installed distributions that use the same entry-point
+name. At run time, :func:`describe_component` names the plugin behind a component
+that breaks its contract (:class:`~clue_fw.errors.PluginError`).
 """
 
 from __future__ import annotations
@@ -121,12 +129,14 @@ def _entry_point_plugins() -> list[tuple[str, Any, str]]:
         return []
     allow = os.environ.get(ALLOW_ENV)
     allowed = {name.strip() for name in allow.split(",") if name.strip()} if allow else None
+    chosen = [
+        entry_point
+        for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP)
+        if allowed is None or entry_point.name in allowed
+    ]
     loaded = []
-    for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        if allowed is not None and entry_point.name not in allowed:
-            continue
-        dist = entry_point.dist
-        provider = f"{dist.name} {dist.version}" if dist is not None else entry_point.name
+    for entry_point in _unique_names(chosen):
+        provider = _provider(entry_point)
         try:
             plugin = entry_point.load()
         except Exception as exc:  # a broken plugin must not look like a clue_fw bug
@@ -137,6 +147,60 @@ def _entry_point_plugins() -> list[tuple[str, Any, str]]:
             ) from exc
         loaded.append((entry_point.name, plugin, provider))
     return loaded
+
+
+def _provider(entry_point: Any) -> str:
+    dist = entry_point.dist
+    return f"{dist.name} {dist.version}" if dist is not None else entry_point.name
+
+
+def _unique_names(entry_points: list[Any]) -> list[Any]:
+    """The entry points, refusing two distributions that use the same entry-point name.
+
+    The same entry point seen twice (one distribution found on two paths) counts once.
+    """
+    by_name: dict[str, Any] = {}
+    unique = []
+    for entry_point in entry_points:
+        first = by_name.get(entry_point.name)
+        if first is None:
+            by_name[entry_point.name] = entry_point
+            unique.append(entry_point)
+        elif (_provider(first), first.value) != (_provider(entry_point), entry_point.value):
+            raise RegistryError(
+                f"Two installed distributions use the clue_fw entry-point name "
+                f"{entry_point.name!r}: {_provider(first)} ({first.value}) and "
+                f"{_provider(entry_point)} ({entry_point.value}). clue_fw cannot tell which "
+                f"one {ENTRY_POINT_GROUP}:{entry_point.name} means; uninstall one of them, or "
+                f"set {DISABLE_ENV}=1 to skip entry-point plugins."
+            )
+    return unique
+
+
+def _register(manager: pluggy.PluginManager, plugin: Any, name: str, provider: str) -> None:
+    """Register one plugin; pluggy's validation failures name the plugin."""
+    try:
+        manager.register(plugin, name=name)
+    except pluggy.PluginValidationError as exc:
+        raise RegistryError(
+            f"Plugin {provider} has a hook implementation that pluggy refuses: {exc}. Every "
+            "@hookimpl must match its hook in clue_fw.hookspecs (name and arguments). Fix or "
+            f"uninstall it, or set {DISABLE_ENV}=1 to skip entry-point plugins."
+        ) from None
+    except ValueError as exc:  # pluggy: the same plugin or name registered twice
+        raise RegistryError(f"Plugin {provider} cannot be registered: {exc}.") from None
+
+
+def _call_hook(function: Any, hook_name: str, provider: str) -> Any:
+    """Call one plugin's hook implementation; whatever it raises names the plugin."""
+    try:
+        return function()
+    except Exception as exc:  # plugin code: attribute the failure to its plugin
+        raise RegistryError(
+            f"Plugin {provider}: its hook {hook_name} raised {type(exc).__name__}: "
+            f"{str(exc)[:300]}. Fix or uninstall it, or set {DISABLE_ENV}=1 to skip "
+            "entry-point plugins."
+        ) from exc
 
 
 def build_registry(extra_plugins: Iterable[tuple[ModuleType | object, str]] = ()) -> Registry:
@@ -157,8 +221,16 @@ def build_registry(extra_plugins: Iterable[tuple[ModuleType | object, str]] = ()
     for name, plugin, provider in plugins:
         if manager.is_registered(plugin):
             continue
-        manager.register(plugin, name=name)
+        _register(manager, plugin, name, provider)
         providers[name] = provider
+    try:
+        manager.check_pending()  # a @hookimpl whose name is no hook (a misspelling)
+    except pluggy.PluginValidationError as exc:
+        name = manager.get_name(exc.plugin) or repr(exc.plugin)
+        raise RegistryError(
+            f"Plugin {providers.get(name, name)} has a hook implementation that pluggy "
+            f"refuses: {exc}. The hooks are {', '.join(_HOOK_BY_FAMILY.values())}."
+        ) from None
 
     registry = Registry()
     for family, hook_name in _HOOK_BY_FAMILY.items():
@@ -167,7 +239,7 @@ def build_registry(extra_plugins: Iterable[tuple[ModuleType | object, str]] = ()
         # get_hookimpls() lists implementations in registration order (built-ins first).
         for impl in hook.get_hookimpls():
             provider = providers.get(impl.plugin_name, impl.plugin_name)
-            result = impl.function()
+            result = _call_hook(impl.function, hook_name, provider)
             if result is None:
                 continue
             if not isinstance(result, (list, tuple)):
@@ -189,6 +261,35 @@ def get_registry() -> Registry:
     if _REGISTRY is None:
         _REGISTRY = build_registry()
     return _REGISTRY
+
+
+def provider_of(family: str, kind: str) -> str | None:
+    """The provider of the registered ``family`` component ``kind``, if the registry knows it."""
+    if _REGISTRY is None:
+        return None
+    entry = _REGISTRY.entries.get(family, {}).get(kind)
+    return entry.provider if entry is not None else None
+
+
+def describe_component(component: object) -> str:
+    """``'MeanPoolEncoder (module my_plugin, plugin my-plugin 1.0)'``: who wrote ``component``.
+
+    The plugin is the provider of a registered spec from the same module (or, failing
+    that, the same top-level package) as the component's class; the process registry is
+    consulted only if it has been built.
+    """
+    cls = component if isinstance(component, type) else type(component)
+    module = cls.__module__
+    text = f"{cls.__qualname__} (module {module}"
+    provider = None
+    if _REGISTRY is not None:
+        entries = list(_REGISTRY.all_entries())
+        provider = next((e.provider for e in entries if e.spec.__module__ == module), None)
+        top = module.split(".")[0]
+        provider = provider or next(
+            (e.provider for e in entries if e.spec.__module__.split(".")[0] == top), None
+        )
+    return text + (f", plugin {provider})" if provider else ")")
 
 
 def reset_registry(registry: Registry | None = None) -> None:

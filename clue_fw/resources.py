@@ -21,10 +21,23 @@ number of parameters) it estimates the peak memory of each phase of a run:
 * **attention** (``transformer``): on CPU, where attention keeps its probabilities for
   backward, ``batch x heads x (n + 1)^2 x 4`` bytes per block; elsewhere one float mask
   ``batch x (n + 1)^2 x 4`` bytes.
+* **convolutions** (``cnn``): every causal convolution pads its input on the left with
+  ``(kernel_size - 1) x dilation`` positions and keeps the padded input for backward,
+  ``batch x d x (n + 1 + (kernel_size - 1) x dilation) x 4`` bytes per convolution.
+* **data windows**: the int64 windows a stage trains on (one per user with
+  ``history: recent``; with ``all`` about ``(interactions - 3 x users) / stride``) and
+  the evaluation inputs (``users x n`` per split) stay on the device while it trains.
+  Cutting them (``Csr.gather_windows``) briefly holds five int64 tensors and a mask
+  of the windows' size in host memory: a phase of its own.
+
+Synthetic data (``data.format: synthetic``) is generated before all of this, so
+:func:`check_synthetic_memory` refuses a generator that cannot fit before it runs.
+A run that runs out of memory anyway (the estimate is a lower bound) stops with a
+:class:`ResourceError` that names the estimate: :func:`translate_memory_errors`.
 
 Batches never exceed the number of examples (users, or interactions with
-``history: all``). Everything smaller (other encoder activations, data tensors,
-allocator slack, the CUDA context) is left out. A recipe is refused only
+``history: all``). Everything smaller (other encoder activations, allocator slack,
+the CUDA context) is left out. A recipe is refused only
 when the estimate exceeds the memory available: free memory on a CUDA device
 (``torch.cuda.mem_get_info``); on CPU ``MemAvailable`` from ``/proc/meminfo``, capped
 by a cgroup (container) limit, or the total RAM where neither is readable. Other
@@ -36,7 +49,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +60,7 @@ from torch import nn
 
 from clue_fw.components import BuildContext, TaskData
 from clue_fw.errors import ResourceError
+from clue_fw.recipe import pretrains
 
 SKIP_ENV = "CLUE_SKIP_MEMORY_CHECK"
 FLOAT_BYTES = 4
@@ -53,6 +68,10 @@ ADAM_BYTES_PER_PARAMETER = 16  # weight, gradient, exp_avg, exp_avg_sq (float32)
 # A float score, the boolean "scores higher than the target" and the int64 copy that
 # summing a boolean tensor makes (measured: benchmarks/memory_estimate.py).
 RANKING_BYTES_PER_SCORE = FLOAT_BYTES + 1 + 8
+INDEX_BYTES = 8  # an int64 item id
+# Csr.gather_windows holds, per window cell, the positions, the clamped flat index, the
+# gathered ids, a zero tensor and the result (int64), and the validity mask (bool).
+WINDOW_BUILD_BYTES_PER_CELL = 5 * INDEX_BYTES + 1
 
 
 @dataclass(frozen=True)
@@ -66,10 +85,15 @@ class Part:
 
 @dataclass(frozen=True)
 class Phase:
-    """A moment of the run whose memory peaks: a training step or an evaluation batch."""
+    """A moment of the run whose memory peaks: a training step or an evaluation batch.
+
+    ``host``: the phase uses host (CPU) memory whatever the run's device (cutting the
+    data windows happens on the CPU before they move to the device).
+    """
 
     name: str
     parts: tuple[Part, ...]
+    host: bool = False
 
     @property
     def total(self) -> int:
@@ -133,6 +157,63 @@ def _logits_part(what: str, rows: int, context: BuildContext, fields: tuple[str,
     )
 
 
+def _convolution_parts(
+    recipe: Any, context: BuildContext, batch: int, field: str, kept: int | None = None
+) -> list[Part]:
+    """Padded inputs of a dilated causal CNN (``cnn``): ``kept`` convolutions at once
+    (default all of them, as training keeps each input for backward)."""
+    backbone = recipe.backbone
+    dilations = getattr(backbone, "dilations", None)
+    kernel, repeats = getattr(backbone, "kernel_size", None), getattr(backbone, "repeats", 1)
+    dim = getattr(backbone, "dim", None)
+    if not (isinstance(dilations, list) and isinstance(kernel, int) and isinstance(dim, int)):
+        return []
+    stack = sorted(list(dilations) * (repeats if isinstance(repeats, int) else 1), reverse=True)
+    stack = stack[:kept] if kept is not None else stack
+    length = context.max_len + 1
+    positions = sum(length + (kernel - 1) * dilation for dilation in stack)
+    return [
+        Part(
+            f"padded convolution inputs ({batch:,} x {dim} channels x {positions:,} positions "
+            f"over {len(stack)} convolutions x 4 B)",
+            batch * dim * positions * FLOAT_BYTES,
+            ("backbone.dilations", "backbone.kernel_size", "backbone.repeats", field),
+        )
+    ]
+
+
+def _window_count(
+    history: str, stride: int, num_users: int, num_interactions: int, min_items: int
+) -> int:
+    """About how many windows a stage cuts from the leave-one-out training sequences.
+
+    ``recent``: one per user. ``all``: a user with ``L`` items (``L - 2`` after leave-one-
+    out) gives ``floor((L - 2 - min_items) / stride) + 1`` windows, at least
+    ``(L - 1 - min_items) / stride``; summed, ``(interactions - users (1 + min_items)) /
+    stride``.
+    """
+    if history == "recent":
+        return max(1, num_users)
+    spare = max(num_interactions - num_users * (1 + min_items), 0)
+    return max(1, math.ceil(spare / max(stride, 1)))
+
+
+def _window_fields(stage: str, history: str) -> tuple[str, ...]:
+    return ((f"{stage}.train.history (recent)",) if history == "all" else ()) + ("data.max_len",)
+
+
+def _windows_part(what: str, windows: int, width: int, fields: tuple[str, ...]) -> Part:
+    return Part(f"{what} ({windows:,} x {width} x 8 B)", windows * width * INDEX_BYTES, fields)
+
+
+def _cutting_part(windows: int, width: int, fields: tuple[str, ...]) -> Part:
+    return Part(
+        f"cutting {windows:,} windows of {width} ({WINDOW_BUILD_BYTES_PER_CELL} B a position)",
+        windows * width * WINDOW_BUILD_BYTES_PER_CELL,
+        fields,
+    )
+
+
 def _batch(batch_size: int, history: str, num_users: int, num_interactions: int) -> int:
     """A training batch never holds more examples than the stage has."""
     return max(1, min(batch_size, num_users if history == "recent" else num_interactions))
@@ -154,7 +235,7 @@ def estimate_phases(
         return recipe.backbone.build(context)  # type: ignore[no-any-return]
 
     pretrain = recipe.pretrain
-    if pretrain is not None and pretrain.objective.trains:
+    if pretrains(recipe):
         train = pretrain.train
         batch = _batch(train.batch_size, train.history, num_users, num_interactions)
         count = _trainable_parameters(
@@ -174,7 +255,13 @@ def estimate_phases(
             recipe, context, encoder_batch, device, "pretrain.train.batch_size"
         )
         parts += [attention] if attention else []
+        parts += _convolution_parts(recipe, context, encoder_batch, "pretrain.train.batch_size")
+        windows = _window_count(train.history, n, num_users, num_interactions, min_items=1)
+        fields = _window_fields("pretrain", train.history)
+        parts.append(_windows_part("pre-training windows", windows, n, fields))
         phases.append(Phase("a pre-training step", tuple(parts)))
+        cutting = _cutting_part(windows, n, fields)
+        phases.append(Phase("cutting the pre-training windows", (cutting,), host=True))
 
     finetune = recipe.finetune
     head = finetune.head
@@ -196,10 +283,30 @@ def estimate_phases(
         parts.append(_logits_part("next-item logits", rows, context, fields))
     attention = _attention_part(recipe, context, batch, device, "finetune.train.batch_size")
     parts += [attention] if attention else []
+    parts += _convolution_parts(recipe, context, batch, "finetune.train.batch_size")
+    if head.kind == "next_item":  # windows of n inputs and their target
+        width, every_position = n + 1, getattr(head, "loss_positions", "all") == "all"
+        stride = n if every_position else 1
+        windows = _window_count(train.history, stride, num_users, num_interactions, min_items=2)
+    else:  # one example per user
+        width, windows = n, num_users
+    fields = _window_fields("finetune", train.history)
+    examples = (
+        _windows_part("fine-tuning windows", windows, width, fields),
+        Part(
+            f"evaluation inputs (2 splits x {num_users:,} users x {n} x 8 B)",
+            2 * num_users * n * INDEX_BYTES,
+            ("data.max_len",),
+        ),
+    )
+    parts += examples
     phases.append(Phase("a fine-tuning step", tuple(parts)))
+    cutting = _cutting_part(windows, width, fields)
+    phases.append(Phase("cutting the fine-tuning windows", (cutting,), host=True))
 
     eval_batch = max(1, min(finetune.eval.batch_size, num_users))
-    parts = [params]
+    parts = [params, *examples]
+    parts += _convolution_parts(recipe, context, eval_batch, "finetune.eval.batch_size", 1)
     if head.kind == "next_item":
         columns = context.num_items + 1
         parts.append(
@@ -271,33 +378,173 @@ def available_memory(device: torch.device) -> tuple[int, str] | None:
 # --------------------------------------------------------------------------- check
 
 
+def describe_parts(phase: Phase) -> str:
+    """The parts of ``phase``, largest first: ``'what (formula): 1.0 GiB; ...'``."""
+    parts = sorted(phase.parts, key=lambda part: part.bytes, reverse=True)
+    return "; ".join(f"{part.what}: {size(part.bytes)}" for part in parts)
+
+
+def _skipped() -> bool:
+    return os.environ.get(SKIP_ENV, "").strip() not in ("", "0", "false", "False")
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """The estimated phases of a run on ``device``: what :func:`check_memory` checked."""
+
+    phases: tuple[Phase, ...]
+    device: torch.device
+
+    @property
+    def worst(self) -> Phase:
+        return max(self.phases, key=lambda phase: phase.total)
+
+    def describe(self, phase: Phase | None = None) -> str:
+        """``'at least 1.2 GiB for a fine-tuning step (next-item logits ...: 1.0 GiB; ...)'``."""
+        phase = phase or self.worst
+        return f"at least {size(phase.total)} for {phase.name} ({describe_parts(phase)})"
+
+    def fields(self, phase: Phase | None = None) -> list[str]:
+        """The recipe fields that shrink the largest part of ``phase`` (default: the worst)."""
+        parts = sorted((phase or self.worst).parts, key=lambda part: part.bytes, reverse=True)
+        return list(dict.fromkeys(field for part in parts[:1] for field in part.lower))
+
+
 def check_memory(
     recipe: Any,
     data: Any,
     context: BuildContext,
     device: torch.device,
     task_data: TaskData | None = None,
-) -> None:
-    """Raise :class:`ResourceError` when ``recipe`` plainly cannot fit on ``device``."""
-    if os.environ.get(SKIP_ENV, "").strip() not in ("", "0", "false", "False"):
-        return
-    available = available_memory(device)
-    if available is None:
-        return
-    free, source = available
+) -> Estimate | None:
+    """Raise :class:`ResourceError` when ``recipe`` plainly cannot fit on ``device``.
+
+    Returns the estimate it checked (for :func:`translate_memory_errors`), or None when
+    the check is switched off (``CLUE_SKIP_MEMORY_CHECK=1``). Phases that run in host
+    memory (cutting the data windows) are checked against the CPU's memory.
+    """
+    if _skipped():
+        return None
     phases = estimate_phases(
         recipe, context, data.num_users, data.num_interactions, device, task_data
     )
-    worst = max(phases, key=lambda phase: phase.total)
-    if worst.total <= free:
+    estimate = Estimate(tuple(phases), device)
+    cpu = torch.device("cpu")
+    for where, members in (
+        (device, [p for p in phases if not p.host or device.type == "cpu"]),
+        (cpu, [p for p in phases if p.host and device.type != "cpu"]),
+    ):
+        available = available_memory(where) if members else None
+        if available is None:
+            continue
+        free, source = available
+        worst = max(members, key=lambda phase: phase.total)
+        if worst.total <= free:
+            continue
+        raise ResourceError(
+            f"Refusing to start: {recipe.name or 'this recipe'} needs at least "
+            f"{size(worst.total)} of {where} memory for {worst.name}, but only {size(free)} "
+            f"is {source}. Estimate: {describe_parts(worst)}. Lower "
+            f"{', '.join(estimate.fields(worst))}, or use a device with more memory. The "
+            f"estimate counts only the largest tensors; set {SKIP_ENV}=1 to start anyway."
+        )
+    return estimate
+
+
+# Python ints in a list: an 8-byte slot each (ids above 256 also need an object).
+_LIST_SLOT_BYTES = 8
+_CLUSTER_BYTES = 256  # the Python and tensor objects made for each item cluster
+
+
+def synthetic_parts(spec: Any) -> list[Part]:
+    """What generating ``spec``'s synthetic data holds at once (a lower bound)."""
+    users, length, items = spec.num_users, spec.max_length, spec.num_items
+    clusters = min(spec.num_clusters, items)
+    return [
+        Part(
+            f"generated sequences ({users:,} users x {length:,} positions x (8 B tensor + "
+            f"{_LIST_SLOT_BYTES} B list slot))",
+            users * length * (INDEX_BYTES + _LIST_SLOT_BYTES),
+            ("data.num_users", "data.max_length"),
+        ),
+        Part(
+            f"item cycles ({items:,} items x 3 x 8 B)",
+            items * 3 * INDEX_BYTES,
+            ("data.num_items",),
+        ),
+        Part(
+            f"item clusters ({clusters:,} x {_CLUSTER_BYTES} B)",
+            clusters * _CLUSTER_BYTES,
+            ("data.num_clusters",),
+        ),
+    ]
+
+
+def check_synthetic_memory(spec: Any) -> None:
+    """Refuse synthetic data (``data.format: synthetic``) that cannot fit in RAM.
+
+    Runs before anything is generated; ``CLUE_SKIP_MEMORY_CHECK=1`` turns it off.
+    """
+    if _skipped():
         return
-    parts = sorted(worst.parts, key=lambda part: part.bytes, reverse=True)
-    described = "; ".join(f"{part.what}: {size(part.bytes)}" for part in parts)
-    fields = list(dict.fromkeys(field for part in parts[:1] for field in part.lower))
+    available = available_memory(torch.device("cpu"))
+    if available is None:
+        return
+    free, source = available
+    phase = Phase("generating the synthetic data", tuple(synthetic_parts(spec)), host=True)
+    if phase.total <= free:
+        return
+    estimate = Estimate((phase,), torch.device("cpu"))
     raise ResourceError(
-        f"Refusing to start: {recipe.name or 'this recipe'} needs at least {size(worst.total)} "
-        f"of {device} memory for {worst.name}, but only {size(free)} is {source}. "
-        f"Estimate: {described}. Lower {', '.join(fields)}, or use a device with more "
-        f"memory. The estimate counts only the largest tensors; set {SKIP_ENV}=1 to start "
-        "anyway."
+        f"Refusing to generate synthetic data: it needs {estimate.describe()}, but only "
+        f"{size(free)} is {source}. Lower {', '.join(estimate.fields())}. The estimate "
+        f"counts only the largest objects; set {SKIP_ENV}=1 to generate anyway."
     )
+
+
+# --------------------------------------------------------------------------- out of memory
+
+_ALLOCATION_FAILURES = ("out of memory", "can't allocate memory", "cannot allocate memory")
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is an allocation failure (CUDA, MPS or CPU) rather than a bug."""
+    if isinstance(error, MemoryError | torch.OutOfMemoryError):
+        return True
+    text = str(error).lower()
+    return isinstance(error, RuntimeError) and any(m in text for m in _ALLOCATION_FAILURES)
+
+
+@contextmanager
+def translate_memory_errors(
+    estimate: Estimate | None, device: torch.device, doing: str = "the run"
+) -> Iterator[None]:
+    """Turn running out of memory inside the block into a :class:`ResourceError`.
+
+    The message names the device, what was running (``doing``), PyTorch's own first
+    line, and the estimate made before the run (:func:`check_memory`'s return value)
+    with the recipe fields that shrink it.
+    """
+    try:
+        yield
+    except (MemoryError, RuntimeError) as exc:
+        if not is_out_of_memory(exc):
+            raise
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        if estimate is not None:
+            known = (
+                f"Before it started, clue_fw estimated {estimate.describe()}; the estimate "
+                "counts only the largest tensors, so the real peak is higher. Lower "
+                f"{', '.join(estimate.fields())}"
+            )
+        else:
+            known = (
+                f"No estimate was made ({SKIP_ENV} is set or the device's memory is unknown). "
+                "Lower the batch sizes (finetune.train.batch_size, finetune.eval.batch_size, "
+                "pretrain.train.batch_size), backbone.dim or data.max_len"
+            )
+        raise ResourceError(
+            f"Out of {device} memory during {doing} ({type(exc).__name__}: {detail}). "
+            f"{known}, or use a device with more memory. No metrics.json was written; the "
+            "last finished epoch's checkpoint is kept."
+        ) from None

@@ -11,11 +11,13 @@ import json
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 import yaml
 
+from clue_fw.components import BackboneSpec, BuildContext, SequenceEncoder
+from clue_fw.hookspecs import hookimpl
 from clue_fw.recipe import load_recipe
 from clue_fw.training.checkpoint import load_checkpoint
 
@@ -272,3 +274,52 @@ def test_resume_of_a_finished_run_keeps_metrics(
     assert "nothing to resume" in err
     assert out.strip() == str(run_dir)
     assert (run_dir / "metrics.json").read_bytes() == before
+
+
+# --------------------------------------------------------------------------- literal output
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["ratings:x:v2.txt", "[bold]x[/bold].txt", "a:smile:b[/].txt", "[red]:warning:[/red]"],
+)
+def test_messages_are_printed_literally(
+    tmp_path: Path, tiny_recipe: dict[str, Any], capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    """No console markup and no emoji codes: a path prints exactly as it is spelt."""
+    data = {**tiny_recipe, "data": {"format": "sequences", "path": str(tmp_path / name)}}
+    code, out, err = main_exit(["run", str(dump(tmp_path / "r.yaml", data))], capsys)
+    assert code == 2 and out == ""
+    assert str(tmp_path / name) in "".join(err.split()), err
+    assert "\u274c" not in err and "\U0001f604" not in err and "\u26a0" not in err
+
+
+def test_validate_and_list_print_literally(
+    tmp_path: Path, tiny_recipe: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from types import SimpleNamespace
+
+    from clue_fw.registry import build_registry, reset_registry
+
+    folder = tmp_path / "[bold]:x:"
+    folder.mkdir()
+    recipe = dump(folder / "tiny.yaml", {**tiny_recipe, "name": "run :x: [b]"})
+    code, out, err = main_exit(["validate", str(recipe)], capsys)
+    assert code == 0
+    assert "".join(f"{recipe} is valid.".split()) in "".join(err.split())
+    assert yaml.safe_load(out)["name"] == "run :x: [b]"
+
+    class Spec(BackboneSpec):
+        """A [bold]loud[/bold] :x: description."""
+
+        kind: Literal["loud"] = "loud"
+
+        def build(self, context: BuildContext) -> SequenceEncoder:
+            raise NotImplementedError
+
+    plugin = SimpleNamespace(clue_register_backbones=hookimpl(lambda: [Spec]))
+    reset_registry(build_registry(extra_plugins=[(plugin, "[red]evil[/red] :x: 1.0")]))
+    code, out, _ = main_exit(["list"], capsys)
+    assert code == 0
+    assert "[red]evil[/red] :x: 1.0" in out
+    assert "A [bold]loud[/bold] :x: description." in out

@@ -11,7 +11,7 @@ import pytest
 import torch
 from rich.console import Console
 
-import clue_fw.runner
+import clue_fw.running.finetune
 from clue_fw import run
 from clue_fw.errors import CheckpointError, RecipeError
 from clue_fw.recipe import validate_recipe
@@ -45,14 +45,14 @@ def encoder_at_start(
 ) -> dict[str, torch.Tensor]:
     """Run ``recipe`` and return the encoder as fine-tuning found it (first evaluation)."""
     seen: dict[str, torch.Tensor] = {}
-    real = clue_fw.runner.evaluate
+    real = clue_fw.running.finetune.evaluate
 
-    def watching(head: Any, encoder: Any, examples: Any, batch_size: int) -> Any:
+    def watching(head: Any, encoder: Any, examples: Any, batch_size: int, **kw: Any) -> Any:
         if not seen:
             seen.update({k: v.clone() for k, v in encoder.state_dict().items()})
-        return real(head, encoder, examples, batch_size)
+        return real(head, encoder, examples, batch_size, **kw)
 
-    monkeypatch.setattr(clue_fw.runner, "evaluate", watching)
+    monkeypatch.setattr(clue_fw.running.finetune, "evaluate", watching)
     run(recipe, out=out, console=quiet())
     return seen
 
@@ -63,7 +63,7 @@ def test_encoder_checkpoint_records_its_item_catalogue(
     run_dir, _ = pretrained_run
     tensors, metadata = load_checkpoint(run_dir / "pretrain" / "encoder.safetensors")
     assert metadata["kind"] == "encoder"
-    ids = tensors[clue_fw.runner.ITEM_IDS_KEY]
+    ids = tensors[clue_fw.running.finetune.ITEM_IDS_KEY]
     assert ids.dtype == torch.int64 and ids.numel() > 0 and bool((ids[1:] > ids[:-1]).all())
 
 

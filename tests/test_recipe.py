@@ -356,3 +356,100 @@ def test_set_into_an_absent_list_is_refused(tiny_recipe: dict[str, Any]) -> None
     del tiny_recipe["pretrain"]["views"]
     with pytest.raises(RecipeError, match=r"pretrain\.views does not exist, so it has no item 0"):
         apply_overrides(tiny_recipe, ["pretrain.views.0.kind=mask"])
+
+
+# --------------------------------------------------------------------------- no coercion, 64 bits
+
+
+@pytest.mark.parametrize(
+    ("override", "fragment"),
+    [
+        ("seed=true", "seed: Input should be a valid integer, not the boolean true"),
+        ("seed='7'", "seed: Input should be a valid integer, not the string '7'"),
+        ("backbone.dim=16.0", "backbone.dim: Input should be a valid integer, not the float 16.0"),
+        ("finetune.train.epochs=2.5", "got a number with a fractional part"),
+        ("finetune.train.lr=true", "finetune.train.lr: Input should be a valid number"),
+        ("finetune.train.lr='0.1'", "not the string '0.1'"),
+        ("finetune.head.tie_weights=1", "Input should be a valid boolean, not the number 1"),
+        ("finetune.head.tie_weights=yes_please", "Input should be a valid boolean"),
+        ("data.stickiness=false", "data.stickiness: Input should be a valid number"),
+    ],
+)
+def test_values_are_not_coerced(tiny_recipe: dict[str, Any], override: str, fragment: str) -> None:
+    with pytest.raises(RecipeError) as info:
+        validate_recipe(apply_overrides(tiny_recipe, [override]))
+    assert fragment in str(info.value)
+
+
+def test_integers_are_valid_floats_and_exponents_are_numbers(tiny_recipe: dict[str, Any]) -> None:
+    recipe = validate_recipe(
+        apply_overrides(tiny_recipe, ["finetune.train.lr=1", "data.stickiness=1"])
+    )
+    assert recipe.finetune.train.lr == 1.0 and isinstance(recipe.finetune.train.lr, float)
+    for text, value in [("1e-3", 1e-3), ("1.5E+2", 150.0), ("-2e0", -2.0), (".5e1", 5.0)]:
+        assert parse_yaml(f"x: {text}\n", "t")["x"] == value
+    assert parse_yaml("x: 1_0\ny: 0x10\nz: e5\n", "t") == {"x": 10, "y": 16, "z": "e5"}
+
+
+def test_nested_models_are_strict_too(tiny_recipe: dict[str, Any]) -> None:
+    data = copy.deepcopy(tiny_recipe)
+    data["finetune"]["head"] = {
+        "kind": "cold_start",
+        "target": {"format": "pairs", "path": "t.txt", "drop_unknown_users": "yes"},
+    }
+    with pytest.raises(RecipeError, match=r"target\.drop_unknown_users: Input should be a valid"):
+        validate_recipe(data)
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        (("seed",), 2**63),
+        (("seed",), -(2**63) - 1),
+        (("data", "seed"), 10**30),
+        (("finetune", "train", "batch_size"), 2**64),
+        (("finetune", "train", "lr"), 2**64),  # a float field: refused all the same
+        (("finetune", "head", "ks"), [10, 2**70]),
+    ],
+)
+def test_integers_beyond_64_bits_are_refused(
+    tiny_recipe: dict[str, Any], path: tuple[str, ...], value: Any
+) -> None:
+    data = copy.deepcopy(tiny_recipe)
+    node = data
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    with pytest.raises(RecipeError, match="does not fit in 64 bits") as info:
+        validate_recipe(data)
+    where = ".".join(path) + (".1" if isinstance(value, list) else "")
+    assert f"{where}: the integer" in str(info.value)
+    assert str(info.value).count("does not fit") == 1  # not reported twice
+
+
+def test_64_bit_limits_are_accepted(tiny_recipe: dict[str, Any]) -> None:
+    data = apply_overrides(tiny_recipe, [f"seed={2**63 - 1}", f"data.seed={-(2**63)}"])
+    recipe = validate_recipe(data)
+    assert (recipe.seed, recipe.data.seed) == (2**63 - 1, -(2**63))
+
+
+def test_huge_integers_and_other_problems_are_reported_together(
+    tiny_recipe: dict[str, Any], write_recipe: Callable[..., Path]
+) -> None:
+    path = write_recipe(tiny_recipe)
+    with pytest.raises(RecipeError) as info:
+        load_recipe(path, ["seed=" + "9" * 25, "backbone.dimm=3"])
+    message = str(info.value)
+    assert "(2 problems)" in message
+    assert f"--set 'seed={'9' * 25}': seed: the integer (25 digits) does not fit" in message
+    assert "--set 'backbone.dimm=3': backbone.dimm: Extra inputs" in message
+
+
+def test_huge_keys_and_kinds_are_clipped(tiny_recipe: dict[str, Any]) -> None:
+    data = copy.deepcopy(tiny_recipe)
+    data["k" * 5000] = 1
+    data["backbone"]["kind"] = "t" * 5000
+    with pytest.raises(RecipeError) as info:
+        validate_recipe(data)
+    assert len(str(info.value)) < 1000
+    assert "'" + "t" * 40 + "'... (5,000 characters)" in str(info.value)

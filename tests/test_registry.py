@@ -19,6 +19,7 @@ from clue_fw.components import (
     BuildContext,
     EncoderOutput,
     HeadSpec,
+    LossOutput,
     SequenceEncoder,
 )
 from clue_fw.errors import RecipeError, RegistryError
@@ -346,3 +347,160 @@ def test_hermetic_default_ignores_entry_points(monkeypatch: pytest.MonkeyPatch) 
 
     monkeypatch.setattr(registry_module.metadata, "entry_points", explode)
     assert kinds(build_registry()) == builtin_kinds()
+
+
+# ------------------------------------------------------------------ plugins that break rules
+
+
+def test_a_hook_that_raises_names_the_plugin_and_the_hook() -> None:
+    class Raising:
+        @hookimpl
+        def clue_register_objectives(self) -> list[Any]:
+            raise KeyError("projector")
+
+    with pytest.raises(RegistryError) as info:
+        build_registry(extra_plugins=[(Raising(), "raising 0.3")])
+    message = str(info.value)
+    assert "Plugin raising 0.3: its hook clue_register_objectives raised KeyError" in message
+    assert "'projector'" in message and "CLUE_DISABLE_PLUGINS=1" in message
+
+
+def test_pluggy_validation_failures_name_the_plugin() -> None:
+    class WrongArguments:
+        @hookimpl
+        def clue_register_heads(self, registry: Any) -> list[Any]:
+            return []
+
+    with pytest.raises(RegistryError, match=r"Plugin args 1\.0 has a hook implementation that "):
+        build_registry(extra_plugins=[(WrongArguments(), "args 1.0")])
+
+    class Misspelt:
+        @hookimpl
+        def clue_register_head(self) -> list[Any]:
+            return []
+
+    with pytest.raises(RegistryError) as info:
+        build_registry(extra_plugins=[(Misspelt(), "typo 2.0")])
+    message = str(info.value)
+    assert "Plugin typo 2.0" in message and "clue_register_head" in message
+    assert "clue_register_heads" in message  # the real hook names, to compare
+
+
+def test_two_distributions_with_one_entry_point_name(
+    fake_entry_points: list[FakeEntryPoint],
+) -> None:
+    fake_entry_points.append(
+        FakeEntryPoint("meanpool", MeanPoolPlugin(), SimpleNamespace(name="other", version="9"))
+    )
+    with pytest.raises(RegistryError) as info:
+        build_registry()
+    message = str(info.value)
+    assert "entry-point name 'meanpool'" in message
+    assert "clue-meanpool 2.0" in message and "other 9" in message
+
+
+def test_one_distribution_seen_twice_loads_once(fake_entry_points: list[FakeEntryPoint]) -> None:
+    first = fake_entry_points[0]
+    fake_entry_points.append(FakeEntryPoint(first.name, first._plugin, first.dist))
+    assert build_registry().get("backbone", "meanpool").provider == "clue-meanpool 2.0"
+
+
+def test_describe_component_and_provider_of() -> None:
+    reset_registry(build_registry(extra_plugins=[(MeanPoolPlugin(), "myplugin 1.0")]))
+    encoder = MeanPoolSpec().build(BuildContext(num_items=5, max_len=4))
+    assert registry_module.describe_component(encoder) == (
+        f"MeanPoolEncoder (module {__name__}, plugin myplugin 1.0)"
+    )
+    assert registry_module.provider_of("backbone", "meanpool") == "myplugin 1.0"
+    assert registry_module.provider_of("backbone", "transformer") == BUILTIN
+    assert registry_module.provider_of("head", "nothing") is None
+
+
+class WideEncoder(MeanPoolEncoder):
+    """Returns user vectors one wider than its states (breaks the contract)."""
+
+    def forward(self, items: torch.Tensor) -> EncoderOutput:
+        states, user = super().forward(items)
+        return EncoderOutput(states, torch.cat([user, user[:, :1]], dim=1))
+
+
+class TupleEncoder(MeanPoolEncoder):
+    def forward(self, items: torch.Tensor) -> EncoderOutput:
+        return tuple(super().forward(items))  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize(
+    ("encoder_class", "fragment"),
+    [
+        (WideEncoder, "its user vector has shape [3, 9], not [3, 8]"),
+        (TupleEncoder, "it returned tuple, not EncoderOutput(states, user)"),
+    ],
+)
+def test_a_backbone_that_breaks_its_contract(encoder_class: type, fragment: str) -> None:
+    from clue_fw.errors import PluginError
+
+    reset_registry(build_registry(extra_plugins=[(MeanPoolPlugin(), "myplugin 1.0")]))
+    encoder = encoder_class(num_items=5, max_len=4, dim=8)
+    with pytest.raises(PluginError) as info:
+        encoder(torch.tensor([[0, 1, 2], [3, 4, 5], [0, 0, 1]]))
+    message = str(info.value)
+    assert f"Backbone {encoder_class.__name__} (module {__name__}, plugin myplugin 1.0)" in message
+    assert fragment in message
+
+
+def test_every_builtin_backbone_keeps_the_contract() -> None:
+    context = BuildContext(num_items=9, max_len=6)
+    items = torch.tensor([[0, 0, 1, 2, 3, 4], [5, 6, 7, 8, 9, 1]])
+    for entry in build_registry().entries["backbone"].values():
+        output = entry.spec().build(context)(items)  # type: ignore[call-arg]
+        assert output.states.shape[:2] == (2, 6), entry.kind
+
+
+def loss_step(output: Any) -> Any:
+    return lambda batch: output
+
+
+@pytest.mark.parametrize(
+    ("output", "fragment"),
+    [
+        (torch.tensor(1.0, requires_grad=True), "it returned Tensor, not LossOutput"),
+        ((torch.tensor(1.0), {}), "it returned tuple, not LossOutput"),
+        (LossOutput(1.0, {}), "its loss is float, not a tensor"),  # type: ignore[arg-type]
+        (
+            LossOutput(torch.ones(3, requires_grad=True), {}),
+            "its loss is a torch.float32 tensor of shape [3], not a scalar float",
+        ),
+        (LossOutput(torch.tensor(1.0), {}), "does not require gradients"),
+        (LossOutput(torch.tensor(1.0, requires_grad=True), []), "its terms are list"),  # type: ignore[arg-type]
+        (
+            LossOutput(torch.tensor(1.0, requires_grad=True), {"z": torch.ones(2)}),
+            "its term 'z' is not a named scalar",
+        ),
+    ],
+)
+def test_a_loss_that_breaks_its_contract(output: Any, fragment: str) -> None:
+    import io
+
+    from rich.console import Console
+
+    from clue_fw.errors import PluginError
+    from clue_fw.training.loop import train_epoch
+    from clue_fw.training.report import Reporter
+
+    reset_registry(build_registry(extra_plugins=[(MeanPoolPlugin(), "myplugin 1.0")]))
+    parameter = nn.Parameter(torch.ones(()))
+    with pytest.raises(PluginError) as info:
+        train_epoch(
+            loss_step(output),
+            [parameter],
+            torch.optim.SGD([parameter], lr=0.1),
+            [{"items": torch.ones(2, 3, dtype=torch.long)}],
+            1,
+            None,
+            Reporter(Console(file=io.StringIO())),
+            "finetune epoch 1/1",
+            loss_name="next_item head",
+        )
+    message = str(info.value)
+    assert f"The next_item head (plugin {BUILTIN}) broke the loss contract: " in message
+    assert fragment in message

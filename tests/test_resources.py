@@ -148,3 +148,151 @@ def test_size() -> None:
     assert resources.size(1536) == "1.5 KiB"
     assert resources.size(3 * GiB) == "3.0 GiB"
     assert resources.size(5000 * GiB) == "5000.0 GiB"
+
+
+# --------------------------------------------------------------------------- what else is counted
+
+
+def test_data_windows_are_counted(tiny_recipe: dict[str, Any]) -> None:
+    data = copy.deepcopy(tiny_recipe)
+    data["finetune"]["train"]["history"] = "all"
+    data["finetune"]["head"]["loss_positions"] = "ur"  # every prefix: one window per item
+    recipe = validate_recipe(data)
+    phases = parts(
+        estimate_phases(
+            recipe, BuildContext(50, 10), num_users=200, num_interactions=20_000, device=CPU
+        )
+    )
+    windows = 20_000 - 200 * 3  # (interactions - users (1 + min_items)) / stride 1
+    step = phases["a fine-tuning step"]
+    assert step["fine-tuning windows"] == windows * 11 * 8
+    assert step["evaluation inputs"] == 2 * 200 * 10 * 8
+    assert phases["an evaluation batch"]["fine-tuning windows"] == windows * 11 * 8
+    cutting = phases["cutting the fine-tuning windows"]
+    assert cutting == {f"cutting {windows:,} windows of 11": windows * 11 * 41}
+    # pre-training (history recent): one window of n per user
+    assert phases["a pre-training step"]["pre-training windows"] == 200 * 10 * 8
+
+
+def test_cutting_windows_is_checked_against_host_memory(
+    tiny_recipe: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a GPU the windows are still cut on the CPU: that phase meets the CPU's memory."""
+    data = copy.deepcopy(tiny_recipe)
+    data["finetune"]["train"]["history"] = "all"
+    data["finetune"]["head"]["loss_positions"] = "ur"
+    recipe = validate_recipe(data)
+    seen: list[str] = []
+
+    def available(device: torch.device) -> tuple[int, str]:
+        seen.append(device.type)
+        return (100 * GiB, "free (test)") if device.type == "cuda" else (GiB, "host (test)")
+
+    monkeypatch.setattr(resources, "available_memory", available)
+    monkeypatch.delenv(resources.SKIP_ENV, raising=False)
+    context = BuildContext(50, 200)
+    with pytest.raises(ResourceError) as info:
+        check_memory(recipe, fake_data(50, 1000, 10_000_000), context, torch.device("cuda"))
+    assert seen == ["cuda", "cpu"]
+    message = str(info.value)
+    assert "of cpu memory for cutting the fine-tuning windows" in message
+    assert "Lower finetune.train.history (recent), data.max_len" in message
+
+
+def test_convolution_padding_and_dilations_are_counted(tiny_recipe: dict[str, Any]) -> None:
+    data = copy.deepcopy(tiny_recipe)
+    data["backbone"] = {
+        "kind": "cnn",
+        "dim": 16,
+        "dilations": [1, 4],
+        "repeats": 2,
+        "kernel_size": 3,
+    }
+    recipe = validate_recipe(data)
+    phases = parts(estimate_phases(recipe, BuildContext(50, 10), 200, 2000, CPU))
+    # 4 convolutions, each keeps [B, d, n + 1 + (k - 1) dilation] floats for backward
+    positions = 4 * 11 + 2 * (1 + 4 + 1 + 4)
+    assert phases["a fine-tuning step"]["padded convolution inputs"] == 64 * 16 * positions * 4
+    assert phases["a pre-training step"]["padded convolution inputs"] == 128 * 16 * positions * 4
+    # evaluation (no backward): one convolution at a time, the widest
+    assert phases["an evaluation batch"]["padded convolution inputs"] == 200 * 16 * (11 + 8) * 4
+
+
+def test_a_huge_dilation_is_refused_before_the_run(
+    tiny_recipe: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    with_memory(monkeypatch, 64 * GiB)
+    data = copy.deepcopy(tiny_recipe)
+    data["backbone"] = {"kind": "cnn", "dim": 16, "dilations": [1, 2**40], "repeats": 1}
+    with pytest.raises(ResourceError) as info:
+        run(data, out=tmp_path / "run", console=Console(file=io.StringIO()))
+    assert "padded convolution inputs" in str(info.value)
+    assert "Lower backbone.dilations, backbone.kernel_size, backbone.repeats" in str(info.value)
+    assert not (tmp_path / "run").exists()
+
+
+def test_synthetic_generation_is_checked_before_it_runs(
+    tiny_recipe: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from clue_fw.data import loading
+
+    with_memory(monkeypatch, GiB)
+    generated: list[int] = []
+    monkeypatch.setattr(loading, "generate_sequences", lambda **kw: generated.append(1))
+    data = copy.deepcopy(tiny_recipe)
+    data["data"]["num_users"] = 10**9
+    recipe = validate_recipe(data)
+    with pytest.raises(ResourceError) as info:
+        loading.load_data(recipe.data)
+    message = str(info.value)
+    assert "Refusing to generate synthetic data" in message
+    assert "generated sequences (1,000,000,000 users x 15 positions" in message
+    assert "only 1.0 GiB is free (test)" in message
+    assert "Lower data.num_users, data.max_length" in message
+    assert not generated
+    monkeypatch.setenv(resources.SKIP_ENV, "1")
+    loading.read_raw(recipe.data)  # switched off: the generator runs
+    assert generated
+
+
+def test_check_memory_returns_its_estimate(tiny_recipe: dict[str, Any]) -> None:
+    recipe = validate_recipe(tiny_recipe)
+    estimate = check_memory(recipe, fake_data(50, 200, 2000), BuildContext(50, 10), CPU)
+    assert estimate is not None and estimate.worst.name == "a fine-tuning step"
+    assert estimate.describe().startswith("at least ")
+    assert "next-item logits" in estimate.describe()
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        MemoryError(),
+        RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate "
+            "memory: you tried to allocate 1099511627776 bytes. Error code 12"
+        ),
+        torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"),
+    ],
+)
+def test_running_out_of_memory_names_the_estimate(
+    tiny_recipe: dict[str, Any], error: BaseException
+) -> None:
+    recipe = validate_recipe(tiny_recipe)
+    estimate = check_memory(recipe, fake_data(50, 200, 2000), BuildContext(50, 10), CPU)
+    with pytest.raises(ResourceError) as info:
+        with resources.translate_memory_errors(estimate, CPU, "fine-tuning"):
+            raise error
+    message = str(info.value)
+    assert message.startswith("Out of cpu memory during fine-tuning (")
+    assert f"Before it started, clue_fw estimated {estimate.describe()}" in message
+    assert "Lower finetune.train.batch_size" in message
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+def test_without_an_estimate_and_other_errors() -> None:
+    with pytest.raises(ResourceError, match="No estimate was made .*Lower the batch sizes"):
+        with resources.translate_memory_errors(None, torch.device("cuda"), "evaluation"):
+            raise torch.OutOfMemoryError("CUDA out of memory")
+    with pytest.raises(RuntimeError, match="shape mismatch"):  # a bug stays a bug
+        with resources.translate_memory_errors(None, CPU):
+            raise RuntimeError("shape mismatch")

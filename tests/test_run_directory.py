@@ -12,7 +12,8 @@ import pytest
 from rich.console import Console
 
 from clue_fw.errors import RunDirectoryError
-from clue_fw.runner import run, stale_temp_files
+from clue_fw.runner import run
+from clue_fw.running.run_directory import stale_temp_files
 
 
 def quiet() -> Console:
@@ -77,3 +78,19 @@ def test_unreadable_stored_recipe_is_a_clear_error(tmp_path: Path, short: dict[s
     (run_dir / "recipe.yaml").write_text("seed: [0\n")
     with pytest.raises(RunDirectoryError, match="recipe.yaml is unreadable"):
         run(short, resume=run_dir, console=quiet())
+
+
+@pytest.mark.parametrize("flag", ["resume", "out"])
+def test_killed_after_taking_the_lock_starts_in_place(
+    tmp_path: Path, short: dict[str, Any], flag: str
+) -> None:
+    """A run killed between locking its directory and writing recipe.yaml leaves only
+    .lock (with its dead PID): --resume starts it from scratch, --out counts it empty."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / ".lock").write_text("4242\n")
+    run(short, console=quiet(), **{flag: run_dir})
+    assert (run_dir / "metrics.json").is_file()
+    assert (run_dir / ".lock").read_text() == ""  # released
+    log = (run_dir / "run.log").read_text()
+    assert ("interrupted before it wrote anything" in log) == (flag == "resume")

@@ -33,8 +33,8 @@ import torch
 
 from clue_fw.data.csr import Csr
 from clue_fw.data.dataset import SequenceData
-from clue_fw.data.readers import _parse_int, _read_text
-from clue_fw.errors import DataError
+from clue_fw.data.readers import _parse_int, _read_text, is_int_token
+from clue_fw.errors import QUOTE_LIMIT, DataError, quote
 
 ML1M_GENRES: tuple[str, ...] = (
     "Action",
@@ -56,6 +56,9 @@ ML1M_GENRES: tuple[str, ...] = (
     "War",
     "Western",
 )
+
+GENRES_SHOWN = 30
+"""At most this many genre names are listed in an error message."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,10 @@ def read_movie_genres(path: Path) -> dict[int, frozenset[str]]:
             raise DataError(f"{path}, line {line_number}: movie {movie} has no genre.")
         genres[movie] = names
     return genres
+
+
+def _clip(name: str) -> str:
+    return name if len(name) <= QUOTE_LIMIT else name[:QUOTE_LIMIT] + "..."
 
 
 def _restrict(data: SequenceData, keep_item: np.ndarray) -> tuple[Csr, np.ndarray]:
@@ -134,9 +141,12 @@ def split_by_genres(
     known = frozenset().union(*genres.values()) if genres else frozenset()
     unknown = sorted(target_set - known)
     if unknown:
+        names = sorted(known)
+        listed = ", ".join(_clip(name) for name in names[:GENRES_SHOWN])
+        more = f" and {len(names) - GENRES_SHOWN:,} more" if len(names) > GENRES_SHOWN else ""
+        asked = ", ".join(quote(name) for name in unknown[:GENRES_SHOWN])
         raise DataError(
-            f"Target genres {unknown} do not occur in {source_name}; its genres are "
-            f"{', '.join(sorted(known))}."
+            f"Target genres [{asked}] do not occur in {source_name}; its genres are {listed}{more}."
         )
     if known <= target_set:
         raise DataError("Every genre is a target genre: the source domain would be empty.")
@@ -191,7 +201,7 @@ def read_target_pairs(
         tokens = line.replace(",", " ").split()
         if not tokens:
             continue
-        if line_number == 1 and not tokens[0].lstrip("-").isdigit():
+        if line_number == 1 and not is_int_token(tokens[0]):
             continue  # header such as "user,item"
         if len(tokens) != 2:
             raise DataError(

@@ -20,8 +20,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Literal
 
-from clue_fw.data.readers import _parse_int, _read_text
-from clue_fw.errors import DataError
+from clue_fw.data.readers import _parse_int, _read_text, is_int_token
+from clue_fw.errors import DataError, quote
 
 LabelColumn = Literal["gender", "age", "occupation"]
 LabelFormat = Literal["auto", "csv", "users_dat", "u_user"]
@@ -65,11 +65,13 @@ def read_label_file(
     header_index = next(index for index, line in enumerate(lines) if line.strip())
     chosen = detect_label_format(lines[header_index]) if format == "auto" else format
     if chosen not in _LAYOUTS:
-        raise DataError(f"Unknown label format {format!r}; use auto, csv, users_dat or u_user.")
+        raise DataError(
+            f"Unknown label format {quote(format)}; use auto, csv, users_dat or u_user."
+        )
     separator, columns, layout = _LAYOUTS[chosen]
     if chosen != "csv" and column not in ("gender", "age", "occupation"):
         raise DataError(
-            f"Unknown label column {column!r} for {path}; use gender, age or occupation."
+            f"Unknown label column {quote(column)} for {path}; use gender, age or occupation."
         )
     labels: dict[int, str] = {}
     first_line: dict[int, int] = {}
@@ -85,7 +87,7 @@ def read_label_file(
                 f"found {len(fields)}."
                 + (" Is this the right label format?" if format != "auto" else "")
             )
-        if chosen == "csv" and index == header_index and not _is_int(fields[0]):
+        if chosen == "csv" and index == header_index and not is_int_token(fields[0]):
             continue  # header line
         user = _parse_int(fields[0], path, line_number, "user id")
         label = fields[1] if chosen == "csv" else fields[columns.index(column)]
@@ -144,11 +146,3 @@ def align_labels(
 
 def _examples(users: list[int]) -> str:
     return ", ".join(map(str, users[:EXAMPLES])) + (" ..." if len(users) > EXAMPLES else "")
-
-
-def _is_int(token: str) -> bool:
-    try:
-        int(token)
-    except ValueError:
-        return False
-    return True

@@ -10,6 +10,7 @@ from clue_fw.data.readers import RawSequences, read_interaction_table, read_sequ
 from clue_fw.data.root import resolve_data_path
 from clue_fw.data.synthetic import generate_sequences
 from clue_fw.errors import DataError
+from clue_fw.resources import check_synthetic_memory
 
 
 def read_raw(spec: Any, root: Path | None = None) -> tuple[RawSequences, str]:
@@ -20,6 +21,7 @@ def read_raw(spec: Any, root: Path | None = None) -> tuple[RawSequences, str]:
                 f"data.min_length ({spec.min_length}) must not exceed data.max_length "
                 f"({spec.max_length})."
             )
+        check_synthetic_memory(spec)  # before anything is generated
         raw = generate_sequences(
             num_users=spec.num_users,
             num_items=spec.num_items,

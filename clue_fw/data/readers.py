@@ -16,7 +16,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from clue_fw.errors import DataError
+from clue_fw.data.files import read_file
+from clue_fw.errors import QUOTE_LIMIT, DataError, quote
 
 _BOM = "\ufeff"
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
@@ -40,12 +41,8 @@ class RawSequences:
 
 
 def _read_text(path: Path) -> str:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"Data file not found: {path}.") from None
-    except OSError as exc:
-        raise DataError(f"Cannot read data file {path}: {exc.strerror or exc}.") from None
+    """A data, label or target file as text (a regular file under the size cap)."""
+    raw = read_file(path, "data file")
     if raw.startswith(_UTF16_BOMS):
         raise DataError(f"{path} is UTF-16 text; save it as UTF-8 (or ASCII) and try again.")
     if b"\x00" in raw[:4096]:
@@ -63,17 +60,31 @@ def _read_text(path: Path) -> str:
     return text
 
 
+_ID = re.compile(r"-?[0-9]+", re.ASCII)
+_INT64_DIGITS = len(str(_INT64_MAX))
+
+
+def is_int_token(token: str) -> bool:
+    """True when ``token`` is an id clue_fw reads: ASCII digits, an optional leading minus.
+
+    ``1_0``, ``+4``, `` 4`` and non-ASCII digits such as ``\u0663`` are not ids.
+    """
+    return _ID.fullmatch(token) is not None
+
+
 def _parse_int(token: str, path: Path, line_number: int, what: str, hint: str = "") -> int:
-    try:
-        value = int(token)
-    except ValueError:
+    if not is_int_token(token):
         raise DataError(
-            f"{path}, line {line_number}: {what} {token!r} is not an integer id. "
+            f"{path}, line {line_number}: {what} {quote(token)} is not an integer id "
+            "(ids are ASCII digits 0-9, with an optional leading minus). "
             + (hint or "Map ids to integers first (clue_fw reads integer user and item ids).")
-        ) from None
-    if not _INT64_MIN <= value <= _INT64_MAX:
+        )
+    digits = token.lstrip("-").lstrip("0")
+    value = int(token) if len(digits) <= _INT64_DIGITS else None
+    if value is None or not _INT64_MIN <= value <= _INT64_MAX:
+        shown = token if len(token) <= QUOTE_LIMIT else quote(token)
         raise DataError(
-            f"{path}, line {line_number}: {what} {token} is out of range; ids must fit in a "
+            f"{path}, line {line_number}: {what} {shown} is out of range; ids must fit in a "
             "64-bit signed integer. Map ids to small integers first."
         )
     return value
@@ -144,7 +155,7 @@ def read_interaction_table(
         sep = _SEPARATORS[separator]
     else:
         raise DataError(
-            f"Unknown separator {separator!r} for {path}; use one of auto, "
+            f"Unknown separator {quote(separator)} for {path}; use one of auto, "
             + ", ".join(_SEPARATORS)
             + "."
         )
@@ -152,7 +163,7 @@ def read_interaction_table(
     names: list[str] | None = list(columns) if columns else None
     for required in ("user", "item", "timestamp"):
         if names is not None and required not in names:
-            raise DataError(f"`columns` for {path} must include {required!r}.")
+            raise DataError(f"`columns` for {path} must include {quote(required)}.")
     for line_number, line in enumerate(lines, start=1 + int(skip_header)):
         if not line.strip():
             continue
@@ -163,7 +174,7 @@ def read_interaction_table(
         elif sep == "\t" and any(len(f.split()) > 1 for f in fields):
             raise DataError(
                 f"{path}, line {line_number}: mixes tabs and spaces between columns "
-                f"({line.strip()!r}). Use one separator throughout, or set "
+                f"({quote(line.strip())}). Use one separator throughout, or set "
                 "`separator: whitespace` to split on any run of spaces and tabs."
             )
         if names is None:
@@ -192,15 +203,19 @@ def read_interaction_table(
         user = _parse_int(record["user"], path, line_number, "user id", header_hint)
         item = _parse_int(record["item"], path, line_number, "item id", header_hint)
         try:
-            timestamp = float(record["timestamp"])
+            stamp = record["timestamp"]
+            if not stamp.isascii() or "_" in stamp:  # float() reads "1_0" and non-ASCII digits
+                raise ValueError(stamp)
+            timestamp = float(stamp)
         except ValueError:
             raise DataError(
-                f"{path}, line {line_number}: timestamp {record['timestamp']!r} is not a number."
+                f"{path}, line {line_number}: timestamp {quote(record['timestamp'])} is not a "
+                "number."
             ) from None
         if not math.isfinite(timestamp):
             raise DataError(
-                f"{path}, line {line_number}: timestamp {record['timestamp']!r} is not a finite "
-                "number."
+                f"{path}, line {line_number}: timestamp {quote(record['timestamp'])} is not a "
+                "finite number."
             )
         rows.append((user, timestamp, line_number, item))
     if not rows:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from pathlib import Path
 
+from clue_fw.data.files import file_kind
 from clue_fw.errors import DataError
 
 DATA_DIR_ENV = "CLUE_DATA_DIR"
@@ -38,12 +40,19 @@ def resolve_data_path(relative: str | Path, root: Path | None = None) -> Path:
     path = Path(relative).expanduser()
     base = root if root is not None else data_root()
     full = path if path.is_absolute() else base / path
-    if not full.is_file():
-        hint = (
-            f"Set {DATA_DIR_ENV} to the folder that holds it (now: {base}), "
-            "or fetch it with `clue data download ml-1m` / `clue data download ml-100k`."
+    hint = (
+        f"Set {DATA_DIR_ENV} to the folder that holds it (now: {base}), "
+        "or fetch it with `clue data download ml-1m` / `clue data download ml-100k`."
+    )
+    try:
+        mode = full.stat().st_mode  # follows links, as reading does
+    except (FileNotFoundError, NotADirectoryError, ValueError):
+        raise DataError(f"Data file not found: {full}. {hint}") from None
+    except OSError as exc:
+        raise DataError(f"Cannot read data file {full}: {exc.strerror or exc}.") from None
+    if not stat.S_ISREG(mode):
+        raise DataError(
+            f"Data path {full} is not a file: it is {file_kind(mode)}, and clue_fw reads data "
+            f"only from regular files. {hint}"
         )
-        if full.exists():
-            raise DataError(f"Data path {full} is not a file. {hint}")
-        raise DataError(f"Data file not found: {full}. {hint}")
     return full

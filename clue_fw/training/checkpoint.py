@@ -97,8 +97,15 @@ def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
         ) from None
     try:
         metadata = json.loads(header[METADATA_KEY])
+        if not isinstance(metadata, dict):
+            raise TypeError(f"a JSON {type(metadata).__name__}, not an object")
         if metadata.get("format") != FORMAT:
             raise ValueError(f"format {metadata.get('format')!r}")
+    except RecursionError:
+        raise CheckpointError(
+            f"{path} is a safetensors file but not a clue_fw checkpoint (metadata: its JSON "
+            "nests too deeply to read)."
+        ) from None
     except (KeyError, ValueError, TypeError, AttributeError) as exc:
         raise CheckpointError(
             f"{path} is a safetensors file but not a clue_fw checkpoint (metadata: {exc})."

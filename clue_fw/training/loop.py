@@ -12,7 +12,8 @@ import torch
 
 from clue_fw.components import DownstreamHead, LossOutput, SequenceEncoder
 from clue_fw.data.examples import Batch, ExampleSet
-from clue_fw.errors import TrainingError
+from clue_fw.errors import EvaluationError, PluginError, TrainingError
+from clue_fw.metrics.ranking import NAN_ROWS
 from clue_fw.training.report import Reporter
 
 
@@ -63,6 +64,7 @@ def train_epoch(
         for index, batch in enumerate(batches):
             size = next(iter(batch.values())).shape[0]
             output = step(batch)
+            _check_loss_output(output, loss_name)
             optimizer.zero_grad(set_to_none=True)
             output.loss.backward()
             if grad_clip is not None:
@@ -103,6 +105,52 @@ def train_epoch(
     )
 
 
+def _check_loss_output(output: object, loss_name: str) -> None:
+    """Raise PluginError unless ``output`` is a ``LossOutput`` a training step can use.
+
+    Objectives and heads may come from plugins; this checks types and shapes only (no
+    device sync). ``loss_name`` is ``"<kind> objective"`` or ``"<kind> head"``.
+    """
+    problem = loss_output_problem(output)
+    if problem:
+        raise PluginError(
+            f"The {loss_name}{_provider_text(loss_name)} broke the loss contract: {problem}. "
+            "A loss returns LossOutput(loss, terms): a scalar floating-point tensor that "
+            "depends on the trained parameters, and a dict of named scalar terms for logging."
+        )
+
+
+def loss_output_problem(output: object) -> str | None:
+    """What is wrong with ``output`` as the result of a training loss, or None."""
+    if not isinstance(output, LossOutput):
+        return f"it returned {type(output).__name__}, not LossOutput"
+    loss, terms = output
+    if not isinstance(loss, torch.Tensor):
+        return f"its loss is {type(loss).__name__}, not a tensor"
+    if loss.numel() != 1 or not loss.is_floating_point():
+        return f"its loss is a {loss.dtype} tensor of shape {list(loss.shape)}, not a scalar float"
+    if torch.is_grad_enabled() and not loss.requires_grad:
+        return "its loss does not require gradients (it is detached from the parameters)"
+    if not isinstance(terms, dict):
+        return f"its terms are {type(terms).__name__}, not a dict"
+    for name, value in terms.items():
+        scalar = isinstance(value, int | float) or (
+            isinstance(value, torch.Tensor) and value.numel() == 1
+        )
+        if not isinstance(name, str) or not scalar:
+            return f"its term {str(name)[:40]!r} is not a named scalar"
+    return None
+
+
+def _provider_text(loss_name: str) -> str:
+    """`` (plugin P)`` for a loss named ``"<kind> <family>"``, when the registry knows it."""
+    kind, _, family = loss_name.rpartition(" ")
+    from clue_fw.registry import provider_of
+
+    provider = provider_of(family, kind)
+    return f" (plugin {provider})" if provider else ""
+
+
 def _grad_norm(parameters: list[torch.nn.Parameter], like: torch.Tensor) -> torch.Tensor:
     """The global L2 norm of the gradients (what clipping would see), without clipping."""
     norms = [torch.linalg.vector_norm(p.grad.detach()) for p in parameters if p.grad is not None]
@@ -133,16 +181,56 @@ def _non_finite(
 
 @torch.no_grad()
 def evaluate(
-    head: DownstreamHead, encoder: SequenceEncoder, examples: ExampleSet, batch_size: int
+    head: DownstreamHead,
+    encoder: SequenceEncoder,
+    examples: ExampleSet,
+    batch_size: int,
+    *,
+    split: str = "evaluation",
 ) -> dict[str, float]:
-    """Exact metrics over ``examples``: additive per-batch sums, finalised once."""
+    """Exact metrics over ``examples``: additive per-batch sums, finalised once.
+
+    A head may report, under :data:`~clue_fw.metrics.ranking.NAN_ROWS`, how many rows
+    of a batch it scored NaN. Those counts stay on the device and are read once, at
+    the end; any non-zero count raises :class:`EvaluationError` naming ``split``
+    ("valid", "test") and the first batch that had one.
+    """
     was_training = encoder.training, head.training
     encoder.eval()
     head.eval()
     totals: dict[str, torch.Tensor] = {}
-    for batch in examples.batches(batch_size):
-        for name, value in head.metric_sums(encoder, batch).items():
-            totals[name] = totals[name] + value if name in totals else value
-    encoder.train(was_training[0])
-    head.train(was_training[1])
+    nan_rows: list[torch.Tensor] = []
+    try:
+        for batch in examples.batches(batch_size):
+            sums = head.metric_sums(encoder, batch)
+            if NAN_ROWS in sums:
+                nan_rows.append(sums.pop(NAN_ROWS).reshape(()))
+            for name, value in sums.items():
+                totals[name] = totals[name] + value if name in totals else value
+    finally:
+        encoder.train(was_training[0])
+        head.train(was_training[1])
+    if nan_rows:
+        counts = torch.stack([n.to(nan_rows[0].device) for n in nan_rows]).tolist()
+        bad = [index for index, count in enumerate(counts) if count > 0]
+        if bad:
+            raise _nan_scores(split, bad, counts, examples.num_batches(batch_size), batch_size)
     return head.finalize(totals)
+
+
+def _nan_scores(
+    split: str, bad: list[int], counts: list[float], num_batches: int, batch_size: int
+) -> EvaluationError:
+    """The error for NaN scores: which split, which batch, and what to try."""
+    first, rows, later = bad[0], int(counts[bad[0]]), len(bad) - 1
+    text = (
+        f"NaN scores in the {split} split: batch {first + 1}/{num_batches} (batch size "
+        f"{batch_size}) has {rows} {'row' if rows == 1 else 'rows'} with a NaN item score"
+    )
+    if later:
+        text += f" (and {later} later {'batch' if later == 1 else 'batches'})"
+    return EvaluationError(
+        text + ". A NaN score cannot be ranked, so no metric is reported. The model's "
+        "weights or activations are not finite: check the checkpoint it was loaded from, "
+        "and lower the learning rate or set finetune.train.grad_clip if training diverged."
+    )

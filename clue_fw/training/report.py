@@ -1,4 +1,8 @@
-"""What a run tells its user: rich progress bars and tables, mirrored to ``run.log``."""
+"""What a run tells its user: rich progress bars and tables, mirrored to ``run.log``.
+
+Messages quote user input (paths, recipe names, plugin kinds): they are printed as
+rich ``Text``, never read as console markup (``[bold]``) or emoji codes (``:x:``).
+"""
 
 from __future__ import annotations
 
@@ -17,6 +21,9 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from rich.table import Table
+from rich.text import Text
+
+from clue_fw.errors import RunDirectoryError
 
 
 class Reporter:
@@ -27,21 +34,30 @@ class Reporter:
         self.log_path = log_path
 
     def log(self, message: str, style: str | None = None) -> None:
-        self.console.print(message, style=style, highlight=False)
+        self.console.print(Text(message, style=style or ""), highlight=False)
         self._append(message)
 
     def _append(self, message: str) -> None:
-        if self.log_path is not None:
+        if self.log_path is None:
+            return
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        try:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
-            stamp = time.strftime("%Y-%m-%d %H:%M:%S")
             with self.log_path.open("a", encoding="utf-8") as handle:
                 handle.write(f"{stamp} {message}\n")
+        except OSError as exc:  # a full disk or a read-only directory
+            reason = exc.strerror or str(exc)
+            raise RunDirectoryError(
+                f"Cannot write {self.log_path}: {reason}. The run stopped; the files it had "
+                "written are intact. Free disk space or make the directory writable, then "
+                "continue with --resume."
+            ) from None
 
     @contextmanager
     def progress(self, description: str, total: int) -> Iterator[Any]:
         """A progress bar showing loss and throughput; yields ``update(n, loss, per_s)``."""
         columns = (
-            TextColumn("[bold]{task.description}"),
+            TextColumn("{task.description}", style="bold", markup=False),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]}"),
@@ -73,9 +89,9 @@ class Reporter:
         table = Table(title=f"{stage} epochs", show_lines=False)
         keys = list(dict.fromkeys(k for row in rows for k in row))
         for key in keys:
-            table.add_column(key, justify="right")
+            table.add_column(Text(key), justify="right")
         for row in rows:
-            table.add_row(*(_cell(row.get(k)) for k in keys))
+            table.add_row(*(Text(_cell(row.get(k))) for k in keys))
         self.console.print(table)
 
     def metrics_table(self, metrics: dict[str, dict[str, float]]) -> None:
@@ -83,9 +99,9 @@ class Reporter:
         names = list(dict.fromkeys(k for split in metrics.values() for k in split))
         table.add_column("split")
         for name in names:
-            table.add_column(name, justify="right")
+            table.add_column(Text(name), justify="right")
         for split, values in metrics.items():
-            table.add_row(split, *(_cell(values.get(n)) for n in names))
+            table.add_row(Text(split), *(Text(_cell(values.get(n))) for n in names))
         self.console.print(table)
         for split, values in metrics.items():
             self._append(f"{split}: " + " ".join(f"{k}={v:.4f}" for k, v in values.items()))

@@ -8,6 +8,7 @@ import torch
 from clue_fw.augmentations.compose import ViewPipeline
 from clue_fw.augmentations.dropout import DropoutViewSpec
 from clue_fw.components import Augmentation, BuildContext
+from clue_fw.errors import PluginError
 
 
 class AddOne(Augmentation):
@@ -65,3 +66,83 @@ def test_dropout_view_spec_probability_bounds() -> None:
         DropoutViewSpec(probability=1.5)
     view = DropoutViewSpec(probability=0.3).build(BuildContext(num_items=9, max_len=4))
     assert torch.equal(view(ITEMS, torch.Generator()), ITEMS)
+
+
+# --------------------------------------------------------------------------- the view contract
+
+
+class Shrink(Augmentation):
+    def forward(self, items: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return items[:, 1:]
+
+
+class ToFloat(Augmentation):
+    def forward(self, items: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return items.float()
+
+
+class FillPadding(Augmentation):
+    def forward(self, items: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return items + 1
+
+
+class HoleInTheMiddle(Augmentation):
+    """Removes the item in column 2 without re-packing: padding after a real item."""
+
+    def forward(self, items: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        out = items.clone()
+        out[:, 2] = 0
+        return out
+
+
+class Negative(Augmentation):
+    def forward(self, items: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return -items
+
+
+class BeyondMask(Augmentation):
+    def forward(self, items: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return torch.where(items != 0, 99, 0)
+
+
+class NotATensor(Augmentation):
+    def forward(self, items: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return items.tolist()  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize(
+    ("view", "fragment"),
+    [
+        (Shrink(), "for items of shape [100, 4] (torch.int64) it returned shape [100, 3]"),
+        (ToFloat(), "it returned shape [100, 4] (torch.float32)"),
+        (FillPadding(), "it wrote an item into a padding position"),
+        (HoleInTheMiddle(), "its rows are no longer left-padded"),
+        (Negative(), "it wrote ids outside 0..10"),
+        (BeyondMask(), "it wrote ids outside 0..10"),
+        (NotATensor(), "it returned list, not a tensor"),
+    ],
+)
+def test_a_view_that_breaks_the_contract(view: Augmentation, fragment: str) -> None:
+    pipeline = ViewPipeline([AddOne(), view], [1.0, 0.5], ["add_one", "broken"], max_id=10)
+    with pytest.raises(PluginError) as info:
+        pipeline(ITEMS, torch.Generator().manual_seed(0))
+    message = str(info.value)
+    assert f"View 'broken' ({type(view).__name__} (module {__name__}" in message
+    assert "broke the view contract" in message and fragment in message
+
+
+def test_views_from_specs_know_their_kinds_and_the_mask_id() -> None:
+    context = BuildContext(num_items=9, max_len=4)
+    pipeline = ViewPipeline.from_specs([DropoutViewSpec()], context)
+    assert (pipeline.kinds, pipeline.max_id) == (["dropout"], context.mask_id)
+
+
+def test_a_view_may_add_padding_on_the_left() -> None:
+    """Crop re-packs: more padding is fine, as long as rows stay left-padded."""
+
+    class DropFirstItem(Augmentation):
+        def forward(self, items: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+            return torch.cat([torch.zeros_like(items[:, :1]), items[:, 1:]], dim=1)
+
+    out = ViewPipeline([DropFirstItem()], [1.0])(ITEMS, torch.Generator())
+    assert torch.equal(out[:, 0], torch.zeros(100, dtype=torch.long))

@@ -23,6 +23,36 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+from input_paths import (
+    BROKEN,
+    BROKEN_PROVIDER,
+    ArgumentPlugin,
+    EmptyPlugin,
+    MisspeltHookPlugin,
+    RaisingPlugin,
+    entry_point,
+    fifo,
+    link,
+    read_labels_from,
+    read_sequences_from,
+)
+from run_directory_inputs import (
+    DEEP_JSON,
+    another_run_id,
+    directory_at,
+    disk_full,
+    drop_key,
+    edit_metadata,
+    edit_text,
+    file_at,
+    foreign_metrics,
+    hold_lock,
+    read_only,
+    run_with_out_and_resume,
+    set_key,
+    without_finetune,
+    write_metrics,
+)
 
 # A complete run takes well under a second on CPU.
 TINY: dict[str, Any] = {
@@ -53,7 +83,7 @@ TINY_YAML = yaml.safe_dump(TINY, sort_keys=False)
 SEQUENCES = {"format": "sequences", "path": "seq.txt", "max_len": 8}
 TABLE = {"format": "interactions", "path": "ratings.dat", "max_len": 8}
 
-Group = Literal["recipe", "override", "run directory", "data", "labels", "checkpoint"]
+Group = Literal["recipe", "override", "run directory", "data", "labels", "checkpoint", "plugins"]
 Command = Literal["run", "resume", "api"]
 
 
@@ -76,13 +106,15 @@ class Case:
     edit: Callable[[dict[str, Any]], None] | None = None
     sets: tuple[str, ...] = ()
     files: Mapping[str, bytes] = field(default_factory=dict)  # written under data/
-    setup: Callable[[Path], None] | None = None  # gets the case directory
+    setup: Callable[[Path], object] | None = None  # gets the case dir; may return a clean-up
     command: Command = "run"
     damage: Callable[[Path], None] | None = None  # gets run/ (resume cases)
     cli_args: tuple[str, ...] = ()  # extra CLI arguments ({case} = the case directory)
     cli_only: bool = False
     api: Callable[[Path], object] | None = None  # command "api": called with the case dir
     creates_run_dir: bool = False  # fails after the run directory exists (no metrics.json)
+    env: Mapping[str, str | None] = field(default_factory=dict)  # None: unset the variable
+    entry_points: tuple[Any, ...] = ()  # installed plugins (entry-point loading switched on)
 
     def recipe_bytes(self) -> bytes:
         if isinstance(self.recipe, bytes):
@@ -335,6 +367,7 @@ GENRE_MOVIES = movies_dat(lambda i: ("Drama", "Comedy", "Animation|Children's")[
 
 EXTRA = "Extra inputs are not permitted"
 NOT_READABLE = "is not a readable safetensors checkpoint"
+NAME_RULE = "a name must be one folder name of 1 to 100 characters"
 
 CASES: tuple[Case, ...] = (
     # ---------------------------------------------------------------- recipe: YAML
@@ -510,10 +543,10 @@ CASES: tuple[Case, ...] = (
     Case(
         "type-word-for-bool",
         "recipe",
-        "finetune.head.exclude_seen: maybe",
+        "finetune.head.tie_weights: maybe",
         "RecipeError",
-        ("finetune.head.exclude_seen: Input should be a valid boolean",),
-        edit=put("finetune.head.exclude_seen", "maybe"),
+        ("finetune.head.tie_weights: Input should be a valid boolean",),
+        edit=put("finetune.head.tie_weights", "maybe"),
     ),
     Case(
         "type-non-string-key",
@@ -1376,8 +1409,785 @@ CASES: tuple[Case, ...] = (
         files={"target.txt": b"user,item\n500,7\n1,8\n501,9\n2,7\n3,8\n500,8\n"},
     ),
     # ------------------------------------------------ ranking protocol (issue 9, part 1)
+    Case(
+        "exclude-seen-unknown",
+        "recipe",
+        "finetune.head.exclude_seen: maybe",
+        "RecipeError",
+        ("finetune.head.exclude_seen: Input should be 'history' or 'none'",),
+        edit=put("finetune.head.exclude_seen", "maybe"),
+    ),
+    Case(
+        "ties-unknown",
+        "recipe",
+        "finetune.head.ties: random",
+        "RecipeError",
+        ("finetune.head.ties: Input should be 'pessimistic' or 'average'",),
+        edit=put("finetune.head.ties", "random"),
+    ),
+    Case(
+        "exclude-seen-old-boolean",
+        "recipe",
+        "finetune.head.exclude_seen: true, the old spelling (warns, runs as `history`)",
+        None,
+        edit=put("finetune.head.exclude_seen", True),
+    ),
     # ------------------------------------------------- run directory (issue 9, part 2)
+    Case(
+        "out-locked",
+        "run directory",
+        "--out names a directory that another run holds locked",
+        "RunDirectoryError",
+        ("is in use by another clue_fw run (PID", "holds its lock file", "choose another --out"),
+        setup=hold_lock("out"),
+    ),
+    Case(
+        "out-locked-overwrite",
+        "run directory",
+        "--out --overwrite of a directory that another run holds locked (nothing deleted)",
+        "RunDirectoryError",
+        ("is in use by another clue_fw run (PID",),
+        setup=hold_lock("out", "keep.txt"),
+        cli_args=("--overwrite",),
+    ),
+    Case(
+        "resume-locked",
+        "run directory",
+        "--resume of a run directory that another run holds locked",
+        "RunDirectoryError",
+        ("is in use by another clue_fw run (PID",),
+        command="resume",
+        setup=hold_lock("run"),
+    ),
+    Case(
+        "out-is-a-file",
+        "run directory",
+        "--out names a regular file",
+        "RunDirectoryError",
+        ("is a file, not a directory", "Choose another --out"),
+        setup=file_at("out"),
+    ),
+    Case(
+        "out-read-only",
+        "run directory",
+        "--out on a read-only file system (EROFS, emulated)",
+        "RunDirectoryError",
+        ("Cannot create the lock file", ".lock: Read-only file system (EROFS)"),
+        setup=read_only("out"),
+    ),
+    Case(
+        "out-disk-full",
+        "run directory",
+        "the disk fills up at the first checkpoint (ENOSPC, emulated; no temp file is left)",
+        "RunDirectoryError",
+        ("last.safetensors: No space left on device (ENOSPC)", "Free disk space", "--resume"),
+        setup=disk_full,
+        creates_run_dir=True,
+    ),
+    Case(
+        "resume-is-a-file",
+        "run directory",
+        "--resume names a regular file",
+        "RunDirectoryError",
+        ("Cannot resume:", "is a file, not a run directory"),
+        command="resume",
+        setup=file_at("run"),
+    ),
+    Case(
+        "out-and-resume-library",
+        "run directory",
+        "clue_fw.run(recipe, out=..., resume=...)",
+        "RunDirectoryError",
+        ("Use either --out (a new run) or --resume (an existing run), not both",),
+        command="api",
+        api=run_with_out_and_resume,
+    ),
+    Case(
+        "resume-and-overwrite",
+        "run directory",
+        "--resume with --overwrite",
+        "RunDirectoryError",
+        ("--overwrite replaces the contents of a new run's --out", "cannot be combined"),
+        command="resume",
+        cli_args=("--overwrite",),
+        cli_only=True,
+    ),
+    Case(
+        "name-absolute",
+        "run directory",
+        "name: /abs/dir (the run would be written there)",
+        "RecipeError",
+        ("name: Value error, '/abs/dir' is not a single folder name", NAME_RULE),
+        edit=put("name", "/abs/dir"),
+    ),
+    Case(
+        "name-parent",
+        "run directory",
+        "name: ../../x",
+        "RecipeError",
+        ("'../../x' is not a single folder name (it contains '/')", NAME_RULE),
+        edit=put("name", "../../x"),
+    ),
+    Case(
+        "name-nested",
+        "run directory",
+        "name: a/b",
+        "RecipeError",
+        ("'a/b' is not a single folder name", NAME_RULE),
+        edit=put("name", "a/b"),
+    ),
+    Case(
+        "name-dot-dot",
+        "run directory",
+        "name: ..",
+        "RecipeError",
+        ("'..' is not a safe folder name", NAME_RULE),
+        edit=put("name", ".."),
+    ),
+    Case(
+        "name-empty",
+        "run directory",
+        "name: ''",
+        "RecipeError",
+        ("name: Value error, the name is empty", NAME_RULE),
+        edit=put("name", ""),
+    ),
+    Case(
+        "name-nul",
+        "run directory",
+        "a name with a NUL character",
+        "RecipeError",
+        ("(it contains '\\x00')", NAME_RULE),
+        edit=put("name", "run\x00x"),
+    ),
+    Case(
+        "name-control",
+        "run directory",
+        "a name with a newline",
+        "RecipeError",
+        ("(it contains '\\n')", NAME_RULE),
+        sets=('name="a\\nb"',),
+    ),
+    Case(
+        "resume-recipe-truncated",
+        "run directory",
+        "--resume: recipe.yaml cut in half",
+        "RunDirectoryError",
+        ("Cannot resume", "its recipe.yaml is unreadable", "is not valid YAML at line"),
+        command="resume",
+        damage=truncate("recipe.yaml"),
+    ),
+    Case(
+        "resume-recipe-no-identity",
+        "run directory",
+        "--resume: recipe.yaml without its run identity line",
+        "RunDirectoryError",
+        ("recipe.yaml does not start with the run identity line", "Start a new run"),
+        command="resume",
+        damage=edit_text("recipe.yaml", lambda text: text.split("\n", 1)[1]),
+    ),
+    Case(
+        "resume-recipe-edited",
+        "run directory",
+        "--resume: recipe.yaml edited by hand (seed 0 -> 1) and resumed with seed=1",
+        "RunDirectoryError",
+        ("recipe.yaml was edited after the run started",),
+        command="resume",
+        sets=("seed=1",),
+        damage=edit_text("recipe.yaml", lambda text: text.replace("\nseed: 0\n", "\nseed: 1\n")),
+    ),
+    Case(
+        "resume-recipe-directory",
+        "run directory",
+        "--resume: recipe.yaml is a directory",
+        "RunDirectoryError",
+        ("recipe.yaml is unreadable (not a regular file",),
+        command="resume",
+        damage=directory_at("recipe.yaml"),
+    ),
+    Case(
+        "resume-recipe-yaml-bomb",
+        "run directory",
+        "--resume: recipe.yaml replaced by a billion-laughs document",
+        "RunDirectoryError",
+        ("recipe.yaml is unreadable", "YAML bombs"),
+        command="resume",
+        damage=edit_text("recipe.yaml", lambda text: laughs(10, 9)),
+    ),
+    Case(
+        "resume-metrics-truncated",
+        "run directory",
+        "--resume of a finished run whose metrics.json is cut short",
+        "RunDirectoryError",
+        ("metrics.json is unreadable (JSONDecodeError", "Delete it and --resume"),
+        command="resume",
+        damage=write_metrics(b'{"valid": {"mrr@10": 0.1'),
+    ),
+    Case(
+        "resume-metrics-directory",
+        "run directory",
+        "--resume: metrics.json is a directory",
+        "RunDirectoryError",
+        ("metrics.json is unreadable (not a regular file",),
+        command="resume",
+        damage=directory_at("metrics.json"),
+    ),
+    Case(
+        "resume-metrics-deep",
+        "run directory",
+        "--resume: metrics.json nests 100,000 levels deep",
+        "RunDirectoryError",
+        ("metrics.json is unreadable (RecursionError",),
+        command="resume",
+        damage=write_metrics(DEEP_JSON.encode()),
+    ),
+    Case(
+        "resume-metrics-foreign",
+        "run directory",
+        "--resume: metrics.json of another run",
+        "RunDirectoryError",
+        ("metrics.json was not written by the run of", "Delete it and --resume"),
+        command="resume",
+        damage=write_metrics(foreign_metrics),
+    ),
+    Case(
+        "resume-metrics-no-identity",
+        "run directory",
+        "--resume: metrics.json without a run identity",
+        "RunDirectoryError",
+        ("metrics.json was not written by the run of", "it carries no run identity"),
+        command="resume",
+        damage=write_metrics(b'{"valid": {}, "test": {}}'),
+    ),
+    Case(
+        "resume-run-log-unwritable",
+        "run directory",
+        "--resume: run.log is a directory (appending fails)",
+        "RunDirectoryError",
+        ("Cannot write", "run.log: Is a directory", "--resume"),
+        command="resume",
+        damage=directory_at("run.log"),
+    ),
+    Case(
+        "ckpt-foreign-run",
+        "checkpoint",
+        "finetune/best.safetensors written by another run (another run id)",
+        "CheckpointError",
+        ("best.safetensors was written by another run", "put this run's own file back"),
+        command="resume",
+        damage=edit_metadata("finetune/best.safetensors", another_run_id),
+    ),
+    Case(
+        "ckpt-foreign-encoder",
+        "checkpoint",
+        "pretrain/encoder.safetensors of another run, read before fine-tuning starts",
+        "CheckpointError",
+        ("encoder.safetensors was written by another run",),
+        command="resume",
+        damage=without_finetune(edit_metadata("pretrain/encoder.safetensors", another_run_id)),
+    ),
+    Case(
+        "ckpt-no-identity",
+        "checkpoint",
+        "finetune/last.safetensors without a run identity",
+        "CheckpointError",
+        ("last.safetensors carries no clue_fw run identity",),
+        command="resume",
+        damage=edit_metadata("finetune/last.safetensors", drop_key("run")),
+    ),
+    Case(
+        "ckpt-identity-inconsistent",
+        "checkpoint",
+        "the recipe in the metadata no longer matches its recipe sha256",
+        "CheckpointError",
+        ("last.safetensors is inconsistent", "changed after it was written"),
+        command="resume",
+        damage=edit_metadata("finetune/last.safetensors", set_key(9, "recipe", "seed")),
+    ),
+    Case(
+        "ckpt-meta-deep",
+        "checkpoint",
+        "checkpoint metadata JSON nested 100,000 levels deep",
+        "CheckpointError",
+        ("is a safetensors file but not a clue_fw checkpoint", "nests too deeply"),
+        command="resume",
+        damage=edit_metadata("finetune/last.safetensors", drop_key("run"), raw=DEEP_JSON),
+    ),
+    Case(
+        "ckpt-meta-not-object",
+        "checkpoint",
+        "checkpoint metadata is a JSON list",
+        "CheckpointError",
+        ("not a clue_fw checkpoint (metadata: a JSON list, not an object)",),
+        command="resume",
+        damage=edit_metadata("finetune/last.safetensors", drop_key("run"), raw="[1, 2]"),
+    ),
+    Case(
+        "ckpt-meta-missing-epoch",
+        "checkpoint",
+        "training metadata without 'epoch'",
+        "CheckpointError",
+        ("has malformed training metadata: 'epoch' must be a whole number >= 0, not None",),
+        command="resume",
+        damage=edit_metadata("finetune/last.safetensors", drop_key("epoch")),
+    ),
+    Case(
+        "ckpt-meta-epoch-string",
+        "checkpoint",
+        "training metadata with epoch '1' (a string)",
+        "CheckpointError",
+        ("'epoch' must be a whole number >= 0, not '1'",),
+        command="resume",
+        damage=edit_metadata("pretrain/last.safetensors", set_key("1", "epoch")),
+    ),
+    Case(
+        "ckpt-meta-finished-string",
+        "checkpoint",
+        "training metadata with finished 'yes'",
+        "CheckpointError",
+        ("'finished' must be true or false, not 'yes'",),
+        command="resume",
+        damage=edit_metadata("finetune/last.safetensors", set_key("yes", "finished")),
+    ),
+    Case(
+        "ckpt-meta-history-mapping",
+        "checkpoint",
+        "training metadata whose history is a mapping",
+        "CheckpointError",
+        ("'history' must be a list of mappings",),
+        command="resume",
+        damage=edit_metadata("finetune/last.safetensors", set_key({"epoch": 1}, "history")),
+    ),
+    Case(
+        "ckpt-meta-missing-best",
+        "checkpoint",
+        "fine-tuning metadata without extra.best",
+        "CheckpointError",
+        ("'extra.best' must be float, not None",),
+        command="resume",
+        damage=edit_metadata("finetune/last.safetensors", drop_key("extra", "best")),
+    ),
+    Case(
+        "ckpt-meta-wrong-stage",
+        "checkpoint",
+        "pretrain/last.safetensors that says it holds finetune state",
+        "CheckpointError",
+        ("it holds 'finetune' state, not 'pretrain' state",),
+        command="resume",
+        damage=edit_metadata("pretrain/last.safetensors", set_key("finetune", "stage")),
+    ),
+    Case(
+        "ckpt-meta-no-optimizer",
+        "checkpoint",
+        "training metadata without the optimiser structure",
+        "CheckpointError",
+        ("Optimiser state in the checkpoint does not fit: 'param_groups'",),
+        command="resume",
+        damage=edit_metadata("finetune/last.safetensors", drop_key("optimizer")),
+    ),
     # --------------------------------------------------- input paths (issue 9, part 3)
+    Case(
+        "recipe-fifo",
+        "recipe",
+        "the recipe path is a named pipe (reading it would wait for a writer for ever)",
+        "RecipeError",
+        ("Cannot read recipe file", "it is a named pipe (FIFO), not a regular file"),
+        setup=fifo("recipe.yaml"),
+    ),
+    Case(
+        "recipe-dev-zero",
+        "recipe",
+        "the recipe path is a link to /dev/zero (endless, reports size 0)",
+        "RecipeError",
+        ("Cannot read recipe file", "it is a character device, not a regular file"),
+        setup=link("recipe.yaml", "/dev/zero"),
+    ),
+    Case(
+        "data-fifo",
+        "data",
+        "the sequence file is a named pipe",
+        "DataError",
+        ("seq.txt is not a file: it is a named pipe (FIFO)", "only from regular files"),
+        edit=put("data", SEQUENCES),
+        setup=fifo("data/seq.txt"),
+    ),
+    Case(
+        "data-dev-zero",
+        "data",
+        "data.path: /dev/zero",
+        "DataError",
+        ("Data path /dev/zero is not a file: it is a character device",),
+        edit=put("data", {**SEQUENCES, "path": "/dev/zero"}),
+    ),
+    Case(
+        "reader-fifo",
+        "data",
+        "read_sequence_file on a named pipe returns at once",
+        "DataError",
+        ("Cannot read data file", "it is a named pipe (FIFO), not a regular file"),
+        setup=fifo("data/seq.txt"),
+        command="api",
+        api=read_sequences_from("data/seq.txt"),
+    ),
+    Case(
+        "reader-dev-zero",
+        "data",
+        "read_sequence_file on a link to /dev/zero",
+        "DataError",
+        ("Cannot read data file", "it is a character device, not a regular file"),
+        setup=link("data/zero.txt", "/dev/zero"),
+        command="api",
+        api=read_sequences_from("data/zero.txt"),
+    ),
+    Case(
+        "data-over-size-cap",
+        "data",
+        "a sequence file larger than CLUE_MAX_FILE_BYTES (set to 100)",
+        "DataError",
+        ("seq.txt is refused: it is larger than 100 bytes; set CLUE_MAX_FILE_BYTES",),
+        edit=put("data", SEQUENCES),
+        files={"seq.txt": sequence_file()},
+        env={"CLUE_MAX_FILE_BYTES": "100"},
+    ),
+    Case(
+        "data-size-cap-not-a-number",
+        "data",
+        "CLUE_MAX_FILE_BYTES=lots",
+        "DataError",
+        ("CLUE_MAX_FILE_BYTES must be a positive number of bytes, got 'lots'",),
+        edit=put("data", SEQUENCES),
+        files={"seq.txt": sequence_file()},
+        env={"CLUE_MAX_FILE_BYTES": "lots"},
+    ),
+    Case(
+        "labels-fifo",
+        "labels",
+        "read_label_file on a named pipe returns at once",
+        "DataError",
+        ("it is a named pipe (FIFO), not a regular file",),
+        setup=fifo("labels.csv"),
+        command="api",
+        api=read_labels_from("labels.csv"),
+    ),
+    Case(
+        "profile-labels-dev-zero",
+        "labels",
+        "a profile head whose label file is /dev/zero",
+        "DataError",
+        ("Data path /dev/zero is not a file: it is a character device",),
+        edit=head({**PROFILE, "labels": {"path": "/dev/zero"}}),
+    ),
+    Case(
+        "seed-beyond-64-bits",
+        "recipe",
+        "seed: 2**64",
+        "RecipeError",
+        ("seed: the integer (20 digits) does not fit in 64 bits",),
+        edit=put("seed", 2**64),
+    ),
+    Case(
+        "synthetic-seed-beyond-64-bits",
+        "recipe",
+        "data.seed: -2**63 - 1",
+        "RecipeError",
+        ("data.seed: the integer (19 digits) does not fit in 64 bits",),
+        edit=put("data.seed", -(2**63) - 1),
+    ),
+    Case(
+        "split-seed-beyond-64-bits",
+        "recipe",
+        "a profile head with split_seed: 2**70",
+        "RecipeError",
+        ("finetune.head.split_seed: the integer (22 digits) does not fit in 64 bits",),
+        edit=head({**PROFILE, "split_seed": 2**70}),
+    ),
+    Case(
+        "list-item-beyond-64-bits",
+        "recipe",
+        "a cnn backbone with a dilation of 2**64",
+        "RecipeError",
+        ("backbone.dilations.1: the integer (20 digits) does not fit in 64 bits",),
+        edit=put("backbone", {"kind": "cnn", "dim": 16, "dilations": [1, 2**64]}),
+    ),
+    Case(
+        "seeds-at-64-bit-limits",
+        "recipe",
+        "seed: 2**63 - 1 and data.seed: -2**63",
+        None,
+        edit=lambda data: (put("seed", 2**63 - 1)(data), put("data.seed", -(2**63))(data)),
+    ),
+    Case(
+        "type-quoted-number-for-int",
+        "recipe",
+        'backbone.dim: "16" (a string is not a number)',
+        "RecipeError",
+        ("backbone.dim: Input should be a valid integer",),
+        edit=put("backbone.dim", "16"),
+    ),
+    Case(
+        "type-float-for-int",
+        "recipe",
+        "finetune.train.epochs: 2.0",
+        "RecipeError",
+        ("finetune.train.epochs: Input should be a valid integer",),
+        edit=put("finetune.train.epochs", 2.0),
+    ),
+    Case(
+        "type-bool-for-float",
+        "recipe",
+        "finetune.train.lr: true",
+        "RecipeError",
+        ("finetune.train.lr: Input should be a valid number",),
+        edit=put("finetune.train.lr", True),
+    ),
+    Case(
+        "type-int-for-bool",
+        "recipe",
+        "finetune.head.tie_weights: 1",
+        "RecipeError",
+        ("finetune.head.tie_weights: Input should be a valid boolean",),
+        edit=put("finetune.head.tie_weights", 1),
+    ),
+    Case(
+        "type-word-for-nested-bool",
+        "recipe",
+        'a cold_start target with drop_unknown_users: "yes" (nested models are strict too)',
+        "RecipeError",
+        ("finetune.head.target.drop_unknown_users: Input should be a valid boolean",),
+        edit=head(
+            {
+                "kind": "cold_start",
+                "target": {"format": "pairs", "path": "t.txt", "drop_unknown_users": "yes"},
+            }
+        ),
+    ),
+    Case(
+        "set-seed-true",
+        "override",
+        "--set seed=true (a boolean is not an integer)",
+        "RecipeError",
+        ("--set 'seed=true': seed: Input should be a valid integer",),
+        sets=("seed=true",),
+    ),
+    Case(
+        "set-seed-beyond-64-bits",
+        "override",
+        "--set seed= 30 nines",
+        "RecipeError",
+        ("--set 'seed=" + "9" * 30 + "': seed: the integer (30 digits) does not fit in 64 bits",),
+        sets=("seed=" + "9" * 30,),
+    ),
+    Case(
+        "set-exponent-float",
+        "override",
+        "--set finetune.train.lr=1e-3 (YAML 1.1 would read a string; it is a number)",
+        None,
+        sets=("finetune.train.lr=1e-3",),
+    ),
+    Case(
+        "data-id-underscore",
+        "data",
+        "a user id 1_0 (Python's int() reads 10)",
+        "DataError",
+        ("seq.txt, line 2: user id '1_0' is not an integer id", "ASCII digits"),
+        edit=put("data", SEQUENCES),
+        files={"seq.txt": b"1 2 3 4\n1_0 5 6 7\n"},
+    ),
+    Case(
+        "data-id-plus-sign",
+        "data",
+        "an item id +4",
+        "DataError",
+        ("seq.txt, line 1: item id '+4' is not an integer id",),
+        edit=put("data", SEQUENCES),
+        files={"seq.txt": b"1 2 3 +4\n"},
+    ),
+    Case(
+        "data-id-non-ascii-digit",
+        "data",
+        "an item id written with an Arabic-Indic digit (U+0663)",
+        "DataError",
+        ("seq.txt, line 1: item id '\u0663' is not an integer id",),
+        edit=put("data", SEQUENCES),
+        files={"seq.txt": "1 2 3 \u0663\n".encode()},
+    ),
+    Case(
+        "data-id-huge-token",
+        "data",
+        "an item id of 10,000 letters: the message quotes 40 of them",
+        "DataError",
+        ("item id '" + "x" * 40 + "'... (10,000 characters) is not an integer id",),
+        edit=put("data", SEQUENCES),
+        files={"seq.txt": b"1 2 3 " + b"x" * 10_000 + b"\n"},
+    ),
+    Case(
+        "data-id-huge-number",
+        "data",
+        "an item id of 5,000 digits: the message quotes 40 of them",
+        "DataError",
+        ("item id '" + "7" * 40 + "'... (5,000 characters) is out of range",),
+        edit=put("data", SEQUENCES),
+        files={"seq.txt": b"1 2 3 " + b"7" * 5_000 + b"\n"},
+    ),
+    Case(
+        "table-timestamp-underscore",
+        "data",
+        "a timestamp 1_0 (Python's float() reads 10.0)",
+        "DataError",
+        ("ratings.dat, line 1: timestamp '1_0' is not a number",),
+        edit=put("data", TABLE),
+        files={"ratings.dat": b"1::2::5::1_0\n"},
+    ),
+    Case(
+        "labels-id-underscore",
+        "labels",
+        "a label file whose user id is 1_0",
+        "DataError",
+        ("labels.csv, line 2: user id '1_0' is not an integer id",),
+        command="api",
+        api=_labels_file("labels.csv", b"user,gender\n1_0,F\n"),
+    ),
+    Case(
+        "emoji-code-in-path",
+        "data",
+        "a missing data file named ratings:x:v2.txt is printed as it is (not as an emoji)",
+        "DataError",
+        ("Data file not found", "ratings:x:v2.txt"),
+        edit=put("data", {**SEQUENCES, "path": "ratings:x:v2.txt"}),
+    ),
+    Case(
+        "markup-in-path",
+        "data",
+        "a missing data file named [bold]x[/bold].txt is printed as it is",
+        "DataError",
+        ("Data file not found", "[bold]x[/bold].txt"),
+        edit=put("data", {**SEQUENCES, "path": "[bold]x[/bold].txt"}),
+    ),
+    Case(
+        "emoji-code-in-kind",
+        "recipe",
+        "backbone.kind: ':x:' is printed as it is",
+        "RecipeError",
+        ("backbone: unknown kind ':x:'",),
+        edit=put("backbone.kind", ":x:"),
+    ),
+    Case(
+        "synthetic-too-large",
+        "data",
+        "synthetic data for 10**12 users is refused before anything is generated",
+        "ResourceError",
+        ("Refusing to generate synthetic data", "Lower data.num_users, data.max_length"),
+        edit=put("data.num_users", 10**12),
+        env={"CLUE_SKIP_MEMORY_CHECK": None},
+    ),
+    Case(
+        "cnn-huge-dilation",
+        "recipe",
+        "a cnn backbone with a dilation of 2**40 (its left padding would not fit)",
+        "ResourceError",
+        ("Refusing to start", "padded convolution inputs", "Lower backbone.dilations"),
+        edit=put(
+            "backbone",
+            {"kind": "cnn", "dim": 16, "dilations": [1, 2**40], "repeats": 1, "kernel_size": 2},
+        ),
+        env={"CLUE_SKIP_MEMORY_CHECK": None},
+    ),
+    Case(
+        "plugin-hook-raises",
+        "plugins",
+        "an installed plugin whose hook raises ValueError",
+        "RegistryError",
+        (
+            "Plugin clue-bad-plugin 0.1: its hook clue_register_backbones raised ValueError: "
+            "the backbone table is corrupt",
+            "CLUE_DISABLE_PLUGINS=1",
+        ),
+        entry_points=(entry_point("raising", RaisingPlugin()),),
+    ),
+    Case(
+        "plugin-hookimpl-wrong-arguments",
+        "plugins",
+        "a hook implementation with an argument its hook does not have",
+        "RegistryError",
+        ("Plugin clue-bad-plugin 0.1 has a hook implementation that pluggy refuses", "registry"),
+        entry_points=(entry_point("arguments", ArgumentPlugin()),),
+    ),
+    Case(
+        "plugin-hookimpl-misspelt",
+        "plugins",
+        "a @hookimpl named clue_register_backbone (no such hook)",
+        "RegistryError",
+        (
+            "Plugin clue-bad-plugin 0.1 has a hook implementation that pluggy refuses",
+            "clue_register_backbone",
+        ),
+        entry_points=(entry_point("misspelt", MisspeltHookPlugin()),),
+    ),
+    Case(
+        "plugin-same-entry-point-name",
+        "plugins",
+        "two distributions that both install the entry point 'twin'",
+        "RegistryError",
+        (
+            "Two installed distributions use the clue_fw entry-point name 'twin': clue-twin-a 0.1",
+            "clue-twin-b 0.1",
+        ),
+        entry_points=(
+            entry_point("twin", EmptyPlugin(), "clue-twin-a"),
+            entry_point("twin", EmptyPlugin(), "clue-twin-b"),
+        ),
+    ),
+    Case(
+        "plugin-loss-returns-tensor",
+        "plugins",
+        "a plugin objective that returns a bare tensor instead of a LossOutput",
+        "PluginError",
+        (
+            f"The tensor_loss objective (plugin {BROKEN_PROVIDER}) broke the loss contract: "
+            "it returned Tensor, not LossOutput",
+        ),
+        edit=put("pretrain.objective", {"kind": "tensor_loss", "projector_dim": 16}),
+        entry_points=BROKEN,
+        creates_run_dir=True,
+    ),
+    Case(
+        "plugin-backbone-wrong-width",
+        "plugins",
+        "a plugin backbone whose states are narrower than its dim",
+        "PluginError",
+        (
+            f"Backbone NarrowEncoder (module input_paths, plugin {BROKEN_PROVIDER}) broke the "
+            "backbone contract",
+            "its states have shape [128, 8, 8], not [128, 8, 16]",
+        ),
+        edit=put("backbone", {"kind": "narrow", "dim": 16}),
+        entry_points=BROKEN,
+        creates_run_dir=True,
+    ),
+    Case(
+        "plugin-view-changes-shape",
+        "plugins",
+        "a plugin view that drops a column",
+        "PluginError",
+        (
+            f"View 'shrink' (ShrinkView (module input_paths, plugin {BROKEN_PROVIDER})) broke "
+            "the view contract: for items of shape [64, 8] (torch.int64) it returned shape "
+            "[64, 7]",
+        ),
+        edit=put("pretrain.views", [{"kind": "shrink"}]),
+        entry_points=BROKEN,
+        creates_run_dir=True,
+    ),
+    Case(
+        "plugin-view-fills-padding",
+        "plugins",
+        "a plugin view that writes items into padding positions",
+        "PluginError",
+        ("View 'fill_padding'", "it wrote an item into a padding position"),
+        edit=put("pretrain.views", [{"kind": "fill_padding"}]),
+        entry_points=BROKEN,
+        creates_run_dir=True,
+    ),
 )
 
 ERROR_CASES = tuple(case for case in CASES if case.error is not None)
@@ -1413,6 +2223,15 @@ Limits that guard the recipe loader: recipes over 1 MiB, more than 100 YAML alia
 more than 100,000 nodes after alias expansion (YAML bombs), nesting deeper than 100
 levels, recursive aliases and duplicate keys are refused.
 
+Limits on every input path (issue 9, part 3): a recipe, data, label or target file must
+be a regular file (a named pipe, a device such as `/dev/zero`, a socket or a directory
+is refused without being read); recipes are capped at 1 MiB and data, label and target
+files at 4 GiB (`CLUE_MAX_FILE_BYTES`), and no read goes past the cap. Every integer in
+a recipe must fit in 64 bits, and recipe values are never coerced: `seed: true`,
+`dim: "16"` and `epochs: 2.0` are errors. An installed plugin that breaks a rule (a hook
+that raises or fails pluggy's validation, an entry-point name used by two distributions,
+a component that returns the wrong type or shape) is an error naming the plugin.
+
 Decisions the corpus records:
 
 - A UTF-8 byte-order mark at the start of a data or label file is stripped.
@@ -1420,6 +2239,11 @@ Decisions the corpus records:
 - An interaction table whose separator is a tab (detected or set) refuses a line that
   also separates columns with spaces; `separator: whitespace` reads such a file.
 - A header line in an interaction table is an error that suggests `skip_header: true`.
+- Ids are ASCII digits with an optional leading minus: `1_0`, `+4` and non-ASCII digits
+  are errors, and an error quotes at most 40 characters of a token.
+- `1e-3` in a recipe or a `--set` value is a number (as in YAML 1.2), not a string.
+- Messages are printed literally: `[bold]` or `:x:` in a path is not console markup or
+  an emoji code.
 - A `--set` that creates a key the recipe does not know names the flag in the error;
   a `--set` into a list that does not exist is refused instead of creating a mapping.
 

@@ -2,8 +2,9 @@
 
 Each error case must raise exactly its ClueError subclass with every message
 fragment, and through ``clue_fw.cli.main`` exit with code 2, print the message on
-stderr and no traceback. A failed run never leaves a ``metrics.json``, and a run that
-fails before its directory exists leaves ``--out`` as it was.
+stderr and no traceback. A failed run never writes a ``metrics.json`` (one that a
+case put there as its bad input stays as it was), and a run that fails before its
+directory exists leaves ``--out`` as it was.
 """
 
 from __future__ import annotations
@@ -51,6 +52,13 @@ def case_dir(
     case: Case = request.param
     (tmp_path / "data").mkdir()
     monkeypatch.setenv("CLUE_DATA_DIR", str(tmp_path / "data"))
+    for name, value in case.env.items():
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    if case.entry_points:
+        install_entry_points(monkeypatch, case.entry_points)
     (tmp_path / "recipe.yaml").write_bytes(case.recipe_bytes())
     for name, payload in case.files.items():
         (tmp_path / "data" / name).write_bytes(payload)
@@ -59,9 +67,30 @@ def case_dir(
         (tmp_path / "run" / "metrics.json").unlink()  # interrupted before the end
         if case.damage is not None:
             case.damage(tmp_path / "run")
+        if (tmp_path / "run" / "metrics.json").is_file():  # the damage put one there
+            INPUT_METRICS[tmp_path / "run"] = (tmp_path / "run" / "metrics.json").read_bytes()
     if case.setup is not None:
-        case.setup(tmp_path)
+        cleanup = case.setup(tmp_path)
+        if callable(cleanup):  # e.g. release a lock the setup holds
+            request.addfinalizer(cleanup)
     return tmp_path
+
+
+# metrics.json files that a case's damage wrote (a failed run must leave them as they were)
+INPUT_METRICS: dict[Path, bytes] = {}
+
+
+def install_entry_points(monkeypatch: pytest.MonkeyPatch, points: tuple[object, ...]) -> None:
+    """Make ``points`` the installed ``clue_fw`` plugins and rebuild the registry lazily."""
+    import clue_fw.registry as registry_module
+
+    def entry_points(group: str) -> list[object]:
+        return list(points) if group == registry_module.ENTRY_POINT_GROUP else []
+
+    monkeypatch.setattr(registry_module.metadata, "entry_points", entry_points)
+    monkeypatch.delenv(registry_module.DISABLE_ENV, raising=False)
+    monkeypatch.delenv(registry_module.ALLOW_ENV, raising=False)
+    registry_module.reset_registry()
 
 
 def snapshot(folder: Path) -> dict[str, bytes] | None:
@@ -112,7 +141,8 @@ def check_outcome(case: Case, folder: Path, out_before: dict[str, bytes] | None)
         assert (run_dir / "metrics.json").is_file()
         return
     for candidate in (folder / "out", folder / "run"):
-        assert not (candidate / "metrics.json").exists(), candidate
+        left = candidate / "metrics.json"
+        assert not left.is_file() or left.read_bytes() == INPUT_METRICS.get(candidate), candidate
     if case.command == "run" and not case.creates_run_dir:
         assert snapshot(folder / "out") == out_before, "--out was changed by a failed run"
 

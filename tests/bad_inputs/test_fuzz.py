@@ -287,3 +287,34 @@ def test_arbitrary_interaction_table(
     scratch: Path, payload: bytes, separator: str, columns: list[str] | None, skip_header: bool
 ) -> None:
     build(read_bytes(scratch, payload, read_interaction_table, columns, separator, skip_header))
+
+
+# --------------------------------------------------------------------------- id tokens
+
+ID_TOKEN = st.text(
+    st.characters(codec="utf-8", exclude_categories=("Zs", "Zl", "Zp", "Cc", "Cs")),
+    min_size=1,
+    max_size=60,
+) | st.from_regex(r"[-+]?[0-9_\u0660-\u0669\uff10-\uff19]{1,30}", fullmatch=True)
+
+
+@FUZZ
+@given(token=ID_TOKEN)
+def test_an_id_is_ascii_digits_or_an_error_naming_it(scratch: Path, token: str) -> None:
+    """Any token as an item id: read as int(token) exactly when it is ``-?[0-9]+`` in 64
+    bits; otherwise a DataError that quotes at most 40 of its characters."""
+    import re
+
+    if token.split() != [token]:
+        return  # whitespace would split it into several tokens
+    path = scratch / "ids.txt"
+    path.write_text(f"1 2 {token}\n", encoding="utf-8")
+    try:
+        raw = read_sequence_file(path)
+    except DataError as exc:
+        message = str(exc)
+        assert "line 1: item id" in message
+        assert token[:41] not in message or len(token) <= 40
+        return
+    assert re.fullmatch(r"-?[0-9]+", token, flags=re.ASCII)
+    assert raw.sequences == [[2, int(token)]]

@@ -154,3 +154,20 @@ def test_explicit_format_mismatch_is_an_error(
     message = str(info.value)
     assert f"{path}, line 1: {fragment}" in message
     assert "Is this the right label format?" in message
+
+
+@pytest.mark.parametrize("token", ["1_0", "+4", "\u0663"])
+def test_label_user_ids_are_ascii_digits(tmp_path: Path, token: str) -> None:
+    with pytest.raises(DataError, match="line 2: user id .* is not an integer id"):
+        read_label_file(write(tmp_path, f"user,gender\n{token},F\n"))
+
+
+def test_a_non_ascii_first_field_is_a_header(tmp_path: Path) -> None:
+    assert read_label_file(write(tmp_path, "\u0663,gender\n1,F\n")) == {1: "F"}
+
+
+def test_unknown_format_and_column_are_clipped(tmp_path: Path) -> None:
+    path = write(tmp_path, "1::F::1::10::48067\n")
+    with pytest.raises(DataError) as info:
+        read_label_file(path, "x" * 10_000, "users_dat")  # type: ignore[arg-type]
+    assert "(10,000 characters)" in str(info.value) and len(str(info.value)) < 400

@@ -188,3 +188,53 @@ def test_empty_and_binary_tables(tmp_path: Path) -> None:
         read_interaction_table(write(tmp_path, "", name="empty.dat"))
     with pytest.raises(DataError, match="binary"):
         read_interaction_table(write(tmp_path, b"1::2::3::4\n\x00\x00", name="bin.dat"))
+
+
+# --------------------------------------------------------------------------- id tokens
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["1_0", "+4", "\u0663", "\uff14", "\u00b2", "4\u200b", "0x10", "1e3", "--4", "-", "\u22124"],
+)
+def test_ids_are_ascii_digits_only(tmp_path: Path, token: str) -> None:
+    """int() reads 1_0, +4 and non-ASCII digits; an id is ASCII digits (and a minus) only."""
+    with pytest.raises(DataError, match="is not an integer id") as info:
+        read_sequence_file(write(tmp_path, f"1 2 3\n2 3 {token}\n"))
+    assert "line 2" in str(info.value) and repr(token) in str(info.value)
+
+
+@pytest.mark.parametrize("token", ["0", "007", "-3", str(2**63 - 1), str(-(2**63))])
+def test_ascii_ids_are_read(tmp_path: Path, token: str) -> None:
+    raw = read_sequence_file(write(tmp_path, f"1 2 {token}\n"))
+    assert raw.sequences == [[2, int(token)]]
+
+
+@pytest.mark.parametrize("token", [str(2**63), str(-(2**63) - 1), "9" * 10_000])
+def test_ids_beyond_64_bits(tmp_path: Path, token: str) -> None:
+    with pytest.raises(DataError, match="is out of range; ids must fit in a 64-bit") as info:
+        read_sequence_file(write(tmp_path, f"1 2 {token}\n"))
+    assert len(str(info.value)) < 400
+
+
+@pytest.mark.parametrize("token", ["x" * 100_000, "9" * 100_000, "\u0663" * 1000])
+def test_errors_quote_at_most_40_characters_of_a_token(tmp_path: Path, token: str) -> None:
+    with pytest.raises(DataError) as info:
+        read_sequence_file(write(tmp_path, f"1 2 {token}\n"))
+    message = str(info.value)
+    assert token[:40] in message and token[:41] not in message
+    assert f"... ({len(token):,} characters)" in message
+
+
+def test_huge_tokens_are_clipped_in_table_errors(tmp_path: Path) -> None:
+    stamp = "y" * 50_000
+    with pytest.raises(DataError, match=r"timestamp 'y{40}'\.\.\. \(50,000 characters\)"):
+        read_interaction_table(write(tmp_path, f"1::2::5::{stamp}\n"))
+    with pytest.raises(DataError, match=r"timestamp '1_0' is not a number"):
+        read_interaction_table(write(tmp_path, "1::2::5::1_0\n"))
+    with pytest.raises(DataError, match=r"timestamp '\u0663' is not a number"):
+        read_interaction_table(write(tmp_path, "1::2::5::\u0663\n"))
+    line = "1\t2 " + "z" * 1000 + "\t3"
+    with pytest.raises(DataError, match="mixes tabs and spaces") as info:
+        read_interaction_table(write(tmp_path, line + "\n"))
+    assert len(str(info.value)) < 400

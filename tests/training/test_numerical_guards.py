@@ -20,6 +20,7 @@ from clue_fw.components import LossOutput
 from clue_fw.errors import TrainingError
 from clue_fw.heads.next_item import NextItemHead
 from clue_fw.objectives.clue import ClueObjective
+from clue_fw.running.stage import Stage
 from clue_fw.training.checkpoint import load_checkpoint
 
 
@@ -31,13 +32,13 @@ def quiet() -> Console:
 def epochs_seen(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
     """Every (stage, epoch) the runner starts, in order."""
     seen: list[tuple[str, int]] = []
-    original = runner._seed_epoch
+    original = Stage.begin_epoch
 
-    def spy(seed: int, stage: str, epoch: int, device: torch.device) -> Any:
-        seen.append((stage, epoch))
-        return original(seed, stage, epoch, device)
+    def spy(self: Stage, epoch: int) -> Any:
+        seen.append((self.name, epoch))
+        return original(self, epoch)
 
-    monkeypatch.setattr(runner, "_seed_epoch", spy)
+    monkeypatch.setattr(Stage, "begin_epoch", spy)
     return seen
 
 

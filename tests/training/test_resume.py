@@ -166,7 +166,8 @@ def test_interrupted_between_stages(
 def test_resume_refuses_a_checkpoint_from_another_recipe(
     tmp_path: Path, tiny_recipe: dict[str, Any]
 ) -> None:
-    from clue_fw.errors import RunDirectoryError
+    from clue_fw.errors import CheckpointError, RunDirectoryError
+    from clue_fw.running.run_directory import RunIdentity
 
     recipe = validate_recipe(tiny_recipe)
     run_dir = run(recipe, out=tmp_path / "run", console=quiet()).run_dir
@@ -176,9 +177,12 @@ def test_resume_refuses_a_checkpoint_from_another_recipe(
     # recipe.yaml says seed 0: resuming with seed 1 is refused before anything runs
     with pytest.raises(RunDirectoryError, match=r"changed: seed"):
         run(validate_recipe(other), resume=run_dir, console=quiet())
-    # a stage checkpoint written by another recipe is refused too
+    # a stage checkpoint written by another run (and recipe) is refused too
+    other_json = validate_recipe(other).model_dump(mode="json")
     (run_dir / "recipe.yaml").write_text(
-        yaml.safe_dump(validate_recipe(other).model_dump(mode="json"), sort_keys=False)
+        RunIdentity.new(other_json).header()
+        + "\n"
+        + yaml.safe_dump(other_json, sort_keys=False)
     )
-    with pytest.raises(RunDirectoryError, match="different recipe"):
+    with pytest.raises(CheckpointError, match="last.safetensors was written by another run"):
         run(validate_recipe(other), resume=run_dir, console=quiet())

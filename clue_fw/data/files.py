@@ -1,0 +1,123 @@
+"""Read an input file safely: a regular file, under a size cap, through a bounded read.
+
+Every reader of a recipe, data, label or target file goes through :func:`read_file`.
+It opens the path without blocking (a named pipe would otherwise wait for a writer
+for ever), checks on the open descriptor that it is a regular file (not a FIFO, a
+device such as ``/dev/zero``, a socket or a directory), refuses a file larger than
+the cap, and reads at most ``cap + 1`` bytes, so a file that grows or lies about its
+size cannot exhaust memory either.
+
+Caps: recipes 1 MiB (:data:`clue_fw.recipe.MAX_RECIPE_BYTES`); data, label and
+target files :data:`DEFAULT_MAX_FILE_BYTES` (4 GiB), or ``$CLUE_MAX_FILE_BYTES``.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from clue_fw.errors import ClueError, DataError
+
+MAX_FILE_ENV = "CLUE_MAX_FILE_BYTES"
+DEFAULT_MAX_FILE_BYTES = 4 << 30
+"""Data, label and target files larger than this (4 GiB) are refused unless
+``$CLUE_MAX_FILE_BYTES`` raises the cap."""
+_CHUNK = 1 << 20
+
+
+def max_file_bytes() -> int:
+    """The cap on data, label and target files: ``$CLUE_MAX_FILE_BYTES`` or 4 GiB."""
+    configured = os.environ.get(MAX_FILE_ENV, "").strip()
+    if not configured:
+        return DEFAULT_MAX_FILE_BYTES
+    if not (configured.isascii() and configured.isdigit() and int(configured) > 0):
+        raise DataError(
+            f"{MAX_FILE_ENV} must be a positive number of bytes, got {configured[:40]!r}."
+        )
+    return int(configured)
+
+
+def human_size(n_bytes: int) -> str:
+    """``1048576`` -> ``'1 MiB'``; ``1536`` -> ``'1.5 KiB'``."""
+    value = float(n_bytes)
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            text = f"{value:.1f}".removesuffix(".0")
+            return f"{text} {unit}" if unit != "bytes" else f"{n_bytes:,} bytes"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, in words (for error messages)."""
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def read_file(
+    path: Path,
+    noun: str,
+    limit: int | None = None,
+    error: type[ClueError] = DataError,
+    limit_hint: str | None = None,
+) -> bytes:
+    """The bytes of the regular file ``path``; ``error`` for anything else.
+
+    ``noun`` names the file in messages (``"data file"``, ``"recipe file"``); ``limit``
+    is the cap in bytes (default :func:`max_file_bytes`); ``limit_hint`` says how to
+    raise it (default: set ``$CLUE_MAX_FILE_BYTES``).
+    """
+    if limit is None:
+        limit = max_file_bytes()
+        limit_hint = limit_hint or f"set {MAX_FILE_ENV} to a larger number of bytes to raise it"
+    title = noun[:1].upper() + noun[1:]
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    flags |= getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise error(f"{title} not found: {path}.") from None
+    except IsADirectoryError:
+        raise error(f"Cannot read {noun} {path}: it is a directory, not a regular file.") from None
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise error(f"Cannot read {noun} {path}: {reason}.") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise error(
+                f"Cannot read {noun} {path}: it is {file_kind(info.st_mode)}, not a regular "
+                "file. clue_fw reads only regular files (a pipe or a device may never end)."
+            )
+        too_large = error(
+            f"{title} {path} is refused: it is larger than {human_size(limit)}"
+            + (f"; {limit_hint}" if limit_hint else "")
+            + "."
+        )
+        if info.st_size > limit:
+            raise too_large
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            chunk = os.read(fd, min(_CHUNK, limit + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > limit:  # the file grew while it was read
+                raise too_large
+    except OSError as exc:
+        raise error(f"Cannot read {noun} {path}: {exc.strerror or exc}.") from None
+    finally:
+        os.close(fd)
+    return b"".join(chunks)

@@ -1,0 +1,218 @@
+"""The fine-tuning driver: train the head (and the encoder, unless probing), early-stop on
+a validation metric, and score the best weights on the validation and test splits.
+
+It writes ``finetune/last.safetensors`` after every epoch and
+``finetune/best.safetensors`` whenever the monitored validation metric improves (and
+once before the first epoch). The encoder it starts from is this run's pre-trained
+encoder, the one ``finetune.init_from`` names (another run's, checked by
+:func:`check_encoder_checkpoint`), or the backbone's initialisation (CLUEZero).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from clue_fw.components import BuildContext, SequenceEncoder, TaskData
+from clue_fw.data.dataset import SequenceData
+from clue_fw.errors import CheckpointError, RecipeError
+from clue_fw.recipe import pretrains
+from clue_fw.running.pretrain import ENCODER_FILE, ITEM_IDS_KEY
+from clue_fw.running.run_directory import (
+    RunDirectory,
+    diff_keys,
+    directory_identity,
+    file_identity,
+)
+from clue_fw.running.stage import Stage, adam
+from clue_fw.training.checkpoint import load_checkpoint, load_module_tensors, module_tensors
+from clue_fw.training.loop import derive_seed, evaluate
+from clue_fw.training.report import Reporter
+
+BEST_FILE = "best.safetensors"
+# What fine-tuning keeps in its checkpoints' ``extra`` (a resumed one must have them).
+EXTRA_FIELDS: dict[str, type] = {"best": float, "best_epoch": int, "bad_epochs": int}
+
+
+def encoder_checkpoint_path(init_from: str) -> Path:
+    """``finetune.init_from`` as a file: a run directory means its pre-trained encoder."""
+    path = Path(init_from)
+    if path.is_dir():
+        path = path / "pretrain" / ENCODER_FILE
+        if not path.is_file():
+            raise RecipeError(
+                f"finetune.init_from: {init_from} is a directory without "
+                "pretrain/encoder.safetensors; point it at a run that pre-trained (and "
+                "finished pre-training), or at an encoder checkpoint file."
+            )
+    return path
+
+
+def check_encoder_checkpoint(
+    init_from: str, recipe: Any, data: SequenceData
+) -> tuple[Path, dict[str, torch.Tensor]]:
+    """Read ``finetune.init_from`` and check that it fits this run; return its tensors.
+
+    The file must be an encoder whose metadata is consistent (its recipe hashes to its
+    run identity's recipe sha256); when ``init_from`` names a run directory, the encoder
+    must carry that directory's run id. Its backbone and item catalogue must be this
+    recipe's.
+    """
+    path = encoder_checkpoint_path(init_from)
+    tensors, metadata = load_checkpoint(path)
+    if metadata.get("kind") != "encoder":
+        raise CheckpointError(
+            f"finetune.init_from: {path} is not a pre-trained encoder (it holds "
+            f"{metadata.get('stage', 'unknown')} state); use a run's "
+            "pretrain/encoder.safetensors."
+        )
+    try:
+        identity = file_identity(path, metadata)
+    except CheckpointError as exc:
+        raise CheckpointError(f"finetune.init_from: {exc}") from None
+    source = Path(init_from)
+    if source.is_dir():
+        theirs = directory_identity(source)
+        if theirs is None or theirs.run_id != identity.run_id:
+            has = "has no recipe.yaml with a run identity" if theirs is None else f"is {theirs}"
+            raise CheckpointError(
+                f"finetune.init_from: {path} was not written by the run in {source} (the "
+                f"encoder carries {identity}; the directory {has}): it was copied in from "
+                "another run. Point init_from at the run that wrote it, or at the file itself."
+            )
+    theirs_backbone = (metadata.get("recipe") or {}).get("backbone")
+    ours = recipe.backbone.model_dump(mode="json")
+    if theirs_backbone != ours:
+        changed = (
+            sorted(diff_keys(theirs_backbone, ours)) if isinstance(theirs_backbone, dict) else []
+        )
+        raise CheckpointError(
+            f"finetune.init_from: {path} was pre-trained with another backbone "
+            f"(differs in: {', '.join('backbone.' + k for k in changed) or 'backbone'}). "
+            "Use the same backbone section as the run that pre-trained it."
+        )
+    item_ids = tensors.get(ITEM_IDS_KEY)
+    ours_ids = torch.from_numpy(data.item_ids.astype("int64"))
+    if item_ids is None or item_ids.shape != ours_ids.shape or not torch.equal(item_ids, ours_ids):
+        have = "an unknown" if item_ids is None else f"a {item_ids.numel():,}-item"
+        raise CheckpointError(
+            f"finetune.init_from: {path} was pre-trained on {have} catalogue, but this "
+            f"recipe's data has {ours_ids.numel():,} items (after filtering and, for "
+            "cold-start, the source-domain cut). Its item embeddings would index the wrong "
+            "items; pre-train on the same data and data settings."
+        )
+    return path, tensors
+
+
+def run_finetune(
+    recipe: Any,
+    task_data: TaskData,
+    context: BuildContext,
+    encoder: SequenceEncoder,
+    device: torch.device,
+    directory: RunDirectory,
+    reporter: Reporter,
+) -> dict[str, Any]:
+    """Fine-tune (or resume), then return the best weights' valid and test metrics."""
+    spec = recipe.finetune
+    head_spec = spec.head
+    # Seed the head's initialisation on its own: how much randomness pre-training used
+    # up depends on whether it ran in this process or was resumed as already finished.
+    torch.manual_seed(derive_seed(recipe.seed, "finetune", "init"))
+    head = head_spec.build(context, encoder, task_data).to(device)
+    module = nn.ModuleDict({"encoder": encoder, "head": head})
+    probe = spec.mode == "probe"
+    if probe:
+        encoder.requires_grad_(False)
+    parameters = [p for p in module.parameters() if p.requires_grad]
+    stage = Stage(
+        "finetune",
+        directory,
+        module,
+        adam(parameters, spec.train),
+        reporter,
+        recipe.seed,
+        device,
+        extra_fields=EXTRA_FIELDS,
+    )
+    task = head_spec.make_task(task_data, context, spec.train.history).to(device)
+    monitor = spec.monitor or head_spec.monitor_default
+    eval_size = spec.eval.batch_size
+
+    if not stage.try_resume():
+        if pretrains(recipe):
+            pretrained = directory.stage_dir("pretrain") / ENCODER_FILE
+            tensors, _ = directory.load_checkpoint(pretrained)
+            load_module_tensors(encoder, tensors, "encoder.", pretrained)
+            reporter.log("finetune: starting from the pre-trained encoder")
+        elif spec.init_from:  # run() loaded it into the encoder when it built it
+            source = encoder_checkpoint_path(spec.init_from)
+            reporter.log(f"finetune: starting from the encoder pre-trained in {source}")
+        else:
+            reporter.log(
+                "finetune: no pre-training (CLUEZero), encoder starts from its initialisation"
+            )
+        initial = evaluate(head, encoder, task.valid, eval_size, split="valid")
+        if monitor not in initial:
+            raise RecipeError(
+                f"finetune.monitor: {monitor!r} is not a metric of head {head_spec.kind!r}; "
+                f"available: {', '.join(initial)}."
+            )
+        stage.history.append({"epoch": 0, **{f"valid {k}": v for k, v in initial.items()}})
+        stage.extra = {"best": initial[monitor], "best_epoch": 0, "bad_epochs": 0}
+        stage.save_file(BEST_FILE, module_tensors(module, "model."), {"epoch": 0})
+        stage.save()
+    reporter.log(
+        f"finetune: {head_spec.kind} on {len(task.train):,} training examples "
+        f"({'linear probe of a frozen encoder' if probe else 'full fine-tuning'}); "
+        f"early stopping on valid {monitor} (patience {spec.patience})"
+    )
+    module.train()
+    if probe:
+        encoder.eval()  # a frozen encoder: no dropout, representation as evaluated
+    while not stage.finished:
+        epoch = stage.epoch + 1
+        order, _ = stage.begin_epoch(epoch)
+        stats = stage.train_epoch(
+            epoch,
+            spec.train,
+            f"{head_spec.kind} head",
+            step=lambda batch: head.loss(encoder, batch),
+            batches=task.train.batches(spec.train.batch_size, order),
+            num_batches=task.train.num_batches(spec.train.batch_size),
+        )
+        valid = evaluate(head, encoder, task.valid, eval_size, split="valid")
+        improved = valid[monitor] > stage.extra["best"]
+        if improved:
+            stage.extra.update(best=valid[monitor], best_epoch=epoch, bad_epochs=0)
+            stage.save_file(BEST_FILE, module_tensors(module, "model."), {"epoch": epoch})
+        else:
+            stage.extra["bad_epochs"] += 1
+        row = {
+            "epoch": epoch,
+            "loss": stats.loss,
+            **{f"valid {k}": v for k, v in valid.items()},
+            "seq/s": round(stats.examples_per_second),
+            "seconds": round(stats.seconds, 2),
+            "best": "*" if improved else "",
+        }
+        stage.history.append(row)
+        stage.epoch = epoch
+        stage.finished = epoch >= spec.train.epochs or stage.extra["bad_epochs"] >= spec.patience
+        reporter.epoch_line("finetune", row)
+        stage.save()
+    reporter.epoch_table("finetune", stage.history)
+
+    best_path = stage.path(BEST_FILE)
+    tensors, _ = directory.load_checkpoint(best_path)
+    load_module_tensors(module, tensors, "model.", best_path)
+    return {
+        "valid": evaluate(head, encoder, task.valid, eval_size, split="valid"),
+        "test": evaluate(head, encoder, task.test, eval_size, split="test"),
+        "best_epoch": stage.extra["best_epoch"],
+        "epochs": stage.epoch,
+        "monitor": monitor,
+    }

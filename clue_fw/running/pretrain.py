@@ -1,0 +1,99 @@
+"""The pre-training driver: train the encoder with the recipe's objective and views.
+
+It writes ``pretrain/last.safetensors`` after every epoch and, once the last epoch
+has finished, ``pretrain/encoder.safetensors``: the encoder's weights plus the item
+catalogue they index (:data:`ITEM_IDS_KEY`), which fine-tuning (here, or in another
+run through ``finetune.init_from``) starts from.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from clue_fw.augmentations.compose import ViewPipeline
+from clue_fw.components import BuildContext, SequenceEncoder, TaskData
+from clue_fw.data.csr import Csr
+from clue_fw.data.examples import ExampleSet
+from clue_fw.data.windows import training_windows
+from clue_fw.running.run_directory import RunDirectory
+from clue_fw.running.stage import Stage, adam
+from clue_fw.training.checkpoint import module_tensors
+from clue_fw.training.report import Reporter
+
+ENCODER_FILE = "encoder.safetensors"
+ITEM_IDS_KEY = "vocabulary.item_ids"
+"""The tensor of an encoder checkpoint that lists the catalogue its embeddings index."""
+
+
+def pretrain_examples(train: Csr, max_len: int, history: str) -> ExampleSet:
+    """Pre-training sequences from ``train``: the part of each user's sequence that the
+    downstream task allows (:meth:`HeadSpec.pretrain_sequences`), cut into windows of
+    ``max_len`` by :func:`~clue_fw.data.windows.training_windows` (``all``: windows that
+    hold every interaction once)."""
+    windows = training_windows(train, max_len, history, stride=max_len, min_items=1)
+    return ExampleSet({"items": windows})
+
+
+def run_pretrain(
+    recipe: Any,
+    task_data: TaskData,
+    context: BuildContext,
+    encoder: SequenceEncoder,
+    device: torch.device,
+    directory: RunDirectory,
+    reporter: Reporter,
+) -> None:
+    """Pre-train ``encoder`` in place (or resume it) and write ``encoder.safetensors``."""
+    spec = recipe.pretrain
+    objective = spec.objective.build(context, encoder).to(device)
+    views = ViewPipeline.from_specs(spec.views, context).to(device)
+    module = nn.ModuleDict({"encoder": encoder, "objective": objective, "views": views})
+    parameters = [p for p in module.parameters() if p.requires_grad]
+    stage = Stage(
+        "pretrain", directory, module, adam(parameters, spec.train), reporter, recipe.seed, device
+    )
+    stage.try_resume()
+    if stage.finished and stage.path(ENCODER_FILE).exists():
+        return
+    sequences = recipe.finetune.head.pretrain_sequences(task_data)
+    examples = pretrain_examples(sequences, context.max_len, spec.train.history).to(device)
+    reporter.log(
+        f"pretrain: {spec.objective.kind} with views "
+        f"{'+'.join(v.kind for v in spec.views)} on {len(examples):,} sequences"
+    )
+    module.train()
+    while stage.epoch < spec.train.epochs:
+        epoch = stage.epoch + 1
+        order, view_generator = stage.begin_epoch(epoch)
+
+        def step(batch: dict[str, torch.Tensor], generator: Any = view_generator) -> Any:
+            return objective(encoder, batch["items"], views, generator)
+
+        stats = stage.train_epoch(
+            epoch,
+            spec.train,
+            f"{spec.objective.kind} objective",
+            step=step,
+            batches=examples.batches(spec.train.batch_size, order, min_size=2),
+            num_batches=examples.num_batches(spec.train.batch_size, min_size=2),
+        )
+        row = {
+            "epoch": epoch,
+            "loss": stats.loss,
+            **stats.terms,
+            "seq/s": round(stats.examples_per_second),
+            "seconds": round(stats.seconds, 2),
+        }
+        stage.history.append(row)
+        stage.epoch = epoch
+        stage.finished = epoch >= spec.train.epochs
+        reporter.epoch_line("pretrain", row)
+        stage.save()
+    reporter.epoch_table("pretrain", stage.history)
+    tensors = module_tensors(encoder, "encoder.")
+    # The catalogue the item embeddings index: checked by runs that start from this encoder.
+    tensors[ITEM_IDS_KEY] = torch.from_numpy(task_data.sequences.item_ids.astype("int64"))
+    stage.save_file(ENCODER_FILE, tensors, {"kind": "encoder", "epoch": stage.epoch})

@@ -1,0 +1,671 @@
+"""The run directory: its paths, its owner and its identity.
+
+Layout::
+
+    .lock                       the lock file: a run holds an exclusive lock on it
+    recipe.yaml                 the resolved recipe; its first line is the run identity
+    run.log                     everything the run printed, time-stamped
+    pretrain/last.safetensors   pre-training state after the last finished epoch
+    pretrain/encoder.safetensors  the pre-trained encoder handed to fine-tuning
+    finetune/last.safetensors   fine-tuning state after the last finished epoch
+    finetune/best.safetensors   weights with the best validation metric
+    metrics.json                final validation and test metrics (written last)
+
+**Owner.** A run holds an exclusive ``fcntl.flock`` on ``.lock`` from the moment it
+opens the directory until :func:`clue_fw.run` returns or raises; the file then holds
+the owner's PID. A second run that opens the directory (``--out``, ``--overwrite`` or
+``--resume``) is refused with a :class:`RunDirectoryError` naming that PID, before it
+reads, writes or deletes anything else. The operating system drops the lock when its
+process dies, however it dies, so a killed run never leaves the directory locked.
+Where ``fcntl`` does not exist (Windows) runs are not locked.
+
+**Identity.** A new run draws a random run id (``uuid4().hex``) and hashes its recipe
+(:func:`recipe_sha256`). ``recipe.yaml`` starts with the line
+``# clue_fw run <run id>, recipe sha256 <hash>`` (a YAML comment: the file still loads
+as a recipe), and every checkpoint (metadata key ``run``) and ``metrics.json`` (key
+``run``) carries ``{"run_id": ..., "recipe_sha256": ...}``. ``--resume`` checks every
+file it loads against the identity in ``recipe.yaml``, so a checkpoint copied in from
+another run or seed is refused instead of being scored as this run's.
+
+**Files.** Every file is written to a temp file beside its target, fsynced and renamed
+into place (:mod:`clue_fw.training.checkpoint`): a full disk or a kill leaves the
+previous file intact, and ``--resume`` removes the temp files a killed writer left. An
+operating-system error on the output side (a full disk, a read-only directory) is a
+:class:`RunDirectoryError` that names the path and the reason.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import torch
+from pydantic import BaseModel
+from safetensors import SafetensorError
+
+import clue_fw
+from clue_fw.errors import CheckpointError, RecipeError, RunDirectoryError
+from clue_fw.recipe import MAX_RECIPE_BYTES, parse_yaml, recipe_to_yaml
+from clue_fw.training.checkpoint import (
+    atomic_write_bytes,
+    atomic_write_json,
+    load_checkpoint,
+    save_checkpoint,
+)
+
+try:  # POSIX only; without it (Windows) runs are not locked
+    import fcntl
+except ImportError:  # pragma: no cover - exercised on Windows only
+    fcntl = None  # type: ignore[assignment]
+
+LOCK_FILE = ".lock"
+RECIPE_FILE = "recipe.yaml"
+METRICS_FILE = "metrics.json"
+LOG_FILE = "run.log"
+STAGES = ("pretrain", "finetune")
+MAX_METRICS_BYTES = 16 << 20
+"""A ``metrics.json`` larger than this (16 MiB) is not one clue_fw wrote."""
+
+# Names of the temporary files clue_fw's atomic writers create next to their targets
+# (``.<name>.<random>.tmp``); a writer killed before its rename leaves one behind.
+_TEMP_FILE = re.compile(
+    r"^\.(recipe\.yaml|metrics\.json|(last|best|encoder)\.safetensors)\..+\.tmp$"
+)
+_HEADER = re.compile(r"^# clue_fw run ([0-9a-f]{32}), recipe sha256 ([0-9a-f]{64})$")
+_FULL = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def versions() -> dict[str, str]:
+    """The versions that wrote a file: clue_fw, torch and Python."""
+    return {
+        "clue_fw": clue_fw.__version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def default_run_dir(recipe: Any) -> Path:
+    """``runs/<name>/<time>``: ``name`` is one path component (the recipe checks it)."""
+    return Path("runs") / (recipe.name or "recipe") / time.strftime("%Y%m%d-%H%M%S")
+
+
+def recipe_sha256(recipe_json: Any) -> str:
+    """sha256 of a recipe's canonical JSON (sorted keys, no spaces, UTF-8)."""
+    text = json.dumps(recipe_json, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """Who wrote a file: a random run id and the sha256 of the run's recipe."""
+
+    run_id: str
+    recipe_sha256: str
+
+    @classmethod
+    def new(cls, recipe_json: dict[str, Any]) -> RunIdentity:
+        return cls(uuid.uuid4().hex, recipe_sha256(recipe_json))
+
+    def to_json(self) -> dict[str, str]:
+        return {"run_id": self.run_id, "recipe_sha256": self.recipe_sha256}
+
+    @classmethod
+    def from_json(cls, value: Any) -> RunIdentity | None:
+        """The identity stored in a file's metadata; None when absent or malformed."""
+        if not isinstance(value, dict):
+            return None
+        found = cls(str(value.get("run_id")), str(value.get("recipe_sha256")))
+        return found if _HEADER.match(found.header()) else None
+
+    def header(self) -> str:
+        """The first line of ``recipe.yaml``."""
+        return f"# clue_fw run {self.run_id}, recipe sha256 {self.recipe_sha256}"
+
+    @classmethod
+    def from_header(cls, line: str) -> RunIdentity | None:
+        match = _HEADER.match(line.rstrip("\r"))
+        return cls(match.group(1), match.group(2)) if match else None
+
+    def __str__(self) -> str:
+        return f"run {self.run_id}, recipe sha256 {self.recipe_sha256[:12]}…"
+
+
+def file_identity(path: Path, metadata: dict[str, Any]) -> RunIdentity:
+    """The identity a checkpoint carries, checked against the recipe it carries."""
+    found = RunIdentity.from_json(metadata.get("run"))
+    if found is None:
+        raise CheckpointError(
+            f"{path} carries no clue_fw run identity (metadata key 'run'), so nothing shows "
+            "which run wrote it: it comes from another program or an older clue_fw. "
+            "Refusing to load it; start a new run (--out) instead."
+        )
+    if recipe_sha256(metadata.get("recipe")) != found.recipe_sha256:
+        raise CheckpointError(
+            f"{path} is inconsistent: the recipe in its metadata does not hash to the recipe "
+            f"sha256 of its run identity ({found}), so it was changed after it was written. "
+            "Refusing to load it."
+        )
+    return found
+
+
+def check_identity(path: Path, metadata: dict[str, Any], expected: RunIdentity) -> None:
+    """Refuse a checkpoint that another run wrote (a :class:`CheckpointError`)."""
+    found = file_identity(path, metadata)
+    if found != expected:
+        raise CheckpointError(
+            f"{path} was written by another run ({found}), not by the run of its directory "
+            f"({expected}); it was copied in from another run, seed or recipe. Refusing to "
+            "load it: put this run's own file back, or start a new run (--out)."
+        )
+
+
+def directory_identity(run_dir: Path) -> RunIdentity | None:
+    """The identity on the first line of ``run_dir``'s ``recipe.yaml`` (None when that
+    file is missing, unreadable or has no identity line). Reads the directory only."""
+    try:
+        with open(run_dir / RECIPE_FILE, encoding="utf-8") as handle:
+            first = handle.readline(256)
+    except (OSError, UnicodeDecodeError):
+        return None
+    return RunIdentity.from_header(first.rstrip("\n"))
+
+
+def stale_temp_files(run_dir: Path) -> list[Path]:
+    """Temp files of interrupted atomic writes in a run directory and its stage folders."""
+    found = []
+    for folder in (run_dir, *(run_dir / stage for stage in STAGES)):
+        if folder.is_dir() and not folder.is_symlink():
+            found += [p for p in folder.iterdir() if p.is_file() and _TEMP_FILE.match(p.name)]
+    return sorted(found)
+
+
+def _reason(exc: BaseException) -> str:
+    """The operating system's reason, ``File too large (EFBIG)``, from an OSError or from
+    the SafetensorError that wraps one."""
+    if isinstance(exc, OSError):
+        name = errno.errorcode.get(exc.errno or 0)
+        return f"{exc.strerror or exc}" + (f" ({name})" if name else "")
+    match = re.search(r"I/O error: (.+?) \(os error (\d+)\)", str(exc))
+    if match:
+        return f"{match.group(1)} ({errno.errorcode.get(int(match.group(2)), 'os error')})"
+    return str(exc)
+
+
+def _errno(exc: BaseException) -> int | None:
+    if isinstance(exc, OSError):
+        return exc.errno
+    match = re.search(r"\(os error (\d+)\)", str(exc))
+    return int(match.group(1)) if match else None
+
+
+def output_error(path: Path, exc: BaseException, run_dir: Path) -> RunDirectoryError:
+    """The :class:`RunDirectoryError` for an OS error while writing ``path`` of ``run_dir``."""
+    code = _errno(exc)
+    what = f"Cannot write {path}: {_reason(exc)}."
+    if code in _FULL:
+        advice = (
+            "Free disk space (or raise the file-size limit), then continue with `clue run "
+            f"RECIPE --resume {run_dir}`"
+        )
+    elif code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        advice = f"Make {run_dir} writable, then continue with `clue run RECIPE --resume {run_dir}`"
+    else:
+        advice = f"Fix the cause, then continue with `clue run RECIPE --resume {run_dir}`"
+    return RunDirectoryError(
+        f"{what} The run stopped; the files it had written are intact (each is written to "
+        f"a temp file and renamed into place). {advice}."
+    )
+
+
+def _kind(path: Path) -> str:
+    return "a symbolic link" if path.is_symlink() else "a file"
+
+
+class DirectoryLock:
+    """An exclusive lock on ``<run_dir>/.lock`` (``fcntl.flock``), from acquire to release.
+
+    A flock belongs to an open file description: a second ``open`` of the file, in this
+    process or another, cannot take it while the first holds it, and the kernel drops
+    it when its holder dies. :meth:`claim` writes the holder's PID into the file so
+    that a refused run can name it; :meth:`release` empties the file again.
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.path = run_dir / LOCK_FILE
+        self._fd: int | None = None
+        self._claimed = False
+
+    def acquire(self) -> None:
+        """Take the lock, or raise :class:`RunDirectoryError` naming the holder's PID."""
+        if fcntl is None:  # pragma: no cover - Windows: runs are not locked
+            return
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+        try:
+            fd = os.open(self.path, flags, 0o644)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise RunDirectoryError(
+                    f"{self.path} is a symbolic link; clue_fw's lock file must be a plain file. "
+                    f"Remove it, or choose another run directory than {self.run_dir}."
+                ) from None
+            raise RunDirectoryError(
+                f"Cannot create the lock file {self.path}: {_reason(exc)}. A run needs a "
+                f"writable directory; choose another --out than {self.run_dir}."
+            ) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = _read_pid(fd)
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise RunDirectoryError(
+                    f"{self.run_dir} is in use by another clue_fw run (PID {holder}), which "
+                    f"holds its lock file {self.path}. Two runs must not write one directory: "
+                    "wait until that run ends or stop it, or choose another --out."
+                ) from None
+            raise RunDirectoryError(
+                f"Cannot lock {self.path}: {_reason(exc)}. clue_fw locks a run directory "
+                "so that two runs never write it; put runs on a file system that supports "
+                "flock."
+            ) from None
+        self._fd = fd
+
+    def claim(self) -> None:
+        """Record this process's PID in the lock file (the lock must be held)."""
+        if self._fd is None:
+            return
+        try:
+            self._claimed = True
+            os.ftruncate(self._fd, 0)
+            os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError as exc:
+            raise output_error(self.path, exc, self.run_dir) from None
+
+    def release(self) -> None:
+        """Drop the lock (idempotent), emptying the lock file if :meth:`claim` wrote it:
+        a run that was refused before it claimed the directory leaves the file as it was."""
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        if self._claimed:
+            self._claimed = False
+            try:
+                os.ftruncate(fd, 0)  # still held: no other run can be reading a PID
+            except OSError:
+                pass
+        os.close(fd)
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+
+def _read_pid(fd: int) -> str:
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        return "unknown"
+    return text if text.isdigit() else "unknown"
+
+
+class RunDirectory:
+    """A run directory opened by this process: locked, with a known identity.
+
+    Open one with :meth:`open` and use it as a context manager; leaving the ``with``
+    block releases the lock. ``fresh`` means the run starts from scratch (``recipe.yaml``
+    has just been written); ``restarted`` means ``--resume`` found a directory whose run
+    was killed before it wrote its first file and started it again in place.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        recipe_json: dict[str, Any],
+        identity: RunIdentity,
+        lock: DirectoryLock,
+        fresh: bool,
+        restarted: bool = False,
+    ) -> None:
+        self.path = path
+        self.recipe_json = recipe_json
+        self.identity = identity
+        self.lock = lock
+        self.fresh = fresh
+        self.restarted = restarted
+
+    # ----------------------------------------------------------------- opening
+
+    @classmethod
+    def open(
+        cls,
+        recipe: BaseModel,
+        out: Path | None = None,
+        resume: Path | None = None,
+        overwrite: bool = False,
+    ) -> RunDirectory:
+        """Create (``out``, default ``runs/<name>/<time>``), replace (``overwrite``) or
+        resume (``resume``) a run directory and lock it."""
+        if out is not None and resume is not None:
+            raise RunDirectoryError(
+                "Use either --out (a new run) or --resume (an existing run), not both."
+            )
+        if resume is not None and overwrite:
+            raise RunDirectoryError(
+                "--overwrite replaces the contents of a new run's --out; it cannot be combined "
+                "with --resume. Resume the run, or start it again with --out DIR --overwrite."
+            )
+        recipe_json = recipe.model_dump(mode="json")
+        if resume is not None:
+            return cls._resume(Path(resume), recipe, recipe_json)
+        path = Path(out) if out is not None else default_run_dir(recipe)
+        return cls._create(path, recipe, recipe_json, overwrite)
+
+    @classmethod
+    def _create(
+        cls, path: Path, recipe: BaseModel, recipe_json: dict[str, Any], overwrite: bool
+    ) -> RunDirectory:
+        lock = DirectoryLock(path)
+        if path.exists() or path.is_symlink():
+            if not path.is_dir():
+                raise RunDirectoryError(
+                    f"Output directory {path} is {_kind(path)}, not a directory. Choose "
+                    "another --out."
+                )
+            others = _entries(path, skip=LOCK_FILE)
+            if others and not overwrite and not (path / LOCK_FILE).exists():
+                raise _not_empty(path)  # nothing touched, nothing locked
+            lock.acquire()  # a live run there is refused here, before anything is deleted
+            try:
+                others = _entries(path, skip=LOCK_FILE)
+                if others and not overwrite:
+                    raise _not_empty(path)
+                _clear(path, others)
+            except BaseException:
+                lock.release()
+                raise
+        else:
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise RunDirectoryError(
+                    f"Cannot create the run directory {path}: {_reason(exc)}. Choose another --out."
+                ) from None
+            lock.acquire()
+        directory = cls(path, recipe_json, RunIdentity.new(recipe_json), lock, fresh=True)
+        directory._start(recipe)
+        return directory
+
+    @classmethod
+    def _resume(cls, path: Path, recipe: BaseModel, recipe_json: dict[str, Any]) -> RunDirectory:
+        if (path.exists() or path.is_symlink()) and not path.is_dir():
+            raise RunDirectoryError(
+                f"Cannot resume: {path} is {_kind(path)}, not a run directory. Give --resume "
+                "the directory a run wrote."
+            )
+        if not _looks_like_a_run(path):  # checked before the lock file is created
+            raise _no_recipe(path)
+        lock = DirectoryLock(path)
+        lock.acquire()
+        try:
+            if not _exists(path / RECIPE_FILE):
+                if not _looks_like_a_run(path):
+                    raise _no_recipe(path)
+                # killed before its first file was complete: start from scratch in place
+                _remove(stale_temp_files(path), path)
+                identity = RunIdentity.new(recipe_json)
+                directory = cls(path, recipe_json, identity, lock, fresh=True, restarted=True)
+                directory._start(recipe)
+                return directory
+            identity = _stored_identity(path, recipe_json)
+            lock.claim()
+            _remove(stale_temp_files(path), path)
+        except BaseException:
+            lock.release()
+            raise
+        return cls(path, recipe_json, identity, lock, fresh=False)
+
+    def _start(self, recipe: BaseModel) -> None:
+        """Claim the lock and write ``recipe.yaml``: from here on --resume can continue."""
+        try:
+            self.lock.claim()
+            self.write_bytes(
+                self.path / RECIPE_FILE,
+                (self.identity.header() + "\n" + recipe_to_yaml(recipe)).encode("utf-8"),
+            )
+        except BaseException:
+            self.close()
+            raise
+
+    # ----------------------------------------------------------------- life time
+
+    def close(self) -> None:
+        """Release the lock (idempotent)."""
+        self.lock.release()
+
+    def __enter__(self) -> RunDirectory:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------- paths
+
+    @property
+    def log_path(self) -> Path:
+        return self.path / LOG_FILE
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / METRICS_FILE
+
+    def stage_dir(self, stage: str) -> Path:
+        return self.path / stage
+
+    # ----------------------------------------------------------------- files
+
+    def write_bytes(self, path: Path, payload: bytes) -> None:
+        """Write ``payload`` atomically; an OS error is a :class:`RunDirectoryError`."""
+        try:
+            atomic_write_bytes(path, payload)
+        except OSError as exc:
+            raise output_error(path, exc, self.path) from None
+
+    def write_metrics(self, metrics: dict[str, Any]) -> dict[str, Any]:
+        """Write ``metrics.json``, the last file of a run, stamped with the run identity."""
+        stamped = {**metrics, "run": self.identity.to_json()}
+        try:
+            atomic_write_json(self.metrics_path, stamped)
+        except OSError as exc:
+            raise output_error(self.metrics_path, exc, self.path) from None
+        return stamped
+
+    def finished_metrics(self) -> dict[str, Any] | None:
+        """The metrics of a finished run (None while ``metrics.json`` does not exist).
+
+        A ``metrics.json`` that is unreadable or carries another run's identity is a
+        :class:`RunDirectoryError`: nothing is taken for this run's result unchecked.
+        """
+        path = self.metrics_path
+        if not _exists(path):
+            return None
+        redo = f"Delete it and --resume {self.path} again to evaluate the best checkpoint anew."
+        try:
+            if not path.is_file():
+                raise IsADirectoryError(errno.EISDIR, "not a regular file")
+            if path.stat().st_size > MAX_METRICS_BYTES:
+                raise ValueError(f"larger than {MAX_METRICS_BYTES >> 20} MiB")
+            metrics = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+            reason = _reason(exc) if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}"
+            raise RunDirectoryError(
+                f"Cannot resume {self.path}: its {METRICS_FILE} is unreadable ({reason}); it "
+                f"was damaged after the run finished. {redo}"
+            ) from None
+        found = RunIdentity.from_json(metrics.get("run")) if isinstance(metrics, dict) else None
+        if found != self.identity:
+            raise RunDirectoryError(
+                f"{path} was not written by the run of {self.path} (it carries "
+                f"{found or 'no run identity'}, the run is {self.identity}); it was copied in "
+                f"from another run. {redo}"
+            )
+        assert isinstance(metrics, dict)
+        return metrics
+
+    def save_checkpoint(
+        self, path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, Any]
+    ) -> None:
+        """Save a checkpoint stamped with the recipe, run identity and versions."""
+        stamped = {
+            "recipe": self.recipe_json,
+            "run": self.identity.to_json(),
+            **metadata,
+            "versions": versions(),
+        }
+        try:
+            save_checkpoint(path, tensors, stamped)
+        except (OSError, SafetensorError) as exc:
+            raise output_error(path, exc, self.path) from None
+
+    def load_checkpoint(self, path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """Read a checkpoint of this run; one that another run wrote is refused."""
+        tensors, metadata = load_checkpoint(path)
+        check_identity(path, metadata, self.identity)
+        return tensors, metadata
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _exists(path: Path) -> bool:
+    return path.exists() or path.is_symlink()
+
+
+def _entries(path: Path, skip: str) -> list[Path]:
+    try:
+        return sorted(p for p in path.iterdir() if p.name != skip)
+    except OSError as exc:
+        raise RunDirectoryError(f"Cannot read the directory {path}: {_reason(exc)}.") from None
+
+
+def _looks_like_a_run(path: Path) -> bool:
+    """A run directory: it holds ``recipe.yaml``, or only what a run killed before its
+    first file was complete leaves (its lock file, the temp file of ``recipe.yaml``)."""
+    if not path.is_dir():
+        return False
+    if _exists(path / RECIPE_FILE):
+        return True
+    entries = _entries(path, skip="")
+    temps = set(stale_temp_files(path))
+    return bool(entries) and all(p in temps or p.name == LOCK_FILE for p in entries)
+
+
+def _not_empty(path: Path) -> RunDirectoryError:
+    return RunDirectoryError(
+        f"Output directory {path} exists and is not empty. Choose another --out, pass "
+        "--overwrite to replace its contents, or --resume it."
+    )
+
+
+def _no_recipe(path: Path) -> RunDirectoryError:
+    return RunDirectoryError(
+        f"Cannot resume: {path} holds no recipe.yaml, so it is not a clue_fw run directory. "
+        "If a run was killed before it wrote anything, start it again with --out (an empty "
+        "directory is accepted)."
+    )
+
+
+def _clear(path: Path, entries: list[Path]) -> None:
+    """Delete ``entries`` of ``path`` (--overwrite), ``metrics.json`` first: a deletion
+    that fails half-way never leaves a directory that looks finished."""
+    entries = sorted(entries, key=lambda p: p.name != METRICS_FILE)
+    try:
+        for entry in entries:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+    except OSError as exc:
+        raise RunDirectoryError(
+            f"Cannot replace the contents of {path} (--overwrite): {_reason(exc)} "
+            f"({exc.filename or path}). Choose another --out."
+        ) from None
+
+
+def _remove(paths: list[Path], run_dir: Path) -> None:
+    for path in paths:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise output_error(path, exc, run_dir) from None
+
+
+def _stored_identity(path: Path, recipe_json: dict[str, Any]) -> RunIdentity:
+    """Read ``recipe.yaml``: it must parse, carry an identity, and hold this recipe."""
+    file = path / RECIPE_FILE
+    try:
+        if not file.is_file():
+            raise IsADirectoryError(errno.EISDIR, "not a regular file")
+        if file.stat().st_size > MAX_RECIPE_BYTES:
+            raise ValueError(f"larger than {MAX_RECIPE_BYTES >> 20} MiB")
+        text = file.read_text(encoding="utf-8")
+        stored = parse_yaml(text, str(file))
+    except RecipeError as exc:
+        raise RunDirectoryError(
+            f"Cannot resume {path}: its recipe.yaml is unreadable ({exc}) Start a new run "
+            "with --out."
+        ) from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        reason = _reason(exc) if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}"
+        raise RunDirectoryError(
+            f"Cannot resume {path}: its recipe.yaml is unreadable ({reason}). Start a new run "
+            "with --out."
+        ) from None
+    identity = RunIdentity.from_header(text.split("\n", 1)[0])
+    if identity is None:
+        raise RunDirectoryError(
+            f"Cannot resume {path}: its recipe.yaml does not start with the run identity "
+            "line (# clue_fw run <id>, recipe sha256 <hash>), so the files in the directory "
+            "cannot be checked against it; it was written by an older clue_fw or edited. "
+            "Start a new run with --out."
+        )
+    if stored != recipe_json:
+        changed = sorted(diff_keys(stored, recipe_json))
+        raise RunDirectoryError(
+            f"Cannot resume {path}: the recipe differs from the one it was started with "
+            f"(changed: {', '.join(changed[:8]) or 'structure'}). Resume with the same "
+            "recipe and --set values, or start a new run."
+        )
+    if recipe_sha256(stored) != identity.recipe_sha256:
+        raise RunDirectoryError(
+            f"Cannot resume {path}: its recipe.yaml was edited after the run started (the "
+            "recipe no longer hashes to the recipe sha256 on its first line). Start a new "
+            "run with --out."
+        )
+    return identity
+
+
+def diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """Dotted paths at which two JSON-like values differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        keys = []
+        for key in set(a) | set(b):
+            keys += diff_keys(a.get(key), b.get(key), f"{prefix}{key}.")
+        return keys
+    return [] if a == b else [prefix.rstrip(".")]

@@ -1,0 +1,194 @@
+"""One training stage of a run: its checkpoints, history, re-seeding and resumption.
+
+A stage (``pretrain`` or ``finetune``) keeps its files in ``<run_dir>/<stage>/``.
+Every epoch ends with ``last.safetensors``: the module's weights, the Adam state and
+the metadata (epoch, finished, history, stage-specific ``extra``), stamped with the run
+identity by :class:`~clue_fw.running.run_directory.RunDirectory`. Randomness is
+re-seeded from (seed, stage, epoch) at the start of every epoch
+(:meth:`Stage.begin_epoch`), so a resumed stage follows the uninterrupted one exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from clue_fw.errors import CheckpointError, TrainingError
+from clue_fw.running.run_directory import RunDirectory
+from clue_fw.training.checkpoint import (
+    load_module_tensors,
+    module_tensors,
+    optimizer_tensors,
+    restore_optimizer,
+)
+from clue_fw.training.loop import EpochStats, derive_seed, train_epoch
+from clue_fw.training.report import Reporter
+
+LAST_FILE = "last.safetensors"
+
+
+def adam(parameters: list[nn.Parameter], train: Any) -> torch.optim.Adam:
+    """The optimiser of a stage, from its ``train`` settings."""
+    return torch.optim.Adam(parameters, lr=train.lr, weight_decay=train.weight_decay)
+
+
+class Stage:
+    """Shared bookkeeping of one training stage: checkpoints, history and seeds.
+
+    ``extra_fields`` names the entries of ``extra`` (stage-specific state such as the
+    best validation metric) with their types; a resumed checkpoint must have them.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        directory: RunDirectory,
+        module: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        reporter: Reporter,
+        seed: int,
+        device: torch.device,
+        extra_fields: dict[str, type] | None = None,
+    ) -> None:
+        self.name = name
+        self.directory = directory
+        self.dir = directory.stage_dir(name)
+        self.module = module
+        self.optimizer = optimizer
+        self.reporter = reporter
+        self.seed = seed
+        self.device = device
+        self.extra_fields = dict(extra_fields or {})
+        self.epoch = 0
+        self.finished = False
+        self.history: list[dict[str, Any]] = []
+        self.extra: dict[str, Any] = {}
+
+    @property
+    def last_path(self) -> Path:
+        return self.dir / LAST_FILE
+
+    def path(self, file: str) -> Path:
+        return self.dir / file
+
+    def begin_epoch(self, epoch: int) -> tuple[torch.Generator, torch.Generator]:
+        """Re-seed the global RNG (dropout) for ``epoch``; return the (order, views)
+        generators. Everything random in an epoch derives from (seed, stage, epoch)."""
+        seed, name, device = self.seed, self.name, self.device
+        torch.manual_seed(derive_seed(seed, name, epoch, "global"))
+        order = torch.Generator(device=device).manual_seed(derive_seed(seed, name, epoch, "order"))
+        views = torch.Generator(device=device).manual_seed(derive_seed(seed, name, epoch, "views"))
+        return order, views
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "stage": self.name,
+            "epoch": self.epoch,
+            "finished": self.finished,
+            "history": self.history,
+            "extra": self.extra,
+        }
+
+    def save(self) -> None:
+        """Write ``last.safetensors``: weights, optimiser state and metadata."""
+        tensors = module_tensors(self.module, "model.")
+        optim, structure = optimizer_tensors(self.optimizer)
+        tensors.update(optim)
+        self.save_file(LAST_FILE, tensors, {**self.metadata(), "optimizer": structure})
+
+    def save_file(
+        self, file: str, tensors: dict[str, torch.Tensor], metadata: dict[str, Any]
+    ) -> None:
+        """Write another checkpoint of this stage (``best``, ``encoder``)."""
+        self.directory.save_checkpoint(self.path(file), tensors, {"stage": self.name, **metadata})
+
+    def train_epoch(
+        self,
+        epoch: int,
+        train: Any,
+        loss_name: str,
+        step: Callable[[dict[str, torch.Tensor]], Any],
+        batches: Iterable[dict[str, torch.Tensor]],
+        num_batches: int,
+    ) -> EpochStats:
+        """One epoch of :func:`train_epoch`; a numerical failure says which checkpoint is kept."""
+        try:
+            return train_epoch(
+                step,
+                [p for p in self.module.parameters() if p.requires_grad],
+                self.optimizer,
+                batches,
+                num_batches,
+                train.grad_clip,
+                self.reporter,
+                f"{self.name} epoch {epoch}/{train.epochs}",
+                first_step=(epoch - 1) * num_batches,
+                loss_name=loss_name,
+            )
+        except TrainingError as exc:
+            if self.last_path.is_file():
+                kept = f"the last good checkpoint, {self.last_path} (epoch {self.epoch}), is kept."
+            else:
+                kept = f"no {self.name} epoch had finished, so no {self.name} checkpoint exists."
+            raise TrainingError(
+                f"{exc} The run stopped; {kept} Lower {self.name}.train.lr or set "
+                f"{self.name}.train.grad_clip and start a new run: training is seeded, so "
+                "--resume with the same recipe would repeat the same steps."
+            ) from None
+
+    def try_resume(self) -> bool:
+        """Continue from ``last.safetensors`` if this run wrote one; False if there is none."""
+        if not self.last_path.exists():
+            return False
+        tensors, metadata = self.directory.load_checkpoint(self.last_path)
+        epoch, finished, history, extra = self._training_state(metadata)
+        load_module_tensors(self.module, tensors, "model.", self.last_path)
+        restore_optimizer(self.optimizer, tensors, metadata.get("optimizer", {}))
+        self.epoch, self.finished, self.history, self.extra = epoch, finished, history, extra
+        self.reporter.log(
+            f"{self.name}: resumed after epoch {self.epoch}"
+            + (" (finished)" if self.finished else "")
+        )
+        return True
+
+    def _training_state(
+        self, metadata: dict[str, Any]
+    ) -> tuple[int, bool, list[dict[str, Any]], dict[str, Any]]:
+        """(epoch, finished, history, extra) of a checkpoint, every type checked."""
+
+        def bad(what: str) -> CheckpointError:
+            return CheckpointError(
+                f"{self.last_path} has malformed training metadata: {what}. It was not written "
+                "by this version of clue_fw, or it was edited. Start a new run (--out) instead."
+            )
+
+        stage = metadata.get("stage")
+        if stage != self.name:
+            raise bad(f"it holds {stage!r} state, not {self.name!r} state")
+        epoch, finished = metadata.get("epoch"), metadata.get("finished")
+        history, extra = metadata.get("history"), metadata.get("extra", {})
+        if type(epoch) is not int or epoch < 0:
+            raise bad(f"'epoch' must be a whole number >= 0, not {_show(epoch)}")
+        if type(finished) is not bool:
+            raise bad(f"'finished' must be true or false, not {_show(finished)}")
+        if not isinstance(history, list) or not all(isinstance(row, dict) for row in history):
+            raise bad(f"'history' must be a list of mappings, not {_show(history)}")
+        if not isinstance(extra, dict):
+            raise bad(f"'extra' must be a mapping, not {_show(extra)}")
+        for key, kind in self.extra_fields.items():
+            value = extra.get(key)
+            fits = isinstance(value, kind) and not isinstance(value, bool)
+            if kind is float:
+                fits = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not fits:
+                raise bad(f"'extra.{key}' must be {kind.__name__}, not {_show(value)}")
+        return epoch, finished, list(history), dict(extra)
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,218 @@
+"""Helpers of the input-path cases (issue 9, part 3): special files and broken plugins.
+
+The plugins reach clue_fw as they would in real life, through entry points: a case's
+``entry_points`` replace ``importlib.metadata.entry_points`` for the ``clue_fw`` group
+(``test_bad_inputs.py`` installs them, with entry-point loading switched on).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from clue_fw.components import (
+    Augmentation,
+    AugmentationSpec,
+    BackboneSpec,
+    BuildContext,
+    EncoderOutput,
+    LossOutput,
+    PretrainObjective,
+    SequenceEncoder,
+)
+from clue_fw.hookspecs import hookimpl
+from clue_fw.objectives.clue import ClueSpec
+
+# --------------------------------------------------------------------------- special files
+
+
+def fifo(relative: str) -> Callable[[Path], None]:
+    """A setup that makes ``relative`` (in the case directory) a named pipe."""
+
+    def setup(case_dir: Path) -> None:
+        path = case_dir / relative
+        path.unlink(missing_ok=True)
+        os.mkfifo(path)
+
+    return setup
+
+
+def link(relative: str, target: str) -> Callable[[Path], None]:
+    """A setup that makes ``relative`` a symbolic link to ``target`` (e.g. /dev/zero)."""
+
+    def setup(case_dir: Path) -> None:
+        path = case_dir / relative
+        path.unlink(missing_ok=True)
+        path.symlink_to(target)
+
+    return setup
+
+
+def read_labels_from(relative: str) -> Callable[[Path], object]:
+    def call(case_dir: Path) -> object:
+        from clue_fw.data.labels import read_label_file
+
+        return read_label_file(case_dir / relative)
+
+    return call
+
+
+def read_sequences_from(relative: str) -> Callable[[Path], object]:
+    def call(case_dir: Path) -> object:
+        from clue_fw.data.readers import read_sequence_file
+
+        return read_sequence_file(case_dir / relative)
+
+    return call
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+@dataclass(frozen=True)
+class FakeDistribution:
+    name: str
+    version: str
+
+
+@dataclass(frozen=True)
+class FakeEntryPoint:
+    """What ``importlib.metadata`` lists for an installed plugin package."""
+
+    name: str
+    plugin: Any
+    dist: FakeDistribution
+    value: str = "plugin_module:plugin"
+
+    def load(self) -> Any:
+        return self.plugin
+
+
+def entry_point(name: str, plugin: Any, dist: str = "clue-bad-plugin") -> FakeEntryPoint:
+    return FakeEntryPoint(name, plugin, FakeDistribution(dist, "0.1"), f"{dist}_module:plugin")
+
+
+class RaisingPlugin:
+    @hookimpl
+    def clue_register_backbones(self) -> list[type[BackboneSpec]]:
+        raise ValueError("the backbone table is corrupt")
+
+
+class ArgumentPlugin:
+    @hookimpl
+    def clue_register_backbones(self, registry: Any) -> list[type[BackboneSpec]]:
+        return []
+
+
+class MisspeltHookPlugin:
+    @hookimpl
+    def clue_register_backbone(self) -> list[type[BackboneSpec]]:
+        return []
+
+
+class EmptyPlugin:
+    @hookimpl
+    def clue_register_heads(self) -> list[Any]:
+        return []
+
+
+# --------------------------------------------------------------- components that break rules
+
+
+class NarrowEncoder(SequenceEncoder):
+    """States of half the promised width."""
+
+    def __init__(self, num_items: int, max_len: int, dim: int) -> None:
+        super().__init__()
+        self.init_vocabulary(num_items, max_len, dim)
+
+    def forward(self, items: torch.Tensor) -> EncoderOutput:
+        states = self.item_embedding(items)
+        return EncoderOutput(states[..., : self.dim // 2], states.mean(dim=1))
+
+
+class NarrowSpec(BackboneSpec):
+    """A backbone whose states are narrower than its dim (breaks the contract)."""
+
+    kind: Literal["narrow"] = "narrow"
+    dim: int = 16
+
+    def build(self, context: BuildContext) -> NarrowEncoder:
+        return NarrowEncoder(context.num_items, context.max_len, self.dim)
+
+
+class ShrinkView(Augmentation):
+    def forward(self, items: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return items[:, 1:]
+
+
+class ShrinkSpec(AugmentationSpec):
+    """A view that drops the first column (changes the shape)."""
+
+    kind: Literal["shrink"] = "shrink"
+
+    def build(self, context: BuildContext) -> ShrinkView:
+        return ShrinkView()
+
+
+class FillView(Augmentation):
+    def forward(self, items: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return items + 1
+
+
+class FillSpec(AugmentationSpec):
+    """A view that adds 1 to every position (padding becomes item 1)."""
+
+    kind: Literal["fill_padding"] = "fill_padding"
+
+    def build(self, context: BuildContext) -> FillView:
+        return FillView()
+
+
+class TensorLossObjective(PretrainObjective):
+    """CLUE, but returns the bare loss tensor instead of a LossOutput."""
+
+    def __init__(self, inner: PretrainObjective) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(
+        self,
+        encoder: SequenceEncoder,
+        items: torch.Tensor,
+        view: Augmentation,
+        generator: torch.Generator,
+    ) -> LossOutput:
+        return self.inner(encoder, items, view, generator).loss  # type: ignore[no-any-return]
+
+
+class TensorLossSpec(ClueSpec):
+    """CLUE whose loss is a bare tensor (breaks the loss contract)."""
+
+    kind: Literal["tensor_loss"] = "tensor_loss"  # type: ignore[assignment]
+
+    def build(self, context: BuildContext, encoder: SequenceEncoder) -> TensorLossObjective:  # type: ignore[override]
+        return TensorLossObjective(super().build(context, encoder))
+
+
+class BrokenComponents:
+    @hookimpl
+    def clue_register_backbones(self) -> list[type[BackboneSpec]]:
+        return [NarrowSpec]
+
+    @hookimpl
+    def clue_register_augmentations(self) -> list[type[AugmentationSpec]]:
+        return [ShrinkSpec, FillSpec]
+
+    @hookimpl
+    def clue_register_objectives(self) -> list[type[ClueSpec]]:
+        return [TensorLossSpec]
+
+
+BROKEN = (entry_point("broken", BrokenComponents(), "clue-broken-components"),)
+BROKEN_PROVIDER = "clue-broken-components 0.1"
