@@ -23,9 +23,9 @@ from rich.console import Console
 
 from clue_fw.components import BuildContext
 from clue_fw.data.loading import load_data
-from clue_fw.errors import RecipeError, RunDirectoryError, TrainingError
+from clue_fw.errors import RecipeError, RunDirectoryError
 from clue_fw.recipe import pretrains, validate_recipe
-from clue_fw.resources import check_memory
+from clue_fw.resources import check_memory, translate_memory_errors
 from clue_fw.running.finetune import check_encoder_checkpoint, run_finetune
 from clue_fw.running.pretrain import run_pretrain
 from clue_fw.running.run_directory import METRICS_FILE, RunDirectory, versions
@@ -79,15 +79,17 @@ def run(
     r: Any = recipe
     device = resolve_device(r.device)
     started = time.perf_counter()
-    task_data = r.finetune.head.prepare(load_data(r.data, data_root), data_root)
+    with translate_memory_errors(None, torch.device("cpu"), "loading the data"):
+        task_data = r.finetune.head.prepare(load_data(r.data, data_root), data_root)
     data = task_data.sequences
     context = BuildContext(num_items=data.num_items, max_len=r.data.max_len)
     out_path = Path(out) if out is not None else None
     resume_path = Path(resume) if resume is not None else None
     initial_encoder: tuple[Path, dict[str, torch.Tensor]] | None = None
+    estimate = None
     if resume_path is None or not (resume_path / METRICS_FILE).is_file():
         # Before the run directory exists: a recipe that cannot fit is refused up front.
-        check_memory(r, data, context, device, task_data)
+        estimate = check_memory(r, data, context, device, task_data)
         if r.finetune.init_from:
             initial_encoder = check_encoder_checkpoint(r.finetune.init_from, r, data)
     with RunDirectory.open(r, out_path, resume_path, overwrite) as directory:
@@ -109,17 +111,14 @@ def run(
             reporter.log(f"task: {task_stats}")
 
         torch.manual_seed(derive_seed(r.seed, "init"))
-        encoder = r.backbone.build(context).to(device)
-        if initial_encoder is not None:  # finetune.init_from, read and checked above
-            load_module_tensors(encoder, initial_encoder[1], "encoder.", initial_encoder[0])
-        try:
+        # Running out of memory anywhere below is a ResourceError naming the estimate.
+        with translate_memory_errors(estimate, device, "the run"):
+            encoder = r.backbone.build(context).to(device)
+            if initial_encoder is not None:  # finetune.init_from, read and checked above
+                load_module_tensors(encoder, initial_encoder[1], "encoder.", initial_encoder[0])
             if pretrains(r):
                 run_pretrain(r, task_data, context, encoder, device, directory, reporter)
             metrics = run_finetune(r, task_data, context, encoder, device, directory, reporter)
-        except torch.cuda.OutOfMemoryError as exc:
-            raise TrainingError(
-                f"Out of GPU memory ({exc}); lower the batch sizes in the recipe."
-            ) from None
         metrics.update(
             recipe=r.name,
             seed=r.seed,

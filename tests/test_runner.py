@@ -137,3 +137,46 @@ def test_resolve_device() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(RecipeError, match="CUDA is not available"):
             resolve_device("cuda:0")
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"),
+        RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory"
+        ),
+        MemoryError(),
+    ],
+)
+def test_out_of_memory_mid_run_names_the_estimate(
+    tmp_path: Path,
+    tiny_recipe: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    failure: BaseException,
+) -> None:
+    """An allocation failure while training is a ResourceError naming the estimate made
+    before the run, and leaves no metrics.json."""
+    import clue_fw.runner
+    from clue_fw.errors import ResourceError
+
+    def out_of_memory(*args: Any, **kwargs: Any) -> None:
+        raise failure
+
+    monkeypatch.setattr(clue_fw.runner, "run_finetune", out_of_memory)
+    with pytest.raises(ResourceError, match=r"Out of cpu memory during the run.*estimated"):
+        run(validate_recipe(tiny_recipe), out=tmp_path / "run", console=quiet())
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_other_runtime_errors_are_not_called_out_of_memory(
+    tmp_path: Path, tiny_recipe: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import clue_fw.runner
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("shape mismatch")
+
+    monkeypatch.setattr(clue_fw.runner, "run_finetune", broken)
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        run(validate_recipe(tiny_recipe), out=tmp_path / "run", console=quiet())
