@@ -20,13 +20,9 @@ from clue_fw.components import BuildContext, SequenceEncoder, TaskData
 from clue_fw.data.dataset import SequenceData
 from clue_fw.errors import CheckpointError, RecipeError
 from clue_fw.recipe import pretrains
+from clue_fw.running.identity import diff_keys, directory_identity, file_identity
 from clue_fw.running.pretrain import ENCODER_FILE, ITEM_IDS_KEY
-from clue_fw.running.run_directory import (
-    RunDirectory,
-    diff_keys,
-    directory_identity,
-    file_identity,
-)
+from clue_fw.running.run_directory import RunDirectory
 from clue_fw.running.stage import Stage, adam
 from clue_fw.training.checkpoint import load_checkpoint, load_module_tensors, module_tensors
 from clue_fw.training.loop import derive_seed, evaluate

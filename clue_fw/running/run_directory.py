@@ -11,21 +11,17 @@ Layout::
     finetune/best.safetensors   weights with the best validation metric
     metrics.json                final validation and test metrics (written last)
 
-**Owner.** A run holds an exclusive ``fcntl.flock`` on ``.lock`` from the moment it
-opens the directory until :func:`clue_fw.run` returns or raises; the file then holds
-the owner's PID. A second run that opens the directory (``--out``, ``--overwrite`` or
-``--resume``) is refused with a :class:`RunDirectoryError` naming that PID, before it
-reads, writes or deletes anything else. The operating system drops the lock when its
-process dies, however it dies, so a killed run never leaves the directory locked.
-Where ``fcntl`` does not exist (Windows) runs are not locked.
+**Owner.** A run holds an exclusive lock on ``.lock`` (:mod:`clue_fw.running.lock`)
+from the moment it opens the directory until :func:`clue_fw.run` returns or raises. A
+second run that opens the directory (``--out``, ``--overwrite`` or ``--resume``) is
+refused with a :class:`RunDirectoryError` naming the holder's PID, before it reads,
+writes or deletes anything else.
 
-**Identity.** A new run draws a random run id (``uuid4().hex``) and hashes its recipe
-(:func:`recipe_sha256`). ``recipe.yaml`` starts with the line
-``# clue_fw run <run id>, recipe sha256 <hash>`` (a YAML comment: the file still loads
-as a recipe), and every checkpoint (metadata key ``run``) and ``metrics.json`` (key
-``run``) carries ``{"run_id": ..., "recipe_sha256": ...}``. ``--resume`` checks every
-file it loads against the identity in ``recipe.yaml``, so a checkpoint copied in from
-another run or seed is refused instead of being scored as this run's.
+**Identity.** ``recipe.yaml``'s first line, every checkpoint and ``metrics.json``
+carry the run's identity, a random run id plus the recipe's sha256
+(:mod:`clue_fw.running.identity`). ``--resume`` checks every file it loads against
+the identity in ``recipe.yaml``, so a checkpoint copied in from another run or seed is
+refused instead of being scored as this run's.
 
 **Files.** Every file is written to a temp file beside its target, fsynced and renamed
 into place (:mod:`clue_fw.training.checkpoint`): a full disk or a kill leaves the
@@ -37,15 +33,11 @@ operating-system error on the output side (a full disk, a read-only directory) i
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
-import os
 import platform
 import re
 import shutil
 import time
-import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -55,8 +47,17 @@ from pydantic import BaseModel
 from safetensors import SafetensorError
 
 import clue_fw
-from clue_fw.errors import CheckpointError, RecipeError, RunDirectoryError
+from clue_fw.errors import RecipeError, RunDirectoryError
 from clue_fw.recipe import MAX_RECIPE_BYTES, parse_yaml, recipe_to_yaml
+from clue_fw.running.identity import (
+    RECIPE_FILE,
+    RunIdentity,
+    check_identity,
+    diff_keys,
+    recipe_sha256,
+)
+from clue_fw.running.lock import LOCK_FILE, DirectoryLock
+from clue_fw.running.os_errors import os_reason, output_error
 from clue_fw.training.checkpoint import (
     atomic_write_bytes,
     atomic_write_json,
@@ -64,13 +65,6 @@ from clue_fw.training.checkpoint import (
     save_checkpoint,
 )
 
-try:  # POSIX only; without it (Windows) runs are not locked
-    import fcntl
-except ImportError:  # pragma: no cover - exercised on Windows only
-    fcntl = None  # type: ignore[assignment]
-
-LOCK_FILE = ".lock"
-RECIPE_FILE = "recipe.yaml"
 METRICS_FILE = "metrics.json"
 LOG_FILE = "run.log"
 STAGES = ("pretrain", "finetune")
@@ -82,8 +76,6 @@ MAX_METRICS_BYTES = 16 << 20
 _TEMP_FILE = re.compile(
     r"^\.(recipe\.yaml|metrics\.json|(last|best|encoder)\.safetensors)\..+\.tmp$"
 )
-_HEADER = re.compile(r"^# clue_fw run ([0-9a-f]{32}), recipe sha256 ([0-9a-f]{64})$")
-_FULL = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
 def versions() -> dict[str, str]:
@@ -100,87 +92,6 @@ def default_run_dir(recipe: Any) -> Path:
     return Path("runs") / (recipe.name or "recipe") / time.strftime("%Y%m%d-%H%M%S")
 
 
-def recipe_sha256(recipe_json: Any) -> str:
-    """sha256 of a recipe's canonical JSON (sorted keys, no spaces, UTF-8)."""
-    text = json.dumps(recipe_json, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-@dataclass(frozen=True)
-class RunIdentity:
-    """Who wrote a file: a random run id and the sha256 of the run's recipe."""
-
-    run_id: str
-    recipe_sha256: str
-
-    @classmethod
-    def new(cls, recipe_json: dict[str, Any]) -> RunIdentity:
-        return cls(uuid.uuid4().hex, recipe_sha256(recipe_json))
-
-    def to_json(self) -> dict[str, str]:
-        return {"run_id": self.run_id, "recipe_sha256": self.recipe_sha256}
-
-    @classmethod
-    def from_json(cls, value: Any) -> RunIdentity | None:
-        """The identity stored in a file's metadata; None when absent or malformed."""
-        if not isinstance(value, dict):
-            return None
-        found = cls(str(value.get("run_id")), str(value.get("recipe_sha256")))
-        return found if _HEADER.match(found.header()) else None
-
-    def header(self) -> str:
-        """The first line of ``recipe.yaml``."""
-        return f"# clue_fw run {self.run_id}, recipe sha256 {self.recipe_sha256}"
-
-    @classmethod
-    def from_header(cls, line: str) -> RunIdentity | None:
-        match = _HEADER.match(line.rstrip("\r"))
-        return cls(match.group(1), match.group(2)) if match else None
-
-    def __str__(self) -> str:
-        return f"run {self.run_id}, recipe sha256 {self.recipe_sha256[:12]}…"
-
-
-def file_identity(path: Path, metadata: dict[str, Any]) -> RunIdentity:
-    """The identity a checkpoint carries, checked against the recipe it carries."""
-    found = RunIdentity.from_json(metadata.get("run"))
-    if found is None:
-        raise CheckpointError(
-            f"{path} carries no clue_fw run identity (metadata key 'run'), so nothing shows "
-            "which run wrote it: it comes from another program or an older clue_fw. "
-            "Refusing to load it; start a new run (--out) instead."
-        )
-    if recipe_sha256(metadata.get("recipe")) != found.recipe_sha256:
-        raise CheckpointError(
-            f"{path} is inconsistent: the recipe in its metadata does not hash to the recipe "
-            f"sha256 of its run identity ({found}), so it was changed after it was written. "
-            "Refusing to load it."
-        )
-    return found
-
-
-def check_identity(path: Path, metadata: dict[str, Any], expected: RunIdentity) -> None:
-    """Refuse a checkpoint that another run wrote (a :class:`CheckpointError`)."""
-    found = file_identity(path, metadata)
-    if found != expected:
-        raise CheckpointError(
-            f"{path} was written by another run ({found}), not by the run of its directory "
-            f"({expected}); it was copied in from another run, seed or recipe. Refusing to "
-            "load it: put this run's own file back, or start a new run (--out)."
-        )
-
-
-def directory_identity(run_dir: Path) -> RunIdentity | None:
-    """The identity on the first line of ``run_dir``'s ``recipe.yaml`` (None when that
-    file is missing, unreadable or has no identity line). Reads the directory only."""
-    try:
-        with open(run_dir / RECIPE_FILE, encoding="utf-8") as handle:
-            first = handle.readline(256)
-    except (OSError, UnicodeDecodeError):
-        return None
-    return RunIdentity.from_header(first.rstrip("\n"))
-
-
 def stale_temp_files(run_dir: Path) -> list[Path]:
     """Temp files of interrupted atomic writes in a run directory and its stage folders."""
     found = []
@@ -190,134 +101,8 @@ def stale_temp_files(run_dir: Path) -> list[Path]:
     return sorted(found)
 
 
-def _reason(exc: BaseException) -> str:
-    """The operating system's reason, ``File too large (EFBIG)``, from an OSError or from
-    the SafetensorError that wraps one."""
-    if isinstance(exc, OSError):
-        name = errno.errorcode.get(exc.errno or 0)
-        return f"{exc.strerror or exc}" + (f" ({name})" if name else "")
-    match = re.search(r"I/O error: (.+?) \(os error (\d+)\)", str(exc))
-    if match:
-        return f"{match.group(1)} ({errno.errorcode.get(int(match.group(2)), 'os error')})"
-    return str(exc)
-
-
-def _errno(exc: BaseException) -> int | None:
-    if isinstance(exc, OSError):
-        return exc.errno
-    match = re.search(r"\(os error (\d+)\)", str(exc))
-    return int(match.group(1)) if match else None
-
-
-def output_error(path: Path, exc: BaseException, run_dir: Path) -> RunDirectoryError:
-    """The :class:`RunDirectoryError` for an OS error while writing ``path`` of ``run_dir``."""
-    code = _errno(exc)
-    what = f"Cannot write {path}: {_reason(exc)}."
-    if code in _FULL:
-        advice = (
-            "Free disk space (or raise the file-size limit), then continue with `clue run "
-            f"RECIPE --resume {run_dir}`"
-        )
-    elif code in (errno.EACCES, errno.EPERM, errno.EROFS):
-        advice = f"Make {run_dir} writable, then continue with `clue run RECIPE --resume {run_dir}`"
-    else:
-        advice = f"Fix the cause, then continue with `clue run RECIPE --resume {run_dir}`"
-    return RunDirectoryError(
-        f"{what} The run stopped; the files it had written are intact (each is written to "
-        f"a temp file and renamed into place). {advice}."
-    )
-
-
 def _kind(path: Path) -> str:
     return "a symbolic link" if path.is_symlink() else "a file"
-
-
-class DirectoryLock:
-    """An exclusive lock on ``<run_dir>/.lock`` (``fcntl.flock``), from acquire to release.
-
-    A flock belongs to an open file description: a second ``open`` of the file, in this
-    process or another, cannot take it while the first holds it, and the kernel drops
-    it when its holder dies. :meth:`claim` writes the holder's PID into the file so
-    that a refused run can name it; :meth:`release` empties the file again.
-    """
-
-    def __init__(self, run_dir: Path) -> None:
-        self.run_dir = run_dir
-        self.path = run_dir / LOCK_FILE
-        self._fd: int | None = None
-        self._claimed = False
-
-    def acquire(self) -> None:
-        """Take the lock, or raise :class:`RunDirectoryError` naming the holder's PID."""
-        if fcntl is None:  # pragma: no cover - Windows: runs are not locked
-            return
-        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
-        try:
-            fd = os.open(self.path, flags, 0o644)
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise RunDirectoryError(
-                    f"{self.path} is a symbolic link; clue_fw's lock file must be a plain file. "
-                    f"Remove it, or choose another run directory than {self.run_dir}."
-                ) from None
-            raise RunDirectoryError(
-                f"Cannot create the lock file {self.path}: {_reason(exc)}. A run needs a "
-                f"writable directory; choose another --out than {self.run_dir}."
-            ) from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            holder = _read_pid(fd)
-            os.close(fd)
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise RunDirectoryError(
-                    f"{self.run_dir} is in use by another clue_fw run (PID {holder}), which "
-                    f"holds its lock file {self.path}. Two runs must not write one directory: "
-                    "wait until that run ends or stop it, or choose another --out."
-                ) from None
-            raise RunDirectoryError(
-                f"Cannot lock {self.path}: {_reason(exc)}. clue_fw locks a run directory "
-                "so that two runs never write it; put runs on a file system that supports "
-                "flock."
-            ) from None
-        self._fd = fd
-
-    def claim(self) -> None:
-        """Record this process's PID in the lock file (the lock must be held)."""
-        if self._fd is None:
-            return
-        try:
-            self._claimed = True
-            os.ftruncate(self._fd, 0)
-            os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
-        except OSError as exc:
-            raise output_error(self.path, exc, self.run_dir) from None
-
-    def release(self) -> None:
-        """Drop the lock (idempotent), emptying the lock file if :meth:`claim` wrote it:
-        a run that was refused before it claimed the directory leaves the file as it was."""
-        if self._fd is None:
-            return
-        fd, self._fd = self._fd, None
-        if self._claimed:
-            self._claimed = False
-            try:
-                os.ftruncate(fd, 0)  # still held: no other run can be reading a PID
-            except OSError:
-                pass
-        os.close(fd)
-
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
-
-
-def _read_pid(fd: int) -> str:
-    try:
-        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-    except OSError:
-        return "unknown"
-    return text if text.isdigit() else "unknown"
 
 
 class RunDirectory:
@@ -400,7 +185,8 @@ class RunDirectory:
                 path.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise RunDirectoryError(
-                    f"Cannot create the run directory {path}: {_reason(exc)}. Choose another --out."
+                    f"Cannot create the run directory {path}: {os_reason(exc)}. Choose "
+                    "another --out."
                 ) from None
             lock.acquire()
         directory = cls(path, recipe_json, RunIdentity.new(recipe_json), lock, fresh=True)
@@ -513,7 +299,7 @@ class RunDirectory:
                 raise ValueError(f"larger than {MAX_METRICS_BYTES >> 20} MiB")
             metrics = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
-            reason = _reason(exc) if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}"
+            reason = os_reason(exc) if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}"
             raise RunDirectoryError(
                 f"Cannot resume {self.path}: its {METRICS_FILE} is unreadable ({reason}); it "
                 f"was damaged after the run finished. {redo}"
@@ -561,7 +347,7 @@ def _entries(path: Path, skip: str) -> list[Path]:
     try:
         return sorted(p for p in path.iterdir() if p.name != skip)
     except OSError as exc:
-        raise RunDirectoryError(f"Cannot read the directory {path}: {_reason(exc)}.") from None
+        raise RunDirectoryError(f"Cannot read the directory {path}: {os_reason(exc)}.") from None
 
 
 def _looks_like_a_run(path: Path) -> bool:
@@ -603,7 +389,7 @@ def _clear(path: Path, entries: list[Path]) -> None:
                 entry.unlink()
     except OSError as exc:
         raise RunDirectoryError(
-            f"Cannot replace the contents of {path} (--overwrite): {_reason(exc)} "
+            f"Cannot replace the contents of {path} (--overwrite): {os_reason(exc)} "
             f"({exc.filename or path}). Choose another --out."
         ) from None
 
@@ -632,7 +418,7 @@ def _stored_identity(path: Path, recipe_json: dict[str, Any]) -> RunIdentity:
             "with --out."
         ) from None
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        reason = _reason(exc) if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}"
+        reason = os_reason(exc) if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}"
         raise RunDirectoryError(
             f"Cannot resume {path}: its recipe.yaml is unreadable ({reason}). Start a new run "
             "with --out."
@@ -659,13 +445,3 @@ def _stored_identity(path: Path, recipe_json: dict[str, Any]) -> RunIdentity:
             "run with --out."
         )
     return identity
-
-
-def diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
-    """Dotted paths at which two JSON-like values differ."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        keys = []
-        for key in set(a) | set(b):
-            keys += diff_keys(a.get(key), b.get(key), f"{prefix}{key}.")
-        return keys
-    return [] if a == b else [prefix.rstrip(".")]

@@ -22,7 +22,7 @@ def hold_lock(relative: str, *files: str) -> Callable[[Path], Callable[[], None]
     have) holds the lock of ``case_dir/relative``, which also holds ``files``."""
 
     def setup(case_dir: Path) -> Callable[[], None]:
-        from clue_fw.running.run_directory import DirectoryLock
+        from clue_fw.running.lock import DirectoryLock
 
         folder = case_dir / relative
         folder.mkdir(exist_ok=True)

@@ -18,7 +18,7 @@ from safetensors.torch import save_file
 from clue_fw.errors import CheckpointError, RunDirectoryError
 from clue_fw.recipe import load_recipe, validate_recipe
 from clue_fw.runner import run
-from clue_fw.running.run_directory import RunIdentity, recipe_sha256
+from clue_fw.running.identity import RunIdentity, recipe_sha256
 
 
 def quiet() -> Console:

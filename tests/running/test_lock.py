@@ -20,14 +20,14 @@ from rich.console import Console
 
 from clue_fw.errors import RecipeError, RunDirectoryError
 from clue_fw.runner import run
-from clue_fw.running.run_directory import LOCK_FILE, DirectoryLock
+from clue_fw.running.lock import LOCK_FILE, DirectoryLock
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="runs are not locked on Windows")
 
 HOLDER = """
 import sys
 from pathlib import Path
-from clue_fw.running.run_directory import DirectoryLock
+from clue_fw.running.lock import DirectoryLock
 lock = DirectoryLock(Path(sys.argv[1]))
 lock.acquire()
 lock.claim()

@@ -94,7 +94,7 @@ def test_a_read_only_file_system(
         return real_open(path, flags, *args, **kwargs)
 
     target.mkdir()
-    monkeypatch.setattr(run_directory.os, "open", read_only)
+    monkeypatch.setattr(os, "open", read_only)
     with pytest.raises(RunDirectoryError) as info:
         run(short, out=target, console=quiet())
     message = str(info.value)

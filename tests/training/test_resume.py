@@ -167,7 +167,7 @@ def test_resume_refuses_a_checkpoint_from_another_recipe(
     tmp_path: Path, tiny_recipe: dict[str, Any]
 ) -> None:
     from clue_fw.errors import CheckpointError, RunDirectoryError
-    from clue_fw.running.run_directory import RunIdentity
+    from clue_fw.running.identity import RunIdentity
 
     recipe = validate_recipe(tiny_recipe)
     run_dir = run(recipe, out=tmp_path / "run", console=quiet()).run_dir
