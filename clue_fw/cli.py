@@ -59,12 +59,13 @@ def _root(
 def run(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")],
     set_: SetOption = None,
+    # Strings, not Paths: typer would turn an empty value ("$UNSET") into ".".
     out: Annotated[
-        Path | None,
+        str | None,
         typer.Option("--out", "-o", help="Run directory (default runs/<name>/<time>)."),
     ] = None,
     resume: Annotated[
-        Path | None,
+        str | None,
         typer.Option("--resume", help="Continue an interrupted run in this directory."),
     ] = None,
     overwrite: Annotated[

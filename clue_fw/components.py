@@ -12,11 +12,14 @@ is in its spec fields or in the :class:`BuildContext` the framework passes in.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple
 
+import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
@@ -241,6 +244,10 @@ class ObjectiveSpec(ComponentSpec):
     #: False for the ``none`` choice (CLUEZero): the pre-training stage is skipped.
     trains: ClassVar[bool] = True
 
+    #: The smallest ``pretrain.train.batch_size`` the objective can train with (2 for
+    #: objectives with BatchNorm); the recipe validator refuses a smaller one.
+    min_batch_size: ClassVar[int] = 1
+
     @abstractmethod
     def build(self, context: BuildContext, encoder: SequenceEncoder) -> PretrainObjective: ...
 
@@ -279,6 +286,57 @@ class TaskData:
     def stats(self) -> dict[str, Any]:
         """Counts worth logging and keeping in ``metrics.json`` (users, classes, pairs...)."""
         return {}
+
+    def fingerprint(self) -> str:
+        """sha256 of everything this task data holds: the raw bytes (with dtype and shape)
+        of every tensor and numpy array, and every other value of its dataclass fields,
+        walked recursively (``sequences``, a subclass's labels, splits or pairs).
+
+        ``--resume`` compares it with the fingerprint the run started with, so a model is
+        never evaluated on data other than its own. A subclass's fields are covered
+        without any code of its own; override this only for state outside its fields.
+        """
+        digest = hashlib.sha256()
+        _hash_value(digest, self, depth=0)
+        return digest.hexdigest()
+
+
+def _hash_value(digest: Any, value: Any, depth: int) -> None:
+    """Feed ``value`` into ``digest``, tagged with its type so that no two values collide."""
+    if depth > 32:
+        raise ValueError("task data nests more than 32 levels deep")
+    if isinstance(value, torch.Tensor):
+        flat = value.detach().to("cpu").contiguous().reshape(-1)
+        digest.update(f"T{value.dtype}{tuple(value.shape)}".encode())
+        if flat.numel():
+            digest.update(memoryview(flat.view(torch.uint8).numpy()))
+    elif isinstance(value, np.ndarray):
+        digest.update(f"A{value.dtype.str}{value.shape}".encode())
+        if value.dtype.hasobject:
+            for item in value.reshape(-1).tolist():
+                _hash_value(digest, item, depth + 1)
+        else:
+            digest.update(memoryview(np.ascontiguousarray(value)).cast("B"))
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        digest.update(f"D{type(value).__qualname__}{{".encode())
+        for item in dataclasses.fields(value):
+            digest.update(f"{item.name}=".encode())
+            _hash_value(digest, getattr(value, item.name), depth + 1)
+        digest.update(b"}")
+    elif isinstance(value, dict):
+        digest.update(f"M{len(value)}{{".encode())
+        for key in sorted(value, key=repr):
+            _hash_value(digest, key, depth + 1)
+            _hash_value(digest, value[key], depth + 1)
+        digest.update(b"}")
+    elif isinstance(value, (list, tuple)):
+        digest.update(f"L{len(value)}[".encode())
+        for item in value:
+            _hash_value(digest, item, depth + 1)
+        digest.update(b"]")
+    else:  # str, int, float, bool, None and other plain values
+        text = repr(value).encode("utf-8", "backslashreplace")
+        digest.update(f"V{type(value).__name__}{len(text)}:".encode() + text)
 
 
 class DownstreamHead(nn.Module, ABC):

@@ -49,6 +49,10 @@ class TrainingError(ClueError):
     """Training cannot go on: a non-finite loss, or an impossible configuration."""
 
 
+class NonFiniteError(TrainingError):
+    """The training loss or its gradient became NaN or infinite."""
+
+
 class ResourceError(ClueError):
     """A recipe plainly needs more memory than the device has; refused before it starts."""
 

@@ -29,7 +29,9 @@ from clue_fw.data.files import read_file
 from clue_fw.errors import QUOTE_LIMIT, RecipeError, quote
 from clue_fw.registry import Registry, get_registry
 
-_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+MAX_CUDA_INDEX = 127
+"""The largest N of a ``cuda:N`` device (torch stores device indices in 8 bits)."""
+_DEVICE = re.compile(r"(auto|cpu|mps|cuda(:(?P<index>0|[1-9][0-9]{0,2}))?)", re.ASCII)
 
 
 class StrictModel(BaseModel):
@@ -46,9 +48,16 @@ class StrictModel(BaseModel):
 # --------------------------------------------------------------------------- data
 
 
+MAX_LEN = 1_000_000
+"""The largest ``data.max_len`` a recipe may set (a padded batch is batch x max_len)."""
+
+
 class _DataBase(StrictModel):
     max_len: int = Field(
-        50, gt=0, description="n: keep each user's n most recent items as model input."
+        50,
+        gt=0,
+        le=MAX_LEN,
+        description="n: keep each user's n most recent items as model input (at most 1,000,000).",
     )
     min_user_interactions: int = Field(
         3, ge=0, description="k-core: drop users with fewer interactions (at least 3 kept)."
@@ -78,6 +87,19 @@ class InteractionTableData(_DataBase):
     )
     skip_header: bool = Field(False, description="Ignore the first line.")
 
+    @field_validator("columns")
+    @classmethod
+    def _check_columns(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return value
+        repeated = _repeated(value)
+        if repeated:
+            raise ValueError(
+                f"column {quote(repeated[0])} is named more than once; give each column its "
+                "own name (e.g. [user, item, rating, timestamp])"
+            )
+        return value
+
 
 class SyntheticData(_DataBase):
     """Sequences generated in-process with planted cluster-cycle structure (no files)."""
@@ -92,6 +114,17 @@ class SyntheticData(_DataBase):
         0.8, ge=0.0, le=1.0, description="Probability that the next item follows the cycle."
     )
     seed: int = Field(0, description="Seed of the generator (independent of the run seed).")
+
+
+def _repeated(values: list[Any]) -> list[Any]:
+    """The values that occur more than once in ``values``, in order of first repeat."""
+    seen: set[Any] = set()
+    repeated: list[Any] = []
+    for value in values:
+        if value in seen and value not in repeated:
+            repeated.append(value)
+        seen.add(value)
+    return repeated
 
 
 DataSpec = Annotated[
@@ -124,8 +157,19 @@ class EvalSpec(StrictModel):
 
 
 def _device(value: str) -> str:
-    if not _DEVICE.match(value):
-        raise ValueError(f"device must be auto, cpu, mps, cuda or cuda:N, got {quote(value)}")
+    match = _DEVICE.fullmatch(value)
+    index = match and match.group("index")
+    if not match or (index and int(index) > MAX_CUDA_INDEX):
+        raise ValueError(
+            f"device must be auto, cpu, mps, cuda or cuda:N, got {quote(value)} (N is a GPU "
+            f"index from 0 to {MAX_CUDA_INDEX}, written without leading zeros)"
+        )
+    return value
+
+
+def _not_empty(value: str | None) -> str | None:
+    if value is not None and not value.strip():
+        raise ValueError("an empty string is not a value; leave the key out or write null")
     return value
 
 
@@ -148,9 +192,11 @@ def _run_name(value: str | None) -> str | None:
     bad = sorted({c for c in value if c in "/\\" or unicodedata.category(c) == "Cc"})
     if bad:
         shown = ", ".join(repr(c) for c in bad)
-        raise ValueError(f"{value!r} is not a single folder name (it contains {shown}); {allowed}")
+        raise ValueError(
+            f"{quote(value)} is not a single folder name (it contains {shown}); {allowed}"
+        )
     if value in (".", "..") or len(value) > MAX_NAME_LENGTH or value != value.strip():
-        raise ValueError(f"{value!r} is not a safe folder name; {allowed}")
+        raise ValueError(f"{quote(value)} is not a safe folder name; {allowed}")
     return value
 
 
@@ -205,6 +251,13 @@ def _make_recipe_model(registry: Registry) -> type[BaseModel]:
                 raise ValueError(
                     f"pretrain.train is required for objective {self.objective.kind!r}"  # type: ignore[attr-defined]
                 )
+            smallest = self.objective.min_batch_size  # type: ignore[attr-defined]
+            if self.train is not None and self.train.batch_size < smallest:
+                raise ValueError(
+                    f"pretrain.train.batch_size: objective {self.objective.kind!r} needs "  # type: ignore[attr-defined]
+                    f"batches of at least {smallest} sequences (BatchNorm needs batch "
+                    f"statistics), got {self.train.batch_size}"
+                )
             return self
 
     class FinetuneStage(StrictModel):
@@ -224,6 +277,10 @@ def _make_recipe_model(registry: Registry) -> type[BaseModel]:
             "directory). Pre-train once, fine-tune many tasks. Its backbone and item catalogue "
             "must match this recipe's; leave `pretrain` out.",
         )
+        _no_empty = field_validator("monitor", "init_from")(
+            classmethod(lambda cls, v: _not_empty(v))
+        )
+
         mode: Literal["full", "probe"] = Field(
             "full",
             description="'full': fine-tune the whole encoder (the paper); 'probe': freeze the "
@@ -370,7 +427,7 @@ def _describe_problems(
     for problem in problems:
         where = ".".join(_clip(part) for part in problem.parts) or "(top level)"
         flag = _blamed_override(problem.parts, problem.kind, overrides or [])
-        lines.append(f"{f'--set {quote(flag, 80)}: ' if flag else ''}{where}: {problem.message}")
+        lines.append(f"{f'--set {_flag(flag)}: ' if flag else ''}{where}: {problem.message}")
     count = len(lines)
     head = f"Recipe {source} is invalid ({count} problem{'s' if count > 1 else ''}):"
     return head + " " + "; ".join(lines) + "."
@@ -381,6 +438,20 @@ def format_validation_error(
 ) -> str:
     """One paragraph listing every problem with its recipe path (and ``--set`` flag, if any)."""
     return _describe_problems(_problems(error, data), source, overrides)
+
+
+def _flag(flag: str) -> str:
+    """A ``--set key=value`` flag for an error message: key and value each cut to
+    QUOTE_LIMIT characters (a value may be thousands of characters long)."""
+    key, equals, value = flag.partition("=")
+    shown = _clip(key) + equals + _clip(value)
+    if shown == flag:
+        return repr(flag)
+    return f"{shown!r} ({len(flag):,} characters)"
+
+
+def _dotted(keys: list[str]) -> str:
+    return ".".join(_clip(key) for key in keys)
 
 
 def _clip(key: str) -> str:
@@ -416,6 +487,49 @@ def _out_of_range_integers(data: Any) -> list[_Problem]:
                     )
                 )
     return sorted(problems)
+
+
+def _non_utf8_strings(data: Any) -> list[_Problem]:
+    """A key or string anywhere in ``data`` that UTF-8 cannot encode (a lone surrogate,
+    as ``--set`` or a file name can carry), with its recipe path."""
+    problems = []
+    seen: set[int] = set()
+    stack: list[tuple[Any, tuple[str, ...]]] = [(data, ())]
+    while stack:
+        node, parts = stack.pop()
+        if isinstance(node, dict | list | tuple):
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            items = node.items() if isinstance(node, dict) else enumerate(node)
+            for key, value in items:
+                stack.append((value, (*parts, _printable(key))))
+                if isinstance(key, str) and not _encodable(key):
+                    problems.append(_utf8_problem((*parts, _printable(key)), "key"))
+        elif isinstance(node, str) and not _encodable(node):
+            problems.append(_utf8_problem(parts, "value"))
+    return sorted(problems)
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _printable(key: Any) -> str:
+    return str(key).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _utf8_problem(parts: tuple[str, ...], what: str) -> _Problem:
+    return _Problem(
+        parts,
+        "string_not_utf8",
+        f"the {what} is not valid text: it holds a character UTF-8 cannot encode (a lone "
+        "surrogate, e.g. from undecodable bytes in a command line or file name)",
+    )
 
 
 def _blamed_override(where: tuple[str, ...], kind: str, overrides: list["Override"]) -> str | None:
@@ -534,7 +648,7 @@ def _check_duplicate_keys(node: yaml.MappingNode) -> None:
         key = (key_node.tag, key_node.value)
         if key in first:
             raise _YamlLimit(
-                f"key {key_node.value!r} appears twice in one mapping "
+                f"key {quote(key_node.value)} appears twice in one mapping "
                 f"(lines {first[key]} and {line})"
             )
         first[key] = line
@@ -636,11 +750,11 @@ def _apply_overrides(
     applied: list[Override] = []
     for override in overrides:
         if "=" not in override:
-            raise RecipeError(f"--set {override!r} must look like key.path=value.")
+            raise RecipeError(f"--set {_flag(override)} must look like key.path=value.")
         path, raw_value = override.split("=", 1)
         keys = path.strip().split(".")
         if not all(keys):
-            raise RecipeError(f"--set {override!r}: empty key in path {path!r}.")
+            raise RecipeError(f"--set {_flag(override)}: empty key in path {quote(path)}.")
         value = parse_yaml_value(raw_value, override)
         node: Any = data
         created = len(keys)
@@ -648,10 +762,11 @@ def _apply_overrides(
             if isinstance(node, dict) and node.get(key) is None:
                 created = min(created, depth + 1)
                 if _is_index(keys[depth + 1]):
-                    where = ".".join(keys[: depth + 1])
+                    where = _dotted(keys[: depth + 1])
                     raise RecipeError(
-                        f"--set {override!r}: {where} does not exist, so it has no item "
-                        f"{keys[depth + 1]}; set the whole list instead (--set '{where}=[...]')."
+                        f"--set {_flag(override)}: {where} does not exist, so it has no item "
+                        f"{_clip(keys[depth + 1])}; set the whole list instead "
+                        f"(--set '{where}=[...]')."
                     )
             node = _descend(node, key, keys[: depth + 1], override)
         last = keys[-1]
@@ -660,7 +775,7 @@ def _apply_overrides(
         elif isinstance(node, dict):
             node[last] = value
         else:
-            raise RecipeError(f"--set {override!r}: {'.'.join(keys[:-1])} is not a mapping.")
+            raise RecipeError(f"--set {_flag(override)}: {_dotted(keys[:-1])} is not a mapping.")
         applied.append(Override(override, tuple(keys), tuple(keys[:created])))
     return data, applied
 
@@ -668,7 +783,7 @@ def _apply_overrides(
 def parse_yaml_value(raw: str, override: str) -> Any:
     if not raw.strip():
         return ""
-    return _safe_yaml(raw, f"--set {override!r}: the value")
+    return _safe_yaml(raw, f"--set {_flag(override)}: the value")
 
 
 def _is_index(key: str) -> bool:
@@ -678,7 +793,7 @@ def _is_index(key: str) -> bool:
 def _list_index(node: list[Any], key: str, keys: list[str], override: str) -> int:
     if not _is_index(key) or int(key) >= len(node):
         raise RecipeError(
-            f"--set {override!r}: {'.'.join(keys)} does not exist (list of {len(node)})."
+            f"--set {_flag(override)}: {_dotted(keys)} does not exist (list of {len(node)})."
         )
     return int(key)
 
@@ -687,7 +802,7 @@ def _descend(node: Any, key: str, keys: list[str], override: str) -> Any:
     if isinstance(node, list):
         return node[_list_index(node, key, keys, override)]
     if not isinstance(node, dict):
-        raise RecipeError(f"--set {override!r}: {'.'.join(keys[:-1])} is not a mapping.")
+        raise RecipeError(f"--set {_flag(override)}: {_dotted(keys[:-1])} is not a mapping.")
     if key not in node or node[key] is None:
         node[key] = {}
     return node[key]
@@ -704,7 +819,7 @@ def _validate(
     data: dict[str, Any], source: str, registry: Registry | None, overrides: list[Override]
 ) -> Any:
     model = recipe_model(registry)
-    problems = _out_of_range_integers(data)
+    problems = _out_of_range_integers(data) + _non_utf8_strings(data)
     recipe = None
     try:
         # strict=True reaches nested models whose own config is lax (a plugin's too).

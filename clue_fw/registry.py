@@ -5,7 +5,8 @@ plugin (``clue_fw.builtins``) registers first, then every entry point in the
 ``clue_fw`` group. Environment variables control entry-point loading:
 
 * ``CLUE_DISABLE_PLUGINS=1``: load no entry-point plugins (tests use this);
-* ``CLUE_PLUGINS=a,b``: load only the entry points named ``a`` and ``b``.
+* ``CLUE_PLUGINS=a,b``: load only the entry points named ``a`` and ``b`` (a name that no
+  installed entry point has is an error).
 
 Whatever goes wrong in a plugin is a :class:`~clue_fw.errors.RegistryError` that names
 the plugin and the rule it broke: an import that fails, a hook implementation that
@@ -29,7 +30,7 @@ import pluggy
 
 from clue_fw import hookspecs
 from clue_fw.components import FAMILIES, ComponentSpec
-from clue_fw.errors import RegistryError
+from clue_fw.errors import RegistryError, quote
 
 DISABLE_ENV = "CLUE_DISABLE_PLUGINS"
 ALLOW_ENV = "CLUE_PLUGINS"
@@ -129,10 +130,11 @@ def _entry_point_plugins() -> list[tuple[str, Any, str]]:
         return []
     allow = os.environ.get(ALLOW_ENV)
     allowed = {name.strip() for name in allow.split(",") if name.strip()} if allow else None
+    installed = list(metadata.entry_points(group=ENTRY_POINT_GROUP))
+    if allowed:
+        _check_allowed(allowed, installed)
     chosen = [
-        entry_point
-        for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP)
-        if allowed is None or entry_point.name in allowed
+        entry_point for entry_point in installed if not allowed or entry_point.name in allowed
     ]
     loaded = []
     for entry_point in _unique_names(chosen):
@@ -147,6 +149,41 @@ def _entry_point_plugins() -> list[tuple[str, Any, str]]:
             ) from exc
         loaded.append((entry_point.name, plugin, provider))
     return loaded
+
+
+def _check_allowed(allowed: set[str], installed: list[Any]) -> None:
+    """Refuse a ``CLUE_PLUGINS`` name that no installed entry point has (it would load
+    nothing, silently), listing the entry-point names there are."""
+    names = {entry_point.name for entry_point in installed}
+    unknown = sorted(allowed - names)
+    if not unknown:
+        return
+    hints = []
+    for name in unknown:
+        meant = sorted(
+            ep.name
+            for ep in installed
+            if ep.dist is not None and _normal(ep.dist.name) == _normal(name)
+        )
+        if meant:
+            hints.append(
+                f"{quote(name)} is a distribution; its entry point is named "
+                + " or ".join(repr(m) for m in meant)
+            )
+    available = ", ".join(repr(n) for n in sorted(names)) or "none are installed"
+    raise RegistryError(
+        f"{ALLOW_ENV} names {', '.join(quote(n) for n in unknown)}, which no installed "
+        f"plugin provides as a {ENTRY_POINT_GROUP!r} entry point"
+        + (f" ({'; '.join(hints)})" if hints else "")
+        + f". Entry-point names: {available}. {ALLOW_ENV} takes entry-point names (the left "
+        f"side of [project.entry-points.{ENTRY_POINT_GROUP}] in a plugin's pyproject.toml), "
+        "separated by commas."
+    )
+
+
+def _normal(name: str) -> str:
+    """A distribution name in normal form (PEP 503): ``Clue_Mean.Pool`` -> ``clue-mean-pool``."""
+    return "-".join(name.lower().replace("_", "-").replace(".", "-").split("-"))
 
 
 def _provider(entry_point: Any) -> str:

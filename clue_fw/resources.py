@@ -504,7 +504,13 @@ def check_synthetic_memory(spec: Any) -> None:
 
 # --------------------------------------------------------------------------- out of memory
 
-_ALLOCATION_FAILURES = ("out of memory", "can't allocate memory", "cannot allocate memory")
+_ALLOCATION_FAILURES = (
+    "out of memory",
+    "can't allocate memory",
+    "cannot allocate memory",
+    # A tensor whose byte size does not fit in 64 bits (e.g. a huge data.max_len).
+    "storage size calculation overflowed",
+)
 
 
 def is_out_of_memory(error: BaseException) -> bool:

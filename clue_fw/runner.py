@@ -27,6 +27,8 @@ from clue_fw.errors import RecipeError, RunDirectoryError
 from clue_fw.recipe import pretrains, validate_recipe
 from clue_fw.resources import check_memory, translate_memory_errors
 from clue_fw.running.finetune import check_encoder_checkpoint, run_finetune
+from clue_fw.running.identity import DataIdentity
+from clue_fw.running.os_errors import is_file
 from clue_fw.running.pretrain import run_pretrain
 from clue_fw.running.run_directory import METRICS_FILE, RunDirectory, versions
 from clue_fw.training.checkpoint import load_module_tensors
@@ -43,7 +45,12 @@ class RunResult:
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):  # the recipe validator refuses these first
+        raise RecipeError(
+            f"device {name[:40]!r} is not a device; use auto, cpu, mps, cuda or cuda:N."
+        ) from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RecipeError(
             f"device {name!r} was requested but CUDA is not available; use auto or cpu."
@@ -73,6 +80,12 @@ def run(
         raise RunDirectoryError(
             "Use either --out (a new run) or --resume (an existing run), not both."
         )
+    for flag, value in (("--out", out), ("--resume", resume)):
+        if isinstance(value, str) and not value.strip():
+            raise RunDirectoryError(
+                f"{flag} is empty; give the run directory's path (an empty path would mean "
+                "the current directory)."
+            )
     if isinstance(recipe, dict):
         recipe = validate_recipe(recipe)
     assert isinstance(recipe, BaseModel)
@@ -82,19 +95,20 @@ def run(
     with translate_memory_errors(None, torch.device("cpu"), "loading the data"):
         task_data = r.finetune.head.prepare(load_data(r.data, data_root), data_root)
     data = task_data.sequences
+    data_identity = DataIdentity.of(task_data)  # --resume refuses data that changed
     context = BuildContext(num_items=data.num_items, max_len=r.data.max_len)
     out_path = Path(out) if out is not None else None
     resume_path = Path(resume) if resume is not None else None
     initial_encoder: tuple[Path, dict[str, torch.Tensor]] | None = None
     estimate = None
-    if resume_path is None or not (resume_path / METRICS_FILE).is_file():
+    if resume_path is None or not is_file(resume_path / METRICS_FILE):
         # Before the run directory exists: a recipe that cannot fit is refused up front.
         estimate = check_memory(r, data, context, device, task_data)
         if r.finetune.init_from:
             initial_encoder = check_encoder_checkpoint(r.finetune.init_from, r, data)
-    with RunDirectory.open(r, out_path, resume_path, overwrite) as directory:
+    with RunDirectory.open(r, out_path, resume_path, overwrite, data_identity) as directory:
         run_dir = directory.path
-        reporter = Reporter(console, directory.log_path)
+        reporter = Reporter(console, directory.log_path, guard=directory.check_owned)
         if directory.restarted:
             reporter.log(
                 f"{run_dir} was interrupted before it wrote anything; starting from scratch."

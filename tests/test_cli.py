@@ -323,3 +323,22 @@ def test_validate_and_list_print_literally(
     assert code == 0
     assert "[red]evil[/red] :x: 1.0" in out
     assert "A [bold]loud[/bold] :x: description." in out
+
+
+@pytest.mark.parametrize("flag", ["--out", "--resume"])
+def test_an_empty_run_directory_flag_is_refused_and_nothing_is_deleted(
+    tmp_path: Path,
+    tiny_recipe: dict[str, Any],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    flag: str,
+) -> None:
+    """`--out "$UNSET" --overwrite` must not mean the current directory."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "thesis.txt").write_text("keep me")
+    recipe = dump(tmp_path / "recipe.yaml", tiny_recipe)
+    argv = ["run", str(recipe), flag, ""] + (["--overwrite"] if flag == "--out" else [])
+    code, _, err = main_exit(argv, capsys)
+    assert code == 2
+    assert f"{flag} is empty" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["recipe.yaml", "thesis.txt"]

@@ -453,3 +453,115 @@ def test_huge_keys_and_kinds_are_clipped(tiny_recipe: dict[str, Any]) -> None:
         validate_recipe(data)
     assert len(str(info.value)) < 1000
     assert "'" + "t" * 40 + "'... (5,000 characters)" in str(info.value)
+
+
+# --------------------------------------------------------------------------- review findings
+
+
+def test_duplicate_table_columns_are_refused(tiny_recipe: dict[str, Any]) -> None:
+    """[user, user, item, timestamp] would read column 2 as the user and item silently."""
+    tiny_recipe["data"] = {
+        "format": "interactions",
+        "path": "r.dat",
+        "columns": ["user", "user", "item", "timestamp"],
+    }
+    message = invalid(tiny_recipe)
+    assert "data.columns" in message and "column 'user' is named more than once" in message
+    tiny_recipe["data"]["columns"] = ["user", "item", "rating", "timestamp"]
+    validate_recipe(tiny_recipe)
+
+
+def test_duplicate_target_genres_are_refused(tiny_recipe: dict[str, Any]) -> None:
+    tiny_recipe["finetune"]["head"] = {
+        "kind": "cold_start",
+        "target": {"format": "genres", "target_genres": ["Action", "Action"]},
+    }
+    assert "genre 'Action' is listed more than once" in invalid(tiny_recipe)
+
+
+@pytest.mark.parametrize(
+    "device",
+    ["cuda:2147483648", "cuda:01", "cuda:128", "cuda:-1", "cuda:", "CPU", " cpu", "cuda:٣"],
+)
+def test_device_must_be_canonical(tiny_recipe: dict[str, Any], device: str) -> None:
+    tiny_recipe["device"] = device
+    assert "device must be auto, cpu, mps, cuda or cuda:N" in invalid(tiny_recipe)
+
+
+@pytest.mark.parametrize("device", ["auto", "cpu", "mps", "cuda", "cuda:0", "cuda:7", "cuda:127"])
+def test_canonical_devices_validate(tiny_recipe: dict[str, Any], device: str) -> None:
+    tiny_recipe["device"] = device
+    assert validate_recipe(tiny_recipe).device == device
+
+
+def test_objective_min_batch_size_is_checked(tiny_recipe: dict[str, Any]) -> None:
+    """The clue objective's BatchNorm needs two rows; the objective declares it."""
+    tiny_recipe["pretrain"]["train"]["batch_size"] = 1
+    message = invalid(tiny_recipe)
+    assert "objective 'clue' needs batches of at least 2 sequences" in message
+    tiny_recipe["pretrain"]["objective"] = {"kind": "masked_item"}
+    validate_recipe(tiny_recipe)  # no BatchNorm: a batch of one is fine
+
+
+@pytest.mark.parametrize("where", ["name", "data.format", "backbone.kind", "key"])
+def test_strings_utf8_cannot_encode_are_refused(tiny_recipe: dict[str, Any], where: str) -> None:
+    if where == "key":
+        tiny_recipe["data"]["\udc80"] = 1
+    else:
+        section, _, key = where.rpartition(".")
+        node = tiny_recipe[section] if section else tiny_recipe
+        node[key] = "x\udc80"
+    message = invalid(tiny_recipe)
+    assert "not valid text" in message and "lone surrogate" in message
+    message.encode("utf-8")  # the message itself can be printed
+
+
+def test_lone_surrogate_from_set_names_the_flag(tmp_path: Path) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text((REPO / "recipes" / "quickstart.yaml").read_text())
+    with pytest.raises(RecipeError) as info:
+        load_recipe(path, ['name="\\udc80"'])
+    assert "--set 'name=\"\\\\udc80\"': name: the value is not valid text" in str(info.value)
+
+
+@pytest.mark.parametrize("key", ["init_from", "monitor"])
+@pytest.mark.parametrize("value", ["", "  "])
+def test_empty_strings_are_not_unset(tiny_recipe: dict[str, Any], key: str, value: str) -> None:
+    tiny_recipe["finetune"][key] = value
+    message = invalid(tiny_recipe)
+    assert f"finetune.{key}" in message and "an empty string is not a value" in message
+
+
+def test_max_len_is_bounded(tiny_recipe: dict[str, Any]) -> None:
+    tiny_recipe["data"]["max_len"] = 4611686018427387904
+    assert "data.max_len: Input should be less than or equal to 1000000" in invalid(tiny_recipe)
+
+
+def test_cold_start_max_per_user_is_bounded(tiny_recipe: dict[str, Any]) -> None:
+    tiny_recipe["finetune"]["head"] = {"kind": "cold_start", "max_per_user": 2**63 - 1}
+    assert "finetune.head.max_per_user" in invalid(tiny_recipe)
+    tiny_recipe["finetune"]["head"]["max_per_user"] = 1_000_000
+    validate_recipe(tiny_recipe)
+
+
+@pytest.mark.parametrize("probability", [0.0, 0.5])
+def test_dropout_view_probability_must_be_one(
+    tiny_recipe: dict[str, Any], probability: float
+) -> None:
+    """The dropout view never changes items, so its probability would be ignored."""
+    tiny_recipe["pretrain"]["views"] = [{"kind": "dropout", "probability": probability}]
+    message = invalid(tiny_recipe)
+    assert "pretrain.views.0.probability" in message and "has no effect" in message
+    tiny_recipe["pretrain"]["views"] = [{"kind": "dropout", "probability": 1.0}]
+    validate_recipe(tiny_recipe)
+
+
+def test_long_set_values_are_clipped_in_errors(tmp_path: Path) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text((REPO / "recipes" / "quickstart.yaml").read_text())
+    for flag in ("seed=" + "x" * 5000, "x" * 5000, "y" * 5000 + "=1", "seed.0=" + "z" * 5000):
+        with pytest.raises(RecipeError) as info:
+            load_recipe(path, [flag])
+        message = str(info.value)
+        assert len(message) < 600, message
+        assert "x" * 41 not in message and "y" * 41 not in message and "z" * 41 not in message

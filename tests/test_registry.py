@@ -322,10 +322,32 @@ def test_allow_list(
         build_registry()
     monkeypatch.setenv("CLUE_PLUGINS", "meanpool")
     assert "meanpool" in kinds(build_registry())
-    monkeypatch.setenv("CLUE_PLUGINS", " other , meanpool ")
+    monkeypatch.setenv("CLUE_PLUGINS", " meanpool , ")
     assert "meanpool" in kinds(build_registry())
-    monkeypatch.setenv("CLUE_PLUGINS", "other")
-    assert kinds(build_registry()) == builtin_kinds()
+
+
+@pytest.mark.parametrize("allow", ["other", " other , meanpool ", "meanpool,nope"])
+def test_allow_list_names_that_match_no_entry_point_are_errors(
+    fake_entry_points: list[FakeEntryPoint], monkeypatch: pytest.MonkeyPatch, allow: str
+) -> None:
+    """A name in CLUE_PLUGINS that no entry point has would silently load nothing."""
+    monkeypatch.setenv("CLUE_PLUGINS", allow)
+    with pytest.raises(RegistryError) as info:
+        build_registry()
+    message = str(info.value)
+    assert "CLUE_PLUGINS" in message and "Entry-point names: 'meanpool'" in message
+    unknown = next(n.strip() for n in allow.split(",") if n.strip() != "meanpool")
+    assert repr(unknown) in message
+
+
+def test_allow_list_with_a_distribution_name_names_its_entry_point(
+    fake_entry_points: list[FakeEntryPoint], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLUE_PLUGINS", "Clue_MeanPool")
+    with pytest.raises(
+        RegistryError, match=r"is a distribution; its entry point is named 'meanpool'"
+    ):
+        build_registry()
 
 
 def test_broken_entry_point_is_a_registry_error(

@@ -296,3 +296,12 @@ def test_without_an_estimate_and_other_errors() -> None:
     with pytest.raises(RuntimeError, match="shape mismatch"):  # a bug stays a bug
         with resources.translate_memory_errors(None, CPU):
             raise RuntimeError("shape mismatch")
+
+
+def test_a_tensor_too_large_to_size_is_out_of_memory() -> None:
+    """torch refuses a tensor whose byte count overflows 64 bits with a RuntimeError."""
+    with pytest.raises(RuntimeError) as raised:
+        torch.empty(2**62, 4, dtype=torch.long)
+    with pytest.raises(ResourceError, match="Out of cpu memory during the run"):
+        with resources.translate_memory_errors(None, CPU):
+            raise raised.value

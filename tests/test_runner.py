@@ -81,6 +81,10 @@ def test_run_directory_rules(tmp_path: Path, tiny_recipe: dict[str, Any]) -> Non
     with pytest.raises(RunDirectoryError, match="not empty"):
         run(data, out=out, console=quiet())
     assert (out / "old.txt").exists()
+    with pytest.raises(RunDirectoryError, match="not a clue_fw run directory"):
+        run(data, out=out, overwrite=True, console=quiet())  # --overwrite replaces runs only
+    assert (out / "old.txt").exists()
+    (out / "recipe.yaml").write_text("an old run")
     run(data, out=out, overwrite=True, console=quiet())
     assert not (out / "old.txt").exists()
     assert (out / "metrics.json").is_file()
@@ -180,3 +184,18 @@ def test_other_runtime_errors_are_not_called_out_of_memory(
     monkeypatch.setattr(clue_fw.runner, "run_finetune", broken)
     with pytest.raises(RuntimeError, match="shape mismatch"):
         run(validate_recipe(tiny_recipe), out=tmp_path / "run", console=quiet())
+
+
+def test_a_stage_without_batches_is_not_blamed_on_the_learning_rate(
+    tmp_path: Path, tiny_recipe: dict[str, Any]
+) -> None:
+    """Only a non-finite loss gets the "lower the learning rate" advice."""
+    from clue_fw.errors import NonFiniteError, TrainingError
+
+    recipe = copy.deepcopy(tiny_recipe)
+    recipe["data"]["num_users"] = 1
+    with pytest.raises(TrainingError) as info:
+        run(validate_recipe(recipe), out=tmp_path / "run", console=quiet())
+    assert not isinstance(info.value, NonFiniteError)
+    assert "has no batch to train on" in str(info.value)
+    assert "train.lr" not in str(info.value)

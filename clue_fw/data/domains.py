@@ -33,7 +33,15 @@ import torch
 
 from clue_fw.data.csr import Csr
 from clue_fw.data.dataset import SequenceData
-from clue_fw.data.readers import _parse_int, _read_text, is_int_token
+from clue_fw.data.readers import (
+    SPACE,
+    _parse_int,
+    _read_text,
+    is_blank,
+    is_int_token,
+    split_fields,
+    split_lines,
+)
 from clue_fw.errors import QUOTE_LIMIT, DataError, quote
 
 ML1M_GENRES: tuple[str, ...] = (
@@ -81,8 +89,8 @@ class Domains:
 def read_movie_genres(path: Path) -> dict[int, frozenset[str]]:
     """``{movie id: genres}`` from a MovieLens ``movies.dat`` (``id::title::A|B``)."""
     genres: dict[int, frozenset[str]] = {}
-    for line_number, line in enumerate(_read_text(path).splitlines(), start=1):
-        if not line.strip():
+    for line_number, line in enumerate(split_lines(_read_text(path)), start=1):
+        if is_blank(line):
             continue
         fields = line.split("::")
         if len(fields) != 3:
@@ -90,8 +98,10 @@ def read_movie_genres(path: Path) -> dict[int, frozenset[str]]:
                 f"{path}, line {line_number}: expected 3 fields (MovieID::Title::Genres), "
                 f"found {len(fields)}. Is this MovieLens movies.dat?"
             )
-        movie = _parse_int(fields[0].strip(), path, line_number, "movie id")
-        names = frozenset(g.strip() for g in fields[2].strip().split("|") if g.strip())
+        movie = _parse_int(fields[0].strip(SPACE), path, line_number, "movie id")
+        names = frozenset(
+            g.strip(SPACE) for g in fields[2].strip(SPACE).split("|") if g.strip(SPACE)
+        )
         if not names:
             raise DataError(f"{path}, line {line_number}: movie {movie} has no genre.")
         genres[movie] = names
@@ -197,8 +207,8 @@ def read_target_pairs(
     users: list[int] = []
     items: list[int] = []
     unknown: dict[int, int] = {}
-    for line_number, line in enumerate(_read_text(path).splitlines(), start=1):
-        tokens = line.replace(",", " ").split()
+    for line_number, line in enumerate(split_lines(_read_text(path)), start=1):
+        tokens = split_fields(line.replace(",", " "))
         if not tokens:
             continue
         if line_number == 1 and not is_int_token(tokens[0]):

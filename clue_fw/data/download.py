@@ -24,8 +24,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from clue_fw.data.readers import is_blank, split_fields, split_lines
 from clue_fw.data.root import DATA_DIR_ENV, data_root
-from clue_fw.errors import DownloadError
+from clue_fw.errors import DownloadError, quote
 
 ProgressCallback = Callable[[int, "int | None"], None]
 """Called as ``progress(bytes_done, total_bytes_or_None)`` while downloading."""
@@ -241,14 +242,14 @@ def build_sequences(text: str, sep: str | None, origin: str = "ratings") -> list
     Users ascend by id; each user's items are sorted by timestamp, stably.
     """
     per_user: dict[int, list[tuple[int, int]]] = {}
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
+    for lineno, line in enumerate(split_lines(text), start=1):
+        if is_blank(line):
             continue
-        fields = line.split(sep) if sep is not None else line.split()
+        fields = line.split(sep) if sep is not None else split_fields(line)
         try:
             user, item, ts = int(fields[0]), int(fields[1]), int(fields[3])
         except (IndexError, ValueError) as exc:
-            raise DownloadError(f"Malformed line {lineno} in {origin}: {line!r}.") from exc
+            raise DownloadError(f"Malformed line {lineno} in {origin}: {quote(line)}.") from exc
         per_user.setdefault(user, []).append((ts, item))
     out = []
     for user in sorted(per_user):

@@ -44,11 +44,17 @@ class ExampleSet:
 
     def batches(
         self, batch_size: int, generator: torch.Generator | None = None, min_size: int = 1
-    ) -> Iterator[Batch]:
-        """Yield batches; shuffled by ``generator`` when one is given.
+    ) -> Batches:
+        """The batches of one pass, shuffled by ``generator`` when one is given.
 
         A last batch smaller than ``min_size`` is skipped (BatchNorm needs 2 rows).
+        The result is an iterator that also tells how it was cut (:class:`Batches`).
         """
+        return Batches(self, batch_size, min_size, self._batches(batch_size, generator, min_size))
+
+    def _batches(
+        self, batch_size: int, generator: torch.Generator | None, min_size: int
+    ) -> Iterator[Batch]:
         count = len(self)
         first = next(iter(self.tensors.values()))
         if generator is not None:
@@ -67,6 +73,27 @@ class ExampleSet:
             for name, (row_field, csr) in self.ragged.items():
                 batch[f"{name}_row"], batch[f"{name}_value"] = csr.batch_pairs(batch[row_field])
             yield batch
+
+
+class Batches(Iterator[Batch]):
+    """One pass of :meth:`ExampleSet.batches`: an iterator of batches that knows how many
+    examples it cuts, into what ``batch_size``, and the smallest batch it keeps.
+    """
+
+    def __init__(
+        self, examples: ExampleSet, batch_size: int, min_size: int, batches: Iterator[Batch]
+    ) -> None:
+        self.examples = len(examples)
+        self.batch_size = batch_size
+        self.min_size = min_size
+        self.count = examples.num_batches(batch_size, min_size)
+        self._batches = batches
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __next__(self) -> Batch:
+        return next(self._batches)
 
 
 @dataclass(frozen=True)

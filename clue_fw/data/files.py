@@ -17,13 +17,14 @@ import os
 import stat
 from pathlib import Path
 
-from clue_fw.errors import ClueError, DataError
+from clue_fw.errors import ClueError, DataError, quote
 
 MAX_FILE_ENV = "CLUE_MAX_FILE_BYTES"
 DEFAULT_MAX_FILE_BYTES = 4 << 30
 """Data, label and target files larger than this (4 GiB) are refused unless
 ``$CLUE_MAX_FILE_BYTES`` raises the cap."""
 _CHUNK = 1 << 20
+_MAX_DIGITS = 30
 
 
 def max_file_bytes() -> int:
@@ -31,11 +32,17 @@ def max_file_bytes() -> int:
     configured = os.environ.get(MAX_FILE_ENV, "").strip()
     if not configured:
         return DEFAULT_MAX_FILE_BYTES
-    if not (configured.isascii() and configured.isdigit() and int(configured) > 0):
+    digits = configured.lstrip("0")
+    if not (configured.isascii() and configured.isdigit() and digits):
         raise DataError(
-            f"{MAX_FILE_ENV} must be a positive number of bytes, got {configured[:40]!r}."
+            f"{MAX_FILE_ENV} must be a positive number of bytes, got {quote(configured)}."
         )
-    return int(configured)
+    if len(digits) > _MAX_DIGITS:  # int() refuses very long strings; no file is that large
+        raise DataError(
+            f"{MAX_FILE_ENV} has {len(digits):,} digits; give a number of bytes below "
+            f"10**{_MAX_DIGITS}."
+        )
+    return int(digits)
 
 
 def human_size(n_bytes: int) -> str:

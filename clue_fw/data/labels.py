@@ -16,11 +16,19 @@ Labels stay strings; a head decides how to encode them. Every problem is a
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Literal
 
-from clue_fw.data.readers import _parse_int, _read_text, is_int_token
+from clue_fw.data.readers import (
+    SPACE,
+    _parse_int,
+    _read_text,
+    is_blank,
+    is_int_token,
+    split_lines,
+)
 from clue_fw.errors import DataError, quote
 
 LabelColumn = Literal["gender", "age", "occupation"]
@@ -61,8 +69,8 @@ def read_label_file(
     skipped when its user field is not an integer (a header).
     """
     path = Path(path)
-    lines = _read_text(path).splitlines()
-    header_index = next(index for index, line in enumerate(lines) if line.strip())
+    lines = split_lines(_read_text(path))
+    header_index = next(index for index, line in enumerate(lines) if not is_blank(line))
     chosen = detect_label_format(lines[header_index]) if format == "auto" else format
     if chosen not in _LAYOUTS:
         raise DataError(
@@ -77,9 +85,9 @@ def read_label_file(
     first_line: dict[int, int] = {}
     for index, line in enumerate(lines):
         line_number = index + 1
-        if not line.strip():
+        if is_blank(line):
             continue
-        fields = [f.strip() for f in line.strip().split(separator)]
+        fields = [f.strip(SPACE) for f in line.strip(SPACE).split(separator)]
         expected = len(columns)
         if len(fields) != expected:
             raise DataError(
@@ -96,6 +104,11 @@ def read_label_file(
             label = str(age_bracket(years))
         if not label:
             raise DataError(f"{path}, line {line_number}: user {user} has an empty label.")
+        if any(unicodedata.category(c) == "Cc" for c in label):
+            raise DataError(
+                f"{path}, line {line_number}: the label {quote(label)} of user {user} holds a "
+                "control character; labels are printable text."
+            )
         if user in first_line:
             raise DataError(
                 f"{path}, line {line_number}: user {user} appears again (first on line "

@@ -32,7 +32,7 @@ def read_raw(spec: Any, root: Path | None = None) -> tuple[RawSequences, str]:
             seed=spec.seed,
         )
         return raw, "synthetic data"
-    path = resolve_data_path(spec.path, root)
+    path = resolve_data_path(spec.path, root, "data.path")
     if spec.format == "sequences":
         return read_sequence_file(path), str(path)
     return (

@@ -60,6 +60,39 @@ def _read_text(path: Path) -> str:
     return text
 
 
+SPACE = " \t"
+"""The characters that separate fields on a line: space and tab, nothing else.
+
+Other control characters (form feed, vertical tab, ``\x1c``-``\x1e``, ``\x85``,
+``\u2028``, ...) are part of a token, so an id that holds one is refused as a bad id
+instead of silently splitting a line or a field.
+"""
+_FIELD_GAP = re.compile(r"[ \t]+")
+
+
+def split_lines(text: str) -> list[str]:
+    """``text`` cut at ``\n`` only (a trailing ``\r`` is dropped), as an editor numbers lines.
+
+    Unlike :meth:`str.splitlines`, form feeds, vertical tabs, ``\x1c``-``\x1e``, ``\x85``
+    and ``\u2028`` do not end a line, so line numbers in errors match an editor's.
+    """
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+def split_fields(line: str) -> list[str]:
+    """The fields of ``line`` separated by runs of spaces and tabs (no other whitespace)."""
+    stripped = line.strip(SPACE)
+    return _FIELD_GAP.split(stripped) if stripped else []
+
+
+def is_blank(line: str) -> bool:
+    """True when ``line`` holds nothing but spaces and tabs."""
+    return not line.strip(SPACE)
+
+
 _ID = re.compile(r"-?[0-9]+", re.ASCII)
 _INT64_DIGITS = len(str(_INT64_MAX))
 
@@ -96,8 +129,8 @@ def read_sequence_file(path: str | Path) -> RawSequences:
     users: list[int] = []
     sequences: list[list[int]] = []
     first_line: dict[int, int] = {}
-    for line_number, line in enumerate(_read_text(path).splitlines(), start=1):
-        tokens = line.split()
+    for line_number, line in enumerate(split_lines(_read_text(path)), start=1):
+        tokens = split_fields(line)
         if not tokens:
             continue
         user = _parse_int(tokens[0], path, line_number, "user id")
@@ -145,11 +178,11 @@ def read_interaction_table(
     Ties in time keep file order.
     """
     path = Path(path)
-    lines = _read_text(path).splitlines()
+    lines = split_lines(_read_text(path))
     if skip_header and lines:
         lines = lines[1:]
     if separator == "auto":
-        first = next((ln for ln in lines if ln.strip()), "")
+        first = next((ln for ln in lines if not is_blank(ln)), "")
         sep = _detect_separator(first)
     elif separator in _SEPARATORS:
         sep = _SEPARATORS[separator]
@@ -165,16 +198,16 @@ def read_interaction_table(
         if names is not None and required not in names:
             raise DataError(f"`columns` for {path} must include {quote(required)}.")
     for line_number, line in enumerate(lines, start=1 + int(skip_header)):
-        if not line.strip():
+        if is_blank(line):
             continue
-        fields = line.strip().split(sep) if sep else line.split()
-        fields = [f.strip() for f in fields]
+        fields = line.strip(SPACE).split(sep) if sep else split_fields(line)
+        fields = [f.strip(SPACE) for f in fields]
         if sep == "\t" and len(fields) == 1:
-            fields = re.split(r"\s+", line.strip())
-        elif sep == "\t" and any(len(f.split()) > 1 for f in fields):
+            fields = split_fields(line)
+        elif sep == "\t" and any(len(split_fields(f)) > 1 for f in fields):
             raise DataError(
                 f"{path}, line {line_number}: mixes tabs and spaces between columns "
-                f"({quote(line.strip())}). Use one separator throughout, or set "
+                f"({quote(line.strip(SPACE))}). Use one separator throughout, or set "
                 "`separator: whitespace` to split on any run of spaces and tabs."
             )
         if names is None:

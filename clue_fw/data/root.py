@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from clue_fw.data.files import file_kind
-from clue_fw.errors import DataError
+from clue_fw.errors import DataError, quote
 
 DATA_DIR_ENV = "CLUE_DATA_DIR"
 
@@ -24,20 +24,43 @@ def default_cache_dir() -> Path:
     return base / "clue_fw" / "data"
 
 
+def expand_home(path: str | Path, what: str) -> Path:
+    """``path`` with a leading ``~`` or ``~user`` expanded (DataError when that fails).
+
+    ``what`` names the setting in the error, e.g. ``"data.path"`` or ``CLUE_DATA_DIR``.
+    """
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:  # no such user, or no home directory to expand "~" to
+        head = quote(str(path).split("/", 1)[0])
+        raise DataError(
+            f"{what}: cannot expand {head} in {quote(str(path))} (no such user or no home "
+            "directory); write the path out in full."
+        ) from None
+
+
 def data_root() -> Path:
     """The data root: ``$CLUE_DATA_DIR`` if set, else :func:`default_cache_dir`."""
     configured = os.environ.get(DATA_DIR_ENV)
     if configured:
-        return Path(configured).expanduser()
-    return default_cache_dir()
+        return expand_home(configured, DATA_DIR_ENV)
+    try:
+        return default_cache_dir()
+    except RuntimeError:
+        raise DataError(
+            f"There is no home directory to hold the data cache; set {DATA_DIR_ENV} to the "
+            "folder that holds the data."
+        ) from None
 
 
-def resolve_data_path(relative: str | Path, root: Path | None = None) -> Path:
+def resolve_data_path(
+    relative: str | Path, root: Path | None = None, what: str = "data path"
+) -> Path:
     """Resolve a recipe's data path against the data root and check it exists.
 
-    Absolute paths are used as they are.
+    Absolute paths are used as they are. ``what`` names the recipe key in errors.
     """
-    path = Path(relative).expanduser()
+    path = expand_home(relative, what)
     base = root if root is not None else data_root()
     full = path if path.is_absolute() else base / path
     hint = (

@@ -32,7 +32,7 @@ from typing import Annotated, Any, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 
 from clue_fw.components import (
@@ -53,7 +53,7 @@ from clue_fw.data.domains import (
 )
 from clue_fw.data.examples import ExampleSet, Task
 from clue_fw.data.root import resolve_data_path
-from clue_fw.errors import DataError
+from clue_fw.errors import DataError, quote
 from clue_fw.heads.user_level import UserLevelHeadSpec, split_rows
 from clue_fw.metrics.ranking import TIES_DESCRIPTION, Cutoffs, Ties, finalize_sums, ranking_sums
 
@@ -82,6 +82,15 @@ class GenreDomains(BaseModel):
         min_length=1,
         description="Genres of the target domain; every other genre is a source genre.",
     )
+
+    @field_validator("target_genres")
+    @classmethod
+    def _distinct_genres(cls, value: list[str]) -> list[str]:
+        for index, genre in enumerate(value):
+            if genre in value[:index]:
+                raise ValueError(f"genre {quote(genre)} is listed more than once")
+        return value
+
     mixed: Literal["drop", "target"] = Field(
         "drop",
         description="A movie with genres on both sides: 'drop' it from both domains, or put "
@@ -102,6 +111,10 @@ class TargetPairs(BaseModel):
 
 
 TargetSource = Annotated[GenreDomains | TargetPairs, Field(discriminator="format")]
+
+
+MAX_PER_USER = 1_000_000
+"""Largest ``max_per_user`` (g) a recipe may set; ``null`` keeps every interaction."""
 
 
 @dataclass(frozen=True)
@@ -161,7 +174,11 @@ class ColdStartSpec(UserLevelHeadSpec):
         GenreDomains(), description="Where the target domain comes from; `format` selects."
     )
     max_per_user: int | None = Field(
-        3, gt=0, description="g: keep at most this many target interactions per user (null: all)."
+        3,
+        gt=0,
+        le=MAX_PER_USER,
+        description="g: keep at most this many target interactions per user (null: all; at "
+        "most 1,000,000).",
     )
     per_user: Literal["uniform", "first"] = Field(
         "uniform",
@@ -178,12 +195,12 @@ class ColdStartSpec(UserLevelHeadSpec):
     def domains(self, data: SequenceData, root: Path | None) -> Domains:
         """The source and target domains, before the per-user cap."""
         if isinstance(self.target, GenreDomains):
-            path = resolve_data_path(self.target.movies, root)
+            path = resolve_data_path(self.target.movies, root, "finetune.head.target.movies")
             genres = read_movie_genres(path)
             return split_by_genres(
                 data, genres, self.target.target_genres, self.target.mixed, str(path)
             )
-        path = resolve_data_path(self.target.path, root)
+        path = resolve_data_path(self.target.path, root, "finetune.head.target.path")
         return read_target_pairs(path, data, self.target.drop_unknown_users)
 
     def prepare(self, data: SequenceData, root: Path | None) -> ColdStartData:

@@ -152,7 +152,7 @@ class ProfileSpec(UserLevelHeadSpec):
         return "acc"
 
     def prepare(self, data: SequenceData, root: Path | None) -> ProfileData:
-        path = resolve_data_path(self.labels.path, root)
+        path = resolve_data_path(self.labels.path, root, "finetune.head.labels.path")
         raw = read_label_file(path, self.labels.column, self.labels.format)
         if self.labels.missing == "skip":
             known = {u: raw[u] for u in map(int, data.user_ids) if u in raw}

@@ -7,7 +7,7 @@ Chen & He, "Exploring Simple Siamese Representation Learning", CVPR 2021.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from pydantic import Field
@@ -91,6 +91,9 @@ class ClueSpec(ObjectiveSpec):
     """CLUE: SimSiam-style asymmetric objective (projector, predictor, stop-gradient)."""
 
     kind: Literal["clue"] = "clue"
+    min_batch_size: ClassVar[int] = 2
+    """The projector and predictor use BatchNorm, which needs two rows for batch
+    statistics; the recipe validator refuses a smaller ``pretrain.train.batch_size``."""
     projector_dim: int = Field(
         256, gt=0, description="Hidden and output size of the 3-layer BN projector."
     )

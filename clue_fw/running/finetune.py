@@ -21,6 +21,7 @@ from clue_fw.data.dataset import SequenceData
 from clue_fw.errors import CheckpointError, RecipeError
 from clue_fw.recipe import pretrains
 from clue_fw.running.identity import diff_keys, directory_identity, file_identity
+from clue_fw.running.os_errors import exists, is_dir
 from clue_fw.running.pretrain import ENCODER_FILE, ITEM_IDS_KEY
 from clue_fw.running.run_directory import RunDirectory
 from clue_fw.running.stage import Stage, adam
@@ -36,9 +37,9 @@ EXTRA_FIELDS: dict[str, type] = {"best": float, "best_epoch": int, "bad_epochs":
 def encoder_checkpoint_path(init_from: str) -> Path:
     """``finetune.init_from`` as a file: a run directory means its pre-trained encoder."""
     path = Path(init_from)
-    if path.is_dir():
+    if _is_dir(path):
         path = path / "pretrain" / ENCODER_FILE
-        if not path.is_file():
+        if not exists(path, error=RecipeError):
             raise RecipeError(
                 f"finetune.init_from: {init_from} is a directory without "
                 "pretrain/encoder.safetensors; point it at a run that pre-trained (and "
@@ -59,7 +60,7 @@ def check_encoder_checkpoint(
     """
     path = encoder_checkpoint_path(init_from)
     tensors, metadata = load_checkpoint(path)
-    if metadata.get("kind") != "encoder":
+    if metadata.get("kind") != "encoder" or metadata.get("role", "encoder") != "encoder":
         raise CheckpointError(
             f"finetune.init_from: {path} is not a pre-trained encoder (it holds "
             f"{metadata.get('stage', 'unknown')} state); use a run's "
@@ -70,7 +71,7 @@ def check_encoder_checkpoint(
     except CheckpointError as exc:
         raise CheckpointError(f"finetune.init_from: {exc}") from None
     source = Path(init_from)
-    if source.is_dir():
+    if _is_dir(source):
         theirs = directory_identity(source)
         if theirs is None or theirs.run_id != identity.run_id:
             has = "has no recipe.yaml with a run identity" if theirs is None else f"is {theirs}"
@@ -133,6 +134,8 @@ def run_finetune(
         recipe.seed,
         device,
         extra_fields=EXTRA_FIELDS,
+        epochs=spec.train.epochs,
+        patience=spec.patience,
     )
     task = head_spec.make_task(task_data, context, spec.train.history).to(device)
     monitor = spec.monitor or head_spec.monitor_default
@@ -141,7 +144,7 @@ def run_finetune(
     if not stage.try_resume():
         if pretrains(recipe):
             pretrained = directory.stage_dir("pretrain") / ENCODER_FILE
-            tensors, _ = directory.load_checkpoint(pretrained)
+            tensors, _ = directory.load_checkpoint(pretrained, role="encoder")
             load_module_tensors(encoder, tensors, "encoder.", pretrained)
             reporter.log("finetune: starting from the pre-trained encoder")
         elif spec.init_from:  # run() loaded it into the encoder when it built it
@@ -159,7 +162,7 @@ def run_finetune(
             )
         stage.history.append({"epoch": 0, **{f"valid {k}": v for k, v in initial.items()}})
         stage.extra = {"best": initial[monitor], "best_epoch": 0, "bad_epochs": 0}
-        stage.save_file(BEST_FILE, module_tensors(module, "model."), {"epoch": 0})
+        stage.save_file(BEST_FILE, module_tensors(module, "model."), {"role": "best", "epoch": 0})
         stage.save()
     reporter.log(
         f"finetune: {head_spec.kind} on {len(task.train):,} training examples "
@@ -184,7 +187,8 @@ def run_finetune(
         improved = valid[monitor] > stage.extra["best"]
         if improved:
             stage.extra.update(best=valid[monitor], best_epoch=epoch, bad_epochs=0)
-            stage.save_file(BEST_FILE, module_tensors(module, "model."), {"epoch": epoch})
+            best_meta = {"role": "best", "epoch": epoch}
+            stage.save_file(BEST_FILE, module_tensors(module, "model."), best_meta)
         else:
             stage.extra["bad_epochs"] += 1
         row = {
@@ -203,7 +207,15 @@ def run_finetune(
     reporter.epoch_table("finetune", stage.history)
 
     best_path = stage.path(BEST_FILE)
-    tensors, _ = directory.load_checkpoint(best_path)
+    tensors, best_meta = directory.load_checkpoint(best_path, role="best")
+    best_epoch = best_meta.get("epoch")
+    if type(best_epoch) is not int or best_epoch != stage.extra["best_epoch"]:
+        raise CheckpointError(
+            f"{best_path} holds the weights of epoch {_short(best_epoch)}, but "
+            f"{stage.last_path} records epoch {stage.extra['best_epoch']} as the best: it was "
+            "replaced by another file of the run. Put the run's own best.safetensors back, or "
+            "start a new run (--out)."
+        )
     load_module_tensors(module, tensors, "model.", best_path)
     return {
         "valid": evaluate(head, encoder, task.valid, eval_size, split="valid"),
@@ -212,3 +224,17 @@ def run_finetune(
         "epochs": stage.epoch,
         "monitor": monitor,
     }
+
+
+def _is_dir(path: Path) -> bool:
+    """``path`` is a directory; an unusable path (too long, unreadable) is a RecipeError
+    naming finetune.init_from."""
+    try:
+        return is_dir(path, error=RecipeError)
+    except RecipeError as exc:
+        raise RecipeError(f"finetune.init_from: {exc}") from None
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

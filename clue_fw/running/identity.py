@@ -1,11 +1,14 @@
 """Who wrote a file of a run directory: a random run id and the recipe's sha256.
 
-A new run draws a run id (``uuid4().hex``) and hashes its recipe
-(:func:`recipe_sha256`). ``recipe.yaml`` starts with the line
-``# clue_fw run <run id>, recipe sha256 <hash>`` (a YAML comment: the file still loads
-as a recipe), and every checkpoint (metadata key ``run``) and ``metrics.json`` (key
-``run``) carries ``{"run_id": ..., "recipe_sha256": ...}``. ``--resume`` and
-``finetune.init_from`` check what they load against it.
+A new run draws a run id (``uuid4().hex``), hashes its recipe (:func:`recipe_sha256`)
+and its prepared data (:meth:`~clue_fw.components.TaskData.fingerprint`).
+``recipe.yaml`` starts with the line ``# clue_fw run <run id>, recipe sha256 <hash>,
+data sha256 <hash> (<U> users, <I> items, <N> interactions)`` (a YAML comment: the file
+still loads as a recipe), and every checkpoint (metadata key ``run``) and
+``metrics.json`` (key ``run``) carries ``{"run_id": ..., "recipe_sha256": ...,
+"data_sha256": ..., "data": {counts}}``. ``--resume`` and ``finetune.init_from`` check
+what they load against it; ``--resume`` also refuses data that changed since the run
+started.
 """
 
 from __future__ import annotations
@@ -14,55 +17,127 @@ import hashlib
 import json
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from clue_fw.errors import CheckpointError
 
 RECIPE_FILE = "recipe.yaml"
-_HEADER = re.compile(r"^# clue_fw run ([0-9a-f]{32}), recipe sha256 ([0-9a-f]{64})$")
+_HEADER = re.compile(
+    r"^# clue_fw run ([0-9a-f]{32}), recipe sha256 ([0-9a-f]{64})"
+    r"(?:, data sha256 ([0-9a-f]{64})(?: \((\d+) users, (\d+) items, (\d+) interactions\))?)?$"
+)
+_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+COUNTS = ("users", "items", "interactions")
 
 
 def recipe_sha256(recipe_json: Any) -> str:
-    """sha256 of a recipe's canonical JSON (sorted keys, no spaces, UTF-8)."""
-    text = json.dumps(recipe_json, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    """sha256 of a recipe's canonical JSON (sorted keys, no spaces, ASCII escapes: a
+    string that UTF-8 cannot encode, such as a lone surrogate, still hashes)."""
+    text = json.dumps(recipe_json, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+@dataclass(frozen=True)
+class DataIdentity:
+    """The data a run trains and evaluates on: the sha256 of its prepared task data
+    (:meth:`~clue_fw.components.TaskData.fingerprint`) and its counts (for messages)."""
+
+    sha256: str
+    counts: dict[str, int] = field(default_factory=dict, compare=False, hash=False)
+
+    @classmethod
+    def of(cls, task_data: Any) -> DataIdentity:
+        data = task_data.sequences
+        counts = {
+            "users": data.num_users,
+            "items": data.num_items,
+            "interactions": data.num_interactions,
+        }
+        return cls(task_data.fingerprint(), counts)
+
+    def describe(self) -> str:
+        if all(isinstance(self.counts.get(key), int) for key in COUNTS):
+            return ", ".join(f"{self.counts[key]:,} {key}" for key in COUNTS)
+        return f"sha256 {self.sha256[:12]}…"
 
 
 @dataclass(frozen=True)
 class RunIdentity:
-    """Who wrote a file: a random run id and the sha256 of the run's recipe."""
+    """Who wrote a file: a random run id, the sha256 of the run's recipe and that of its
+    data (None only for runs started by a clue_fw that did not record it)."""
 
     run_id: str
     recipe_sha256: str
+    data: DataIdentity | None = None
 
     @classmethod
-    def new(cls, recipe_json: dict[str, Any]) -> RunIdentity:
-        return cls(uuid.uuid4().hex, recipe_sha256(recipe_json))
+    def new(cls, recipe_json: dict[str, Any], data: DataIdentity | None = None) -> RunIdentity:
+        return cls(uuid.uuid4().hex, recipe_sha256(recipe_json), data)
 
-    def to_json(self) -> dict[str, str]:
-        return {"run_id": self.run_id, "recipe_sha256": self.recipe_sha256}
+    def to_json(self) -> dict[str, Any]:
+        value: dict[str, Any] = {"run_id": self.run_id, "recipe_sha256": self.recipe_sha256}
+        if self.data is not None:
+            value["data_sha256"] = self.data.sha256
+            value["data"] = dict(self.data.counts)
+        return value
 
     @classmethod
     def from_json(cls, value: Any) -> RunIdentity | None:
         """The identity stored in a file's metadata; None when absent or malformed."""
         if not isinstance(value, dict):
             return None
-        found = cls(str(value.get("run_id")), str(value.get("recipe_sha256")))
-        return found if _HEADER.match(found.header()) else None
+        run_id, recipe, data = value.get("run_id"), value.get("recipe_sha256"), None
+        if not (isinstance(run_id, str) and _RUN_ID.match(run_id)):
+            return None
+        if not (isinstance(recipe, str) and _SHA256.match(recipe)):
+            return None
+        if "data_sha256" in value:
+            sha = value["data_sha256"]
+            if not (isinstance(sha, str) and _SHA256.match(sha)):
+                return None
+            counts = value.get("data")
+            counts = (
+                {k: v for k, v in counts.items() if k in COUNTS and type(v) is int}
+                if isinstance(counts, dict)
+                else {}
+            )
+            data = DataIdentity(sha, counts)
+        return cls(run_id, recipe, data)
 
     def header(self) -> str:
         """The first line of ``recipe.yaml``."""
-        return f"# clue_fw run {self.run_id}, recipe sha256 {self.recipe_sha256}"
+        line = f"# clue_fw run {self.run_id}, recipe sha256 {self.recipe_sha256}"
+        if self.data is not None:
+            line += f", data sha256 {self.data.sha256}"
+            if all(isinstance(self.data.counts.get(key), int) for key in COUNTS):
+                line += " (" + ", ".join(f"{self.data.counts[k]} {k}" for k in COUNTS) + ")"
+        return line
 
     @classmethod
     def from_header(cls, line: str) -> RunIdentity | None:
+        """The identity of a ``recipe.yaml`` first line; ``data`` is None on the
+        two-field line of older runs."""
         match = _HEADER.match(line.rstrip("\r"))
-        return cls(match.group(1), match.group(2)) if match else None
+        if not match:
+            return None
+        data = None
+        if match.group(3):
+            counts = (
+                dict(zip(COUNTS, (int(match.group(i)) for i in (4, 5, 6)), strict=True))
+                if match.group(4)
+                else {}
+            )
+            data = DataIdentity(match.group(3), counts)
+        return cls(match.group(1), match.group(2), data)
 
     def __str__(self) -> str:
-        return f"run {self.run_id}, recipe sha256 {self.recipe_sha256[:12]}…"
+        text = f"run {self.run_id}, recipe sha256 {self.recipe_sha256[:12]}…"
+        if self.data is not None:
+            text += f", data sha256 {self.data.sha256[:12]}…"
+        return text
 
 
 def file_identity(path: Path, metadata: dict[str, Any]) -> RunIdentity:

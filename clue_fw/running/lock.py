@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 from pathlib import Path
 
 from clue_fw.errors import RunDirectoryError
-from clue_fw.running.os_errors import os_reason, output_error
+from clue_fw.running.os_errors import kind_of, os_reason, output_error
 
 try:  # POSIX only; without it (Windows) runs are not locked
     import fcntl
@@ -31,14 +32,19 @@ class DirectoryLock:
         self.path = run_dir / LOCK_FILE
         self._fd: int | None = None
         self._claimed = False
+        self.created = False  # acquire() created the lock file
 
     def acquire(self) -> None:
         """Take the lock, or raise :class:`RunDirectoryError` naming the holder's PID."""
         if fcntl is None:  # pragma: no cover - Windows: runs are not locked
             return
-        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+        flags = os.O_RDWR | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
         try:
-            fd = os.open(self.path, flags, 0o644)
+            try:
+                fd = os.open(self.path, flags | os.O_CREAT | os.O_EXCL, 0o644)
+                self.created = True
+            except FileExistsError:
+                fd = os.open(self.path, flags)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise RunDirectoryError(
@@ -49,6 +55,14 @@ class DirectoryLock:
                 f"Cannot create the lock file {self.path}: {os_reason(exc)}. A run needs a "
                 f"writable directory; choose another --out than {self.run_dir}."
             ) from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise RunDirectoryError(
+                f"{self.path} is {kind_of(self.path)}; clue_fw's lock file must be a regular "
+                f"file. Remove it, or choose another run directory than {self.run_dir} (a "
+                "directory without recipe.yaml holds nothing to resume: start the run again "
+                "with --out)."
+            )
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -78,11 +92,19 @@ class DirectoryLock:
         except OSError as exc:
             raise output_error(self.path, exc, self.run_dir) from None
 
-    def release(self) -> None:
+    def release(self, remove: bool = False) -> None:
         """Drop the lock (idempotent), emptying the lock file if :meth:`claim` wrote it:
-        a run that was refused before it claimed the directory leaves the file as it was."""
+        a run that was refused before it claimed the directory leaves the file as it was.
+        ``remove`` deletes the lock file too when :meth:`acquire` created it (a run refused
+        in a directory it just made leaves nothing behind)."""
         if self._fd is None:
             return
+        if remove and self.created:
+            try:
+                self.check_owned()
+                self.path.unlink()  # while still held: no other run can have taken it
+            except (OSError, RunDirectoryError):
+                pass
         fd, self._fd = self._fd, None
         if self._claimed:
             self._claimed = False
@@ -91,6 +113,31 @@ class DirectoryLock:
             except OSError:
                 pass
         os.close(fd)
+
+    def check_owned(self) -> None:
+        """Raise :class:`RunDirectoryError` unless the locked file is still ``.lock`` of
+        the run directory: same inode at the same path, not deleted. Someone who removed
+        or replaced the directory during the run (``rm -rf``, another run's --overwrite of
+        a parent) would otherwise see this run write into, or re-create, a directory it
+        no longer owns."""
+        if self._fd is None:
+            return
+        try:
+            mine = os.fstat(self._fd)
+            there: os.stat_result | None = os.lstat(self.path)
+        except OSError:
+            there = None
+        if (
+            there is None
+            or mine.st_nlink == 0
+            or (there.st_ino, there.st_dev) != (mine.st_ino, mine.st_dev)
+        ):
+            raise RunDirectoryError(
+                f"The run directory {self.run_dir} was removed or replaced by someone else "
+                f"while the run was going (its lock file {self.path} is no longer the one this "
+                "run locked). The run stopped and writes nothing more there; start it again "
+                "with --out."
+            )
 
     @property
     def held(self) -> bool:

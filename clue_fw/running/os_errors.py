@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import errno
+import os
 import re
+import stat
 from pathlib import Path
 
-from clue_fw.errors import RunDirectoryError
+from clue_fw.errors import ClueError, RunDirectoryError
 
 _FULL = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
@@ -47,3 +49,72 @@ def output_error(path: Path, exc: BaseException, run_dir: Path) -> RunDirectoryE
         f"{what} The run stopped; the files it had written are intact (each is written to "
         f"a temp file and renamed into place). {advice}."
     )
+
+
+# --------------------------------------------------------------------------- probes
+#
+# ``Path.exists()`` and friends swallow only some OS errors (a missing file) and raise
+# the rest (``File name too long``, ``Permission denied``) as a traceback. Every
+# filesystem probe of the run-directory code goes through these instead: a missing path
+# is ``None``/False, any other OS error a ClueError naming the path and the reason.
+
+_MISSING = {errno.ENOENT, errno.ENOTDIR}
+
+
+def probe(
+    path: Path, follow: bool = True, error: type[ClueError] = RunDirectoryError
+) -> os.stat_result | None:
+    """``os.stat`` (``os.lstat`` unless ``follow``) of ``path``; None when it does not
+    exist (a dangling or looping symbolic link, when followed, does not exist either)."""
+    try:
+        return os.stat(path) if follow else os.lstat(path)
+    except OSError as exc:
+        if exc.errno in _MISSING or (follow and exc.errno == errno.ELOOP):
+            return None
+        raise error(
+            f"Cannot use the path {path}: {os_reason(exc)}. Check the path (each of its "
+            "components must be at most 255 bytes) and its permissions."
+        ) from None
+    except ValueError as exc:  # an embedded NUL byte
+        raise error(f"Cannot use the path {path!r}: {exc}.") from None
+
+
+def exists(path: Path, error: type[ClueError] = RunDirectoryError) -> bool:
+    """Whether anything (a dangling symbolic link too) is at ``path``."""
+    return probe(path, follow=False, error=error) is not None
+
+
+def is_symlink(path: Path, error: type[ClueError] = RunDirectoryError) -> bool:
+    found = probe(path, follow=False, error=error)
+    return found is not None and stat.S_ISLNK(found.st_mode)
+
+
+def is_dir(path: Path, error: type[ClueError] = RunDirectoryError) -> bool:
+    found = probe(path, error=error)
+    return found is not None and stat.S_ISDIR(found.st_mode)
+
+
+def is_file(path: Path, error: type[ClueError] = RunDirectoryError) -> bool:
+    found = probe(path, error=error)
+    return found is not None and stat.S_ISREG(found.st_mode)
+
+
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a named pipe"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISLNK, "a symbolic link"),
+)
+
+
+def kind_of(path: Path, error: type[ClueError] = RunDirectoryError) -> str:
+    """What ``path`` is, in words: ``a regular file``, ``a named pipe``, ``missing``..."""
+    found = probe(path, error=error)
+    if found is None:
+        return "a dangling symbolic link" if exists(path, error) else "missing"
+    for test, name in _KINDS:
+        if test(found.st_mode):
+            return name
+    return "a regular file" if stat.S_ISREG(found.st_mode) else "not a regular file"

@@ -18,6 +18,7 @@ from clue_fw.components import BuildContext, SequenceEncoder, TaskData
 from clue_fw.data.csr import Csr
 from clue_fw.data.examples import ExampleSet
 from clue_fw.data.windows import training_windows
+from clue_fw.running.os_errors import exists
 from clue_fw.running.run_directory import RunDirectory
 from clue_fw.running.stage import Stage, adam
 from clue_fw.training.checkpoint import module_tensors
@@ -53,10 +54,17 @@ def run_pretrain(
     module = nn.ModuleDict({"encoder": encoder, "objective": objective, "views": views})
     parameters = [p for p in module.parameters() if p.requires_grad]
     stage = Stage(
-        "pretrain", directory, module, adam(parameters, spec.train), reporter, recipe.seed, device
+        "pretrain",
+        directory,
+        module,
+        adam(parameters, spec.train),
+        reporter,
+        recipe.seed,
+        device,
+        epochs=spec.train.epochs,
     )
     stage.try_resume()
-    if stage.finished and stage.path(ENCODER_FILE).exists():
+    if stage.finished and exists(stage.path(ENCODER_FILE)):
         return
     sequences = recipe.finetune.head.pretrain_sequences(task_data)
     examples = pretrain_examples(sequences, context.max_len, spec.train.history).to(device)
@@ -64,6 +72,9 @@ def run_pretrain(
         f"pretrain: {spec.objective.kind} with views "
         f"{'+'.join(v.kind for v in spec.views)} on {len(examples):,} sequences"
     )
+    # A last batch of a single sequence is skipped (BatchNorm needs two rows, and one
+    # row is a noisy step for any objective), or of fewer than the objective needs.
+    smallest = max(2, spec.objective.min_batch_size)
     module.train()
     while stage.epoch < spec.train.epochs:
         epoch = stage.epoch + 1
@@ -77,8 +88,8 @@ def run_pretrain(
             spec.train,
             f"{spec.objective.kind} objective",
             step=step,
-            batches=examples.batches(spec.train.batch_size, order, min_size=2),
-            num_batches=examples.num_batches(spec.train.batch_size, min_size=2),
+            batches=examples.batches(spec.train.batch_size, order, min_size=smallest),
+            num_batches=examples.num_batches(spec.train.batch_size, min_size=smallest),
         )
         row = {
             "epoch": epoch,
@@ -96,4 +107,6 @@ def run_pretrain(
     tensors = module_tensors(encoder, "encoder.")
     # The catalogue the item embeddings index: checked by runs that start from this encoder.
     tensors[ITEM_IDS_KEY] = torch.from_numpy(task_data.sequences.item_ids.astype("int64"))
-    stage.save_file(ENCODER_FILE, tensors, {"kind": "encoder", "epoch": stage.epoch})
+    stage.save_file(
+        ENCODER_FILE, tensors, {"kind": "encoder", "role": "encoder", "epoch": stage.epoch}
+    )

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import platform
 import re
 import shutil
@@ -47,17 +48,26 @@ from pydantic import BaseModel
 from safetensors import SafetensorError
 
 import clue_fw
-from clue_fw.errors import RecipeError, RunDirectoryError
+from clue_fw.errors import CheckpointError, RecipeError, RunDirectoryError
 from clue_fw.recipe import MAX_RECIPE_BYTES, parse_yaml, recipe_to_yaml
 from clue_fw.running.identity import (
     RECIPE_FILE,
+    DataIdentity,
     RunIdentity,
     check_identity,
     diff_keys,
     recipe_sha256,
 )
 from clue_fw.running.lock import LOCK_FILE, DirectoryLock
-from clue_fw.running.os_errors import os_reason, output_error
+from clue_fw.running.os_errors import (
+    exists,
+    is_dir,
+    is_file,
+    is_symlink,
+    kind_of,
+    os_reason,
+    output_error,
+)
 from clue_fw.training.checkpoint import (
     atomic_write_bytes,
     atomic_write_json,
@@ -96,13 +106,31 @@ def stale_temp_files(run_dir: Path) -> list[Path]:
     """Temp files of interrupted atomic writes in a run directory and its stage folders."""
     found = []
     for folder in (run_dir, *(run_dir / stage for stage in STAGES)):
-        if folder.is_dir() and not folder.is_symlink():
-            found += [p for p in folder.iterdir() if p.is_file() and _TEMP_FILE.match(p.name)]
+        if is_dir(folder) and not is_symlink(folder):
+            found += [
+                p for p in _entries(folder, skip="") if _TEMP_FILE.match(p.name) and is_file(p)
+            ]
     return sorted(found)
 
 
 def _kind(path: Path) -> str:
-    return "a symbolic link" if path.is_symlink() else "a file"
+    if is_symlink(path):
+        return "a symbolic link"
+    kind = kind_of(path)
+    return "a file" if kind == "a regular file" else kind
+
+
+def _path_argument(value: Path | str | None, flag: str) -> Path | None:
+    """``--out``/``--resume`` as a path; an empty one is refused (``Path("")`` is the
+    current directory, which ``--overwrite`` would otherwise empty)."""
+    if value is None:
+        return None
+    if isinstance(value, str) and not value.strip():
+        raise RunDirectoryError(
+            f"{flag} is empty; give the run directory's path (an empty path would mean the "
+            "current directory)."
+        )
+    return Path(value)
 
 
 class RunDirectory:
@@ -136,12 +164,17 @@ class RunDirectory:
     def open(
         cls,
         recipe: BaseModel,
-        out: Path | None = None,
-        resume: Path | None = None,
+        out: Path | str | None = None,
+        resume: Path | str | None = None,
         overwrite: bool = False,
+        data: DataIdentity | None = None,
     ) -> RunDirectory:
         """Create (``out``, default ``runs/<name>/<time>``), replace (``overwrite``) or
-        resume (``resume``) a run directory and lock it."""
+        resume (``resume``) a run directory and lock it. ``data`` identifies the run's
+        data (:meth:`~clue_fw.components.TaskData.fingerprint`); ``--resume`` refuses
+        data other than the run started with."""
+        out = _path_argument(out, "--out")
+        resume = _path_argument(resume, "--resume")
         if out is not None and resume is not None:
             raise RunDirectoryError(
                 "Use either --out (a new run) or --resume (an existing run), not both."
@@ -153,49 +186,72 @@ class RunDirectory:
             )
         recipe_json = recipe.model_dump(mode="json")
         if resume is not None:
-            return cls._resume(Path(resume), recipe, recipe_json)
-        path = Path(out) if out is not None else default_run_dir(recipe)
-        return cls._create(path, recipe, recipe_json, overwrite)
+            return cls._resume(resume, recipe, recipe_json, data)
+        path = out if out is not None else default_run_dir(recipe)
+        return cls._create(path, recipe, recipe_json, overwrite, data)
 
     @classmethod
     def _create(
-        cls, path: Path, recipe: BaseModel, recipe_json: dict[str, Any], overwrite: bool
+        cls,
+        path: Path,
+        recipe: BaseModel,
+        recipe_json: dict[str, Any],
+        overwrite: bool,
+        data: DataIdentity | None,
     ) -> RunDirectory:
         lock = DirectoryLock(path)
-        if path.exists() or path.is_symlink():
-            if not path.is_dir():
+        created = False
+        if exists(path):
+            if not is_dir(path):
                 raise RunDirectoryError(
                     f"Output directory {path} is {_kind(path)}, not a directory. Choose "
                     "another --out."
                 )
             others = _entries(path, skip=LOCK_FILE)
-            if others and not overwrite and not (path / LOCK_FILE).exists():
+            has_lock = exists(path / LOCK_FILE)
+            if others and not overwrite and not has_lock:
                 raise _not_empty(path)  # nothing touched, nothing locked
+            if others and overwrite and not has_lock and not exists(path / RECIPE_FILE):
+                raise _not_a_run(path)  # nothing touched, nothing locked
             lock.acquire()  # a live run there is refused here, before anything is deleted
             try:
                 others = _entries(path, skip=LOCK_FILE)
                 if others and not overwrite:
                     raise _not_empty(path)
+                if others:
+                    _refuse_live_runs_below(path)
                 _clear(path, others)
             except BaseException:
                 lock.release()
                 raise
         else:
             try:
-                path.mkdir(parents=True, exist_ok=True)
+                path.mkdir(parents=True, exist_ok=False)
+                created = True
             except OSError as exc:
                 raise RunDirectoryError(
                     f"Cannot create the run directory {path}: {os_reason(exc)}. Choose "
                     "another --out."
                 ) from None
-            lock.acquire()
-        directory = cls(path, recipe_json, RunIdentity.new(recipe_json), lock, fresh=True)
-        directory._start(recipe)
+            try:
+                lock.acquire()
+            except BaseException:
+                _remove_if_empty(path)
+                raise
+        identity = RunIdentity.new(recipe_json, data)
+        directory = cls(path, recipe_json, identity, lock, fresh=True)
+        directory._start(recipe, remove_directory=created)
         return directory
 
     @classmethod
-    def _resume(cls, path: Path, recipe: BaseModel, recipe_json: dict[str, Any]) -> RunDirectory:
-        if (path.exists() or path.is_symlink()) and not path.is_dir():
+    def _resume(
+        cls,
+        path: Path,
+        recipe: BaseModel,
+        recipe_json: dict[str, Any],
+        data: DataIdentity | None,
+    ) -> RunDirectory:
+        if exists(path) and not is_dir(path):
             raise RunDirectoryError(
                 f"Cannot resume: {path} is {_kind(path)}, not a run directory. Give --resume "
                 "the directory a run wrote."
@@ -205,16 +261,16 @@ class RunDirectory:
         lock = DirectoryLock(path)
         lock.acquire()
         try:
-            if not _exists(path / RECIPE_FILE):
+            if not exists(path / RECIPE_FILE):
                 if not _looks_like_a_run(path):
                     raise _no_recipe(path)
                 # killed before its first file was complete: start from scratch in place
                 _remove(stale_temp_files(path), path)
-                identity = RunIdentity.new(recipe_json)
+                identity = RunIdentity.new(recipe_json, data)
                 directory = cls(path, recipe_json, identity, lock, fresh=True, restarted=True)
                 directory._start(recipe)
                 return directory
-            identity = _stored_identity(path, recipe_json)
+            identity = _stored_identity(path, recipe_json, data)
             lock.claim()
             _remove(stale_temp_files(path), path)
         except BaseException:
@@ -222,16 +278,20 @@ class RunDirectory:
             raise
         return cls(path, recipe_json, identity, lock, fresh=False)
 
-    def _start(self, recipe: BaseModel) -> None:
-        """Claim the lock and write ``recipe.yaml``: from here on --resume can continue."""
+    def _start(self, recipe: BaseModel, remove_directory: bool = False) -> None:
+        """Claim the lock and write ``recipe.yaml``: from here on --resume can continue.
+
+        A failure here leaves the directory as it was: the lock file goes if this run
+        created it, and so does the directory when this run created it (and it is empty).
+        """
         try:
             self.lock.claim()
-            self.write_bytes(
-                self.path / RECIPE_FILE,
-                (self.identity.header() + "\n" + recipe_to_yaml(recipe)).encode("utf-8"),
-            )
+            text = self.identity.header() + "\n" + recipe_to_yaml(recipe)
+            self.write_bytes(self.path / RECIPE_FILE, text.encode("utf-8", "backslashreplace"))
         except BaseException:
-            self.close()
+            self.lock.release(remove=True)
+            if remove_directory:
+                _remove_if_empty(self.path)
             raise
 
     # ----------------------------------------------------------------- life time
@@ -266,18 +326,36 @@ class RunDirectory:
 
     # ----------------------------------------------------------------- files
 
+    def check_owned(self) -> None:
+        """Refuse to go on when the directory was removed or replaced during the run
+        (:meth:`DirectoryLock.check_owned`); called before every write."""
+        self.lock.check_owned()
+
+    def _prepare_write(self, path: Path) -> None:
+        """Check ownership and create ``path``'s stage folder (never the run directory
+        itself: one deleted during the run is not silently re-created)."""
+        self.check_owned()
+        parent = path.parent
+        if parent != self.path and parent.parent == self.path and not is_dir(parent):
+            try:
+                parent.mkdir()
+            except OSError as exc:
+                raise output_error(parent, exc, self.path) from None
+
     def write_bytes(self, path: Path, payload: bytes) -> None:
         """Write ``payload`` atomically; an OS error is a :class:`RunDirectoryError`."""
+        self._prepare_write(path)
         try:
-            atomic_write_bytes(path, payload)
+            atomic_write_bytes(path, payload, create_parent=False)
         except OSError as exc:
             raise output_error(path, exc, self.path) from None
 
     def write_metrics(self, metrics: dict[str, Any]) -> dict[str, Any]:
         """Write ``metrics.json``, the last file of a run, stamped with the run identity."""
         stamped = {**metrics, "run": self.identity.to_json()}
+        self._prepare_write(self.metrics_path)
         try:
-            atomic_write_json(self.metrics_path, stamped)
+            atomic_write_json(self.metrics_path, stamped, create_parent=False)
         except OSError as exc:
             raise output_error(self.metrics_path, exc, self.path) from None
         return stamped
@@ -289,12 +367,15 @@ class RunDirectory:
         :class:`RunDirectoryError`: nothing is taken for this run's result unchecked.
         """
         path = self.metrics_path
-        if not _exists(path):
+        if not exists(path):
             return None
         redo = f"Delete it and --resume {self.path} again to evaluate the best checkpoint anew."
+        if not is_file(path):
+            raise RunDirectoryError(
+                f"Cannot resume {self.path}: its {METRICS_FILE} is not a regular file (it is "
+                f"{kind_of(path)}). {redo}"
+            )
         try:
-            if not path.is_file():
-                raise IsADirectoryError(errno.EISDIR, "not a regular file")
             if path.stat().st_size > MAX_METRICS_BYTES:
                 raise ValueError(f"larger than {MAX_METRICS_BYTES >> 20} MiB")
             metrics = json.loads(path.read_text(encoding="utf-8"))
@@ -324,23 +405,31 @@ class RunDirectory:
             **metadata,
             "versions": versions(),
         }
+        self._prepare_write(path)
         try:
-            save_checkpoint(path, tensors, stamped)
+            save_checkpoint(path, tensors, stamped, create_parent=False)
         except (OSError, SafetensorError) as exc:
             raise output_error(path, exc, self.path) from None
 
-    def load_checkpoint(self, path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        """Read a checkpoint of this run; one that another run wrote is refused."""
+    def load_checkpoint(
+        self, path: Path, role: str | None = None
+    ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """Read a checkpoint of this run; one that another run wrote is refused, and so is
+        one whose ``role`` (``last``, ``best``, ``encoder``) is not ``role``: a run's
+        ``last.safetensors`` copied over its ``best.safetensors`` is not its best."""
         tensors, metadata = load_checkpoint(path)
         check_identity(path, metadata, self.identity)
+        if role is not None and metadata.get("role") != role:
+            found = metadata.get("role")
+            raise CheckpointError(
+                f"{path} is not this run's {role} checkpoint (its metadata records role "
+                f"{_short(found)}): it was copied or renamed from another file of the run. "
+                f"Put the run's own {path.name} back, or start a new run (--out)."
+            )
         return tensors, metadata
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _exists(path: Path) -> bool:
-    return path.exists() or path.is_symlink()
 
 
 def _entries(path: Path, skip: str) -> list[Path]:
@@ -353,20 +442,79 @@ def _entries(path: Path, skip: str) -> list[Path]:
 def _looks_like_a_run(path: Path) -> bool:
     """A run directory: it holds ``recipe.yaml``, or only what a run killed before its
     first file was complete leaves (its lock file, the temp file of ``recipe.yaml``)."""
-    if not path.is_dir():
+    if not is_dir(path):
         return False
-    if _exists(path / RECIPE_FILE):
+    if exists(path / RECIPE_FILE):
         return True
     entries = _entries(path, skip="")
     temps = set(stale_temp_files(path))
     return bool(entries) and all(p in temps or p.name == LOCK_FILE for p in entries)
 
 
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _not_empty(path: Path) -> RunDirectoryError:
     return RunDirectoryError(
         f"Output directory {path} exists and is not empty. Choose another --out, pass "
-        "--overwrite to replace its contents, or --resume it."
+        "--overwrite to replace its contents (a clue_fw run directory only), or --resume it."
     )
+
+
+def _not_a_run(path: Path) -> RunDirectoryError:
+    shown = str(path) if path.is_absolute() else f"{path} ({path.absolute()})"
+    return RunDirectoryError(
+        f"{shown} is not a clue_fw run directory; --overwrite only replaces runs (it holds no "
+        "recipe.yaml and no .lock, and is not empty). Choose an empty or new --out."
+    )
+
+
+def _remove_if_empty(path: Path) -> None:
+    """Remove ``path`` if it is an empty directory (one this run created)."""
+    try:
+        path.rmdir()
+    except OSError:
+        pass
+
+
+def _refuse_live_runs_below(path: Path) -> None:
+    """Refuse --overwrite of ``path`` while a run holds a lock file anywhere below it
+    (a run nested in a sub-directory): each ``.lock`` found is tried with a non-blocking
+    flock before anything is deleted."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: runs are not locked
+        return
+    own = path / LOCK_FILE
+
+    def unreadable(exc: OSError) -> None:
+        raise RunDirectoryError(
+            f"Cannot replace the contents of {path} (--overwrite): cannot read "
+            f"{exc.filename or path} ({os_reason(exc)}) to check it for live runs. Choose "
+            "another --out."
+        )
+
+    for folder, _, files in os.walk(path, onerror=unreadable):
+        if LOCK_FILE not in files or Path(folder) / LOCK_FILE == own:
+            continue
+        found = Path(folder) / LOCK_FILE
+        try:
+            fd = os.open(found, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+        except OSError:
+            continue  # a symbolic link or unreadable: no run can hold it through us
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise RunDirectoryError(
+                    f"Cannot replace the contents of {path} (--overwrite): a clue_fw run is "
+                    f"going in {found.parent} (it holds {found}). Wait until it ends or stop "
+                    "it, or choose another --out."
+                ) from None
+        finally:
+            os.close(fd)
 
 
 def _no_recipe(path: Path) -> RunDirectoryError:
@@ -383,7 +531,7 @@ def _clear(path: Path, entries: list[Path]) -> None:
     entries = sorted(entries, key=lambda p: p.name != METRICS_FILE)
     try:
         for entry in entries:
-            if entry.is_dir() and not entry.is_symlink():
+            if is_dir(entry) and not is_symlink(entry):
                 shutil.rmtree(entry)
             else:
                 entry.unlink()
@@ -402,12 +550,18 @@ def _remove(paths: list[Path], run_dir: Path) -> None:
             raise output_error(path, exc, run_dir) from None
 
 
-def _stored_identity(path: Path, recipe_json: dict[str, Any]) -> RunIdentity:
-    """Read ``recipe.yaml``: it must parse, carry an identity, and hold this recipe."""
+def _stored_identity(
+    path: Path, recipe_json: dict[str, Any], data: DataIdentity | None
+) -> RunIdentity:
+    """Read ``recipe.yaml``: it must parse, carry an identity, hold this recipe and have
+    been started on this data."""
     file = path / RECIPE_FILE
+    if not is_file(file):
+        raise RunDirectoryError(
+            f"Cannot resume {path}: its recipe.yaml is not a regular file (it is "
+            f"{kind_of(file)}). Start a new run with --out."
+        )
     try:
-        if not file.is_file():
-            raise IsADirectoryError(errno.EISDIR, "not a regular file")
         if file.stat().st_size > MAX_RECIPE_BYTES:
             raise ValueError(f"larger than {MAX_RECIPE_BYTES >> 20} MiB")
         text = file.read_text(encoding="utf-8")
@@ -443,5 +597,20 @@ def _stored_identity(path: Path, recipe_json: dict[str, Any]) -> RunIdentity:
             f"Cannot resume {path}: its recipe.yaml was edited after the run started (the "
             "recipe no longer hashes to the recipe sha256 on its first line). Start a new "
             "run with --out."
+        )
+    if data is not None and identity.data is None:
+        raise RunDirectoryError(
+            f"Cannot resume {path}: it was started by an older clue_fw that did not record a "
+            "fingerprint of the data (recipe.yaml's first line has no data sha256), so the "
+            "data cannot be checked to be the same. Start a new run with --out."
+        )
+    if data is not None and identity.data != data:
+        assert identity.data is not None
+        raise RunDirectoryError(
+            f"Cannot resume {path}: the data differs from the data the run was started with "
+            f"(then: {identity.data.describe()}; now: {data.describe()}; data sha256 "
+            f"{identity.data.sha256[:12]}… then, {data.sha256[:12]}… now). Its checkpoints "
+            "were trained on the old data; restore the data files (and data settings) the run "
+            "used, or start a new run with --out."
         )
     return identity

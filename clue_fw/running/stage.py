@@ -10,6 +10,7 @@ re-seeded from (seed, stage, epoch) at the start of every epoch
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from clue_fw.errors import CheckpointError, TrainingError
+from clue_fw.errors import CheckpointError, NonFiniteError
+from clue_fw.running.os_errors import exists
 from clue_fw.running.run_directory import RunDirectory
 from clue_fw.training.checkpoint import (
     load_module_tensors,
@@ -53,6 +55,8 @@ class Stage:
         seed: int,
         device: torch.device,
         extra_fields: dict[str, type] | None = None,
+        epochs: int | None = None,
+        patience: int | None = None,
     ) -> None:
         self.name = name
         self.directory = directory
@@ -63,6 +67,8 @@ class Stage:
         self.seed = seed
         self.device = device
         self.extra_fields = dict(extra_fields or {})
+        self.epochs = epochs  # the recipe's: a resumed epoch beyond it is refused
+        self.patience = patience
         self.epoch = 0
         self.finished = False
         self.history: list[dict[str, Any]] = []
@@ -87,6 +93,7 @@ class Stage:
     def metadata(self) -> dict[str, Any]:
         return {
             "stage": self.name,
+            "role": "last",
             "epoch": self.epoch,
             "finished": self.finished,
             "history": self.history,
@@ -103,7 +110,8 @@ class Stage:
     def save_file(
         self, file: str, tensors: dict[str, torch.Tensor], metadata: dict[str, Any]
     ) -> None:
-        """Write another checkpoint of this stage (``best``, ``encoder``)."""
+        """Write another checkpoint of this stage (``best``, ``encoder``); ``metadata``
+        names its ``role``, which loading checks."""
         self.directory.save_checkpoint(self.path(file), tensors, {"stage": self.name, **metadata})
 
     def train_epoch(
@@ -129,12 +137,12 @@ class Stage:
                 first_step=(epoch - 1) * num_batches,
                 loss_name=loss_name,
             )
-        except TrainingError as exc:
-            if self.last_path.is_file():
+        except NonFiniteError as exc:
+            if exists(self.last_path):
                 kept = f"the last good checkpoint, {self.last_path} (epoch {self.epoch}), is kept."
             else:
                 kept = f"no {self.name} epoch had finished, so no {self.name} checkpoint exists."
-            raise TrainingError(
+            raise NonFiniteError(
                 f"{exc} The run stopped; {kept} Lower {self.name}.train.lr or set "
                 f"{self.name}.train.grad_clip and start a new run: training is seeded, so "
                 "--resume with the same recipe would repeat the same steps."
@@ -142,12 +150,12 @@ class Stage:
 
     def try_resume(self) -> bool:
         """Continue from ``last.safetensors`` if this run wrote one; False if there is none."""
-        if not self.last_path.exists():
+        if not exists(self.last_path):
             return False
-        tensors, metadata = self.directory.load_checkpoint(self.last_path)
+        tensors, metadata = self.directory.load_checkpoint(self.last_path, role="last")
         epoch, finished, history, extra = self._training_state(metadata)
         load_module_tensors(self.module, tensors, "model.", self.last_path)
-        restore_optimizer(self.optimizer, tensors, metadata.get("optimizer", {}))
+        restore_optimizer(self.optimizer, tensors, metadata.get("optimizer", {}), self.last_path)
         self.epoch, self.finished, self.history, self.extra = epoch, finished, history, extra
         self.reporter.log(
             f"{self.name}: resumed after epoch {self.epoch}"
@@ -171,8 +179,10 @@ class Stage:
             raise bad(f"it holds {stage!r} state, not {self.name!r} state")
         epoch, finished = metadata.get("epoch"), metadata.get("finished")
         history, extra = metadata.get("history"), metadata.get("extra", {})
-        if type(epoch) is not int or epoch < 0:
-            raise bad(f"'epoch' must be a whole number >= 0, not {_show(epoch)}")
+        top = self.epochs if self.epochs is not None else float("inf")
+        if type(epoch) is not int or not 0 <= epoch <= top:
+            limit = f"in [0, {self.epochs}] (the recipe's epochs)" if self.epochs else ">= 0"
+            raise bad(f"'epoch' must be a whole number {limit}, not {_show(epoch)}")
         if type(finished) is not bool:
             raise bad(f"'finished' must be true or false, not {_show(finished)}")
         if not isinstance(history, list) or not all(isinstance(row, dict) for row in history):
@@ -186,6 +196,19 @@ class Stage:
                 fits = isinstance(value, (int, float)) and not isinstance(value, bool)
             if not fits:
                 raise bad(f"'extra.{key}' must be {kind.__name__}, not {_show(value)}")
+        best, best_epoch, bad_epochs = (
+            extra.get("best"),
+            extra.get("best_epoch"),
+            extra.get("bad_epochs"),
+        )
+        if "best" in self.extra_fields and not math.isfinite(best):
+            raise bad(f"'extra.best' must be a finite number, not {_show(best)}")
+        if "best_epoch" in self.extra_fields and not 0 <= best_epoch <= epoch:
+            raise bad(f"'extra.best_epoch' must be in [0, {epoch}] (its epoch), not {best_epoch}")
+        if "bad_epochs" in self.extra_fields:
+            top_bad = self.patience if self.patience is not None else epoch
+            if not 0 <= bad_epochs <= top_bad:
+                raise bad(f"'extra.bad_epochs' must be in [0, {top_bad}], not {bad_epochs}")
         return epoch, finished, list(history), dict(extra)
 
 

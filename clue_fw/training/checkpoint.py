@@ -7,8 +7,11 @@ safetensors header metadata under the key ``clue_fw``.
 
 from __future__ import annotations
 
+import errno
 import json
+import math
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -38,9 +41,14 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: Path, payload: bytes) -> None:
-    """Write ``payload`` to ``path`` through a temp file, fsync and rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def atomic_write_bytes(path: Path, payload: bytes, create_parent: bool = True) -> None:
+    """Write ``payload`` to ``path`` through a temp file, fsync and rename.
+
+    ``create_parent=False`` requires the folder to exist: a run directory deleted while
+    its run is going is then not silently re-created.
+    """
+    if create_parent:
+        path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -54,13 +62,21 @@ def atomic_write_bytes(path: Path, payload: bytes) -> None:
         raise
 
 
-def atomic_write_json(path: Path, value: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(value, indent=2, sort_keys=False) + "\n").encode())
+def atomic_write_json(path: Path, value: Any, create_parent: bool = True) -> None:
+    text = json.dumps(value, indent=2, sort_keys=False) + "\n"
+    atomic_write_bytes(path, text.encode(), create_parent)
 
 
-def save_checkpoint(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, Any]) -> None:
-    """Save tensors (made contiguous, on CPU) and metadata atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def save_checkpoint(
+    path: Path,
+    tensors: dict[str, torch.Tensor],
+    metadata: dict[str, Any],
+    create_parent: bool = True,
+) -> None:
+    """Save tensors (made contiguous, on CPU) and metadata atomically (``create_parent``:
+    as in :func:`atomic_write_bytes`)."""
+    if create_parent:
+        path.parent.mkdir(parents=True, exist_ok=True)
     cpu = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
     header = {METADATA_KEY: json.dumps({"format": FORMAT, **metadata})}
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -78,8 +94,20 @@ def save_checkpoint(path: Path, tensors: dict[str, torch.Tensor], metadata: dict
 
 def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Read a checkpoint; any unreadable or foreign file is a :class:`CheckpointError`."""
-    if not path.is_file():
-        raise CheckpointError(f"Checkpoint not found: {path}.")
+    try:
+        found = os.stat(path)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            raise CheckpointError(f"Checkpoint not found: {path}.") from None
+        reason = exc.strerror or str(exc)
+        raise CheckpointError(f"Cannot read the checkpoint {path}: {reason}.") from None
+    except ValueError as exc:  # an embedded NUL byte
+        raise CheckpointError(f"Cannot read the checkpoint {path!r}: {exc}.") from None
+    if not stat.S_ISREG(found.st_mode):
+        what = "a directory" if stat.S_ISDIR(found.st_mode) else _special_kind(found.st_mode)
+        raise CheckpointError(
+            f"{path} is not a regular file (it is {what}); a checkpoint is a .safetensors file."
+        )
     foreign = _foreign_format(path)
     if foreign:
         raise CheckpointError(
@@ -111,6 +139,16 @@ def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
             f"{path} is a safetensors file but not a clue_fw checkpoint (metadata: {exc})."
         ) from None
     return tensors, metadata
+
+
+def _special_kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a named pipe"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    return "a socket" if stat.S_ISSOCK(mode) else "not a regular file"
 
 
 def _foreign_format(path: Path) -> str | None:
@@ -211,30 +249,87 @@ def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch
 
 
 def restore_optimizer(
-    optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], structure: Any
+    optimizer: torch.optim.Optimizer,
+    tensors: dict[str, torch.Tensor],
+    structure: Any,
+    source: Path | str = "the checkpoint",
 ) -> None:
-    """Rebuild an optimiser state saved by :func:`optimizer_tensors` and load it.
+    """Restore the per-parameter state saved by :func:`optimizer_tensors` into
+    ``optimizer``, the one the recipe built.
 
-    Per-parameter state tensors (such as Adam's moments) must have their parameter's
-    shape; any malformed entry is a :class:`CheckpointError`.
+    Only the per-parameter state (such as Adam's moments and step counts) is taken from
+    the file; every hyper-parameter (``lr``, ``betas``, ``weight_decay``...) stays the
+    recipe's, whatever the file says. The structure is checked first (group and
+    parameter counts, indices, types) and every state tensor against its parameter
+    (shape and dtype; a step count is a finite, non-negative scalar): anything else is a
+    :class:`CheckpointError` naming ``source``.
     """
-    parameters = [p for group in optimizer.param_groups for p in group["params"]]
+
+    def bad(what: str) -> CheckpointError:
+        return CheckpointError(
+            f"Optimiser state in {source} does not fit this recipe's model: {what}. It was "
+            "not written by this run's clue_fw, or it was edited. Start a new run (--out)."
+        )
+
+    groups = optimizer.param_groups
+    if not isinstance(structure, dict):
+        raise bad(f"'optimizer' must be a mapping, not {type(structure).__name__}")
+    saved_groups = structure.get("param_groups")
+    if not isinstance(saved_groups, list) or len(saved_groups) != len(groups):
+        count = len(saved_groups) if isinstance(saved_groups, list) else "no list of"
+        raise bad(f"it has {count} parameter groups, the optimiser {len(groups)}")
+    parameters: list[torch.Tensor] = []
+    new_groups = []
+    for number, (saved, group) in enumerate(zip(saved_groups, groups, strict=True)):
+        want = list(range(len(parameters), len(parameters) + len(group["params"])))
+        params = saved.get("params") if isinstance(saved, dict) else None
+        if params != want or not all(type(index) is int for index in params):
+            raise bad(
+                f"parameter group {number} must list parameters {want[:1]}..{want[-1:]} "
+                f"({len(want)} of them)"
+            )
+        parameters += group["params"]
+        # Hyper-parameters: the recipe's (the live group's), never the file's.
+        new_groups.append({**{k: v for k, v in group.items() if k != "params"}, "params": want})
     state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        if not key.startswith("optim."):
+            continue
+        parts = key.split(".", 2)
+        if len(parts) != 3 or not parts[1].isdigit() or not parts[2].isidentifier():
+            raise bad(f"malformed state tensor name {key!r}")
+        position, name = int(parts[1]), parts[2]
+        if position >= len(parameters):
+            raise bad(f"{key}: the model has {len(parameters)} parameters")
+        parameter = parameters[position]
+        if value.dim() == 0:
+            if not value.is_floating_point() or not bool(torch.isfinite(value)) or value < 0:
+                raise bad(f"{key} must be a finite, non-negative float, not {value.item()!r}")
+        elif value.shape != parameter.shape or value.dtype != parameter.dtype:
+            raise bad(
+                f"{key} is {value.dtype} {tuple(value.shape)}, its parameter "
+                f"{parameter.dtype} {tuple(parameter.shape)}"
+            )
+        state.setdefault(position, {})[name] = value
+    scalars = structure.get("scalars", {})
+    if not isinstance(scalars, dict):
+        raise bad("'scalars' must be a mapping")
+    for index, values in scalars.items():
+        if not (isinstance(index, str) and index.isdigit() and int(index) < len(parameters)):
+            raise bad(f"'scalars' names no parameter: {index!r}")
+        if not isinstance(values, dict) or not all(
+            isinstance(k, str)
+            and isinstance(v, (int, float))
+            and not isinstance(v, bool)
+            and math.isfinite(v)
+            for k, v in values.items()
+        ):
+            raise bad(f"'scalars.{index}' must map names to finite numbers")
+        state.setdefault(int(index), {}).update(values)
+    names = {frozenset(values) for values in state.values()}
+    if len(names) > 1:
+        raise bad("its parameters have different kinds of state (a state tensor is missing)")
     try:
-        for key, value in tensors.items():
-            if key.startswith("optim."):
-                _, index, name = key.split(".", 2)
-                position = int(index)
-                if not 0 <= position < len(parameters):
-                    raise ValueError(f"{key}: the model has {len(parameters)} parameters")
-                if value.dim() > 0 and value.shape != parameters[position].shape:
-                    raise ValueError(
-                        f"{key} has shape {tuple(value.shape)}, its parameter "
-                        f"{tuple(parameters[position].shape)}"
-                    )
-                state.setdefault(position, {})[name] = value
-        for index, values in structure.get("scalars", {}).items():
-            state.setdefault(int(index), {}).update(values)
-        optimizer.load_state_dict({"state": state, "param_groups": structure["param_groups"]})
+        optimizer.load_state_dict({"state": state, "param_groups": new_groups})
     except (ValueError, KeyError, TypeError, AttributeError, RuntimeError) as exc:
-        raise CheckpointError(f"Optimiser state in the checkpoint does not fit: {exc}.") from None
+        raise bad(str(exc)) from None

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import torch
 
 from clue_fw.components import DownstreamHead, LossOutput, SequenceEncoder
-from clue_fw.data.examples import Batch, ExampleSet
-from clue_fw.errors import EvaluationError, PluginError, TrainingError
+from clue_fw.data.examples import Batch, Batches, ExampleSet
+from clue_fw.errors import EvaluationError, NonFiniteError, PluginError, TrainingError
 from clue_fw.metrics.ranking import NAN_ROWS
 from clue_fw.training.report import Reporter
 
@@ -56,6 +56,8 @@ def train_epoch(
     Parameters are checked once more at the end of the epoch, so the caller never
     checkpoints a non-finite model. ``grad_clip`` clips the global gradient norm.
     """
+    if num_batches <= 0:
+        raise TrainingError(_no_batches(description, batches))
     total_loss = torch.zeros((), dtype=torch.float64)
     term_totals: dict[str, float] = {}
     examples = 0
@@ -88,6 +90,8 @@ def train_epoch(
             examples += size
             elapsed = time.perf_counter() - started
             update(1, float(total_loss) / examples, examples / max(elapsed, 1e-9))
+    if examples == 0:
+        raise TrainingError(_no_batches(description, batches))
     if parameters and not bool(
         torch.stack([p.detach().isfinite().all() for p in parameters]).all()
     ):
@@ -102,6 +106,24 @@ def train_epoch(
         terms={k: v / count for k, v in term_totals.items()},
         examples=examples,
         seconds=seconds,
+    )
+
+
+def _no_batches(description: str, batches: Iterable[Batch]) -> str:
+    """Why ``description`` (stage and epoch) has no batch to train on, with the numbers."""
+    if isinstance(batches, Batches):
+        cut = (
+            f"it has {batches.examples:,} training example{'s' * (batches.examples != 1)} "
+            f"and batch_size {batches.batch_size}"
+        )
+        if batches.min_size > 1:
+            cut += f", and a batch of fewer than {batches.min_size} examples is skipped"
+    else:
+        cut = "its batches are empty"
+    return (
+        f"{description} has no batch to train on: {cut}, so no optimiser step would run and "
+        "the stage would claim to have trained. Use more users (or a smaller batch_size), or "
+        "leave the stage out."
     )
 
 
@@ -161,10 +183,10 @@ def _grad_norm(parameters: list[torch.nn.Parameter], like: torch.Tensor) -> torc
 
 def _non_finite(
     where: str, loss_name: str, loss_value: float, norm_value: float, output: LossOutput
-) -> TrainingError:
+) -> NonFiniteError:
     """The error for a non-finite loss (naming the non-finite logged terms) or gradient."""
     if math.isfinite(loss_value):
-        return TrainingError(
+        return NonFiniteError(
             f"Non-finite gradient in {where}: the gradient norm of the {loss_name} loss is "
             f"{norm_value} (the loss itself was {loss_value:.6g})."
         )
@@ -176,7 +198,7 @@ def _non_finite(
     elif values:
         finite = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
         text += f"; its logged terms are finite ({finite})"
-    return TrainingError(text + ".")
+    return NonFiniteError(text + ".")
 
 
 @torch.no_grad()

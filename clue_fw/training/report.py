@@ -7,7 +7,7 @@ rich ``Text``, never read as console markup (``[bold]``) or emoji codes (``:x:``
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,13 @@ from clue_fw.errors import RunDirectoryError
 class Reporter:
     """Console output plus a plain-text log file."""
 
-    def __init__(self, console: Console | None = None, log_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        console: Console | None = None,
+        log_path: Path | None = None,
+        guard: Callable[[], None] | None = None,
+    ) -> None:
+        self.guard = guard
         self.console = console or Console(stderr=True)
         self.log_path = log_path
 
@@ -42,7 +48,9 @@ class Reporter:
             return
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
         try:
-            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            if self.guard is not None:  # e.g. the run directory is still this run's
+                self.guard()
+            # No mkdir: a run directory deleted during the run is not silently re-created.
             with self.log_path.open("a", encoding="utf-8") as handle:
                 handle.write(f"{stamp} {message}\n")
         except OSError as exc:  # a full disk or a read-only directory

@@ -64,8 +64,15 @@ def test_dropout_view_spec_probability_bounds() -> None:
     assert DropoutViewSpec().probability == 1.0
     with pytest.raises(ValueError):
         DropoutViewSpec(probability=1.5)
-    view = DropoutViewSpec(probability=0.3).build(BuildContext(num_items=9, max_len=4))
+    view = DropoutViewSpec(probability=1.0).build(BuildContext(num_items=9, max_len=4))
     assert torch.equal(view(ITEMS, torch.Generator()), ITEMS)
+
+
+@pytest.mark.parametrize("probability", [0.0, 0.3, 0.999])
+def test_dropout_view_refuses_a_probability_it_would_ignore(probability: float) -> None:
+    """The dropout view never changes items, so p = 0 would train like p = 1."""
+    with pytest.raises(ValueError, match="a probability other than 1 has no effect"):
+        DropoutViewSpec(probability=probability)
 
 
 # --------------------------------------------------------------------------- the view contract

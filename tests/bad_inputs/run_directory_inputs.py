@@ -200,3 +200,62 @@ def read_only(relative: str) -> Callable[[Path], Callable[[], None]]:
         return restore
 
     return setup
+
+
+def fifo_lock(case_dir: Path) -> None:
+    """A setup: ``out/`` holds a named pipe as its ``.lock`` (a lock file must be regular)."""
+    import os
+
+    (case_dir / "out").mkdir()
+    os.mkfifo(case_dir / "out" / ".lock")
+
+
+def copy_file(source: str, target: str) -> Callable[[Path], None]:
+    """A damage: ``run/target`` becomes a copy of the same run's ``run/source``."""
+
+    def damage(run_dir: Path) -> None:
+        shutil.copyfile(run_dir / source, run_dir / target)
+
+    return damage
+
+
+def run_with_out(name: str) -> Callable[[Path], object]:
+    """An api call: run the case's recipe with ``--out case_dir/name`` (a path with a
+    component too long for the file system, say)."""
+
+    def call(case_dir: Path) -> object:
+        from clue_fw.recipe import load_recipe
+        from clue_fw.runner import run
+
+        return run(load_recipe(case_dir / "recipe.yaml"), out=case_dir / name)
+
+    return call
+
+
+def resume_at(name: str) -> Callable[[Path], object]:
+    """An api call: ``--resume case_dir/name``."""
+
+    def call(case_dir: Path) -> object:
+        from clue_fw.recipe import load_recipe
+        from clue_fw.runner import run
+
+        return run(load_recipe(case_dir / "recipe.yaml"), resume=case_dir / name)
+
+    return call
+
+
+def to_int32(key: str) -> Callable[[dict[str, Any]], None]:
+    """A tensor change (for ``rewrite_tensors``): ``key`` stored as int32."""
+
+    def change(tensors: dict[str, Any]) -> None:
+        import torch
+
+        tensors[key] = tensors[key].to(torch.int32)
+
+    return change
+
+
+def init_from_long_path(data: dict[str, Any]) -> None:
+    """A recipe edit: no pre-training, ``finetune.init_from`` with a 300-byte component."""
+    data["pretrain"] = None
+    data["finetune"]["init_from"] = "x" * 300

@@ -230,6 +230,10 @@ def test_read_target_pairs_unknown_users(tmp_path: Path) -> None:
         ("1 500\n2 600 7\n", "line 2: expected 2 fields (user item), found 3"),
         ("1 500\nuser item\n", "line 2: user id 'user' is not an integer id"),
         ("1 x\n", "line 1: item id 'x' is not an integer id"),
+        # only \n ends a line: a form feed or \u2028 is part of a token
+        ("1 500\n3 600\x0c4 700\n", "line 2: expected 2 fields (user item), found 3"),
+        ("1 500\x0b\n", "line 1: item id '500\\x0b' is not an integer id"),
+        ("1 500\n\n3 600\u20284 700\n", "line 3: expected 2 fields"),
     ],
 )
 def test_malformed_target_pairs(tmp_path: Path, text: str, fragment: str) -> None:

@@ -148,3 +148,29 @@ def test_resolve_data_path_names_what_the_path_is(tmp_path: Path) -> None:
         resolve_data_path(".", tmp_path)
     with pytest.raises(DataError, match="Data file not found"):
         resolve_data_path("absent/seq.txt", tmp_path)
+
+
+@pytest.mark.parametrize("digits", [5000, 31])
+def test_cap_setting_with_too_many_digits(monkeypatch: pytest.MonkeyPatch, digits: int) -> None:
+    monkeypatch.setenv(MAX_FILE_ENV, "9" * digits)
+    with pytest.raises(DataError, match=f"{MAX_FILE_ENV} has {digits:,} digits"):
+        max_file_bytes()
+
+
+def test_cap_setting_with_leading_zeros(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(MAX_FILE_ENV, "0" * 5000 + "800")
+    assert max_file_bytes() == 800
+
+
+@pytest.mark.parametrize("relative", ["~clue-no-such-user/seq.txt", "~clue-no-such-user"])
+def test_resolve_data_path_with_an_unknown_home(tmp_path: Path, relative: str) -> None:
+    with pytest.raises(DataError, match=r"data.path: cannot expand '~clue-no-such-user'"):
+        resolve_data_path(relative, tmp_path, "data.path")
+
+
+def test_data_root_with_an_unknown_home(monkeypatch: pytest.MonkeyPatch) -> None:
+    from clue_fw.data.root import data_root
+
+    monkeypatch.setenv("CLUE_DATA_DIR", "~clue-no-such-user/data")
+    with pytest.raises(DataError, match=r"CLUE_DATA_DIR: cannot expand '~clue-no-such-user'"):
+        data_root()

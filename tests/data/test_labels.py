@@ -171,3 +171,16 @@ def test_unknown_format_and_column_are_clipped(tmp_path: Path) -> None:
     with pytest.raises(DataError) as info:
         read_label_file(path, "x" * 10_000, "users_dat")  # type: ignore[arg-type]
     assert "(10,000 characters)" in str(info.value) and len(str(info.value)) < 400
+
+
+@pytest.mark.parametrize("char", ["\x0c", "\x0b", "\x1e", "\x85", "\u2028"])
+def test_only_newline_ends_a_label_line(tmp_path: Path, char: str) -> None:
+    path = write(tmp_path, f"1,F\n2,M\n3,F{char}4,M\n")
+    with pytest.raises(DataError, match=r"line 3: expected 2 fields"):
+        read_label_file(path)
+
+
+def test_labels_with_control_characters_are_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "1,F\n2,M\x0c\n")
+    with pytest.raises(DataError, match=r"line 2: the label .* control character"):
+        read_label_file(path)

@@ -238,3 +238,41 @@ def test_huge_tokens_are_clipped_in_table_errors(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="mixes tabs and spaces") as info:
         read_interaction_table(write(tmp_path, line + "\n"))
     assert len(str(info.value)) < 400
+
+
+# --------------------------------------------------------------------------- line breaks
+
+# str.splitlines() also ends a line at these; an editor (and clue_fw) does not.
+_NOT_LINE_BREAKS = ["\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
+
+
+@pytest.mark.parametrize("char", _NOT_LINE_BREAKS)
+def test_only_newline_ends_a_line_in_sequence_files(tmp_path: Path, char: str) -> None:
+    path = write(tmp_path, f"1 10 11\n2 20 21{char}3 30 31\n4 40 41\n")
+    with pytest.raises(DataError, match=r"line 2: item id '21.*' is not an integer id"):
+        read_sequence_file(path)
+
+
+@pytest.mark.parametrize("char", _NOT_LINE_BREAKS)
+def test_only_newline_ends_a_line_in_tables(tmp_path: Path, char: str) -> None:
+    path = write(tmp_path, f"1,10,5\n2,20,6{char}3,30,7\n")
+    with pytest.raises(DataError, match=r"line 2: "):
+        read_interaction_table(path)
+
+
+@pytest.mark.parametrize("char", ["\x0b", "\x0c", "\x1f", "\x85", "\xa0", "\u3000"])
+def test_control_and_unicode_spaces_do_not_separate_fields(tmp_path: Path, char: str) -> None:
+    path = write(tmp_path, f"1 10{char}11 12\n")
+    with pytest.raises(DataError, match=r"line 1: item id .* is not an integer id"):
+        read_sequence_file(path)
+
+
+def test_line_numbers_match_an_editor_after_a_vertical_tab(tmp_path: Path) -> None:
+    path = write(tmp_path, "1 10 11\n2 20\x0b21\n3 30 x\n")
+    with pytest.raises(DataError, match=r"line 2: "):
+        read_sequence_file(path)
+
+
+def test_crlf_and_final_line_without_newline(tmp_path: Path) -> None:
+    path = write(tmp_path, "1 10 11\r\n2 20 21\r\n3 30 31")
+    assert as_dict(read_sequence_file(path)) == {1: [10, 11], 2: [20, 21], 3: [30, 31]}

@@ -172,7 +172,7 @@ def test_no_space_mid_run_keeps_the_last_checkpoint_and_resumes_exactly(
 def test_no_space_for_metrics_json_leaves_no_metrics_and_resumes(
     tmp_path: Path, short: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def full(path: Path, value: Any) -> None:
+    def full(path: Path, value: Any, **kwargs: Any) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(run_directory, "atomic_write_json", full)

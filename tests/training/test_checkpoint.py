@@ -174,8 +174,14 @@ def test_optimizer_state_roundtrip(tmp_path: Path) -> None:
 
     torch.manual_seed(5)
     copy_model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
-    copy_optimizer = torch.optim.Adam(copy_model.parameters(), lr=0.5)
+    # the recipe builds the optimiser: its hyper-parameters, not the file's, are kept
+    copy_optimizer = torch.optim.Adam(
+        copy_model.parameters(), lr=0.01, betas=(0.8, 0.95), weight_decay=0.1
+    )
+    meddled = torch.optim.Adam(copy_model.parameters(), lr=0.5)
     loaded, meta = load_checkpoint(path)
+    restore_optimizer(meddled, loaded, meta["optimizer"])
+    assert meddled.param_groups[0]["lr"] == 0.5 and meddled.param_groups[0]["betas"] == (0.9, 0.999)
     load_module_tensors(copy_model, loaded, "model.", path)
     restore_optimizer(copy_optimizer, loaded, meta["optimizer"])
 

@@ -168,3 +168,25 @@ def test_evaluate_restores_training_mode() -> None:
     examples = ExampleSet({"x": torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0])})
     assert evaluate(head, encoder, examples, batch_size=2) == {"hits": pytest.approx(0.6)}  # type: ignore[arg-type]
     assert encoder.training and head.training
+
+
+@pytest.mark.parametrize(("count", "batch_size", "min_size"), [(1, 64, 2), (0, 4, 1)])
+def test_a_stage_without_batches_is_an_error(count: int, batch_size: int, min_size: int) -> None:
+    """Zero optimiser steps must not be logged as a trained epoch with loss 0.0."""
+    weight = nn.Parameter(torch.tensor([1.0]))
+    optimizer = torch.optim.SGD([weight], lr=0.1)
+    examples = ExampleSet({"x": torch.ones(count, 1)})
+    batches = examples.batches(batch_size, min_size=min_size)
+    assert len(batches) == examples.num_batches(batch_size, min_size) == 0
+
+    def step(batch: dict[str, torch.Tensor]) -> LossOutput:
+        return LossOutput((batch["x"] * weight).sum(), {})
+
+    with pytest.raises(TrainingError) as info:
+        train_epoch(step, [weight], optimizer, batches, 0, None, reporter(), "pretrain epoch 1/2")
+    message = str(info.value)
+    assert "pretrain epoch 1/2 has no batch to train on" in message
+    assert f"batch_size {batch_size}" in message and f"{count} training example" in message
+    # a caller that miscounts (num_batches > 0 but nothing comes) is caught too
+    with pytest.raises(TrainingError, match="has no batch to train on"):
+        train_epoch(step, [weight], optimizer, iter([]), 1, None, reporter(), "finetune epoch 1/1")

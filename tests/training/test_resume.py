@@ -179,8 +179,10 @@ def test_resume_refuses_a_checkpoint_from_another_recipe(
         run(validate_recipe(other), resume=run_dir, console=quiet())
     # a stage checkpoint written by another run (and recipe) is refused too
     other_json = validate_recipe(other).model_dump(mode="json")
+    first = (run_dir / "recipe.yaml").read_text().split("\n", 1)[0]
+    data = RunIdentity.from_header(first).data  # type: ignore[union-attr]
     (run_dir / "recipe.yaml").write_text(
-        RunIdentity.new(other_json).header()
+        RunIdentity.new(other_json, data).header()
         + "\n"
         + yaml.safe_dump(other_json, sort_keys=False)
     )
