@@ -12,6 +12,7 @@ is installed. Unknown kinds and misspelt keys are reported with their recipe pat
 import functools
 import re
 import unicodedata
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple, Union
 
@@ -462,20 +463,26 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 """Every integer in a recipe must lie in this range (seeds go to 64-bit generators)."""
 
 
+def _entries(data: Any) -> Iterator[tuple[tuple[str, ...], Any, Any]]:
+    """``(recipe path, key, value)`` of every entry below ``data`` (and ``((), None,
+    data)`` for the root). A container reached twice through YAML aliases is walked once;
+    the walk is iterative, so a deep recipe cannot exhaust the stack."""
+    seen: set[int] = set()
+    stack: list[tuple[tuple[str, ...], Any, Any]] = [((), None, data)]
+    while stack:
+        parts, key, node = stack.pop()
+        yield parts, key, node
+        if isinstance(node, dict | list | tuple) and id(node) not in seen:
+            seen.add(id(node))
+            items = node.items() if isinstance(node, dict) else enumerate(node)
+            stack.extend(((*parts, _printable(k)), k, v) for k, v in items)
+
+
 def _out_of_range_integers(data: Any) -> list[_Problem]:
     """An integer anywhere in ``data`` that does not fit in 64 bits, with its recipe path."""
     problems = []
-    seen: set[int] = set()
-    stack: list[tuple[Any, tuple[str, ...]]] = [(data, ())]
-    while stack:
-        node, parts = stack.pop()
-        if isinstance(node, dict | list | tuple):
-            if id(node) in seen:
-                continue
-            seen.add(id(node))
-            items = node.items() if isinstance(node, dict) else enumerate(node)
-            stack.extend((value, (*parts, str(key))) for key, value in items)
-        elif isinstance(node, int) and not isinstance(node, bool):
+    for parts, _, node in _entries(data):
+        if isinstance(node, int) and not isinstance(node, bool):
             if not INT64_MIN <= node <= INT64_MAX:
                 digits = len(str(abs(node)))
                 problems.append(
@@ -493,20 +500,10 @@ def _non_utf8_strings(data: Any) -> list[_Problem]:
     """A key or string anywhere in ``data`` that UTF-8 cannot encode (a lone surrogate,
     as ``--set`` or a file name can carry), with its recipe path."""
     problems = []
-    seen: set[int] = set()
-    stack: list[tuple[Any, tuple[str, ...]]] = [(data, ())]
-    while stack:
-        node, parts = stack.pop()
-        if isinstance(node, dict | list | tuple):
-            if id(node) in seen:
-                continue
-            seen.add(id(node))
-            items = node.items() if isinstance(node, dict) else enumerate(node)
-            for key, value in items:
-                stack.append((value, (*parts, _printable(key))))
-                if isinstance(key, str) and not _encodable(key):
-                    problems.append(_utf8_problem((*parts, _printable(key)), "key"))
-        elif isinstance(node, str) and not _encodable(node):
+    for parts, key, node in _entries(data):
+        if isinstance(key, str) and not _encodable(key):
+            problems.append(_utf8_problem(parts, "key"))
+        if isinstance(node, str) and not _encodable(node):
             problems.append(_utf8_problem(parts, "value"))
     return sorted(problems)
 
