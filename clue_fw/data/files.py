@@ -56,12 +56,17 @@ def human_size(n_bytes: int) -> str:
     raise AssertionError("unreachable")
 
 
-def file_kind(mode: int) -> str:
-    """What a non-regular file is, in words (for error messages)."""
+def file_kind(mode: int, plain: bool = True) -> str:
+    """What a file is, in words, from its ``st_mode`` (for error messages); ``plain=False``
+    for use inside parentheses (no nested "(FIFO)")."""
+    if stat.S_ISREG(mode):
+        return "a regular file"
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
     if stat.S_ISDIR(mode):
         return "a directory"
     if stat.S_ISFIFO(mode):
-        return "a named pipe (FIFO)"
+        return "a named pipe (FIFO)" if plain else "a named pipe"
     if stat.S_ISCHR(mode):
         return "a character device"
     if stat.S_ISBLK(mode):

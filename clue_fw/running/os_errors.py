@@ -8,6 +8,7 @@ import re
 import stat
 from pathlib import Path
 
+from clue_fw.data.files import file_kind
 from clue_fw.errors import ClueError, RunDirectoryError
 
 _FULL = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
@@ -99,22 +100,9 @@ def is_file(path: Path, error: type[ClueError] = RunDirectoryError) -> bool:
     return found is not None and stat.S_ISREG(found.st_mode)
 
 
-_KINDS = (
-    (stat.S_ISDIR, "a directory"),
-    (stat.S_ISFIFO, "a named pipe"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISSOCK, "a socket"),
-    (stat.S_ISLNK, "a symbolic link"),
-)
-
-
 def kind_of(path: Path, error: type[ClueError] = RunDirectoryError) -> str:
     """What ``path`` is, in words: ``a regular file``, ``a named pipe``, ``missing``..."""
     found = probe(path, error=error)
     if found is None:
         return "a dangling symbolic link" if exists(path, error) else "missing"
-    for test, name in _KINDS:
-        if test(found.st_mode):
-            return name
-    return "a regular file" if stat.S_ISREG(found.st_mode) else "not a regular file"
+    return file_kind(found.st_mode, plain=False)

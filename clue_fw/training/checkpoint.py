@@ -21,6 +21,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from clue_fw.data.files import file_kind
 from clue_fw.errors import CheckpointError
 
 FORMAT = "clue_fw.checkpoint/1"
@@ -104,7 +105,7 @@ def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
     except ValueError as exc:  # an embedded NUL byte
         raise CheckpointError(f"Cannot read the checkpoint {path!r}: {exc}.") from None
     if not stat.S_ISREG(found.st_mode):
-        what = "a directory" if stat.S_ISDIR(found.st_mode) else _special_kind(found.st_mode)
+        what = file_kind(found.st_mode, plain=False)
         raise CheckpointError(
             f"{path} is not a regular file (it is {what}); a checkpoint is a .safetensors file."
         )
@@ -139,16 +140,6 @@ def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
             f"{path} is a safetensors file but not a clue_fw checkpoint (metadata: {exc})."
         ) from None
     return tensors, metadata
-
-
-def _special_kind(mode: int) -> str:
-    if stat.S_ISFIFO(mode):
-        return "a named pipe"
-    if stat.S_ISCHR(mode):
-        return "a character device"
-    if stat.S_ISBLK(mode):
-        return "a block device"
-    return "a socket" if stat.S_ISSOCK(mode) else "not a regular file"
 
 
 def _foreign_format(path: Path) -> str | None:
