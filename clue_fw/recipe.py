@@ -27,10 +27,13 @@ from pydantic import (
 )
 
 from clue_fw.data.files import read_file
+from clue_fw.data.seeds import GeneratorSeed
 from clue_fw.errors import QUOTE_LIMIT, RecipeError, quote
 from clue_fw.registry import Registry, get_registry
 
 MAX_CUDA_INDEX = 127
+MAX_OBJECTIVE_DIM = 65536
+"""The largest ``projector_dim`` / ``predictor_dim`` of a pre-training objective."""
 """The largest N of a ``cuda:N`` device (torch stores device indices in 8 bits)."""
 _DEVICE = re.compile(r"(auto|cpu|mps|cuda(:(?P<index>0|[1-9][0-9]{0,2}))?)", re.ASCII)
 
@@ -114,7 +117,10 @@ class SyntheticData(_DataBase):
     stickiness: float = Field(
         0.8, ge=0.0, le=1.0, description="Probability that the next item follows the cycle."
     )
-    seed: int = Field(0, description="Seed of the generator (independent of the run seed).")
+    seed: GeneratorSeed = Field(
+        0,
+        description="Seed of the generator (independent of the run seed), in 0 .. 2**32 - 1.",
+    )
 
 
 def _repeated(values: list[Any]) -> list[Any]:
@@ -259,6 +265,13 @@ def _make_recipe_model(registry: Registry) -> type[BaseModel]:
                     f"batches of at least {smallest} sequences (BatchNorm needs batch "
                     f"statistics), got {self.train.batch_size}"
                 )
+            for name in ("projector_dim", "predictor_dim"):
+                value = getattr(self.objective, name, None)
+                if isinstance(value, int) and value > MAX_OBJECTIVE_DIM:
+                    raise ValueError(
+                        f"pretrain.objective.{name} must be at most {MAX_OBJECTIVE_DIM}, "
+                        f"got {value}"
+                    )
             return self
 
     class FinetuneStage(StrictModel):
@@ -403,6 +416,14 @@ def _problems(error: ValidationError, data: Any) -> list[_Problem]:
 
 
 _STRICT_TYPES = ("int_type", "float_type", "bool_type")
+_YAML11_NUMBER = re.compile(
+    r"^[-+]?(?:0b[01_]+|0x[0-9a-fA-F_]+|[0-9][0-9_]*(?::[0-5]?[0-9])*(?:\.[0-9_]*)?)$"
+)
+"""A number in YAML 1.1 (PyYAML) but a string in YAML 1.2: ``1:30``, ``0b101``, ``1_0``."""
+
+
+def _yaml11_only(text: str) -> bool:
+    return ":" in text or "_" in text or text.lstrip("-+").startswith("0b")
 
 
 def _what_was_given(kind: str, given: Any) -> str:
@@ -410,6 +431,12 @@ def _what_was_given(kind: str, given: Any) -> str:
     if isinstance(given, bool):
         return f", not the boolean {str(given).lower()}"
     if isinstance(given, str):
+        if kind != "bool_type" and _YAML11_NUMBER.match(given) and _yaml11_only(given):
+            return (
+                f", not the string {quote(given)}: recipe numbers follow YAML 1.2, which has "
+                "no sexagesimal (1:30), binary (0b101) or underscore (1_000) numbers; "
+                "write plain decimal digits"
+            )
         return f", not the string {quote(given)}: write numbers and booleans without quotes"
     if kind == "int_type" and isinstance(given, float):
         if given.is_integer():
@@ -585,14 +612,70 @@ class _GuardedLoader(yaml.SafeLoader):
             self.depth -= 1
 
 
-# YAML 1.1 (PyYAML) reads `1e-3` and `1.0e3` as strings; YAML 1.2 and people read them
-# as numbers. Recipes are validated strictly (a string is never a number), so the loader
-# resolves every decimal with an exponent as a float.
-_GuardedLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$"),
-    list("-+0123456789."),
+# Numbers follow the YAML 1.2 core schema, not PyYAML's YAML 1.1 rules: 1.1 reads `010`
+# as octal 8, `1:30` as sexagesimal 90, `0b101` as 5 and `1_0` as 10, and reads `1e-3`
+# as a string. Here an int is decimal `[-+]?[0-9]+`, `0o[0-7]+` or `0x[0-9a-fA-F]+`; a
+# float is a decimal with a point and/or an exponent, `.inf` or `.nan`. A decimal int with
+# a leading zero (`010`) is refused rather than read as 8 (1.1) or 10 (1.2), so a recipe
+# written for either reading never changes meaning silently. Anything else (`1:30`,
+# `0b101`, `1_0`) stays a string, which strict validation refuses with the field's path.
+_YAML12_INT = re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$")
+_YAML12_FLOAT = re.compile(
+    r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
 )
+_GuardedLoader.yaml_implicit_resolvers = {
+    first: [
+        (tag, regexp)
+        for tag, regexp in resolvers
+        if tag not in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+    ]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+# Ints first: a float pattern also matches plain digits.
+_GuardedLoader.add_implicit_resolver("tag:yaml.org,2002:int", _YAML12_INT, list("-+0123456789"))
+_GuardedLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", _YAML12_FLOAT, list("-+0123456789.")
+)
+
+
+def _construct_int(loader: yaml.SafeLoader, node: yaml.Node) -> int:
+    text = str(loader.construct_scalar(node))  # type: ignore[arg-type]
+    if not _YAML12_INT.match(text):
+        raise yaml.constructor.ConstructorError(
+            None, None, f"{text!r} is not a YAML 1.2 integer", node.start_mark
+        )
+    if text.startswith("0o"):
+        return int(text[2:], 8)
+    if text.startswith("0x"):
+        return int(text[2:], 16)
+    if len(text.lstrip("-+")) > 1 and text.lstrip("-+").startswith("0"):
+        raise yaml.constructor.ConstructorError(
+            None,
+            None,
+            f"the integer {text} has a leading zero (YAML 1.1 reads it as octal, YAML 1.2 "
+            "as decimal); write it without leading zeros, or as 0o... for octal",
+            node.start_mark,
+        )
+    return int(text)
+
+
+def _construct_float(loader: yaml.SafeLoader, node: yaml.Node) -> float:
+    text = str(loader.construct_scalar(node))  # type: ignore[arg-type]
+    if not _YAML12_FLOAT.match(text):
+        raise yaml.constructor.ConstructorError(
+            None, None, f"{text!r} is not a YAML 1.2 float", node.start_mark
+        )
+    lowered = text.lower()
+    if lowered.endswith(".inf"):
+        return float("-inf") if lowered.startswith("-") else float("inf")
+    if lowered == ".nan":
+        return float("nan")
+    return float(text)
+
+
+_GuardedLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+_GuardedLoader.add_constructor("tag:yaml.org,2002:float", _construct_float)
 
 
 def _children(node: yaml.Node) -> list[yaml.Node]:

@@ -12,6 +12,8 @@ of every epoch, which makes a resumed run follow the uninterrupted one exactly.
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +64,46 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+#: Runs in one process take turns: dropout and initialisation draw from torch's global
+#: random state, which threads share, so two runs at once would not be reproducible.
+_ONE_RUN_AT_A_TIME = threading.Lock()
+
+
+def _check_run_arguments(recipe: Any, out: Any, resume: Any) -> None:
+    """Refuse arguments of :func:`run` that are not what it takes, in words."""
+    if not isinstance(recipe, BaseModel | dict):
+        raise RecipeError(
+            f"clue_fw.run() takes a validated recipe or a recipe mapping, not "
+            f"{type(recipe).__name__}. To run a YAML file, pass "
+            "clue_fw.recipe.load_recipe(path)."
+        )
+    if out is not None and resume is not None:
+        raise RunDirectoryError(
+            "Use either --out (a new run) or --resume (an existing run), not both."
+        )
+    for flag, value in (("--out", out), ("--resume", resume)):
+        if value is None:
+            continue
+        if not isinstance(value, str | os.PathLike):
+            raise RunDirectoryError(
+                f"{flag} must be a path (str or pathlib.Path), not {type(value).__name__}."
+            )
+        if isinstance(value, str) and not value.strip():
+            raise RunDirectoryError(
+                f"{flag} is empty; give the run directory's path (an empty path would mean "
+                "the current directory)."
+            )
+
+
+def _init_from_inside(init_from: str, out: Path) -> bool:
+    """Whether ``finetune.init_from`` lies inside ``out`` (which --overwrite deletes)."""
+    try:
+        source, target = Path(init_from).resolve(), out.resolve()
+    except (OSError, RuntimeError):
+        return False
+    return source == target or target in source.parents
+
+
 def run(
     recipe: BaseModel | dict[str, Any],
     out: Path | str | None = None,
@@ -74,22 +116,24 @@ def run(
 
     ``out`` starts a new run (default ``runs/<name>/<time>``; ``overwrite`` replaces a
     non-empty one), ``resume`` continues the run in that directory; not both. The run
-    holds an exclusive lock on its directory until this function returns or raises.
+    holds an exclusive lock on its directory until this function returns or raises;
+    runs in one process take turns (torch's random state is process-wide).
     """
-    if out is not None and resume is not None:
-        raise RunDirectoryError(
-            "Use either --out (a new run) or --resume (an existing run), not both."
-        )
-    for flag, value in (("--out", out), ("--resume", resume)):
-        if isinstance(value, str) and not value.strip():
-            raise RunDirectoryError(
-                f"{flag} is empty; give the run directory's path (an empty path would mean "
-                "the current directory)."
-            )
+    _check_run_arguments(recipe, out, resume)
     if isinstance(recipe, dict):
         recipe = validate_recipe(recipe)
-    assert isinstance(recipe, BaseModel)
-    r: Any = recipe
+    with _ONE_RUN_AT_A_TIME:
+        return _run(recipe, out, resume, overwrite, console, data_root)
+
+
+def _run(
+    r: Any,
+    out: Path | str | None,
+    resume: Path | str | None,
+    overwrite: bool,
+    console: Console | None,
+    data_root: Path | None,
+) -> RunResult:
     device = resolve_device(r.device)
     started = time.perf_counter()
     with translate_memory_errors(None, torch.device("cpu"), "loading the data"):
@@ -101,11 +145,27 @@ def run(
     resume_path = Path(resume) if resume is not None else None
     initial_encoder: tuple[Path, dict[str, torch.Tensor]] | None = None
     estimate = None
+    init_from = r.finetune.init_from
+    if init_from and overwrite and out_path is not None and _init_from_inside(init_from, out_path):
+        raise RecipeError(
+            f"finetune.init_from: {init_from} lies inside --out {out_path}, which --overwrite "
+            "would delete before the run reads it. Copy the encoder elsewhere, or choose "
+            "another --out."
+        )
+    resuming_finetune = resume_path is not None and is_file(
+        resume_path / "finetune" / "last.safetensors"
+    )
     if resume_path is None or not is_file(resume_path / METRICS_FILE):
         # Before the run directory exists: a recipe that cannot fit is refused up front.
         estimate = check_memory(r, data, context, device, task_data)
-        if r.finetune.init_from:
-            initial_encoder = check_encoder_checkpoint(r.finetune.init_from, r, data)
+        if init_from and not resuming_finetune:  # a resumed fine-tuning has its weights
+            initial_encoder = check_encoder_checkpoint(init_from, r, data)
+    torch.manual_seed(derive_seed(r.seed, "init"))
+    with translate_memory_errors(estimate, device, "building the model"):
+        encoder = r.backbone.build(context).to(device)
+        if initial_encoder is not None:  # finetune.init_from, read and checked above
+            # before the run directory exists: an encoder that does not fit is refused here
+            load_module_tensors(encoder, initial_encoder[1], "encoder.", initial_encoder[0])
     with RunDirectory.open(r, out_path, resume_path, overwrite, data_identity) as directory:
         run_dir = directory.path
         reporter = Reporter(console, directory.log_path, guard=directory.check_owned)
@@ -124,12 +184,8 @@ def run(
         if task_stats:
             reporter.log(f"task: {task_stats}")
 
-        torch.manual_seed(derive_seed(r.seed, "init"))
         # Running out of memory anywhere below is a ResourceError naming the estimate.
         with translate_memory_errors(estimate, device, "the run"):
-            encoder = r.backbone.build(context).to(device)
-            if initial_encoder is not None:  # finetune.init_from, read and checked above
-                load_module_tensors(encoder, initial_encoder[1], "encoder.", initial_encoder[0])
             if pretrains(r):
                 run_pretrain(r, task_data, context, encoder, device, directory, reporter)
             metrics = run_finetune(r, task_data, context, encoder, device, directory, reporter)

@@ -84,7 +84,11 @@ def test_run_directory_rules(tmp_path: Path, tiny_recipe: dict[str, Any]) -> Non
     with pytest.raises(RunDirectoryError, match="not a clue_fw run directory"):
         run(data, out=out, overwrite=True, console=quiet())  # --overwrite replaces runs only
     assert (out / "old.txt").exists()
-    (out / "recipe.yaml").write_text("an old run")
+    (out / "recipe.yaml").write_text("seed: 0\n")  # a file called recipe.yaml is no run
+    with pytest.raises(RunDirectoryError, match="not a clue_fw run directory"):
+        run(data, out=out, overwrite=True, console=quiet())
+    first = run(data, out=tmp_path / "first", console=quiet()).run_dir
+    (out / "recipe.yaml").write_bytes((first / "recipe.yaml").read_bytes())  # a real run's
     run(data, out=out, overwrite=True, console=quiet())
     assert not (out / "old.txt").exists()
     assert (out / "metrics.json").is_file()

@@ -126,10 +126,16 @@ class NextItNetSpec(BackboneSpec):
     dilations: list[int] = Field(
         [1, 2, 4, 8],
         min_length=2,
+        max_length=512,
         description="Dilation of each convolution in order, two per residual block "
-        "(so an even number of entries).",
+        "(so an even number of entries, at most 512).",
     )
-    repeats: int = Field(2, gt=0, description="How many times the `dilations` stack is repeated.")
+    repeats: int = Field(
+        2,
+        gt=0,
+        le=256,
+        description="How many times the `dilations` stack is repeated (at most 256).",
+    )
     kernel_size: int = Field(3, ge=2, description="Width of every causal convolution.")
     dropout: float = Field(
         0.3, ge=0.0, lt=1.0, description="Dropout on embeddings and inside the residual blocks."

@@ -95,7 +95,7 @@ class GRUSpec(BackboneSpec):
     hidden_size: int | None = Field(
         None, gt=0, description="GRU hidden size (default: 2 * `dim`, RecBole's 64/128 ratio)."
     )
-    layers: int = Field(1, gt=0, description="Number of stacked GRU layers.")
+    layers: int = Field(1, gt=0, le=256, description="Number of stacked GRU layers (at most 256).")
     dropout: float = Field(
         0.3, ge=0.0, lt=1.0, description="Dropout on embeddings and between GRU layers."
     )

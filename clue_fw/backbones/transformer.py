@@ -104,8 +104,12 @@ class TransformerSpec(BackboneSpec):
 
     kind: Literal["transformer"] = "transformer"
     dim: int = Field(64, gt=0, description="Hidden size d of embeddings and blocks.")
-    blocks: int = Field(2, gt=0, description="Number of self-attention blocks.")
-    heads: int = Field(4, gt=0, description="Attention heads; must divide `dim`.")
+    blocks: int = Field(
+        2, gt=0, le=256, description="Number of self-attention blocks (at most 256)."
+    )
+    heads: int = Field(
+        4, gt=0, description="Attention heads; must divide `dim` (so at most `dim`)."
+    )
     dropout: float = Field(
         0.5, ge=0.0, lt=1.0, description="Dropout on embeddings, attention, FFN and residuals."
     )

@@ -164,6 +164,10 @@ def _detect_separator(line: str) -> str | None:
     return None
 
 
+_INT64_STAMP = re.compile(r"[-+]?[0-9]{1,19}")
+"""An integer timestamp (ASCII digits); one in the int64 range is kept exact."""
+
+
 def read_interaction_table(
     path: str | Path,
     columns: tuple[str, ...] | list[str] | None = None,
@@ -192,7 +196,7 @@ def read_interaction_table(
             + ", ".join(_SEPARATORS)
             + "."
         )
-    rows: list[tuple[int, float, int, int]] = []
+    rows: list[tuple[int, int | float, int, int]] = []
     names: list[str] | None = list(columns) if columns else None
     for required in ("user", "item", "timestamp"):
         if names is not None and required not in names:
@@ -239,7 +243,13 @@ def read_interaction_table(
             stamp = record["timestamp"]
             if not stamp.isascii() or "_" in stamp:  # float() reads "1_0" and non-ASCII digits
                 raise ValueError(stamp)
-            timestamp = float(stamp)
+            timestamp: int | float
+            if _INT64_STAMP.fullmatch(stamp) and _INT64_MIN <= int(stamp) <= _INT64_MAX:
+                # Exact: float() would merge nanosecond stamps (1.7e18 + 100 == 1.7e18).
+                # Python compares int and float exactly, so mixed files still sort right.
+                timestamp = int(stamp)
+            else:
+                timestamp = float(stamp)
         except ValueError:
             raise DataError(
                 f"{path}, line {line_number}: timestamp {quote(record['timestamp'])} is not a "

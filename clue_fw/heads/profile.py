@@ -10,6 +10,7 @@ the floor every result must be read against.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -76,9 +77,13 @@ class ProfileData(TaskData):
         }
 
 
+_NUMERIC_LABEL = re.compile(r"-?[0-9]{1,18}")
+"""A label read as a number: ASCII digits, at most 18 (not ``²``, ``--5`` or 5000 digits)."""
+
+
 def _class_order(values: set[str]) -> list[str]:
     """Numeric labels in numeric order (age brackets 1 < 18 < 25), others alphabetically."""
-    if all(v.lstrip("-").isdigit() for v in values):
+    if all(_NUMERIC_LABEL.fullmatch(v) for v in values):
         return sorted(values, key=int)
     return sorted(values)
 

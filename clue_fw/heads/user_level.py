@@ -13,6 +13,7 @@ from pydantic import Field
 
 from clue_fw.components import HeadSpec, TaskData, UserVector
 from clue_fw.data.csr import Csr
+from clue_fw.data.seeds import GeneratorSeed
 
 SPLIT_FRACTIONS = (0.8, 0.05, 0.15)
 
@@ -44,8 +45,10 @@ class UserLevelHeadSpec(HeadSpec):
         description="The user vector: 'ur', the [UR] token output; 'mean', the mean of the "
         "item states.",
     )
-    split_seed: int = Field(
-        0, description="Seed of the random 80/5/15 user split (fixed across run seeds)."
+    split_seed: GeneratorSeed = Field(
+        0,
+        description="Seed of the random 80/5/15 user split (fixed across run seeds), "
+        "in 0 .. 2**32 - 1.",
     )
 
     def pretrain_sequences(self, task_data: TaskData) -> Csr:

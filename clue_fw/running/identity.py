@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import stat
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -172,9 +174,12 @@ def check_identity(path: Path, metadata: dict[str, Any], expected: RunIdentity) 
 def directory_identity(run_dir: Path) -> RunIdentity | None:
     """The identity on the first line of ``run_dir``'s ``recipe.yaml`` (None when that
     file is missing, unreadable or has no identity line). Reads the directory only."""
+    path = run_dir / RECIPE_FILE
     try:
-        with open(run_dir / RECIPE_FILE, encoding="utf-8") as handle:
-            first = handle.readline(256)
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None  # a named pipe would block the open
+        with open(path, encoding="utf-8") as handle:
+            first = handle.readline(1024)
     except (OSError, UnicodeDecodeError):
         return None
     return RunIdentity.from_header(first.rstrip("\n"))

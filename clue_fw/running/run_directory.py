@@ -37,6 +37,7 @@ import json
 import os
 import platform
 import re
+import secrets
 import shutil
 import time
 from pathlib import Path
@@ -56,6 +57,7 @@ from clue_fw.running.identity import (
     RunIdentity,
     check_identity,
     diff_keys,
+    directory_identity,
     recipe_sha256,
 )
 from clue_fw.running.lock import LOCK_FILE, DirectoryLock
@@ -98,8 +100,10 @@ def versions() -> dict[str, str]:
 
 
 def default_run_dir(recipe: Any) -> Path:
-    """``runs/<name>/<time>``: ``name`` is one path component (the recipe checks it)."""
-    return Path("runs") / (recipe.name or "recipe") / time.strftime("%Y%m%d-%H%M%S")
+    """``runs/<name>/<time>-<4 random hex digits>``: ``name`` is one path component (the
+    recipe checks it); the random part keeps runs started in the same second apart."""
+    stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+    return Path("runs") / (recipe.name or "recipe") / stamp
 
 
 def stale_temp_files(run_dir: Path) -> list[Path]:
@@ -211,13 +215,15 @@ class RunDirectory:
             has_lock = exists(path / LOCK_FILE)
             if others and not overwrite and not has_lock:
                 raise _not_empty(path)  # nothing touched, nothing locked
-            if others and overwrite and not has_lock and not exists(path / RECIPE_FILE):
+            if others and overwrite and not has_lock and not _replaceable(path):
                 raise _not_a_run(path)  # nothing touched, nothing locked
             lock.acquire()  # a live run there is refused here, before anything is deleted
             try:
                 others = _entries(path, skip=LOCK_FILE)
                 if others and not overwrite:
                     raise _not_empty(path)
+                if others and not _replaceable(path):
+                    raise _not_a_run(path)
                 if others:
                     _refuse_live_runs_below(path)
                 _clear(path, others)
@@ -451,6 +457,17 @@ def _looks_like_a_run(path: Path) -> bool:
     return bool(entries) and all(p in temps or p.name == LOCK_FILE for p in entries)
 
 
+def _replaceable(path: Path) -> bool:
+    """Whether ``--overwrite`` may empty ``path``: a clue_fw run directory, whose
+    ``recipe.yaml`` starts with a run identity line, or what a run killed before that
+    file was complete leaves (its lock file, temp files). A file that is merely called
+    ``recipe.yaml`` or ``.lock`` does not make a directory a run."""
+    if directory_identity(path) is not None:
+        return True
+    temps = set(stale_temp_files(path))
+    return all(p in temps or p.name == LOCK_FILE for p in _entries(path, skip=""))
+
+
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
@@ -466,8 +483,9 @@ def _not_empty(path: Path) -> RunDirectoryError:
 def _not_a_run(path: Path) -> RunDirectoryError:
     shown = str(path) if path.is_absolute() else f"{path} ({path.absolute()})"
     return RunDirectoryError(
-        f"{shown} is not a clue_fw run directory; --overwrite only replaces runs (it holds no "
-        "recipe.yaml and no .lock, and is not empty). Choose an empty or new --out."
+        f"{shown} is not a clue_fw run directory; --overwrite only replaces runs (it is not "
+        "empty and holds no recipe.yaml that starts with a clue_fw run identity line). "
+        "Choose an empty or new --out."
     )
 
 

@@ -194,9 +194,8 @@ def test_overwrite_replaced_the_old_contents(tmp_path: Path, finished_run: Path)
     from clue_fw.recipe import load_recipe
     from clue_fw.runner import run
 
-    (tmp_path / "out").mkdir()
+    shutil.copytree(finished_run, tmp_path / "out")  # a run directory: replaceable
     (tmp_path / "out" / "keep.txt").write_text("old")
-    (tmp_path / "out" / "recipe.yaml").write_text("old")  # a run directory: replaceable
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(TINY_YAML, encoding="utf-8")
     run(load_recipe(recipe), out=tmp_path / "out", overwrite=True, console=quiet())

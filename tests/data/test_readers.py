@@ -137,6 +137,22 @@ def test_timestamp_ties_keep_file_order(tmp_path: Path) -> None:
     assert read_interaction_table(path).sequences == [[10, 30, 20, 25, 99]]
 
 
+def test_nanosecond_timestamps_keep_their_order(tmp_path: Path) -> None:
+    # float() rounds these three to one value (a tie, file order 5, 6, 7).
+    path = write(
+        tmp_path, "1 5 1700000000000000100\n1 6 1700000000000000000\n1 7 1700000000000000200\n"
+    )
+    assert read_interaction_table(path).sequences == [[6, 5, 7]]
+
+
+def test_integer_and_fractional_timestamps_compare_exactly(tmp_path: Path) -> None:
+    # 100 and 100.0 tie (file order); 99.5 < 100; 2e2 == 200 ties with 200 (file order).
+    path = write(tmp_path, "1 1 100\n1 2 100.0\n1 3 99.5\n1 4 2e2\n1 5 200\n1 6 -3\n")
+    assert read_interaction_table(path).sequences == [[6, 3, 1, 2, 4, 5]]
+    huge = write(tmp_path, "1 1 99999999999999999999\n1 2 5\n", name="huge.txt")
+    assert read_interaction_table(huge).sequences == [[2, 1]]
+
+
 def test_explicit_columns_and_header(tmp_path: Path) -> None:
     path = write(tmp_path, "ts,item,user,rating\n5,100,1,4\n3,101,1,5\n4,200,2,1\n")
     raw = read_interaction_table(

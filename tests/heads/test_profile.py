@@ -168,6 +168,27 @@ def test_numeric_classes_sort_by_value_others_alphabetically(tmp_path: Path) -> 
     assert gender.classes == ("F", "M")
 
 
+@pytest.mark.parametrize(
+    ("odd", "order"),
+    [
+        ("\u00b2", ("-3", "10", "2", "\u00b2")),  # superscript two: isdigit() but not int()
+        ("--5", ("--5", "-3", "10", "2")),
+        ("9" * 5000, ("-3", "10", "2", "9" * 5000)),  # int() refuses > 4300 digits
+        ("9" * 19, ("-3", "10", "2", "9" * 19)),  # past 18 digits: text
+    ],
+)
+def test_odd_labels_sort_as_text(tmp_path: Path, odd: str, order: tuple[str, ...]) -> None:
+    write_labels(tmp_path, {1: "10", 2: "2", 3: odd, 4: "-3"})
+    task_data = prepare(tmp_path, user_data([1, 2, 3, 4]))
+    assert task_data.classes == order
+
+
+def test_signed_numeric_labels_sort_by_value(tmp_path: Path) -> None:
+    write_labels(tmp_path, {1: "10", 2: "2", 3: "-7", 4: "9" * 18})
+    task_data = prepare(tmp_path, user_data([1, 2, 3, 4]))
+    assert task_data.classes == ("-7", "2", "10", "9" * 18)
+
+
 def test_explicit_format_that_does_not_match_the_file(tmp_path: Path) -> None:
     write_labels(tmp_path, {1: "F", 2: "M"})
     spec = ProfileSpec(labels={"path": "labels.csv", "format": "users_dat"})

@@ -69,7 +69,8 @@ def test_overwrite_refuses_a_directory_that_is_not_a_run(
 def test_overwrite_refuses_a_parent_of_a_live_run(tmp_path: Path, short: dict[str, Any]) -> None:
     parent = tmp_path / "par"
     (parent / "sub").mkdir(parents=True)
-    (parent / "recipe.yaml").write_text("an old run")  # looks like a run: the lock decides
+    # an old run (its recipe.yaml starts with an identity line): the nested lock decides
+    (parent / "recipe.yaml").write_text(f"{RunIdentity.new({}).header()}\nseed: 0\n")
     other = DirectoryLock(parent / "sub")
     other.acquire()  # another open file description, as another process would hold
     try:
