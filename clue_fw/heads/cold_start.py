@@ -208,6 +208,12 @@ class ColdStartSpec(UserLevelHeadSpec):
         users, items = cold_targets(
             domains.target, self.max_per_user, self.per_user, self.split_seed
         )
+        if domains.num_target_items < 2:
+            raise DataError(
+                f"The target domain has {domains.num_target_items} item(s); ranking needs at "
+                "least 2 target items, or every metric is trivially 1. Choose target genres "
+                "or a target file with more items."
+            )
         if torch.unique(users).numel() < 3:
             raise DataError(
                 f"Only {torch.unique(users).numel()} users have target interactions; a "

@@ -1417,6 +1417,15 @@ CASES: tuple[Case, ...] = (
     ),
     # ------------------------------------------------ ranking protocol (issue 9, part 1)
     Case(
+        "cold-start-one-target-item",
+        "data",
+        "a cold-start target file with a single item: every ranking metric would be 1",
+        "DataError",
+        ("The target domain has 1 item(s)", "at least 2 target items"),
+        edit=head({"kind": "cold_start", "target": {"format": "pairs", "path": "target.txt"}}),
+        files={"target.txt": b"user,item\n1,7\n2,7\n3,7\n4,7\n5,7\n"},
+    ),
+    Case(
         "exclude-seen-unknown",
         "recipe",
         "finetune.head.exclude_seen: maybe",
