@@ -191,12 +191,12 @@ def _run_name(value: str | None) -> str | None:
         return value
     allowed = (
         f"a name must be one folder name of 1 to {MAX_NAME_LENGTH} characters: letters, "
-        "digits, spaces and punctuation, without '/', '\\' or control characters, and not "
-        "'.' or '..'"
+        "digits, spaces and punctuation, without '/', '\\', control or invisible format "
+        "characters, and not '.' or '..'"
     )
     if not value.strip():
         raise ValueError(f"the name is empty; {allowed}")
-    bad = sorted({c for c in value if c in "/\\" or unicodedata.category(c) == "Cc"})
+    bad = sorted({c for c in value if _unsafe_in_name(c)})
     if bad:
         shown = ", ".join(repr(c) for c in bad)
         raise ValueError(
@@ -205,6 +205,23 @@ def _run_name(value: str | None) -> str | None:
     if value in (".", "..") or len(value) > MAX_NAME_LENGTH or value != value.strip():
         raise ValueError(f"{quote(value)} is not a safe folder name; {allowed}")
     return value
+
+
+def _unsafe_in_name(character: str) -> bool:
+    """Path separators, control characters and invisible format characters (zero-width
+    spaces, right-to-left overrides) have no place in a folder name."""
+    return character in "/\\" or unicodedata.category(character) in ("Cc", "Cf")
+
+
+def default_name(stem: str) -> str:
+    """The ``name`` of a recipe that gives none: its file's stem, made into a valid name
+    when it is not one (``..yaml``, a stem of 300 characters), so that such a file still
+    runs instead of failing on a key it never set."""
+    try:
+        return _run_name(stem) or "recipe"
+    except ValueError:
+        cleaned = "".join("_" if _unsafe_in_name(c) else c for c in stem)
+        return cleaned[:MAX_NAME_LENGTH].strip(" .") or "recipe"
 
 
 def pretrains(recipe: Any) -> bool:
@@ -919,7 +936,7 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Any:
     """
     data = read_recipe_file(path)
     data, applied = _apply_overrides(data, overrides or [])
-    data.setdefault("name", Path(path).stem)
+    data.setdefault("name", default_name(Path(path).stem))
     return _validate(data, str(path), None, applied)
 
 

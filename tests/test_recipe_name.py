@@ -45,4 +45,39 @@ def test_the_message_says_what_is_allowed(tiny_recipe: dict[str, Any]) -> None:
         validate_recipe(tiny_recipe)
     message = str(info.value)
     assert "name: Value error, '../../x' is not a single folder name (it contains '/')" in message
-    assert "without '/', '\\' or control characters, and not '.' or '..'" in message
+    assert "without '/', '\\', control or invisible format characters" in message
+    assert "and not '.' or '..'" in message
+
+
+@pytest.mark.parametrize(
+    ("stem", "expected"),
+    [("ml30_dropout", "ml30_dropout"), (".", "recipe"), ("a" * 200, "a" * 100)],
+)
+def test_a_recipe_file_without_name_runs_whatever_its_file_is_called(
+    tmp_path: Path, tiny_recipe: dict[str, Any], stem: str, expected: str
+) -> None:
+    """The name defaults to the file's stem, made valid; the file's name is no recipe key."""
+    import yaml
+
+    from clue_fw.recipe import load_recipe
+
+    data = {key: value for key, value in tiny_recipe.items() if key != "name"}
+    path = tmp_path / f"{stem}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert load_recipe(path).name == expected
+
+
+@pytest.mark.parametrize("name", ["a\u200bb", "evil\u202etxt.yaml"])
+def test_invisible_format_characters_are_refused(name: str) -> None:
+    from clue_fw.recipe import validate_recipe
+
+    with pytest.raises(RecipeError, match="not a single folder name"):
+        validate_recipe({"name": name, "data": {"format": "synthetic"}})
+
+
+def test_a_mask_view_that_masks_everything_is_refused() -> None:
+    from clue_fw.augmentations.mask import MaskViewSpec
+
+    with pytest.raises(ValueError, match="less than 1"):
+        MaskViewSpec(rho=1.0)
+    assert MaskViewSpec(rho=0.9).rho == 0.9

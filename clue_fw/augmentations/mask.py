@@ -38,7 +38,11 @@ class MaskViewSpec(AugmentationSpec):
 
     kind: Literal["mask"] = "mask"
     rho: float = Field(
-        0.3, ge=0.0, le=1.0, description="Probability that each real item is replaced by [MASK]."
+        0.3,
+        ge=0.0,
+        lt=1.0,
+        description="Probability that each real item is replaced by [MASK] (below 1: at 1 "
+        "both views would be all [MASK], identical and empty).",
     )
 
     def build(self, context: BuildContext) -> MaskView:
