@@ -8,8 +8,10 @@ generic properties but not "rho = 0 is the identity" or "different seeds differ"
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+import annotated_types
 import pytest
 import torch
 from hypothesis import given, settings
@@ -66,8 +68,20 @@ seeds = st.integers(0, 2**32 - 1)
 rhos = st.floats(0.0, 1.0)
 
 
+def largest_rho(kind: str) -> float:
+    """The largest ``rho`` the view's spec accepts (``mask`` refuses 1: both views would
+    be all [MASK])."""
+    for bound in SPECS[kind].model_fields["rho"].metadata:
+        if isinstance(bound, annotated_types.Lt):
+            return math.nextafter(float(bound.lt), 0.0)
+        if isinstance(bound, annotated_types.Le):
+            return float(bound.le)
+    return 1.0
+
+
 def fields_for(kind: str, rho: float) -> dict[str, float]:
-    return {"rho": rho} if has_rho(kind) else {}
+    """The view's fields for a drawn ``rho`` in [0, 1], kept within the spec's bound."""
+    return {"rho": min(rho, largest_rho(kind))} if has_rho(kind) else {}
 
 
 def is_left_padded(items: torch.Tensor) -> bool:
