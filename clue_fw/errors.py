@@ -61,6 +61,16 @@ class EvaluationError(ClueError):
     """Evaluation cannot give a metric: the model scored items NaN on a split."""
 
 
+def short_repr(value: object, limit: int = QUOTE_LIMIT) -> str:
+    """``repr`` of a value read from a file (an epoch, a role), cut to ``limit`` characters.
+
+    >>> short_repr(7), short_repr("x" * 50)[-6:]
+    ('7', 'xxx...')
+    """
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def quote(token: object, limit: int = QUOTE_LIMIT) -> str:
     """``repr`` of a user's token for an error message, cut to ``limit`` characters.
 

@@ -18,7 +18,7 @@ from torch import nn
 
 from clue_fw.components import BuildContext, SequenceEncoder, TaskData
 from clue_fw.data.dataset import SequenceData
-from clue_fw.errors import CheckpointError, RecipeError
+from clue_fw.errors import CheckpointError, RecipeError, short_repr
 from clue_fw.recipe import pretrains
 from clue_fw.running.identity import diff_keys, directory_identity, file_identity
 from clue_fw.running.os_errors import exists, is_dir
@@ -211,7 +211,7 @@ def run_finetune(
     best_epoch = best_meta.get("epoch")
     if type(best_epoch) is not int or best_epoch != stage.extra["best_epoch"]:
         raise CheckpointError(
-            f"{best_path} holds the weights of epoch {_short(best_epoch)}, but "
+            f"{best_path} holds the weights of epoch {short_repr(best_epoch)}, but "
             f"{stage.last_path} records epoch {stage.extra['best_epoch']} as the best: it was "
             "replaced by another file of the run. Put the run's own best.safetensors back, or "
             "start a new run (--out)."
@@ -233,8 +233,3 @@ def _is_dir(path: Path) -> bool:
         return is_dir(path, error=RecipeError)
     except RecipeError as exc:
         raise RecipeError(f"finetune.init_from: {exc}") from None
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."

@@ -17,6 +17,28 @@ except ImportError:  # pragma: no cover - exercised on Windows only
 
 LOCK_FILE = ".lock"
 
+#: What flock(LOCK_NB) fails with while another open file description holds the lock.
+_HELD = (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
+
+
+def held_elsewhere(lock_path: Path) -> bool:
+    """Whether another open file description (a live run) holds the flock on
+    ``lock_path``. A lock file that cannot be opened (a symbolic link, unreadable) holds
+    no run through clue_fw; without ``fcntl`` (Windows) nothing is ever held."""
+    if fcntl is None:  # pragma: no cover - Windows: runs are not locked
+        return False
+    try:
+        fd = os.open(lock_path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        return exc.errno in _HELD
+    finally:
+        os.close(fd)
+    return False
+
 
 class DirectoryLock:
     """An exclusive lock on ``<run_dir>/.lock`` (``fcntl.flock``), from acquire to release.
@@ -68,7 +90,7 @@ class DirectoryLock:
         except OSError as exc:
             holder = _read_pid(fd)
             os.close(fd)
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            if exc.errno in _HELD:
                 raise RunDirectoryError(
                     f"{self.run_dir} is in use by another clue_fw run (PID {holder}), which "
                     f"holds its lock file {self.path}. Two runs must not write one directory: "

@@ -32,7 +32,6 @@ operating-system error on the output side (a full disk, a read-only directory) i
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import platform
@@ -49,7 +48,7 @@ from pydantic import BaseModel
 from safetensors import SafetensorError
 
 import clue_fw
-from clue_fw.errors import CheckpointError, RecipeError, RunDirectoryError
+from clue_fw.errors import CheckpointError, RecipeError, RunDirectoryError, short_repr
 from clue_fw.recipe import MAX_RECIPE_BYTES, parse_yaml, recipe_to_yaml
 from clue_fw.running.identity import (
     RECIPE_FILE,
@@ -60,7 +59,7 @@ from clue_fw.running.identity import (
     directory_identity,
     recipe_sha256,
 )
-from clue_fw.running.lock import LOCK_FILE, DirectoryLock
+from clue_fw.running.lock import LOCK_FILE, DirectoryLock, held_elsewhere
 from clue_fw.running.os_errors import (
     exists,
     is_dir,
@@ -376,21 +375,12 @@ class RunDirectory:
         if not exists(path):
             return None
         redo = f"Delete it and --resume {self.path} again to evaluate the best checkpoint anew."
-        if not is_file(path):
-            raise RunDirectoryError(
-                f"Cannot resume {self.path}: its {METRICS_FILE} is not a regular file (it is "
-                f"{kind_of(path)}). {redo}"
-            )
+        damaged = "; it was damaged after the run finished"
+        text = _read_run_file(self.path, METRICS_FILE, MAX_METRICS_BYTES, damaged, redo)
         try:
-            if path.stat().st_size > MAX_METRICS_BYTES:
-                raise ValueError(f"larger than {MAX_METRICS_BYTES >> 20} MiB")
-            metrics = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
-            reason = os_reason(exc) if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}"
-            raise RunDirectoryError(
-                f"Cannot resume {self.path}: its {METRICS_FILE} is unreadable ({reason}); it "
-                f"was damaged after the run finished. {redo}"
-            ) from None
+            metrics = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            raise _unreadable(self.path, METRICS_FILE, exc, damaged, redo) from None
         found = RunIdentity.from_json(metrics.get("run")) if isinstance(metrics, dict) else None
         if found != self.identity:
             raise RunDirectoryError(
@@ -429,7 +419,7 @@ class RunDirectory:
             found = metadata.get("role")
             raise CheckpointError(
                 f"{path} is not this run's {role} checkpoint (its metadata records role "
-                f"{_short(found)}): it was copied or renamed from another file of the run. "
+                f"{short_repr(found)}): it was copied or renamed from another file of the run. "
                 f"Put the run's own {path.name} back, or start a new run (--out)."
             )
         return tensors, metadata
@@ -468,10 +458,6 @@ def _replaceable(path: Path) -> bool:
     return all(p in temps or p.name == LOCK_FILE for p in _entries(path, skip=""))
 
 
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
 
 def _not_empty(path: Path) -> RunDirectoryError:
     return RunDirectoryError(
@@ -501,10 +487,6 @@ def _refuse_live_runs_below(path: Path) -> None:
     """Refuse --overwrite of ``path`` while a run holds a lock file anywhere below it
     (a run nested in a sub-directory): each ``.lock`` found is tried with a non-blocking
     flock before anything is deleted."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: runs are not locked
-        return
     own = path / LOCK_FILE
 
     def unreadable(exc: OSError) -> None:
@@ -518,21 +500,12 @@ def _refuse_live_runs_below(path: Path) -> None:
         if LOCK_FILE not in files or Path(folder) / LOCK_FILE == own:
             continue
         found = Path(folder) / LOCK_FILE
-        try:
-            fd = os.open(found, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
-        except OSError:
-            continue  # a symbolic link or unreadable: no run can hold it through us
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise RunDirectoryError(
-                    f"Cannot replace the contents of {path} (--overwrite): a clue_fw run is "
-                    f"going in {found.parent} (it holds {found}). Wait until it ends or stop "
-                    "it, or choose another --out."
-                ) from None
-        finally:
-            os.close(fd)
+        if held_elsewhere(found):
+            raise RunDirectoryError(
+                f"Cannot replace the contents of {path} (--overwrite): a clue_fw run is "
+                f"going in {found.parent} (it holds {found}). Wait until it ends or stop it, "
+                "or choose another --out."
+            )
 
 
 def _no_recipe(path: Path) -> RunDirectoryError:
@@ -568,32 +541,45 @@ def _remove(paths: list[Path], run_dir: Path) -> None:
             raise output_error(path, exc, run_dir) from None
 
 
+def _read_run_file(run_dir: Path, name: str, cap: int, damaged: str, remedy: str) -> str:
+    """The text of a small file of a run (``recipe.yaml``, ``metrics.json``): a regular
+    file of at most ``cap`` bytes, else a :class:`RunDirectoryError` that ends with
+    ``remedy`` (``damaged`` is said after the reason it is unreadable)."""
+    path = run_dir / name
+    if not is_file(path):
+        raise RunDirectoryError(
+            f"Cannot resume {run_dir}: its {name} is not a regular file (it is "
+            f"{kind_of(path)}). {remedy}"
+        )
+    try:
+        if path.stat().st_size > cap:
+            raise ValueError(f"larger than {cap >> 20} MiB")
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise _unreadable(run_dir, name, exc, damaged, remedy) from None
+
+
+def _unreadable(
+    run_dir: Path, name: str, exc: BaseException, damaged: str, remedy: str
+) -> RunDirectoryError:
+    reason = os_reason(exc) if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}"
+    return RunDirectoryError(
+        f"Cannot resume {run_dir}: its {name} is unreadable ({reason}){damaged}. {remedy}"
+    )
+
+
 def _stored_identity(
     path: Path, recipe_json: dict[str, Any], data: DataIdentity | None
 ) -> RunIdentity:
     """Read ``recipe.yaml``: it must parse, carry an identity, hold this recipe and have
     been started on this data."""
-    file = path / RECIPE_FILE
-    if not is_file(file):
-        raise RunDirectoryError(
-            f"Cannot resume {path}: its recipe.yaml is not a regular file (it is "
-            f"{kind_of(file)}). Start a new run with --out."
-        )
+    remedy = "Start a new run with --out."
+    text = _read_run_file(path, RECIPE_FILE, MAX_RECIPE_BYTES, "", remedy)
     try:
-        if file.stat().st_size > MAX_RECIPE_BYTES:
-            raise ValueError(f"larger than {MAX_RECIPE_BYTES >> 20} MiB")
-        text = file.read_text(encoding="utf-8")
-        stored = parse_yaml(text, str(file))
+        stored = parse_yaml(text, str(path / RECIPE_FILE))
     except RecipeError as exc:
         raise RunDirectoryError(
-            f"Cannot resume {path}: its recipe.yaml is unreadable ({exc}) Start a new run "
-            "with --out."
-        ) from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        reason = os_reason(exc) if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}"
-        raise RunDirectoryError(
-            f"Cannot resume {path}: its recipe.yaml is unreadable ({reason}). Start a new run "
-            "with --out."
+            f"Cannot resume {path}: its recipe.yaml is unreadable ({exc}) {remedy}"
         ) from None
     identity = RunIdentity.from_header(text.split("\n", 1)[0])
     if identity is None:
