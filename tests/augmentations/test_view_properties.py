@@ -145,7 +145,7 @@ def test_different_seeds_differ(kind: str, items: torch.Tensor, seed: int) -> No
 @FAST
 @given(items=batches(), seed=seeds, rho=rhos)
 def test_permute_keeps_each_rows_multiset(items: torch.Tensor, seed: int, rho: float) -> None:
-    out = make_view("permute", rho=rho)(items, generator(seed))
+    out = make_view("permute", **fields_for("permute", rho))(items, generator(seed))
     assert torch.equal(out.sort(dim=1).values, items.sort(dim=1).values)
     assert torch.equal(out == 0, items == 0)
 
@@ -156,7 +156,7 @@ def test_permute_keeps_each_rows_multiset(items: torch.Tensor, seed: int, rho: f
 def test_crop_keeps_an_ordered_subsequence(
     mode: str, items: torch.Tensor, seed: int, rho: float
 ) -> None:
-    out = make_view("crop", rho=rho, mode=mode)(items, generator(seed))
+    out = make_view("crop", mode=mode, **fields_for("crop", rho))(items, generator(seed))
     assert is_left_padded(out)
     for row_in, row_out in zip(items.tolist(), out.tolist(), strict=True):
         kept = [x for x in row_out if x]
@@ -183,7 +183,7 @@ def test_crop_keep_mode_rho_zero_is_identity(items: torch.Tensor, seed: int) -> 
 def test_mask_changes_only_real_items_and_only_to_mask(
     items: torch.Tensor, seed: int, rho: float
 ) -> None:
-    out = make_view("mask", rho=rho)(items, generator(seed))
+    out = make_view("mask", **fields_for("mask", rho))(items, generator(seed))
     changed = out != items
     assert bool((items[changed] != 0).all())
     assert bool((out[changed] == CONTEXT.mask_id).all())
