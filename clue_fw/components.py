@@ -42,6 +42,9 @@ class BuildContext:
 
     num_items: int
     max_len: int
+    #: ``[num_items + 1]`` training interaction counts of each item id (0 at padding), for
+    #: components that sample items by popularity; ``None`` when the caller has none.
+    item_counts: torch.Tensor | None = dataclasses.field(default=None, compare=False, repr=False)
 
     @property
     def vocab_size(self) -> int:

@@ -16,7 +16,6 @@ import warnings
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from pydantic import Field, field_validator
 from torch import nn
 
@@ -32,6 +31,7 @@ from clue_fw.data.csr import Csr
 from clue_fw.data.dataset import leave_one_out
 from clue_fw.data.examples import ExampleSet, Task
 from clue_fw.data.windows import training_windows
+from clue_fw.item_softmax import ItemLoss, ItemSoftmaxOptions
 from clue_fw.metrics.ranking import TIES_DESCRIPTION, Cutoffs, Ties, finalize_sums, ranking_sums
 
 History = Literal["recent", "all"]
@@ -64,6 +64,7 @@ class NextItemHead(DownstreamHead):
         exclude_seen: ExcludeSeen,
         ks: list[int],
         ties: Ties = "pessimistic",
+        item_loss: ItemLoss | None = None,
     ) -> None:
         super().__init__()
         if exclude_seen not in ("history", "none"):
@@ -76,6 +77,13 @@ class NextItemHead(DownstreamHead):
         self.output: nn.Linear | None = (
             None if tie_weights else nn.Linear(encoder.dim, num_items + 1, bias=False)
         )
+        self.item_loss = item_loss or ItemLoss("full", num_items, None)
+
+    def item_weight(self, encoder: SequenceEncoder) -> torch.Tensor:
+        """``[num_items + 1, d]``: row ``i`` scores item ``i`` (row 0 is padding)."""
+        if self.output is None:
+            return encoder.item_embedding.weight[: self.num_items + 1]
+        return self.output.weight
 
     def logits(self, encoder: SequenceEncoder, hidden: torch.Tensor) -> torch.Tensor:
         """``[..., num_items + 1]`` scores of ids ``0..num_items``; padding scores -inf."""
@@ -91,17 +99,20 @@ class NextItemHead(DownstreamHead):
         window = batch["window"]
         inputs, final_target = window[:, :-1], window[:, -1]
         encoded = encoder(inputs)
+        weight = self.item_weight(encoder)
         if self.every_position:
+            # Every real input position predicts its successor, and [UR] the final target;
+            # padding positions have target 0, which the loss ignores (no boolean
+            # indexing: its size would need a host sync).
             hidden = torch.cat([encoded.states, encoded.user.unsqueeze(1)], dim=1)
             targets = torch.cat([window[:, 1:], final_target.unsqueeze(1)], dim=1)
             input_is_real = torch.cat(
                 [inputs != 0, torch.ones_like(final_target.unsqueeze(1), dtype=torch.bool)], dim=1
             )
-            keep = input_is_real & (targets != 0)
-            logits = self.logits(encoder, hidden[keep])
-            loss = F.cross_entropy(logits, targets[keep])
+            targets = targets.masked_fill(~input_is_real, 0)
+            loss = self.item_loss(hidden.reshape(-1, hidden.shape[-1]), targets.reshape(-1), weight)
         else:
-            loss = F.cross_entropy(self.logits(encoder, encoded.user), final_target)
+            loss = self.item_loss(encoded.user, final_target, weight)
         return LossOutput(loss, {})
 
     @torch.no_grad()
@@ -119,7 +130,7 @@ class NextItemHead(DownstreamHead):
         return finalize_sums(sums)
 
 
-class NextItemSpec(HeadSpec):
+class NextItemSpec(HeadSpec, ItemSoftmaxOptions):
     """Next-item recommendation: softmax over all items, full-ranking MRR/Recall/NDCG@k."""
 
     kind: Literal["next_item"] = "next_item"
@@ -205,4 +216,5 @@ class NextItemSpec(HeadSpec):
             exclude_seen=self.exclude_seen,
             ks=self.ks,
             ties=self.ties,
+            item_loss=self.item_loss(context.num_items, context.item_counts),
         )

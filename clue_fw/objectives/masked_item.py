@@ -17,6 +17,9 @@ sides, as BERT4Rec does; the objective itself is unchanged.
 
 The ``views`` of the recipe are not used: masking is this objective's own corruption.
 
+``loss: sampled`` (:mod:`clue_fw.item_softmax`) scores each masked item against in-batch
+targets and sampled negatives instead of the whole catalogue; it logs no accuracy.
+
 The logged ``masked_acc`` counts a masked item as predicted only when it scores
 strictly above every other item: ties count against it, as in evaluation
 (:mod:`clue_fw.metrics.ranking`). A NaN score makes the loss NaN, which the training
@@ -39,6 +42,7 @@ from clue_fw.components import (
     PretrainObjective,
     SequenceEncoder,
 )
+from clue_fw.item_softmax import ItemLoss, ItemSoftmaxOptions
 from clue_fw.metrics.ranking import target_ranks
 
 
@@ -53,11 +57,14 @@ def cloze_mask(items: torch.Tensor, rho: float, generator: torch.Generator) -> t
 
 
 class MaskedItemObjective(PretrainObjective):
-    def __init__(self, num_items: int, mask_id: int, rho: float) -> None:
+    def __init__(
+        self, num_items: int, mask_id: int, rho: float, item_loss: ItemLoss | None = None
+    ) -> None:
         super().__init__()
         self.num_items = num_items
         self.mask_id = mask_id
         self.rho = rho
+        self.item_loss = item_loss or ItemLoss("full", num_items, None)
 
     def forward(
         self,
@@ -68,6 +75,15 @@ class MaskedItemObjective(PretrainObjective):
     ) -> LossOutput:
         masked = cloze_mask(items, self.rho, generator)
         corrupted = torch.where(masked, torch.full_like(items, self.mask_id), items)
+        if self.item_loss.kind == "sampled":
+            # Every position, with the unmasked ones' targets 0 (ignored): no boolean
+            # indexing, whose size would need a host sync. No accuracy: it would be
+            # among the sampled candidates only.
+            states = encoder(corrupted).states
+            targets = torch.where(masked, items, torch.zeros_like(items))
+            weight = encoder.item_embedding.weight
+            loss = self.item_loss(states.reshape(-1, states.shape[-1]), targets.reshape(-1), weight)
+            return LossOutput(loss, {})
         states = encoder(corrupted).states[masked]
         weight = encoder.item_embedding.weight[: self.num_items + 1]
         logits = states @ weight.T
@@ -80,7 +96,7 @@ class MaskedItemObjective(PretrainObjective):
         return LossOutput(loss, {"masked_acc": accuracy})
 
 
-class MaskedItemSpec(ObjectiveSpec):
+class MaskedItemSpec(ObjectiveSpec, ItemSoftmaxOptions):
     """Masked-item (cloze) prediction over all items, PeterRec / BERT4Rec style."""
 
     kind: Literal["masked_item"] = "masked_item"
@@ -89,4 +105,9 @@ class MaskedItemSpec(ObjectiveSpec):
     )
 
     def build(self, context: BuildContext, encoder: SequenceEncoder) -> MaskedItemObjective:
-        return MaskedItemObjective(context.num_items, context.mask_id, self.rho)
+        return MaskedItemObjective(
+            context.num_items,
+            context.mask_id,
+            self.rho,
+            self.item_loss(context.num_items, context.item_counts),
+        )

@@ -47,51 +47,59 @@ def train_epoch(
     *,
     first_step: int = 0,
     loss_name: str = "training",
+    sync_gradients: Callable[[list[torch.nn.Parameter]], None] | None = None,
+    check_every: int | None = None,
 ) -> EpochStats:
     """Run ``step`` on every batch, back-propagate and update.
 
     Numerical guard: a non-finite loss or gradient norm raises :class:`TrainingError`
-    before the optimiser step, naming ``description`` (stage and epoch), the batch,
-    the global step (``first_step`` + batch number) and the non-finite loss terms.
-    Parameters are checked once more at the end of the epoch, so the caller never
-    checkpoints a non-finite model. ``grad_clip`` clips the global gradient norm.
+    naming ``description`` (stage and epoch), the batch, the global step (``first_step``
+    + batch number) and the non-finite loss terms, and no optimiser step runs from that
+    batch on. Parameters are checked once more at the end of the epoch, so the caller
+    never checkpoints a non-finite model. ``grad_clip`` clips the global gradient norm.
+    ``sync_gradients`` (data-parallel training) averages the gradients across processes
+    after every backward pass, before clipping and the optimiser step.
+
+    ``check_every``: how many steps run between two reads of the loss on the host. On
+    the CPU (the default there: 1) a read costs nothing and the check runs before every
+    step. On an accelerator a read waits for the device, which costs more than a small
+    step, so the default there is :data:`DEVICE_CHECK_EVERY`: losses, terms and
+    finiteness flags accumulate on the device, and an optimiser that can skip a step on
+    the device (``found_inf``, as fused Adam and SGD can) is told to skip every step from
+    the first non-finite one, so the guard holds without a read per step.
     """
     if num_batches <= 0:
         raise TrainingError(_no_batches(description, batches))
-    total_loss = torch.zeros((), dtype=torch.float64)
-    term_totals: dict[str, float] = {}
-    examples = 0
     started = time.perf_counter()
+    state: _EpochSums | None = None
     with reporter.progress(description, num_batches) as update:
         for index, batch in enumerate(batches):
             size = next(iter(batch.values())).shape[0]
             output = step(batch)
             _check_loss_output(output, loss_name)
+            if state is None:
+                state = _EpochSums(output.loss.device, check_every, optimizer)
             optimizer.zero_grad(set_to_none=True)
             output.loss.backward()
+            if sync_gradients is not None:
+                sync_gradients(parameters)
             if grad_clip is not None:
                 norm = torch.nn.utils.clip_grad_norm_(parameters, grad_clip)
             else:
                 norm = _grad_norm(parameters, output.loss)
-            # One host sync per step, as before: the loss and the gradient norm together.
-            loss_value, norm_value = torch.stack(
-                [output.loss.detach().float(), norm.detach().float().to(output.loss.device)]
-            ).tolist()
-            if not (math.isfinite(loss_value) and math.isfinite(norm_value)):
-                where = (
-                    f"{description}, batch {index + 1}/{num_batches} "
-                    f"(global step {first_step + index + 1})"
-                )
-                raise _non_finite(where, loss_name, loss_value, norm_value, output)
+            state.add(output, norm, size)
+            if state.immediate:
+                state.raise_if_non_finite(description, num_batches, first_step, loss_name)
             optimizer.step()
-            total_loss += loss_value * size
-            for name, value in output.terms.items():
-                term_totals[name] = term_totals.get(name, 0.0) + float(value) * size
-            examples += size
-            elapsed = time.perf_counter() - started
-            update(1, float(total_loss) / examples, examples / max(elapsed, 1e-9))
-    if examples == 0:
+            if state.due(index, num_batches):
+                state.raise_if_non_finite(description, num_batches, first_step, loss_name)
+                elapsed = time.perf_counter() - started
+                update(state.pending, state.mean_loss, state.examples / max(elapsed, 1e-9))
+                state.pending = 0
+    if state is None or state.examples == 0:
         raise TrainingError(_no_batches(description, batches))
+    state.raise_if_non_finite(description, num_batches, first_step, loss_name)
+    state.release()
     if parameters and not bool(
         torch.stack([p.detach().isfinite().all() for p in parameters]).all()
     ):
@@ -100,12 +108,113 @@ def train_epoch(
             "although every loss and gradient was finite (is the learning rate huge?)."
         )
     seconds = time.perf_counter() - started
-    count = max(examples, 1)
     return EpochStats(
-        loss=float(total_loss) / count,
-        terms={k: v / count for k, v in term_totals.items()},
-        examples=examples,
+        loss=state.mean_loss,
+        terms=state.mean_terms(),
+        examples=state.examples,
         seconds=seconds,
+    )
+
+
+#: Steps between two host reads of the loss on an accelerator (see :func:`train_epoch`).
+DEVICE_CHECK_EVERY = 50
+
+
+class _EpochSums:
+    """An epoch's loss and term sums and its finiteness record, kept on the loss's device.
+
+    ``immediate`` (the CPU, or ``check_every == 1``): every step is read and checked
+    before the optimiser step. Otherwise the per-step flags are read every
+    ``check_every`` steps; an optimiser with a ``found_inf`` input skips the step of a
+    non-finite batch and every later one, so the weights stay those before it.
+    """
+
+    def __init__(
+        self, device: torch.device, check_every: int | None, optimizer: torch.optim.Optimizer
+    ) -> None:
+        if check_every is None:
+            check_every = 1 if device.type == "cpu" else DEVICE_CHECK_EVERY
+        if check_every < 1:
+            raise ValueError(f"check_every must be at least 1, got {check_every}")
+        self.check_every = check_every
+        self.immediate = check_every == 1
+        self.device = device
+        self.optimizer = optimizer
+        self.skips_on_device = not self.immediate and _can_skip_steps(optimizer)
+        self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        self.term_sums: dict[str, torch.Tensor] = {}
+        self.examples = 0
+        self.pending = 0
+        self.first_unread = 0  # the batch index of ``values[0]``
+        # unread steps: loss, gradient norm (float32 on the device) and the batch's output
+        self.values: list[torch.Tensor] = []
+        self.outputs: list[LossOutput] = []
+        self.bad_so_far = torch.zeros((), dtype=torch.float32, device=device)
+        self._mean_loss = math.nan
+
+    def add(self, output: LossOutput, norm: torch.Tensor, size: int) -> None:
+        loss = output.loss.detach().float()
+        pair = torch.stack([loss, norm.detach().float().to(loss.device)])
+        self.values.append(pair)
+        self.outputs.append(LossOutput(loss, dict(output.terms)))
+        if self.skips_on_device:
+            finite = torch.isfinite(pair).all()
+            self.bad_so_far = torch.maximum(self.bad_so_far, (~finite).float())
+            self.optimizer.found_inf = self.bad_so_far  # type: ignore[attr-defined]
+        self.loss_sum += loss.double() * size
+        for name, value in output.terms.items():
+            value = torch.as_tensor(value, device=self.device).detach().double().reshape(())
+            total = self.term_sums.get(name)
+            self.term_sums[name] = value * size if total is None else total + value * size
+        self.examples += size
+        self.pending += 1
+
+    def due(self, index: int, num_batches: int) -> bool:
+        return (index + 1) % self.check_every == 0 or index + 1 == num_batches
+
+    def raise_if_non_finite(
+        self, description: str, num_batches: int, first_step: int, loss_name: str
+    ) -> None:
+        """Read the unread steps' loss and gradient norm (one host sync) and raise for the
+        first non-finite one."""
+        if not self.values:
+            return
+        unread = torch.stack(self.values).tolist()
+        for offset, (loss_value, norm_value) in enumerate(unread):
+            if not (math.isfinite(loss_value) and math.isfinite(norm_value)):
+                index = self.first_unread + offset
+                where = (
+                    f"{description}, batch {index + 1}/{num_batches} "
+                    f"(global step {first_step + index + 1})"
+                )
+                raise _non_finite(where, loss_name, loss_value, norm_value, self.outputs[offset])
+        self.first_unread += len(self.values)
+        self.values, self.outputs = [], []
+        self._mean_loss = float(self.loss_sum) / max(self.examples, 1)
+
+    @property
+    def mean_loss(self) -> float:
+        return self._mean_loss
+
+    def mean_terms(self) -> dict[str, float]:
+        count = max(self.examples, 1)
+        if not self.term_sums:
+            return {}
+        names = list(self.term_sums)
+        totals = torch.stack([self.term_sums[n] for n in names]).tolist()
+        return {name: total / count for name, total in zip(names, totals, strict=True)}
+
+    def release(self) -> None:
+        """Forget the device-side skip flag, so the optimiser steps normally afterwards."""
+        if self.skips_on_device and hasattr(self.optimizer, "found_inf"):
+            del self.optimizer.found_inf
+
+
+def _can_skip_steps(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether ``optimizer.step`` reads a ``found_inf`` tensor and skips the update when it
+    is non-zero (torch's fused Adam/AdamW/SGD, which GradScaler drives the same way)."""
+    return bool(getattr(optimizer, "_step_supports_amp_scaling", False)) and any(
+        group.get("fused") for group in optimizer.param_groups
     )
 
 
@@ -209,13 +318,16 @@ def evaluate(
     batch_size: int,
     *,
     split: str = "evaluation",
+    reduce_sums: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None,
 ) -> dict[str, float]:
     """Exact metrics over ``examples``: additive per-batch sums, finalised once.
 
     A head may report, under :data:`~clue_fw.metrics.ranking.NAN_ROWS`, how many rows
     of a batch it scored NaN. Those counts stay on the device and are read once, at
     the end; any non-zero count raises :class:`EvaluationError` naming ``split``
-    ("valid", "test") and the first batch that had one.
+    ("valid", "test") and the first batch that had one. ``reduce_sums`` (data-parallel
+    evaluation, each process on its own shard of ``examples``) sums the totals across
+    processes before they are finalised, so the metrics are exact.
     """
     was_training = encoder.training, head.training
     encoder.eval()
@@ -237,6 +349,8 @@ def evaluate(
         bad = [index for index, count in enumerate(counts) if count > 0]
         if bad:
             raise _nan_scores(split, bad, counts, examples.num_batches(batch_size), batch_size)
+    if reduce_sums is not None:
+        totals = reduce_sums(totals)
     return head.finalize(totals)
 
 

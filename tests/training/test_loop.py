@@ -12,7 +12,7 @@ from torch import nn
 from clue_fw.components import LossOutput
 from clue_fw.data.examples import ExampleSet
 from clue_fw.errors import TrainingError
-from clue_fw.training.loop import derive_seed, evaluate, train_epoch
+from clue_fw.training.loop import EpochStats, derive_seed, evaluate, train_epoch
 from clue_fw.training.report import Reporter
 
 
@@ -190,3 +190,71 @@ def test_a_stage_without_batches_is_an_error(count: int, batch_size: int, min_si
     # a caller that miscounts (num_batches > 0 but nothing comes) is caught too
     with pytest.raises(TrainingError, match="has no batch to train on"):
         train_epoch(step, [weight], optimizer, iter([]), 1, None, reporter(), "finetune epoch 1/1")
+
+
+@pytest.mark.parametrize("optimizer_kind", ["fused_adam", "fused_sgd"])
+def test_deferred_check_names_the_batch_and_skips_every_step_from_it(optimizer_kind: str) -> None:
+    """With host reads every 4 steps (an accelerator's default), a NaN in batch 2 is still
+    named exactly, and a fused optimiser made no step from batch 2 on."""
+    weight = nn.Parameter(torch.tensor([1.0, 2.0]))
+    optimizer: torch.optim.Optimizer
+    if optimizer_kind == "fused_adam":
+        optimizer = torch.optim.Adam([weight], lr=0.1, fused=True)
+    else:
+        optimizer = torch.optim.SGD([weight], lr=0.1, fused=True)
+    x = torch.tensor([[1.0], [float("nan")], [1.0], [1.0], [1.0]])
+    examples = ExampleSet({"x": x})
+    after_first: list[torch.Tensor] = []
+
+    def step(batch: dict[str, torch.Tensor]) -> LossOutput:
+        if not after_first and len(step.calls) == 1:  # type: ignore[attr-defined]
+            after_first.append(weight.detach().clone())
+        step.calls.append(1)  # type: ignore[attr-defined]
+        return LossOutput((batch["x"] * weight).sum(), {})
+
+    step.calls = []  # type: ignore[attr-defined]
+    with pytest.raises(TrainingError, match=r"batch 2/5 \(global step 2\)"):
+        train_epoch(
+            step,
+            [weight],
+            optimizer,
+            examples.batches(1),
+            5,
+            None,
+            reporter(),
+            "t",
+            check_every=4,
+        )
+    assert len(step.calls) == 4  # the read came after step 4
+    assert torch.equal(weight.detach(), after_first[0])  # steps 2, 3 and 4 were skipped
+    assert not hasattr(optimizer, "found_inf") or optimizer.found_inf is not None
+
+
+def test_deferred_check_gives_the_same_epoch_as_immediate_checks() -> None:
+    def run(check_every: int) -> tuple[EpochStats, torch.Tensor]:
+        torch.manual_seed(0)
+        weight = nn.Parameter(torch.randn(3))
+        optimizer = torch.optim.Adam([weight], lr=0.1, fused=True)
+        examples = ExampleSet({"x": torch.randn(7, 3)})
+
+        def step(batch: dict[str, torch.Tensor]) -> LossOutput:
+            loss = ((batch["x"] @ weight) ** 2).mean()
+            return LossOutput(loss, {"half": loss.detach() / 2})
+
+        stats = train_epoch(
+            step,
+            [weight],
+            optimizer,
+            examples.batches(2),
+            4,
+            None,
+            reporter(),
+            "t",
+            check_every=check_every,
+        )
+        return stats, weight.detach().clone()
+
+    (immediate, w1), (deferred, w3) = run(1), run(3)
+    assert torch.equal(w1, w3)
+    assert deferred.loss == immediate.loss
+    assert deferred.terms == immediate.terms

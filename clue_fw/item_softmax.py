@@ -1,0 +1,209 @@
+"""Softmax losses over the item catalogue: full, or sampled with the logQ correction.
+
+Next-item heads and masked-item objectives predict an item id from a hidden state.
+The **full** softmax scores every item of the catalogue for every prediction: exact,
+and the cost (``[predictions, items]`` logits, forward and backward) grows with the
+catalogue. At a million items it does not fit.
+
+The **sampled** softmax scores each prediction against its own target and a shared
+set of candidates:
+
+* ``in_batch``: the targets of every prediction in the batch (popular items show up
+  often, so they are the hard negatives a full softmax would push down);
+* ``negatives``: ``N`` items drawn for the batch, ``uniform`` over the catalogue or
+  by ``popularity`` (training interaction counts).
+
+A candidate equal to the row's own target (an accidental hit) is removed, and every
+logit, the target's included, is corrected by ``- log Q(item)``, the expected number
+of times ``item`` is among the candidates (Bengio and Senecal, 2008; Yi et al.,
+"Sampling-bias-corrected neural modeling", RecSys 2019). With the correction the
+sampled loss estimates the full softmax's gradient; without it, popular items would
+be pushed down too hard. ``temperature`` divides every score before the softmax.
+
+Targets of id 0 (padding) are ignored in both losses.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, Field, model_validator
+
+SoftmaxLoss = Literal["full", "sampled"]
+Sampler = Literal["uniform", "popularity"]
+
+
+class ItemSoftmaxOptions(BaseModel):
+    """The recipe fields that choose a component's item softmax (a mixin of specs)."""
+
+    loss: SoftmaxLoss = Field(
+        "full",
+        description="'full': softmax over every item (exact; cost grows with the catalogue); "
+        "'sampled': in-batch targets plus `negatives` sampled items, logQ-corrected "
+        "(for large catalogues; see docs/scale.md).",
+    )
+    negatives: int = Field(
+        256,
+        ge=0,
+        le=1_000_000,
+        description="Sampled softmax: items drawn per batch as extra negatives.",
+    )
+    sampler: Sampler = Field(
+        "uniform",
+        description="Sampled softmax: draw negatives 'uniform' over items or by 'popularity'.",
+    )
+    in_batch: bool = Field(
+        True, description="Sampled softmax: every target in the batch is a negative too."
+    )
+    temperature: float = Field(
+        1.0, gt=0.0, le=100.0, description="Scores are divided by this before the softmax."
+    )
+
+    @model_validator(mode="after")
+    def _some_negatives(self) -> ItemSoftmaxOptions:
+        if self.loss == "sampled" and not self.in_batch and self.negatives == 0:
+            raise ValueError(
+                "loss: sampled with in_batch: false and negatives: 0 has no negative to "
+                "score the target against; set negatives above 0 or in_batch: true"
+            )
+        return self
+
+    def item_loss(self, num_items: int, item_counts: torch.Tensor | None) -> ItemLoss:
+        """The loss these options describe, for a catalogue of ``num_items`` items."""
+        return ItemLoss(
+            self.loss,
+            num_items,
+            item_counts,
+            negatives=self.negatives,
+            sampler=self.sampler,
+            in_batch=self.in_batch,
+            temperature=self.temperature,
+        )
+
+
+def popularity(item_counts: torch.Tensor | None, num_items: int) -> torch.Tensor:
+    """``[num_items + 1]`` float64 probabilities of items ``1..num_items`` (0 at padding),
+    from training counts (add-one smoothed, so no item has probability 0)."""
+    counts = torch.zeros(num_items + 1, dtype=torch.float64)
+    if item_counts is not None:
+        if item_counts.shape[0] < num_items + 1:
+            raise ValueError(
+                f"item_counts has {item_counts.shape[0]} entries, expected {num_items + 1} "
+                "(padding, then every item)"
+            )
+        counts += item_counts[: num_items + 1].to(torch.float64).cpu()
+    counts[1:] += 1.0
+    counts[0] = 0.0
+    return counts / counts.sum()
+
+
+class ItemLoss(torch.nn.Module):
+    """Cross-entropy of target item ids given hidden states, full or sampled.
+
+    ``forward(hidden [M, d], targets [M], weight [>= num_items + 1, d])``: row ``i`` of
+    ``weight`` scores item ``i``; targets of 0 are ignored. ``generator`` draws the
+    sampled negatives (a seeded one keeps runs reproducible).
+    """
+
+    def __init__(
+        self,
+        kind: SoftmaxLoss,
+        num_items: int,
+        item_counts: torch.Tensor | None,
+        *,
+        negatives: int = 256,
+        sampler: Sampler = "uniform",
+        in_batch: bool = True,
+        temperature: float = 1.0,
+    ) -> None:
+        super().__init__()
+        if kind not in ("full", "sampled"):
+            raise ValueError(f"loss must be 'full' or 'sampled', got {kind!r}")
+        if sampler not in ("uniform", "popularity"):
+            raise ValueError(f"sampler must be 'uniform' or 'popularity', got {sampler!r}")
+        self.kind = kind
+        self.num_items = num_items
+        self.negatives = negatives
+        self.sampler = sampler
+        self.in_batch = in_batch
+        self.temperature = temperature
+        probabilities = popularity(item_counts, num_items)
+        # Buffers (not saved in checkpoints: derived from the data): the target
+        # distribution for in-batch negatives and the sampler's own distribution.
+        self.register_buffer("target_p", probabilities.float(), persistent=False)
+        if sampler == "popularity":
+            sampler_p = probabilities
+        else:
+            sampler_p = torch.full((num_items + 1,), 1.0 / num_items, dtype=torch.float64)
+            sampler_p[0] = 0.0
+        self.register_buffer("sampler_p", sampler_p.float(), persistent=False)
+
+    def forward(
+        self,
+        hidden: torch.Tensor,
+        targets: torch.Tensor,
+        weight: torch.Tensor,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        if self.kind == "full":
+            return self.full(hidden, targets, weight)
+        return self.sampled(hidden, targets, weight, generator)
+
+    def full(
+        self, hidden: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor
+    ) -> torch.Tensor:
+        logits = hidden @ weight[: self.num_items + 1].T
+        if self.temperature != 1.0:
+            logits = logits / self.temperature
+        logits[..., 0] = float("-inf")
+        return F.cross_entropy(logits, targets, ignore_index=0)
+
+    def sampled(
+        self,
+        hidden: torch.Tensor,
+        targets: torch.Tensor,
+        weight: torch.Tensor,
+        generator: torch.Generator | None,
+    ) -> torch.Tensor:
+        real = targets != 0
+        candidates = self._candidates(targets, generator)
+        expected = self._expected_counts(candidates, real)  # [C]
+        log_q_candidates = torch.log(expected)
+        log_q_targets = torch.log(self._expected_counts(targets, real)).masked_fill(~real, 0.0)
+        scale = 1.0 / self.temperature
+        positive = (hidden * weight[targets]).sum(dim=-1) * scale - log_q_targets
+        negative = (hidden @ weight[candidates].T) * scale - log_q_candidates
+        # Accidental hits (the row's own target among the candidates) and padding go.
+        unusable = (candidates.unsqueeze(0) == targets.unsqueeze(1)) | (candidates == 0)
+        negative = negative.masked_fill(unusable, float("-inf"))
+        logits = torch.cat([positive.unsqueeze(1), negative], dim=1)
+        per_row = torch.logsumexp(logits, dim=1) - positive
+        weights = real.to(per_row.dtype)
+        return (per_row * weights).sum() / weights.sum().clamp(min=1.0)
+
+    def _candidates(self, targets: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        parts = [targets.reshape(-1)] if self.in_batch else []
+        if self.negatives:
+            device = targets.device
+            if self.sampler == "uniform":
+                drawn = torch.randint(
+                    1, self.num_items + 1, (self.negatives,), generator=generator, device=device
+                )
+            else:
+                drawn = torch.multinomial(
+                    self.sampler_p, self.negatives, replacement=True, generator=generator
+                )
+            parts.append(drawn.to(device))
+        return torch.cat(parts)
+
+    def _expected_counts(self, items: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        """How often each of ``items`` is expected among the candidates (never 0)."""
+        expected = torch.zeros(items.shape, dtype=torch.float32, device=items.device)
+        if self.in_batch:
+            expected = expected + real.sum().to(torch.float32) * self.target_p[items]
+        if self.negatives:
+            expected = expected + self.negatives * self.sampler_p[items]
+        return expected.clamp(min=math.ulp(1.0))
