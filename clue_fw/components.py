@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from clue_fw.data.csr import Csr
     from clue_fw.data.dataset import SequenceData
     from clue_fw.data.examples import Task
+    from clue_fw.memory import Part, StepSizes
 
 FAMILIES = ("backbone", "augmentation", "objective", "head")
 
@@ -186,6 +187,11 @@ def encoder_output_problem(encoder: nn.Module, items: torch.Tensor, output: Any)
 class BackboneSpec(ComponentSpec):
     family: ClassVar[str] = "backbone"
 
+    def activation_parts(self, sizes: StepSizes) -> list[Part]:
+        """The largest activations one encoder pass over ``sizes.batch`` sequences keeps
+        (for the memory guard, :mod:`clue_fw.memory`). Default: none counted."""
+        return []
+
     @abstractmethod
     def build(self, context: BuildContext) -> SequenceEncoder: ...
 
@@ -253,6 +259,16 @@ class ObjectiveSpec(ComponentSpec):
 
     @abstractmethod
     def build(self, context: BuildContext, encoder: SequenceEncoder) -> PretrainObjective: ...
+
+    def encoder_batch(self, batch: int) -> int:
+        """How many sequences one step of ``batch`` sends through the encoder (CLUE: both
+        views, ``2 x batch``), for the memory guard. Default: ``batch``."""
+        return batch
+
+    def step_parts(self, sizes: StepSizes) -> list[Part]:
+        """The objective's own largest tensors in a step (e.g. logits over the catalogue),
+        for the memory guard (:mod:`clue_fw.memory`). Default: none counted."""
+        return []
 
 
 # --------------------------------------------------------------------------- heads
@@ -388,6 +404,23 @@ class HeadSpec(ComponentSpec):
     def build(
         self, context: BuildContext, encoder: SequenceEncoder, task_data: TaskData
     ) -> DownstreamHead: ...
+
+    def training_examples(
+        self, history: str, num_users: int, num_interactions: int, max_len: int
+    ) -> tuple[int, int]:
+        """About how many training examples of how many int64 ids each the task makes,
+        for the memory guard. Default: one sequence of ``max_len`` per user."""
+        return num_users, max_len
+
+    def step_parts(self, sizes: StepSizes) -> list[Part]:
+        """The head's own largest tensors in a training step (e.g. logits over the
+        catalogue), for the memory guard (:mod:`clue_fw.memory`). Default: none counted."""
+        return []
+
+    def eval_parts(self, sizes: StepSizes) -> list[Part]:
+        """The head's own largest tensors in an evaluation batch of ``sizes.batch`` users
+        (e.g. full-ranking scores). Default: none counted."""
+        return []
 
     @property
     def monitor_default(self) -> str:

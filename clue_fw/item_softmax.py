@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, Field, model_validator
 
+from clue_fw.memory import Part, logits_part
+
 SoftmaxLoss = Literal["full", "sampled"]
 Sampler = Literal["uniform", "popularity"]
 
@@ -70,6 +72,18 @@ class ItemSoftmaxOptions(BaseModel):
                 "score the target against; set negatives above 0 or in_batch: true"
             )
         return self
+
+    def logits_part(
+        self, what: str, rows: int, num_items: int, fields: tuple[str, ...], prefix: str
+    ) -> Part:
+        """The memory of the loss's logits for ``rows`` predictions: every item (full), or
+        the target, the in-batch targets and the sampled negatives (sampled). ``prefix``
+        is where the options sit in a recipe (``finetune.head``), for advice."""
+        if self.loss == "full":
+            return logits_part(what, rows, num_items + 1, (*fields, f"{prefix}.loss (sampled)"))
+        columns = 1 + (rows if self.in_batch else 0) + self.negatives
+        extra = (f"{prefix}.in_batch (false)",) if self.in_batch else (f"{prefix}.negatives",)
+        return logits_part(f"sampled {what}", rows, columns, (*fields, *extra), "candidates")
 
     def item_loss(self, num_items: int, item_counts: torch.Tensor | None) -> ItemLoss:
         """The loss these options describe, for a catalogue of ``num_items`` items."""

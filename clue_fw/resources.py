@@ -7,23 +7,29 @@ number of parameters) it estimates the peak memory of each phase of a run:
 * **parameters**: weights, gradients and the two Adam moments, 16 bytes per trainable
   parameter. They are counted exactly by building the model on PyTorch's ``meta``
   device, which allocates nothing (the item embedding table, N x d, dominates).
-* **fine-tuning step** (``next_item`` head): the logits over the whole catalogue,
-  ``rows x (N + 1) x 4`` bytes, times 2 for the logits and their gradient. ``rows``
-  is ``batch_size x (n + 1)`` with ``loss_positions: all`` and ``batch_size`` with
-  ``ur``. On an H200 the estimate of a whole step was 0.90 of the measured peak for a
+* **data windows** (below).
+
+Every other part comes from the components themselves, through the hooks of
+:mod:`clue_fw.memory` (so a plugin component is counted like a built-in one):
+
+* **fine-tuning step**: the head's own tensors. ``next_item`` reports its logits,
+  ``rows x (N + 1) x 4`` bytes times 2 for the logits and their gradient (``rows`` is
+  ``batch_size x (n + 1)`` with ``loss_positions: all``, ``batch_size`` with ``ur``), or
+  with ``loss: sampled`` ``rows x (1 + in-batch rows + negatives)``. On an H200 the
+  full-softmax estimate of a whole step was 0.90 of the measured peak for a
   183,338-item catalogue (``benchmarks/memory_estimate.py``).
-* **pre-training step**: ``masked_item`` has the same logits for its masked positions
-  (``rho x batch_size x n`` rows, at least ``batch_size``); ``clue`` encodes both views,
-  so its encoder batch is ``2 x batch_size``.
-* **evaluation**: the full-ranking scores of an evaluation batch,
-  ``eval.batch_size x (N + 1) x 13`` bytes (float scores, a boolean comparison and the
-  int64 copy its sum makes).
-* **attention** (``transformer``): on CPU, where attention keeps its probabilities for
-  backward, ``batch x heads x (n + 1)^2 x 4`` bytes per block; elsewhere one float mask
-  ``batch x (n + 1)^2 x 4`` bytes.
-* **convolutions** (``cnn``): every causal convolution pads its input on the left with
-  ``(kernel_size - 1) x dilation`` positions and keeps the padded input for backward,
-  ``batch x d x (n + 1 + (kernel_size - 1) x dilation) x 4`` bytes per convolution.
+* **pre-training step**: the objective's own tensors (``masked_item``: logits of its
+  masked positions, ``rho x batch_size x n`` rows, at least ``batch_size``) and the
+  encoder batch it needs (``clue`` encodes both views: ``2 x batch_size``).
+* **evaluation**: the head's (``next_item``: the full-ranking scores of an evaluation
+  batch, ``eval.batch_size x (N + 1) x 13`` bytes: float scores, a boolean comparison
+  and the int64 copy its sum makes).
+* **activations**: the backbone's. ``transformer``: on CPU, where attention keeps its
+  probabilities for backward, ``batch x heads x (n + 1)^2 x 4`` bytes per block;
+  elsewhere one float mask ``batch x (n + 1)^2 x 4`` bytes. ``cnn``: every causal
+  convolution pads its input on the left with ``(kernel_size - 1) x dilation``
+  positions and keeps the padded input for backward, ``batch x d x (n + 1 +
+  (kernel_size - 1) x dilation) x 4`` bytes per convolution.
 * **data windows**: the int64 windows a stage trains on (one per user with
   ``history: recent``; with ``all`` about ``(interactions - 3 x users) / stride``) and
   the evaluation inputs (``users x n`` per split) stay on the device while it trains.
@@ -47,7 +53,6 @@ turns the check off.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -60,27 +65,14 @@ from torch import nn
 
 from clue_fw.components import BuildContext, TaskData
 from clue_fw.errors import ResourceError
+from clue_fw.memory import INDEX_BYTES, Part, StepSizes, window_count
 from clue_fw.recipe import pretrains
 
 SKIP_ENV = "CLUE_SKIP_MEMORY_CHECK"
-FLOAT_BYTES = 4
 ADAM_BYTES_PER_PARAMETER = 16  # weight, gradient, exp_avg, exp_avg_sq (float32)
-# A float score, the boolean "scores higher than the target" and the int64 copy that
-# summing a boolean tensor makes (measured: benchmarks/memory_estimate.py).
-RANKING_BYTES_PER_SCORE = FLOAT_BYTES + 1 + 8
-INDEX_BYTES = 8  # an int64 item id
 # Csr.gather_windows holds, per window cell, the positions, the clamped flat index, the
 # gathered ids, a zero tensor and the result (int64), and the validity mask (bool).
 WINDOW_BUILD_BYTES_PER_CELL = 5 * INDEX_BYTES + 1
-
-
-@dataclass(frozen=True)
-class Part:
-    """One counted tensor group: what it is, its size and the recipe fields that shrink it."""
-
-    what: str
-    bytes: int
-    lower: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -133,71 +125,6 @@ def _parameter_part(stage: str, count: int | None, recipe: Any, context: BuildCo
     )
 
 
-def _attention_part(
-    recipe: Any, context: BuildContext, batch: int, device: torch.device, field: str
-) -> Part | None:
-    heads, blocks = getattr(recipe.backbone, "heads", None), getattr(recipe.backbone, "blocks", 1)
-    if not isinstance(heads, int) or not isinstance(blocks, int):
-        return None
-    length = context.max_len + 1
-    if device.type == "cpu":
-        count = batch * heads * length**2 * blocks
-        what = f"attention weights ({batch:,} x {heads} heads x {length}^2 x {blocks} blocks x 4 B)"
-    else:
-        count, what = batch * length**2, f"attention mask ({batch:,} x {length}^2 x 4 B)"
-    return Part(what, count * FLOAT_BYTES, (field, "data.max_len"))
-
-
-def _logits_part(what: str, rows: int, context: BuildContext, fields: tuple[str, ...]) -> Part:
-    columns = context.num_items + 1
-    return Part(
-        f"{what} ({rows:,} rows x {columns:,} items x 4 B x 2 for the logits and their gradient)",
-        rows * columns * FLOAT_BYTES * 2,
-        fields,
-    )
-
-
-def _convolution_parts(
-    recipe: Any, context: BuildContext, batch: int, field: str, kept: int | None = None
-) -> list[Part]:
-    """Padded inputs of a dilated causal CNN (``cnn``): ``kept`` convolutions at once
-    (default all of them, as training keeps each input for backward)."""
-    backbone = recipe.backbone
-    dilations = getattr(backbone, "dilations", None)
-    kernel, repeats = getattr(backbone, "kernel_size", None), getattr(backbone, "repeats", 1)
-    dim = getattr(backbone, "dim", None)
-    if not (isinstance(dilations, list) and isinstance(kernel, int) and isinstance(dim, int)):
-        return []
-    stack = sorted(list(dilations) * (repeats if isinstance(repeats, int) else 1), reverse=True)
-    stack = stack[:kept] if kept is not None else stack
-    length = context.max_len + 1
-    positions = sum(length + (kernel - 1) * dilation for dilation in stack)
-    return [
-        Part(
-            f"padded convolution inputs ({batch:,} x {dim} channels x {positions:,} positions "
-            f"over {len(stack)} convolutions x 4 B)",
-            batch * dim * positions * FLOAT_BYTES,
-            ("backbone.dilations", "backbone.kernel_size", "backbone.repeats", field),
-        )
-    ]
-
-
-def _window_count(
-    history: str, stride: int, num_users: int, num_interactions: int, min_items: int
-) -> int:
-    """About how many windows a stage cuts from the leave-one-out training sequences.
-
-    ``recent``: one per user. ``all``: a user with ``L`` items (``L - 2`` after leave-one-
-    out) gives ``floor((L - 2 - min_items) / stride) + 1`` windows, at least
-    ``(L - 1 - min_items) / stride``; summed, ``(interactions - users (1 + min_items)) /
-    stride``.
-    """
-    if history == "recent":
-        return max(1, num_users)
-    spare = max(num_interactions - num_users * (1 + min_items), 0)
-    return max(1, math.ceil(spare / max(stride, 1)))
-
-
 def _window_fields(stage: str, history: str) -> tuple[str, ...]:
     return ((f"{stage}.train.history (recent)",) if history == "all" else ()) + ("data.max_len",)
 
@@ -227,36 +154,36 @@ def estimate_phases(
     device: torch.device,
     task_data: TaskData | None = None,
 ) -> list[Phase]:
-    """The estimated peak of every phase of ``recipe``'s run (see the module docstring)."""
+    """The estimated peak of every phase of ``recipe``'s run (see the module docstring).
+
+    Parameters are counted here; every other part comes from the components' own
+    estimates (:mod:`clue_fw.memory`), so plugin components are counted the same way.
+    """
     n = context.max_len
+    backbone = recipe.backbone
     phases: list[Phase] = []
 
+    def sizes(batch: int, field: str, training: bool = True) -> StepSizes:
+        return StepSizes(context.num_items, n, batch, device, field, training)
+
     def encoder() -> nn.Module:
-        return recipe.backbone.build(context)  # type: ignore[no-any-return]
+        return backbone.build(context)  # type: ignore[no-any-return]
 
     pretrain = recipe.pretrain
     if pretrains(recipe):
         train = pretrain.train
+        objective = pretrain.objective
+        field = "pretrain.train.batch_size"
         batch = _batch(train.batch_size, train.history, num_users, num_interactions)
         count = _trainable_parameters(
             lambda: nn.ModuleDict(
-                {"encoder": (e := encoder()), "objective": pretrain.objective.build(context, e)}
+                {"encoder": (e := encoder()), "objective": objective.build(context, e)}
             )
         )
         parts = [_parameter_part("pre-training", count, recipe, context)]
-        objective = pretrain.objective
-        encoder_batch = 2 * batch if objective.kind == "clue" else batch
-        if objective.kind == "masked_item":
-            rows = max(batch, math.ceil(objective.rho * batch * n))
-            parts.append(
-                _logits_part("masked-item logits", rows, context, ("pretrain.train.batch_size",))
-            )
-        attention = _attention_part(
-            recipe, context, encoder_batch, device, "pretrain.train.batch_size"
-        )
-        parts += [attention] if attention else []
-        parts += _convolution_parts(recipe, context, encoder_batch, "pretrain.train.batch_size")
-        windows = _window_count(train.history, n, num_users, num_interactions, min_items=1)
+        parts += objective.step_parts(sizes(batch, field))
+        parts += backbone.activation_parts(sizes(objective.encoder_batch(batch), field))
+        windows = window_count(train.history, n, num_users, num_interactions, min_items=1)
         fields = _window_fields("pretrain", train.history)
         parts.append(_windows_part("pre-training windows", windows, n, fields))
         phases.append(Phase("a pre-training step", tuple(parts)))
@@ -266,6 +193,7 @@ def estimate_phases(
     finetune = recipe.finetune
     head = finetune.head
     train = finetune.train
+    field = "finetune.train.batch_size"
     count = _trainable_parameters(
         lambda: nn.ModuleDict(
             {"encoder": (e := encoder()), "head": head.build(context, e, task_data)}
@@ -273,23 +201,9 @@ def estimate_phases(
     )
     params = _parameter_part("fine-tuning", count, recipe, context)
     batch = _batch(train.batch_size, train.history, num_users, num_interactions)
-    parts = [params]
-    if head.kind == "next_item":
-        every_position = getattr(head, "loss_positions", "all") == "all"
-        rows = batch * (n + 1) if every_position else batch
-        fields = ("finetune.train.batch_size",) + (
-            ("finetune.head.loss_positions (ur)", "data.max_len") if every_position else ()
-        )
-        parts.append(_logits_part("next-item logits", rows, context, fields))
-    attention = _attention_part(recipe, context, batch, device, "finetune.train.batch_size")
-    parts += [attention] if attention else []
-    parts += _convolution_parts(recipe, context, batch, "finetune.train.batch_size")
-    if head.kind == "next_item":  # windows of n inputs and their target
-        width, every_position = n + 1, getattr(head, "loss_positions", "all") == "all"
-        stride = n if every_position else 1
-        windows = _window_count(train.history, stride, num_users, num_interactions, min_items=2)
-    else:  # one example per user
-        width, windows = n, num_users
+    parts = [params, *head.step_parts(sizes(batch, field))]
+    parts += backbone.activation_parts(sizes(batch, field))
+    windows, width = head.training_examples(train.history, num_users, num_interactions, n)
     fields = _window_fields("finetune", train.history)
     examples = (
         _windows_part("fine-tuning windows", windows, width, fields),
@@ -305,17 +219,9 @@ def estimate_phases(
     phases.append(Phase("cutting the fine-tuning windows", (cutting,), host=True))
 
     eval_batch = max(1, min(finetune.eval.batch_size, num_users))
-    parts = [params, *examples]
-    parts += _convolution_parts(recipe, context, eval_batch, "finetune.eval.batch_size", 1)
-    if head.kind == "next_item":
-        columns = context.num_items + 1
-        parts.append(
-            Part(
-                f"full-ranking scores ({eval_batch:,} users x {columns:,} items x 13 B)",
-                eval_batch * columns * RANKING_BYTES_PER_SCORE,
-                ("finetune.eval.batch_size",),
-            )
-        )
+    eval_sizes = sizes(eval_batch, "finetune.eval.batch_size", training=False)
+    parts = [params, *examples, *backbone.activation_parts(eval_sizes)]
+    parts += head.eval_parts(eval_sizes)
     phases.append(Phase("an evaluation batch", tuple(parts)))
     return phases
 

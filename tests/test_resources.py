@@ -305,3 +305,37 @@ def test_a_tensor_too_large_to_size_is_out_of_memory() -> None:
     with pytest.raises(ResourceError, match="Out of cpu memory during the run"):
         with resources.translate_memory_errors(None, CPU):
             raise raised.value
+
+
+def test_sampled_softmax_logits_are_counted_by_the_head(tiny_recipe: dict[str, Any]) -> None:
+    """The head reports its own logits: with ``loss: sampled`` they are the target, the
+    in-batch targets and the negatives, not the catalogue."""
+    tiny_recipe["finetune"]["head"].update({"loss": "sampled", "negatives": 100})
+    recipe = validate_recipe(tiny_recipe)
+    phases = parts(estimate_phases(recipe, BuildContext(50_000, 10), 200, 2000, CPU))
+    rows = 64 * 11
+    assert (
+        phases["a fine-tuning step"]["sampled next-item logits"] == rows * (1 + rows + 100) * 4 * 2
+    )
+
+
+def test_a_plugin_components_own_estimate_is_counted(
+    tiny_recipe: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The guard adds what each spec's hook reports, so a plugin backbone with huge
+    activations is refused like a built-in one (no ``kind ==`` checks)."""
+    from clue_fw.backbones.transformer import TransformerSpec
+    from clue_fw.memory import Part, StepSizes
+
+    class HungryBackbone(TransformerSpec):
+        def activation_parts(self, sizes: StepSizes) -> list[Part]:
+            return [Part("hungry activations", 40 * GiB, ("backbone.hunger",))]
+
+    recipe = validate_recipe(tiny_recipe)
+    hungry = HungryBackbone(**recipe.backbone.model_dump(exclude={"kind"}))
+    recipe = recipe.model_copy(update={"backbone": hungry})
+    with_memory(monkeypatch, 16 * GiB)
+    with pytest.raises(
+        ResourceError, match=r"hungry activations: 40\.0 GiB.*Lower backbone\.hunger"
+    ):
+        check_memory(recipe, fake_data(50, 200, 2000), BuildContext(50, 10), CPU)

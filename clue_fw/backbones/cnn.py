@@ -41,6 +41,7 @@ from pydantic import Field, field_validator
 from torch import nn
 
 from clue_fw.components import BackboneSpec, BuildContext, EncoderOutput, SequenceEncoder
+from clue_fw.memory import FLOAT_BYTES, Part, StepSizes
 
 
 class CausalConv(nn.Module):
@@ -152,6 +153,28 @@ class NextItNetSpec(BackboneSpec):
                 f"uses two convolutions, e.g. {dilations + [2 * dilations[-1]]}"
             )
         return dilations
+
+    def activation_parts(self, sizes: StepSizes) -> list[Part]:
+        """Every causal convolution pads its input on the left with ``(kernel_size - 1) x
+        dilation`` positions and keeps it for backward (training: all of them at once;
+        evaluation: one at a time, the widest)."""
+        stack = sorted(self.dilations * self.repeats, reverse=True)
+        stack = stack if sizes.training else stack[:1]
+        length = sizes.max_len + 1
+        positions = sum(length + (self.kernel_size - 1) * dilation for dilation in stack)
+        return [
+            Part(
+                f"padded convolution inputs ({sizes.batch:,} x {self.dim} channels x "
+                f"{positions:,} positions over {len(stack)} convolutions x 4 B)",
+                sizes.batch * self.dim * positions * FLOAT_BYTES,
+                (
+                    "backbone.dilations",
+                    "backbone.kernel_size",
+                    "backbone.repeats",
+                    sizes.batch_field,
+                ),
+            )
+        ]
 
     def build(self, context: BuildContext) -> NextItNetEncoder:
         encoder = NextItNetEncoder(

@@ -15,6 +15,7 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from clue_fw.components import BackboneSpec, BuildContext, EncoderOutput, SequenceEncoder
+from clue_fw.memory import FLOAT_BYTES, Part, StepSizes
 
 
 class TransformerBlock(nn.Module):
@@ -125,6 +126,22 @@ class TransformerSpec(BackboneSpec):
                 f"{max(h for h in range(1, self.heads + 1) if self.dim % h == 0)}"
             )
         return self
+
+    def activation_parts(self, sizes: StepSizes) -> list[Part]:
+        """Training keeps each block's attention for backward: on the CPU the probabilities
+        (``batch x heads x (n + 1)^2``), elsewhere one float mask (``batch x (n + 1)^2``)."""
+        if not sizes.training:
+            return []
+        batch, length = sizes.batch, sizes.max_len + 1
+        if sizes.device.type == "cpu":
+            count = batch * self.heads * length**2 * self.blocks
+            what = (
+                f"attention weights ({batch:,} x {self.heads} heads x {length}^2 x "
+                f"{self.blocks} blocks x 4 B)"
+            )
+        else:
+            count, what = batch * length**2, f"attention mask ({batch:,} x {length}^2 x 4 B)"
+        return [Part(what, count * FLOAT_BYTES, (sizes.batch_field, "data.max_len"))]
 
     def build(self, context: BuildContext) -> TransformerEncoder:
         return TransformerEncoder(

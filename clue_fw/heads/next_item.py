@@ -32,10 +32,15 @@ from clue_fw.data.dataset import leave_one_out
 from clue_fw.data.examples import ExampleSet, Task
 from clue_fw.data.windows import training_windows
 from clue_fw.item_softmax import ItemLoss, ItemSoftmaxOptions
+from clue_fw.memory import FLOAT_BYTES, INDEX_BYTES, Part, StepSizes, window_count
 from clue_fw.metrics.ranking import TIES_DESCRIPTION, Cutoffs, Ties, finalize_sums, ranking_sums
 
 History = Literal["recent", "all"]
 ExcludeSeen = Literal["history", "none"]
+
+#: Bytes per (user, item) while ranking: a float score, the boolean "scores higher than
+#: the target" and the int64 copy that summing it makes (benchmarks/memory_estimate.py).
+RANKING_BYTES_PER_SCORE = FLOAT_BYTES + 1 + INDEX_BYTES
 
 #: Old boolean spellings of ``exclude_seen`` and their replacements.
 DEPRECATED_EXCLUDE_SEEN: dict[bool, ExcludeSeen] = {True: "history", False: "none"}
@@ -186,6 +191,35 @@ class NextItemSpec(HeadSpec, ItemSoftmaxOptions):
                 "embeddings, which a frozen encoder cannot learn; set it to false for a probe"
             )
         return None
+
+    def training_examples(
+        self, history: str, num_users: int, num_interactions: int, max_len: int
+    ) -> tuple[int, int]:
+        """Windows of ``n`` inputs and their target (see :func:`next_item_windows`)."""
+        stride = max_len if self.loss_positions == "all" else 1
+        return window_count(history, stride, num_users, num_interactions, 2), max_len + 1
+
+    def step_parts(self, sizes: StepSizes) -> list[Part]:
+        """The loss's logits: every position (``batch x (n + 1)`` rows) or [UR] only."""
+        every_position = self.loss_positions == "all"
+        rows = sizes.batch * (sizes.max_len + 1) if every_position else sizes.batch
+        fields = (sizes.batch_field,) + (
+            ("finetune.head.loss_positions (ur)", "data.max_len") if every_position else ()
+        )
+        what = "next-item logits"
+        return [self.logits_part(what, rows, sizes.num_items, fields, "finetune.head")]
+
+    def eval_parts(self, sizes: StepSizes) -> list[Part]:
+        """Full-ranking scores: a float score, the boolean comparison with the target's
+        and the int64 copy its sum makes, per user and item (13 B)."""
+        columns = sizes.num_items + 1
+        return [
+            Part(
+                f"full-ranking scores ({sizes.batch:,} users x {columns:,} items x 13 B)",
+                sizes.batch * columns * RANKING_BYTES_PER_SCORE,
+                (sizes.batch_field,),
+            )
+        ]
 
     def make_task(self, task_data: TaskData, context: BuildContext, history: str) -> Task:
         data = task_data.sequences

@@ -107,6 +107,10 @@ class ClueSpec(ObjectiveSpec):
         True, description="Stop gradients through the target branch (off: collapse ablation)."
     )
 
+    def encoder_batch(self, batch: int) -> int:
+        """Both views go through the encoder in one pass."""
+        return 2 * batch
+
     def build(self, context: BuildContext, encoder: SequenceEncoder) -> ClueObjective:
         return ClueObjective(
             encoder_dim=encoder.dim,

@@ -28,6 +28,7 @@ loop refuses.
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -43,6 +44,7 @@ from clue_fw.components import (
     SequenceEncoder,
 )
 from clue_fw.item_softmax import ItemLoss, ItemSoftmaxOptions
+from clue_fw.memory import Part, StepSizes
 from clue_fw.metrics.ranking import target_ranks
 
 
@@ -103,6 +105,17 @@ class MaskedItemSpec(ObjectiveSpec, ItemSoftmaxOptions):
     rho: float = Field(
         0.2, gt=0.0, le=1.0, description="Proportion of real items replaced by [MASK]."
     )
+
+    def step_parts(self, sizes: StepSizes) -> list[Part]:
+        """Logits of the masked positions (``rho x batch x n``, at least one a row); the
+        sampled loss scores every position (unmasked ones are ignored)."""
+        if self.loss == "sampled":
+            rows = sizes.batch * sizes.max_len
+        else:
+            rows = max(sizes.batch, math.ceil(self.rho * sizes.batch * sizes.max_len))
+        fields = (sizes.batch_field,)
+        what = "masked-item logits"
+        return [self.logits_part(what, rows, sizes.num_items, fields, "pretrain.objective")]
 
     def build(self, context: BuildContext, encoder: SequenceEncoder) -> MaskedItemObjective:
         return MaskedItemObjective(
