@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -49,6 +51,7 @@ def train_epoch(
     loss_name: str = "training",
     sync_gradients: Callable[[list[torch.nn.Parameter]], None] | None = None,
     check_every: int | None = None,
+    autocast: torch.dtype | None = None,
 ) -> EpochStats:
     """Run ``step`` on every batch, back-propagate and update.
 
@@ -67,6 +70,9 @@ def train_epoch(
     finiteness flags accumulate on the device, and an optimiser that can skip a step on
     the device (``found_inf``, as fused Adam and SGD can) is told to skip every step from
     the first non-finite one, so the guard holds without a read per step.
+
+    ``autocast``: a lower-precision dtype (``torch.bfloat16``) that ``step`` runs under
+    :func:`torch.autocast`; backward, clipping and the optimiser step stay float32.
     """
     if num_batches <= 0:
         raise TrainingError(_no_batches(description, batches))
@@ -75,7 +81,8 @@ def train_epoch(
     with reporter.progress(description, num_batches) as update:
         for index, batch in enumerate(batches):
             size = next(iter(batch.values())).shape[0]
-            output = step(batch)
+            with _autocast(batch, autocast):
+                output = step(batch)
             _check_loss_output(output, loss_name)
             if state is None:
                 state = _EpochSums(output.loss.device, check_every, optimizer)
@@ -114,6 +121,14 @@ def train_epoch(
         examples=state.examples,
         seconds=seconds,
     )
+
+
+def _autocast(batch: Batch, dtype: torch.dtype | None) -> contextlib.AbstractContextManager[Any]:
+    """``torch.autocast`` on the batch's device type, or nothing when ``dtype`` is None."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    device_type = next(iter(batch.values())).device.type
+    return torch.autocast(device_type=device_type, dtype=dtype)
 
 
 #: Steps between two host reads of the loss on an accelerator (see :func:`train_epoch`).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 
 import pytest
 import torch
@@ -258,3 +259,30 @@ def test_deferred_check_gives_the_same_epoch_as_immediate_checks() -> None:
     assert torch.equal(w1, w3)
     assert deferred.loss == immediate.loss
     assert deferred.terms == immediate.terms
+
+
+def test_autocast_runs_the_step_in_bfloat16_and_keeps_weights_float32() -> None:
+    weight = nn.Parameter(torch.randn(4, 4))
+    optimizer = torch.optim.SGD([weight], lr=0.1)
+    examples = ExampleSet({"x": torch.randn(6, 4)})
+    seen: list[torch.dtype] = []
+
+    def step(batch: dict[str, torch.Tensor]) -> LossOutput:
+        product = batch["x"] @ weight
+        seen.append(product.dtype)
+        return LossOutput(product.float().pow(2).mean(), {})
+
+    stats = train_epoch(
+        step,
+        [weight],
+        optimizer,
+        examples.batches(3),
+        2,
+        None,
+        reporter(),
+        "t",
+        autocast=torch.bfloat16,
+    )
+    assert seen == [torch.bfloat16, torch.bfloat16]
+    assert weight.dtype == torch.float32 and weight.grad is not None
+    assert math.isfinite(stats.loss)
