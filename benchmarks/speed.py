@@ -1,0 +1,332 @@
+"""Measure clue_fw's speed targets and write docs/results/speed.md plus a JSON beside it.
+
+    CLUE_DATA_DIR=../shared/data python benchmarks/speed.py [--only NAME,...] \
+        [--with-recbole] [--budget-s 540] [--out docs/results/speed]
+
+Each measure runs the real code path (``clue run`` in a subprocess where the whole
+process counts; the library in this process where a single step or evaluation is
+timed) and is written to the JSON as soon as it ends, so a call cut short keeps what it
+measured. Measures that need a GPU are skipped on a CPU-only machine and the other way
+round; ``--only`` picks some. The table compares each figure with the target of the
+speed issue; a target not met is reported as measured.
+
+Measures:
+
+* ``eval_ml1m``: full-ranking evaluation of all 6,040 ML-1M users (valid split, the
+  ``ml50_fast`` model), median wall time of 20 repeats after 3 warm-ups.
+* ``pretrain_epoch_ml1m``: one CLUE pre-training epoch (ML-1M, length 50, two dropout
+  views) as shipped (``ml50_dropout``) and in ``ml50_fast``'s settings (bf16, batch 1024).
+* ``time_to_quality_ml1m``: ``clue run recipes/ml50_fast.yaml``: training plus evaluation
+  seconds until validation NDCG@10 first reaches 0.0915, and the whole process's wall time.
+* ``cpu_ml30_dropout``: ``clue run recipes/ml30_dropout.yaml`` end to end on the CPU.
+* ``synth_*``: the 1M users x 1M items synthetic catalogue (``clue data synth``).
+* ``recbole`` (``--with-recbole``): RecBole 1.2.1 SASRec on ML-1M in the same
+  invocation (``../shared/peers/recbole_run.py``), for side-by-side ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGET_NDCG = 0.0915
+Result = dict[str, Any]
+
+
+def machine() -> dict[str, Any]:
+    """What ran the measures: GPU or CPU model, cores, torch version, date."""
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {
+        "gpu": gpu,
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def clue_run(recipe: str, out: Path, overrides: list[str], timeout: float) -> tuple[float, int]:
+    """``clue run RECIPE --out OUT --set ...`` in a fresh process: (wall seconds, exit code)."""
+    command = [sys.executable, "-m", "clue_fw.cli", "run", recipe, "--out", str(out)]
+    for override in overrides:
+        command += ["--set", override]
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=ROOT, timeout=timeout, capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if done.returncode:
+        sys.stderr.write(done.stderr[-3000:])
+    return wall, done.returncode
+
+
+def stage_history(run_dir: Path, stage: str) -> list[dict[str, Any]]:
+    """The per-epoch rows a stage recorded in its last checkpoint's metadata."""
+    from clue_fw.training.checkpoint import load_checkpoint
+
+    _, metadata = load_checkpoint(run_dir / stage / "last.safetensors")
+    return list(metadata.get("history", []))
+
+
+def time_to_quality(history: list[dict[str, Any]], threshold: float) -> dict[str, Any]:
+    """Seconds of training and evaluation (the initial evaluation included) until the
+    first epoch whose validation NDCG@10 reaches ``threshold``."""
+    spent = 0.0
+    for row in history:
+        spent += float(row.get("seconds", 0.0)) + float(row.get("eval seconds", 0.0))
+        if row.get("valid ndcg@10", 0.0) >= threshold:
+            return {"epoch": row["epoch"], "seconds": round(spent, 3), "reached": True}
+    return {"epoch": None, "seconds": round(spent, 3), "reached": False}
+
+
+# --------------------------------------------------------------------------- measures
+
+
+def measure_eval_ml1m(work: Path) -> Result:
+    """Median wall time of one full-ranking evaluation of every ML-1M user."""
+    from clue_fw.components import BuildContext
+    from clue_fw.data.loading import load_data
+    from clue_fw.recipe import load_recipe
+    from clue_fw.training.loop import evaluate
+
+    recipe = load_recipe(ROOT / "recipes/ml50_fast.yaml", [])
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    task_data = recipe.finetune.head.prepare(load_data(recipe.data, None), None)
+    context = BuildContext(task_data.sequences.num_items, recipe.data.max_len)
+    encoder = recipe.backbone.build(context).to(device)
+    head = recipe.finetune.head.build(context, encoder, task_data).to(device)
+    valid = recipe.finetune.head.make_task(task_data, context, "recent").valid.to(device)
+    users = len(valid)
+    times = []
+    for repeat in range(23):
+        synchronize()
+        started = time.perf_counter()
+        evaluate(head, encoder, valid, users, split="valid")  # ends with a host read
+        synchronize()
+        if repeat >= 3:
+            times.append(time.perf_counter() - started)
+    times.sort()
+    return {
+        "value": round(times[len(times) // 2] * 1000, 2),
+        "unit": "ms",
+        "detail": f"{users:,} users, batch {users:,}, min {times[0] * 1000:.2f} ms",
+    }
+
+
+def measure_pretrain_epoch_ml1m(work: Path) -> Result:
+    """Seconds of the second CLUE pre-training epoch, shipped and fast settings."""
+    found = {}
+    for label, recipe, extra in (
+        ("ml50_dropout (fp32, batch 256)", "recipes/ml50_dropout.yaml", []),
+        (
+            "ml50_fast settings (bf16, batch 1024)",
+            "recipes/ml50_dropout.yaml",
+            [
+                "pretrain.train.precision=bf16",
+                "pretrain.train.batch_size=1024",
+                "pretrain.train.lr=0.002",
+            ],
+        ),
+    ):
+        out = work / f"pretrain_{len(found)}"
+        overrides = ["pretrain.train.epochs=3", "finetune.train.epochs=1", *extra]
+        wall, code = clue_run(recipe, out, overrides, timeout=600)
+        if code:
+            found[label] = f"failed (exit {code})"
+            continue
+        seconds = [row["seconds"] for row in stage_history(out, "pretrain")][1:]
+        found[label] = min(seconds)
+    fast = found.get("ml50_fast settings (bf16, batch 1024)")
+    return {
+        "value": fast if isinstance(fast, float) else None,
+        "unit": "s",
+        "detail": "; ".join(f"{k}: {v} s" for k, v in found.items()),
+    }
+
+
+def measure_time_to_quality_ml1m(work: Path) -> Result:
+    out = work / "ml50_fast"
+    wall, code = clue_run("recipes/ml50_fast.yaml", out, [], timeout=600)
+    if code:
+        return {"value": None, "unit": "s", "detail": f"clue run failed (exit {code})"}
+    reached = time_to_quality(stage_history(out, "finetune"), TARGET_NDCG)
+    metrics = json.loads((out / "metrics.json").read_text())
+    return {
+        "value": reached["seconds"] if reached["reached"] else None,
+        "unit": "s",
+        "process_seconds": round(wall, 2),
+        "detail": (
+            f"valid NDCG@10 >= {TARGET_NDCG} at epoch {reached['epoch']}; whole process "
+            f"{wall:.1f} s; test NDCG@10 of the best epoch "
+            f"{metrics['finetune']['test']['ndcg@10']:.4f}"
+            if reached["reached"]
+            else f"not reached; {reached['seconds']} s spent; whole process {wall:.1f} s"
+        ),
+    }
+
+
+def measure_cpu_ml30_dropout(work: Path) -> Result:
+    out = work / "ml30_dropout_cpu"
+    wall, code = clue_run("recipes/ml30_dropout.yaml", out, ["device=cpu"], timeout=3600)
+    if code:
+        return {"value": None, "unit": "s", "detail": f"clue run failed (exit {code})"}
+    metrics = json.loads((out / "metrics.json").read_text())
+    test = metrics["finetune"]["test"]
+    return {
+        "value": round(wall, 1),
+        "unit": "s",
+        "detail": (
+            f"test NDCG@10 {test['ndcg@10']:.4f}, Recall@10 {test['recall@10']:.4f}, "
+            f"best epoch {metrics['finetune']['best_epoch']}"
+        ),
+    }
+
+
+def measure_recbole(work: Path) -> Result:
+    peers = ROOT.parent / "shared" / "peers"
+    data = Path(os.environ.get("CLUE_DATA_DIR", ROOT.parent / "shared" / "data"))
+    atomic = work / "atomic"
+    subprocess.run(
+        [
+            sys.executable,
+            str(peers / "to_atomic.py"),
+            str(data / "ml-1m/ml-1m_sequences.txt"),
+            str(atomic),
+            "ml1m",
+        ],
+        check=True,
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(peers / "recbole_run.py"),
+            "--dataset",
+            "ml1m",
+            "--data-path",
+            str(atomic),
+            "--epochs",
+            "12",
+        ],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode or not lines:
+        return {"value": None, "unit": "s", "detail": f"RecBole failed: {done.stderr[-500:]}"}
+    found = json.loads(lines[-1])
+    return {"value": found.get("train_seconds"), "unit": "s", "detail": json.dumps(found)}
+
+
+#: name -> (measure, needs a GPU (True), the CPU (False) or either (None), target text)
+MEASURES: dict[str, tuple[Callable[[Path], Result], bool | None, str, float | None]] = {
+    "eval_ml1m": (measure_eval_ml1m, True, "full-ranking evaluation, 6,040 ML-1M users", 5.0),
+    "pretrain_epoch_ml1m": (
+        measure_pretrain_epoch_ml1m,
+        True,
+        "CLUE pre-training epoch, ML-1M, length 50",
+        0.3,
+    ),
+    "time_to_quality_ml1m": (
+        measure_time_to_quality_ml1m,
+        True,
+        "training + evaluation until valid NDCG@10 >= 0.0915 (ml50_fast)",
+        2.5,
+    ),
+    "cpu_ml30_dropout": (
+        measure_cpu_ml30_dropout,
+        False,
+        "ml30_dropout end to end on the CPU",
+        600.0,
+    ),
+}
+
+
+def synchronize() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def write(out: Path, record: dict[str, Any]) -> None:
+    """The JSON and the markdown table, rewritten after every measure."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+    where = record["machine"]
+    lines = [
+        "# Speed measurements",
+        "",
+        f"Machine: {where['gpu'] or 'no GPU'}; CPU {where['cpu']} with {where['cpu_cores']} "
+        f"cores; torch {where['torch']}; {where['date']}.",
+        f"Command: `{record['command']}`",
+        "",
+        "| measure | target | measured | met | detail |",
+        "|---|---|---|---|---|",
+    ]
+    for result in record["results"].values():
+        target = result.get("target")
+        value = result.get("value")
+        met = "-" if value is None or target is None else ("yes" if value <= target else "no")
+        unit = result.get("unit", "")
+        shown = "not measured" if value is None else f"{value} {unit}"
+        target_text = "-" if target is None else f"<= {target} {unit}"
+        lines.append(
+            f"| {result['what']} | {target_text} | {shown} | {met} | {result.get('detail', '')} |"
+        )
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default="", help="Comma-separated measures (default: all).")
+    parser.add_argument("--with-recbole", action="store_true", help="Also run RecBole.")
+    parser.add_argument(
+        "--budget-s", type=float, default=540.0, help="Stop starting measures after this."
+    )
+    parser.add_argument("--out", type=Path, default=ROOT / "docs/results/speed")
+    args = parser.parse_args()
+    chosen = [n for n in args.only.split(",") if n] or list(MEASURES)
+    unknown = sorted(set(chosen) - set(MEASURES))
+    if unknown:
+        raise SystemExit(f"unknown measures {unknown}; choose from {sorted(MEASURES)}")
+    gpu = torch.cuda.is_available()
+    record: dict[str, Any] = {
+        "machine": machine(),
+        "command": " ".join(["python", "benchmarks/speed.py", *sys.argv[1:]]),
+        "results": {},
+    }
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as scratch:
+        work = Path(scratch)
+        for name in chosen:
+            measure, needs_gpu, what, target = MEASURES[name]
+            if needs_gpu is not None and needs_gpu != gpu and not args.only:
+                continue
+            if time.perf_counter() - started > args.budget_s:
+                print(f"{name}: skipped, budget spent", file=sys.stderr)
+                continue
+            print(f"{name} ...", file=sys.stderr, flush=True)
+            result = {"what": what, "target": target, **measure(work)}
+            record["results"][name] = result
+            print(f"{name}: {result}", file=sys.stderr, flush=True)
+            write(args.out, record)
+        if args.with_recbole:
+            result = {"what": "RecBole 1.2.1 SASRec, ML-1M, 12 epochs", "target": None}
+            record["results"]["recbole"] = {**result, **measure_recbole(work)}
+            write(args.out, record)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""benchmarks/speed.py: the parts that turn run histories into the published table."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from types import ModuleType
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def speed() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("speed", ROOT / "benchmarks" / "speed.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_time_to_quality_counts_training_and_evaluation_until_the_threshold() -> None:
+    history = [
+        {"epoch": 0, "valid ndcg@10": 0.01, "eval seconds": 0.5},
+        {"epoch": 1, "valid ndcg@10": 0.05, "seconds": 1.0, "eval seconds": 0.25},
+        {"epoch": 2, "valid ndcg@10": 0.0915, "seconds": 1.0, "eval seconds": 0.25},
+        {"epoch": 3, "valid ndcg@10": 0.12, "seconds": 1.0, "eval seconds": 0.25},
+    ]
+    found = speed().time_to_quality(history, 0.0915)
+    assert found == {"epoch": 2, "seconds": 3.0, "reached": True}
+    missed = speed().time_to_quality(history[:2], 0.0915)
+    assert missed == {"epoch": None, "seconds": 1.75, "reached": False}
+
+
+def test_the_table_says_met_only_when_measured_within_target(tmp_path: Path) -> None:
+    module = speed()
+    record = {
+        "machine": module.machine(),
+        "command": "python benchmarks/speed.py",
+        "results": {
+            "a": {"what": "fast", "target": 5.0, "value": 4.0, "unit": "ms"},
+            "b": {"what": "slow", "target": 5.0, "value": 6.0, "unit": "ms"},
+            "c": {"what": "missing", "target": 5.0, "value": None, "unit": "ms"},
+        },
+    }
+    module.write(tmp_path / "speed", record)
+    table = (tmp_path / "speed.md").read_text()
+    assert "| fast | <= 5.0 ms | 4.0 ms | yes |" in table
+    assert "| slow | <= 5.0 ms | 6.0 ms | no |" in table
+    assert "| missing | <= 5.0 ms | not measured | - |" in table
+    assert json.loads((tmp_path / "speed.json").read_text())["results"]["a"]["value"] == 4.0
