@@ -5,6 +5,10 @@ the run directory with its lock and identity (``run_directory``), the stage
 bookkeeping (``stage``) and the two stage drivers (``pretrain``, ``finetune``). The
 layout of a run directory is described in :mod:`clue_fw.running.run_directory`.
 
+Started by ``torchrun`` (``WORLD_SIZE`` > 1), the processes train one model together,
+data-parallel, on the recipe's global batches; rank 0 alone touches the run directory
+(:mod:`clue_fw.distributed`, ``docs/distributed.md``).
+
 Every epoch ends with a checkpoint, so ``--resume`` continues from the last
 finished epoch. Randomness is re-seeded from (seed, stage, epoch) at the start
 of every epoch, which makes a resumed run follow the uninterrupted one exactly.
@@ -23,13 +27,20 @@ import torch
 from pydantic import BaseModel
 from rich.console import Console
 
-from clue_fw.components import BuildContext
+from clue_fw.components import BuildContext, TaskData
 from clue_fw.data.loading import load_data
-from clue_fw.errors import RecipeError, RunDirectoryError
+from clue_fw.distributed import (
+    Distributed,
+    check_batch_sizes,
+    launch_from_environment,
+    rank_device,
+    session,
+)
+from clue_fw.errors import DataError, RecipeError, RunDirectoryError
 from clue_fw.recipe import pretrains, validate_recipe
 from clue_fw.resources import check_memory, translate_memory_errors
 from clue_fw.running.finetune import check_encoder_checkpoint, run_finetune
-from clue_fw.running.identity import DataIdentity
+from clue_fw.running.identity import DataIdentity, RunIdentity
 from clue_fw.running.os_errors import is_file
 from clue_fw.running.pretrain import run_pretrain
 from clue_fw.running.run_directory import METRICS_FILE, RunDirectory, versions
@@ -42,6 +53,9 @@ from clue_fw.training.report import Reporter
 class RunResult:
     run_dir: Path
     metrics: dict[str, Any]
+    #: This process's rank in a data-parallel run (0 in a one-process run): every process
+    #: returns the same result; the CLI prints it from rank 0 only.
+    rank: int = 0
 
 
 def resolve_device(name: str) -> torch.device:
@@ -95,6 +109,15 @@ def _check_run_arguments(recipe: Any, out: Any, resume: Any) -> None:
             )
 
 
+def training_item_counts(recipe: Any, task_data: Any) -> torch.Tensor:
+    """``[num_items + 1]`` counts of each item in the sequences training may see (the
+    head's :meth:`pretrain_sequences`: valid and test targets left out), for
+    components that sample items by popularity."""
+    num_items = task_data.sequences.num_items
+    values = recipe.finetune.head.pretrain_sequences(task_data).values
+    return torch.bincount(values.reshape(-1), minlength=num_items + 1)[: num_items + 1]
+
+
 def _init_from_inside(init_from: str, out: Path) -> bool:
     """Whether ``finetune.init_from`` lies inside ``out`` (which --overwrite deletes)."""
     try:
@@ -134,12 +157,39 @@ def _run(
     console: Console | None,
     data_root: Path | None,
 ) -> RunResult:
+    launch = launch_from_environment()  # started by torchrun: one process of several
+    if launch is not None:
+        check_batch_sizes(r, launch.world_size)  # on every process, before they meet
     device = resolve_device(r.device)
+    if launch is not None:
+        device = rank_device(device, r.device, launch)
+    with session(launch, device) as distributed:
+        return _run_process(r, out, resume, overwrite, console, data_root, device, distributed)
+
+
+def _run_process(
+    r: Any,
+    out: Path | str | None,
+    resume: Path | str | None,
+    overwrite: bool,
+    console: Console | None,
+    data_root: Path | None,
+    device: torch.device,
+    distributed: Distributed,
+) -> RunResult:
+    """The run, as one process of ``distributed`` runs it (rank 0 alone touches the run
+    directory; see :mod:`clue_fw.distributed`)."""
     started = time.perf_counter()
-    with translate_memory_errors(None, torch.device("cpu"), "loading the data"):
-        task_data = r.finetune.head.prepare(load_data(r.data, data_root), data_root)
+
+    def prepare() -> TaskData:
+        with translate_memory_errors(None, torch.device("cpu"), "loading the data"):
+            return r.finetune.head.prepare(load_data(r.data, data_root), data_root)
+
+    task_data = distributed.together(prepare)
     data = task_data.sequences
     data_identity = DataIdentity.of(task_data)  # --resume refuses data that changed
+    if distributed.parallel:
+        _check_same_data(distributed, data_identity)
     context = BuildContext(num_items=data.num_items, max_len=r.data.max_len)
     out_path = Path(out) if out is not None else None
     resume_path = Path(resume) if resume is not None else None
@@ -152,43 +202,84 @@ def _run(
             "would delete before the run reads it. Copy the encoder elsewhere, or choose "
             "another --out."
         )
-    resuming_finetune = resume_path is not None and is_file(
-        resume_path / "finetune" / "last.safetensors"
+    resuming_finetune, unfinished = distributed.on_main(  # rank 0 looks at the directory
+        lambda: [
+            resume_path is not None and is_file(resume_path / "finetune" / "last.safetensors"),
+            resume_path is None or not is_file(resume_path / METRICS_FILE),
+        ]
     )
-    if resume_path is None or not is_file(resume_path / METRICS_FILE):
+    if unfinished:
         # Before the run directory exists: a recipe that cannot fit is refused up front.
-        estimate = check_memory(r, data, context, device, task_data)
-        if init_from and not resuming_finetune:  # a resumed fine-tuning has its weights
-            initial_encoder = check_encoder_checkpoint(init_from, r, data)
+        def check() -> tuple[Any, tuple[Path, dict[str, torch.Tensor]] | None]:
+            found = check_memory(r, data, context, device, task_data)
+            # a resumed fine-tuning has its weights; rank 0 reads init_from for everyone
+            if init_from and not resuming_finetune and distributed.is_main:
+                return found, check_encoder_checkpoint(init_from, r, data)
+            return found, None
+
+        estimate, initial_encoder = distributed.together(check)
     torch.manual_seed(derive_seed(r.seed, "init"))
     with translate_memory_errors(estimate, device, "building the model"):
         encoder = r.backbone.build(context).to(device)
         if initial_encoder is not None:  # finetune.init_from, read and checked above
             # before the run directory exists: an encoder that does not fit is refused here
             load_module_tensors(encoder, initial_encoder[1], "encoder.", initial_encoder[0])
-    with RunDirectory.open(r, out_path, resume_path, overwrite, data_identity) as directory:
-        run_dir = directory.path
-        reporter = Reporter(console, directory.log_path, guard=directory.check_owned)
-        if directory.restarted:
-            reporter.log(
-                f"{run_dir} was interrupted before it wrote anything; starting from scratch."
-            )
-        if not directory.fresh:
-            finished = directory.finished_metrics()
+
+    task_stats = task_data.stats()
+    opened: list[tuple[RunDirectory, Reporter]] = []
+
+    def open_directory() -> dict[str, Any]:
+        directory = RunDirectory.open(r, out_path, resume_path, overwrite, data_identity)
+        try:
+            run_dir = directory.path
+            reporter = Reporter(console, directory.log_path, guard=directory.check_owned)
+            if directory.restarted:
+                reporter.log(
+                    f"{run_dir} was interrupted before it wrote anything; starting from scratch."
+                )
+            finished = None if directory.fresh else directory.finished_metrics()
             if finished is not None:
                 reporter.log(f"{run_dir} already finished; nothing to resume.")
-                return RunResult(run_dir, finished)
-        reporter.log(f"run directory: {run_dir}")
-        reporter.log(f"data: {data.summary()}; device: {device}")
-        task_stats = task_data.stats()
-        if task_stats:
-            reporter.log(f"task: {task_stats}")
+                directory.close()
+                return _opened(directory, finished)
+            reporter.log(f"run directory: {run_dir}")
+            where = f"device: {device}"
+            if distributed.parallel:
+                where += f" (rank 0 of {distributed.world_size} processes)"
+            reporter.log(f"data: {data.summary()}; {where}")
+            if task_stats:
+                reporter.log(f"task: {task_stats}")
+        except BaseException:
+            directory.close()
+            raise
+        opened.append((directory, reporter))
+        return _opened(directory, None)
 
+    state = distributed.on_main(open_directory)
+    if state["finished"] is not None:
+        return RunResult(Path(state["path"]), state["finished"], distributed.rank)
+    if distributed.is_main:
+        directory, reporter = opened[0]
+    else:  # other processes never touch the directory, and print nothing
+        directory = RunDirectory.follower(
+            Path(state["path"]),
+            r.model_dump(mode="json"),
+            RunIdentity.from_json(state["identity"]) or RunIdentity("unknown", "unknown"),
+            fresh=state["fresh"],
+        )
+        reporter = Reporter(Console(quiet=True), None)
+    with directory:
+        run_dir = directory.path
+        parallel = {"distributed": distributed} if distributed.parallel else {}
         # Running out of memory anywhere below is a ResourceError naming the estimate.
         with translate_memory_errors(estimate, device, "the run"):
             if pretrains(r):
-                run_pretrain(r, task_data, context, encoder, device, directory, reporter)
-            metrics = run_finetune(r, task_data, context, encoder, device, directory, reporter)
+                run_pretrain(
+                    r, task_data, context, encoder, device, directory, reporter, **parallel
+                )
+            metrics = run_finetune(
+                r, task_data, context, encoder, device, directory, reporter, **parallel
+            )
         metrics.update(
             recipe=r.name,
             seed=r.seed,
@@ -202,10 +293,43 @@ def _run(
             },
             versions=versions(),
         )
-        reporter.metrics_table({"valid": metrics["valid"], "test": metrics["test"]})
-        metrics = directory.write_metrics(metrics)  # the last file: the run has finished
-        try:
-            reporter.log(f"metrics written to {directory.metrics_path}")
-        except RunDirectoryError:
-            pass  # printed; only run.log missed the line, and the run has finished
-        return RunResult(run_dir, metrics)
+        if distributed.parallel:
+            metrics["processes"] = distributed.world_size
+
+        def finish() -> dict[str, Any]:
+            reporter.metrics_table({"valid": metrics["valid"], "test": metrics["test"]})
+            stamped = directory.write_metrics(metrics)  # the last file: the run has finished
+            try:
+                reporter.log(f"metrics written to {directory.metrics_path}")
+            except RunDirectoryError:
+                pass  # printed; only run.log missed the line, and the run has finished
+            return stamped
+
+        return RunResult(run_dir, distributed.on_main(finish), distributed.rank)
+
+
+def _opened(directory: RunDirectory, finished: dict[str, Any] | None) -> dict[str, Any]:
+    """What rank 0 tells the other processes about the run directory it opened."""
+    return {
+        "path": str(directory.path),
+        "identity": directory.identity.to_json(),
+        "fresh": directory.fresh,
+        "finished": finished,
+    }
+
+
+def _check_same_data(distributed: Distributed, mine: DataIdentity) -> None:
+    """Refuse, on every process, data that differs from rank 0's (a multi-node run
+    whose machines hold different files would otherwise train on a mixture)."""
+    theirs = distributed.broadcast_json(mine.sha256)
+
+    def compare() -> None:
+        if theirs != mine.sha256:
+            raise DataError(
+                f"Rank {distributed.rank} prepared other data than rank 0 (data sha256 "
+                f"{mine.sha256[:12]}… here, {theirs[:12]}… on rank 0; {mine.describe()} "
+                "here). Every machine of a data-parallel run needs the same data files and "
+                "CLUE_DATA_DIR contents."
+            )
+
+    distributed.together(compare)

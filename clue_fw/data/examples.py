@@ -13,6 +13,48 @@ Batch = dict[str, torch.Tensor]
 
 
 @dataclass(frozen=True)
+class Shard:
+    """One process's share of data-parallel work: process ``rank`` of ``world_size``.
+
+    A global batch of ``size`` rows is split into ``world_size`` contiguous parts whose
+    sizes differ by at most one (the first ``size % world_size`` parts get the extra
+    row, as :func:`torch.tensor_split`); this process takes part ``rank``.
+
+    >>> Shard(1, 2).rows(64), Shard(1, 2).rows(7)
+    ((32, 64), (4, 7))
+    """
+
+    rank: int
+    world_size: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.rank < self.world_size:
+            raise ValueError(f"rank {self.rank} is not in [0, {self.world_size})")
+
+    def rows(self, size: int) -> tuple[int, int]:
+        """The rows ``[start, stop)`` of a global batch of ``size`` rows that are ours."""
+        base, extra = divmod(size, self.world_size)
+        start = self.rank * base + min(self.rank, extra)
+        return start, start + base + int(self.rank < extra)
+
+
+@dataclass(frozen=True)
+class GlobalBatch:
+    """The global batch that a sharded batch is this process's part of.
+
+    ``tensors`` holds every row of the global batch (each process can build it: all of
+    them hold the examples and draw the same order), ``rows`` the part that is ours.
+    """
+
+    tensors: Batch
+    rows: tuple[int, int]
+
+    @property
+    def size(self) -> int:
+        return next(iter(self.tensors.values())).shape[0]
+
+
+@dataclass(frozen=True)
 class ExampleSet:
     """Examples as tensors, plus optional ragged per-example fields.
 
@@ -38,23 +80,49 @@ class ExampleSet:
             {k: (row, csr.to(device)) for k, (row, csr) in self.ragged.items()},
         )
 
-    def num_batches(self, batch_size: int, min_size: int = 1) -> int:
+    def num_batches(self, batch_size: int, min_size: int = 1, shard: Shard | None = None) -> int:
+        min_size = _smallest(min_size, shard)
         full, rest = divmod(len(self), batch_size)
         return full + int(rest >= min_size and rest > 0)
 
     def batches(
-        self, batch_size: int, generator: torch.Generator | None = None, min_size: int = 1
+        self,
+        batch_size: int,
+        generator: torch.Generator | None = None,
+        min_size: int = 1,
+        shard: Shard | None = None,
     ) -> Batches:
         """The batches of one pass, shuffled by ``generator`` when one is given.
 
         A last batch smaller than ``min_size`` is skipped (BatchNorm needs 2 rows).
         The result is an iterator that also tells how it was cut (:class:`Batches`).
+
+        With a ``shard`` (data-parallel training), ``batch_size`` is the *global* batch
+        size: every process draws the same order from its generator, cuts the same
+        global batches and yields only its part of each (:meth:`Shard.rows`), so
+        ``world_size`` processes together follow the batches of one. A last global
+        batch with fewer rows than processes is skipped too (every process needs a row).
         """
-        return Batches(self, batch_size, min_size, self._batches(batch_size, generator, min_size))
+        min_size = _smallest(min_size, shard)
+        return Batches(
+            self, batch_size, min_size, self._batches(batch_size, generator, min_size, shard)
+        )
+
+    def shard(self, shard: Shard) -> ExampleSet:
+        """This process's contiguous part of the examples (data-parallel evaluation).
+
+        Ragged fields keep their whole CSR: a batch looks its rows up by ``row_field``.
+        """
+        start, stop = shard.rows(len(self))
+        return ExampleSet({k: v[start:stop] for k, v in self.tensors.items()}, self.ragged)
 
     def _batches(
-        self, batch_size: int, generator: torch.Generator | None, min_size: int
-    ) -> Iterator[Batch]:
+        self,
+        batch_size: int,
+        generator: torch.Generator | None,
+        min_size: int,
+        shard: Shard | None = None,
+    ) -> Iterator[tuple[Batch, GlobalBatch | None]]:
         count = len(self)
         first = next(iter(self.tensors.values()))
         if generator is not None:
@@ -70,30 +138,49 @@ class ExampleSet:
             else:
                 index = order[start : start + batch_size]
                 batch = {k: v[index] for k, v in self.tensors.items()}
+            whole = None
+            if shard is not None:
+                rows = shard.rows(next(iter(batch.values())).shape[0])
+                whole = GlobalBatch(batch, rows)
+                batch = {k: v[rows[0] : rows[1]] for k, v in batch.items()}
             for name, (row_field, csr) in self.ragged.items():
                 batch[f"{name}_row"], batch[f"{name}_value"] = csr.batch_pairs(batch[row_field])
-            yield batch
+            yield batch, whole
+
+
+def _smallest(min_size: int, shard: Shard | None) -> int:
+    """The smallest global batch kept: every process of a ``shard`` needs a row."""
+    return min_size if shard is None else max(min_size, shard.world_size)
 
 
 class Batches(Iterator[Batch]):
     """One pass of :meth:`ExampleSet.batches`: an iterator of batches that knows how many
     examples it cuts, into what ``batch_size``, and the smallest batch it keeps.
+
+    When the pass is sharded, :attr:`current` is the global batch that the batch last
+    returned is this process's part of (None otherwise).
     """
 
     def __init__(
-        self, examples: ExampleSet, batch_size: int, min_size: int, batches: Iterator[Batch]
+        self,
+        examples: ExampleSet,
+        batch_size: int,
+        min_size: int,
+        batches: Iterator[tuple[Batch, GlobalBatch | None]],
     ) -> None:
         self.examples = len(examples)
         self.batch_size = batch_size
         self.min_size = min_size
         self.count = examples.num_batches(batch_size, min_size)
+        self.current: GlobalBatch | None = None
         self._batches = batches
 
     def __len__(self) -> int:
         return self.count
 
     def __next__(self) -> Batch:
-        return next(self._batches)
+        batch, self.current = next(self._batches)
+        return batch
 
 
 @dataclass(frozen=True)

@@ -188,6 +188,13 @@ class ColdStartSpec(UserLevelHeadSpec):
     ks: Cutoffs = Field([10], description="Cut-offs k for MRR@k, Recall@k, NDCG@k.")
     ties: Ties = Field("pessimistic", description=TIES_DESCRIPTION)
 
+    @classmethod
+    def contract_example(cls, data: SequenceData, root: Path) -> dict[str, Any]:
+        """Fields for clue_fw.testing: a ``user item`` target file (7 items) under ``root``."""
+        lines = [f"{u} {100 + (int(u) + k) % 7}" for u in data.user_ids for k in range(3)]
+        (root / "contract_target.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return {"target": {"format": "pairs", "path": "contract_target.txt"}}
+
     @property
     def monitor_default(self) -> str:
         return f"mrr@{self.ks[0]}"

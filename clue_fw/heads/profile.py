@@ -152,6 +152,13 @@ class ProfileSpec(UserLevelHeadSpec):
     kind: Literal["profile"] = "profile"
     labels: LabelSource = Field(description="The label file and column.")
 
+    @classmethod
+    def contract_example(cls, data: SequenceData, root: Path) -> dict[str, Any]:
+        """Fields for clue_fw.testing: a ``user,label`` file of three classes under ``root``."""
+        lines = ["user,label"] + [f"{u},c{int(u) % 3}" for u in data.user_ids]
+        (root / "contract_labels.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return {"labels": {"path": "contract_labels.csv"}}
+
     @property
     def monitor_default(self) -> str:
         return "acc"

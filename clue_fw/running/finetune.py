@@ -6,10 +6,16 @@ It writes ``finetune/last.safetensors`` after every epoch and
 once before the first epoch). The encoder it starts from is this run's pre-trained
 encoder, the one ``finetune.init_from`` names (another run's, checked by
 :func:`check_encoder_checkpoint`), or the backbone's initialisation (CLUEZero).
+
+Data-parallel (:mod:`clue_fw.distributed`): every process trains on its part of each
+global batch and scores its part of the users; the metric sums are added up across
+processes, so every process reaches the same metrics and early-stopping decisions.
+Rank 0 reads and writes the checkpoints and hands the weights it loads to the others.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +24,8 @@ from torch import nn
 
 from clue_fw.components import BuildContext, SequenceEncoder, TaskData
 from clue_fw.data.dataset import SequenceData
+from clue_fw.data.examples import ExampleSet
+from clue_fw.distributed import SINGLE, Distributed, convert_batchnorm
 from clue_fw.errors import CheckpointError, RecipeError, short_repr
 from clue_fw.recipe import pretrains
 from clue_fw.running.identity import diff_keys, directory_identity, file_identity
@@ -112,6 +120,7 @@ def run_finetune(
     device: torch.device,
     directory: RunDirectory,
     reporter: Reporter,
+    distributed: Distributed = SINGLE,
 ) -> dict[str, Any]:
     """Fine-tune (or resume), then return the best weights' valid and test metrics."""
     spec = recipe.finetune
@@ -121,6 +130,8 @@ def run_finetune(
     torch.manual_seed(derive_seed(recipe.seed, "finetune", "init"))
     head = head_spec.build(context, encoder, task_data).to(device)
     module = nn.ModuleDict({"encoder": encoder, "head": head})
+    if distributed.parallel:
+        convert_batchnorm(module)  # BatchNorm of a backbone or head: global-batch statistics
     probe = spec.mode == "probe"
     if probe:
         encoder.requires_grad_(False)
@@ -136,33 +147,55 @@ def run_finetune(
         extra_fields=EXTRA_FIELDS,
         epochs=spec.train.epochs,
         patience=spec.patience,
+        distributed=distributed,
     )
     task = head_spec.make_task(task_data, context, spec.train.history).to(device)
     monitor = spec.monitor or head_spec.monitor_default
     eval_size = spec.eval.batch_size
 
+    def score(examples: ExampleSet, split: str) -> dict[str, float]:
+        """Exact metrics of ``examples``; data-parallel: each process scores its part."""
+        part = distributed.shard_examples(examples)
+        reduce = distributed.eval_reduce(examples)
+        return evaluate(head, encoder, part, eval_size, split=split, **reduce)
+
     if not stage.try_resume():
-        if pretrains(recipe):
-            pretrained = directory.stage_dir("pretrain") / ENCODER_FILE
-            tensors, _ = directory.load_checkpoint(pretrained, role="encoder")
-            load_module_tensors(encoder, tensors, "encoder.", pretrained)
-            reporter.log("finetune: starting from the pre-trained encoder")
-        elif spec.init_from:  # run() loaded it into the encoder when it built it
-            source = encoder_checkpoint_path(spec.init_from)
-            reporter.log(f"finetune: starting from the encoder pre-trained in {source}")
-        else:
-            reporter.log(
-                "finetune: no pre-training (CLUEZero), encoder starts from its initialisation"
-            )
-        initial = evaluate(head, encoder, task.valid, eval_size, split="valid")
+
+        def start() -> None:
+            if pretrains(recipe):
+                pretrained = directory.stage_dir("pretrain") / ENCODER_FILE
+                tensors, _ = directory.load_checkpoint(pretrained, role="encoder")
+                load_module_tensors(encoder, tensors, "encoder.", pretrained)
+                reporter.log("finetune: starting from the pre-trained encoder")
+            elif spec.init_from:  # run() loaded it into the encoder when it built it
+                source = encoder_checkpoint_path(spec.init_from)
+                reporter.log(f"finetune: starting from the encoder pre-trained in {source}")
+            else:
+                reporter.log(
+                    "finetune: no pre-training (CLUEZero), encoder starts from its initialisation"
+                )
+
+        distributed.on_main(start)
+        distributed.broadcast_module(module)  # the encoder rank 0 loaded
+        eval_started = time.perf_counter()
+        initial = score(task.valid, "valid")
+        initial_seconds = round(time.perf_counter() - eval_started, 3)
         if monitor not in initial:
             raise RecipeError(
                 f"finetune.monitor: {monitor!r} is not a metric of head {head_spec.kind!r}; "
                 f"available: {', '.join(initial)}."
             )
-        stage.history.append({"epoch": 0, **{f"valid {k}": v for k, v in initial.items()}})
+        stage.history.append(
+            {
+                "epoch": 0,
+                **{f"valid {k}": v for k, v in initial.items()},
+                "eval seconds": initial_seconds,
+            }
+        )
         stage.extra = {"best": initial[monitor], "best_epoch": 0, "bad_epochs": 0}
-        stage.save_file(BEST_FILE, module_tensors(module, "model."), {"role": "best", "epoch": 0})
+        stage.save_file(
+            BEST_FILE, lambda: module_tensors(module, "model."), {"role": "best", "epoch": 0}
+        )
         stage.save()
     reporter.log(
         f"finetune: {head_spec.kind} on {len(task.train):,} training examples "
@@ -172,6 +205,7 @@ def run_finetune(
     module.train()
     if probe:
         encoder.eval()  # a frozen encoder: no dropout, representation as evaluated
+    shard = distributed.shard
     while not stage.finished:
         epoch = stage.epoch + 1
         order, _ = stage.begin_epoch(epoch)
@@ -180,15 +214,17 @@ def run_finetune(
             spec.train,
             f"{head_spec.kind} head",
             step=lambda batch: head.loss(encoder, batch),
-            batches=task.train.batches(spec.train.batch_size, order),
-            num_batches=task.train.num_batches(spec.train.batch_size),
+            batches=task.train.batches(spec.train.batch_size, order, shard=shard),
+            num_batches=task.train.num_batches(spec.train.batch_size, shard=shard),
         )
-        valid = evaluate(head, encoder, task.valid, eval_size, split="valid")
+        eval_started = time.perf_counter()
+        valid = score(task.valid, "valid")
+        eval_seconds = time.perf_counter() - eval_started
         improved = valid[monitor] > stage.extra["best"]
         if improved:
             stage.extra.update(best=valid[monitor], best_epoch=epoch, bad_epochs=0)
             best_meta = {"role": "best", "epoch": epoch}
-            stage.save_file(BEST_FILE, module_tensors(module, "model."), best_meta)
+            stage.save_file(BEST_FILE, lambda: module_tensors(module, "model."), best_meta)
         else:
             stage.extra["bad_epochs"] += 1
         row = {
@@ -197,29 +233,33 @@ def run_finetune(
             **{f"valid {k}": v for k, v in valid.items()},
             "seq/s": round(stats.examples_per_second),
             "seconds": round(stats.seconds, 2),
+            "eval seconds": round(eval_seconds, 3),
             "best": "*" if improved else "",
         }
         stage.history.append(row)
         stage.epoch = epoch
         stage.finished = epoch >= spec.train.epochs or stage.extra["bad_epochs"] >= spec.patience
-        reporter.epoch_line("finetune", row)
-        stage.save()
+        stage.save(report=lambda row=row: reporter.epoch_line("finetune", row))
     reporter.epoch_table("finetune", stage.history)
 
-    best_path = stage.path(BEST_FILE)
-    tensors, best_meta = directory.load_checkpoint(best_path, role="best")
-    best_epoch = best_meta.get("epoch")
-    if type(best_epoch) is not int or best_epoch != stage.extra["best_epoch"]:
-        raise CheckpointError(
-            f"{best_path} holds the weights of epoch {short_repr(best_epoch)}, but "
-            f"{stage.last_path} records epoch {stage.extra['best_epoch']} as the best: it was "
-            "replaced by another file of the run. Put the run's own best.safetensors back, or "
-            "start a new run (--out)."
-        )
-    load_module_tensors(module, tensors, "model.", best_path)
+    def load_best() -> None:
+        best_path = stage.path(BEST_FILE)
+        tensors, best_meta = directory.load_checkpoint(best_path, role="best")
+        best_epoch = best_meta.get("epoch")
+        if type(best_epoch) is not int or best_epoch != stage.extra["best_epoch"]:
+            raise CheckpointError(
+                f"{best_path} holds the weights of epoch {short_repr(best_epoch)}, but "
+                f"{stage.last_path} records epoch {stage.extra['best_epoch']} as the best: it "
+                "was replaced by another file of the run. Put the run's own best.safetensors "
+                "back, or start a new run (--out)."
+            )
+        load_module_tensors(module, tensors, "model.", best_path)
+
+    distributed.on_main(load_best)
+    distributed.broadcast_module(module)  # the best weights rank 0 loaded
     return {
-        "valid": evaluate(head, encoder, task.valid, eval_size, split="valid"),
-        "test": evaluate(head, encoder, task.test, eval_size, split="test"),
+        "valid": score(task.valid, "valid"),
+        "test": score(task.test, "test"),
         "best_epoch": stage.extra["best_epoch"],
         "epochs": stage.epoch,
         "monitor": monitor,

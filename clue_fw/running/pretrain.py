@@ -4,6 +4,9 @@ It writes ``pretrain/last.safetensors`` after every epoch and, once the last epo
 has finished, ``pretrain/encoder.safetensors``: the encoder's weights plus the item
 catalogue they index (:data:`ITEM_IDS_KEY`), which fine-tuning (here, or in another
 run through ``finetune.init_from``) starts from.
+
+Data-parallel (:mod:`clue_fw.distributed`): every process trains on its part of each
+global batch, with BatchNorm over the global batch and views drawn for the whole of it.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from clue_fw.components import BuildContext, SequenceEncoder, TaskData
 from clue_fw.data.csr import Csr
 from clue_fw.data.examples import ExampleSet
 from clue_fw.data.windows import training_windows
+from clue_fw.distributed import SINGLE, Distributed, GlobalView, convert_batchnorm
 from clue_fw.running.os_errors import exists
 from clue_fw.running.run_directory import RunDirectory
 from clue_fw.running.stage import Stage, adam
@@ -46,12 +50,15 @@ def run_pretrain(
     device: torch.device,
     directory: RunDirectory,
     reporter: Reporter,
+    distributed: Distributed = SINGLE,
 ) -> None:
     """Pre-train ``encoder`` in place (or resume it) and write ``encoder.safetensors``."""
     spec = recipe.pretrain
     objective = spec.objective.build(context, encoder).to(device)
     views = ViewPipeline.from_specs(spec.views, context).to(device)
     module = nn.ModuleDict({"encoder": encoder, "objective": objective, "views": views})
+    if distributed.parallel:
+        convert_batchnorm(module)  # the projector's and predictor's: global-batch statistics
     parameters = [p for p in module.parameters() if p.requires_grad]
     stage = Stage(
         "pretrain",
@@ -62,9 +69,10 @@ def run_pretrain(
         recipe.seed,
         device,
         epochs=spec.train.epochs,
+        distributed=distributed,
     )
     stage.try_resume()
-    if stage.finished and exists(stage.path(ENCODER_FILE)):
+    if distributed.on_main(lambda: stage.finished and exists(stage.path(ENCODER_FILE))):
         return
     sequences = recipe.finetune.head.pretrain_sequences(task_data)
     examples = pretrain_examples(sequences, context.max_len, spec.train.history).to(device)
@@ -75,21 +83,27 @@ def run_pretrain(
     # A last batch of a single sequence is skipped (BatchNorm needs two rows, and one
     # row is a noisy step for any objective), or of fewer than the objective needs.
     smallest = max(2, spec.objective.min_batch_size)
+    shard = distributed.shard
     module.train()
     while stage.epoch < spec.train.epochs:
         epoch = stage.epoch + 1
         order, view_generator = stage.begin_epoch(epoch)
+        batches = examples.batches(spec.train.batch_size, order, min_size=smallest, shard=shard)
+        # Data-parallel: each row's view is drawn as in one process (GlobalView).
+        view: Any = views if shard is None else GlobalView(views, batches, "items")
 
-        def step(batch: dict[str, torch.Tensor], generator: Any = view_generator) -> Any:
-            return objective(encoder, batch["items"], views, generator)
+        def step(
+            batch: dict[str, torch.Tensor], generator: Any = view_generator, view: Any = view
+        ) -> Any:
+            return objective(encoder, batch["items"], view, generator)
 
         stats = stage.train_epoch(
             epoch,
             spec.train,
             f"{spec.objective.kind} objective",
             step=step,
-            batches=examples.batches(spec.train.batch_size, order, min_size=smallest),
-            num_batches=examples.num_batches(spec.train.batch_size, min_size=smallest),
+            batches=batches,
+            num_batches=examples.num_batches(spec.train.batch_size, smallest, shard),
         )
         row = {
             "epoch": epoch,
@@ -101,8 +115,7 @@ def run_pretrain(
         stage.history.append(row)
         stage.epoch = epoch
         stage.finished = epoch >= spec.train.epochs
-        reporter.epoch_line("pretrain", row)
-        stage.save()
+        stage.save(report=lambda row=row: reporter.epoch_line("pretrain", row))
     reporter.epoch_table("pretrain", stage.history)
     tensors = module_tensors(encoder, "encoder.")
     # The catalogue the item embeddings index: checked by runs that start from this encoder.

@@ -160,6 +160,30 @@ class RunDirectory:
         self.lock = lock
         self.fresh = fresh
         self.restarted = restarted
+        self.writable = True  # False: another process (rank 0) owns the directory
+
+    @classmethod
+    def follower(
+        cls,
+        path: Path,
+        recipe_json: dict[str, Any],
+        identity: RunIdentity,
+        fresh: bool,
+        restarted: bool = False,
+    ) -> RunDirectory:
+        """The run directory as a process other than rank 0 of a data-parallel run knows
+        it (:mod:`clue_fw.distributed`): its path and identity, as rank 0 opened it. It
+        never locks, reads or writes the directory; calling a method that would is a bug."""
+        directory = cls(path, recipe_json, identity, DirectoryLock(path), fresh, restarted)
+        directory.writable = False
+        return directory
+
+    def _owner_only(self, what: str) -> None:
+        if not self.writable:
+            raise RuntimeError(
+                f"clue_fw bug: a data-parallel process other than rank 0 tried to {what} in "
+                f"{self.path}; only rank 0 touches the run directory."
+            )
 
     # ----------------------------------------------------------------- opening
 
@@ -339,6 +363,7 @@ class RunDirectory:
     def _prepare_write(self, path: Path) -> None:
         """Check ownership and create ``path``'s stage folder (never the run directory
         itself: one deleted during the run is not silently re-created)."""
+        self._owner_only(f"write {path.name}")
         self.check_owned()
         parent = path.parent
         if parent != self.path and parent.parent == self.path and not is_dir(parent):
@@ -371,6 +396,7 @@ class RunDirectory:
         A ``metrics.json`` that is unreadable or carries another run's identity is a
         :class:`RunDirectoryError`: nothing is taken for this run's result unchecked.
         """
+        self._owner_only("read metrics.json")
         path = self.metrics_path
         if not exists(path):
             return None
@@ -413,6 +439,7 @@ class RunDirectory:
         """Read a checkpoint of this run; one that another run wrote is refused, and so is
         one whose ``role`` (``last``, ``best``, ``encoder``) is not ``role``: a run's
         ``last.safetensors`` copied over its ``best.safetensors`` is not its best."""
+        self._owner_only(f"read {path.name}")
         tensors, metadata = load_checkpoint(path)
         check_identity(path, metadata, self.identity)
         if role is not None and metadata.get("role") != role:

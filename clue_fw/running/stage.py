@@ -6,6 +6,9 @@ the metadata (epoch, finished, history, stage-specific ``extra``), stamped with 
 identity by :class:`~clue_fw.running.run_directory.RunDirectory`. Randomness is
 re-seeded from (seed, stage, epoch) at the start of every epoch
 (:meth:`Stage.begin_epoch`), so a resumed stage follows the uninterrupted one exactly.
+
+In a data-parallel run (:mod:`clue_fw.distributed`) every process keeps a Stage; rank 0
+alone reads and writes its files and hands what it read to the others.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from clue_fw.data.examples import Batches
+from clue_fw.distributed import SINGLE, Distributed, ShardedStep
 from clue_fw.errors import CheckpointError, NonFiniteError
 from clue_fw.running.os_errors import exists
 from clue_fw.running.run_directory import RunDirectory
@@ -65,6 +70,7 @@ class Stage:
         extra_fields: dict[str, type] | None = None,
         epochs: int | None = None,
         patience: int | None = None,
+        distributed: Distributed = SINGLE,
     ) -> None:
         self.name = name
         self.directory = directory
@@ -81,6 +87,8 @@ class Stage:
         self.finished = False
         self.history: list[dict[str, Any]] = []
         self.extra: dict[str, Any] = {}
+        self.distributed = distributed
+        self.saved = False  # this process knows a last.safetensors of the stage exists
 
     @property
     def last_path(self) -> Path:
@@ -93,7 +101,9 @@ class Stage:
         """Re-seed the global RNG (dropout) for ``epoch``; return the (order, views)
         generators. Everything random in an epoch derives from (seed, stage, epoch)."""
         seed, name, device = self.seed, self.name, self.device
-        torch.manual_seed(derive_seed(seed, name, epoch, "global"))
+        # Each process of a data-parallel run draws its own dropout masks; the order and
+        # the views are drawn for the global batch, identically on every process.
+        torch.manual_seed(derive_seed(seed, name, epoch, "global", *self.distributed.seed_label()))
         order = torch.Generator(device=device).manual_seed(derive_seed(seed, name, epoch, "order"))
         views = torch.Generator(device=device).manual_seed(derive_seed(seed, name, epoch, "views"))
         return order, views
@@ -108,18 +118,37 @@ class Stage:
             "extra": self.extra,
         }
 
-    def save(self) -> None:
-        """Write ``last.safetensors``: weights, optimiser state and metadata."""
-        tensors = module_tensors(self.module, "model.")
-        optim, structure = optimizer_tensors(self.optimizer)
-        tensors.update(optim)
-        self.save_file(LAST_FILE, tensors, {**self.metadata(), "optimizer": structure})
+    def save(self, report: Callable[[], None] | None = None) -> None:
+        """Write ``last.safetensors``: weights, optimiser state and metadata. ``report``
+        (the epoch's log line) runs first, on the same process (rank 0)."""
+
+        def write() -> None:
+            if report is not None:
+                report()
+            tensors = module_tensors(self.module, "model.")
+            optim, structure = optimizer_tensors(self.optimizer)
+            tensors.update(optim)
+            self._write(LAST_FILE, tensors, {**self.metadata(), "optimizer": structure})
+
+        self.distributed.on_main(write)
+        self.saved = True
 
     def save_file(
-        self, file: str, tensors: dict[str, torch.Tensor], metadata: dict[str, Any]
+        self,
+        file: str,
+        tensors: dict[str, torch.Tensor] | Callable[[], dict[str, torch.Tensor]],
+        metadata: dict[str, Any],
     ) -> None:
         """Write another checkpoint of this stage (``best``, ``encoder``); ``metadata``
-        names its ``role``, which loading checks."""
+        names its ``role``, which loading checks. Rank 0 writes (``tensors`` may be a
+        function that makes them, called there only); its error stops every process."""
+
+        def write() -> None:
+            self._write(file, tensors() if callable(tensors) else tensors, metadata)
+
+        self.distributed.on_main(write)
+
+    def _write(self, file: str, tensors: dict[str, torch.Tensor], metadata: dict[str, Any]) -> None:
         self.directory.save_checkpoint(self.path(file), tensors, {"stage": self.name, **metadata})
 
     def train_epoch(
@@ -131,10 +160,22 @@ class Stage:
         batches: Iterable[dict[str, torch.Tensor]],
         num_batches: int,
     ) -> EpochStats:
-        """One epoch of :func:`train_epoch`; a numerical failure says which checkpoint is kept."""
+        """One epoch of :func:`train_epoch`; a numerical failure says which checkpoint is kept.
+
+        Data-parallel: ``batches`` are this process's parts of the global batches; the
+        loss is weighted by each part's share, the gradients are averaged across the
+        processes after every backward pass, and the epoch's loss and terms are the means
+        over every process's rows.
+        """
+        sharded = None
+        parallel = self.distributed.parallel
+        if parallel:
+            if not isinstance(batches, Batches):
+                raise TypeError("data-parallel training needs the Batches of ExampleSet.batches")
+            sharded = ShardedStep(step, batches, self.distributed)
         try:
-            return train_epoch(
-                step,
+            stats = train_epoch(
+                sharded if sharded is not None else step,
                 [p for p in self.module.parameters() if p.requires_grad],
                 self.optimizer,
                 batches,
@@ -144,9 +185,17 @@ class Stage:
                 f"{self.name} epoch {epoch}/{train.epochs}",
                 first_step=(epoch - 1) * num_batches,
                 loss_name=loss_name,
+                autocast=torch.bfloat16 if train.precision == "bf16" else None,
+                **({"sync_gradients": self.distributed.sync_gradients} if parallel else {}),
             )
         except NonFiniteError as exc:
-            if exists(self.last_path):
+            if not self.distributed.is_main:  # only rank 0 looks at the files
+                kept = (
+                    f"rank 0 keeps the last good {self.name} checkpoint (epoch {self.epoch})."
+                    if self.saved
+                    else f"no {self.name} epoch had finished, so no {self.name} checkpoint exists."
+                )
+            elif exists(self.last_path):
                 kept = f"the last good checkpoint, {self.last_path} (epoch {self.epoch}), is kept."
             else:
                 kept = f"no {self.name} epoch had finished, so no {self.name} checkpoint exists."
@@ -155,9 +204,33 @@ class Stage:
                 f"{self.name}.train.grad_clip and start a new run: training is seeded, so "
                 "--resume with the same recipe would repeat the same steps."
             ) from None
+        if sharded is None:
+            return stats
+        loss, terms, rows = sharded.epoch_means()
+        return EpochStats(loss=loss, terms=terms, examples=rows, seconds=stats.seconds)
 
     def try_resume(self) -> bool:
-        """Continue from ``last.safetensors`` if this run wrote one; False if there is none."""
+        """Continue from ``last.safetensors`` if this run wrote one; False if there is none.
+
+        Data-parallel: rank 0 reads the file and every process then holds its weights,
+        optimiser state and bookkeeping (or, when there is none, rank 0's initial weights).
+        """
+        if not self.distributed.parallel:
+            return self._resume_here()
+
+        def resume() -> dict[str, Any]:
+            resumed = self._resume_here()
+            state = [self.epoch, self.finished, self.history, self.extra]
+            return {"resumed": resumed, "state": state}
+
+        found = self.distributed.on_main(resume)
+        self.epoch, self.finished, self.history, self.extra = found["state"]
+        self.distributed.broadcast_module(self.module)
+        self.distributed.broadcast_optimizer(self.optimizer)
+        self.saved = self.saved or bool(found["resumed"])
+        return bool(found["resumed"])
+
+    def _resume_here(self) -> bool:
         if not exists(self.last_path):
             return False
         tensors, metadata = self.directory.load_checkpoint(self.last_path, role="last")
@@ -165,6 +238,7 @@ class Stage:
         load_module_tensors(self.module, tensors, "model.", self.last_path)
         restore_optimizer(self.optimizer, tensors, metadata.get("optimizer", {}), self.last_path)
         self.epoch, self.finished, self.history, self.extra = epoch, finished, history, extra
+        self.saved = True
         self.reporter.log(
             f"{self.name}: resumed after epoch {self.epoch}"
             + (" (finished)" if self.finished else "")

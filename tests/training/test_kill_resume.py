@@ -221,7 +221,10 @@ def assert_identical(reference: Path, resumed: Path) -> None:
         assert new_meta["epoch"] == ref_meta["epoch"], relative
         assert new_meta.get("optimizer") == ref_meta.get("optimizer"), relative
         untimed = [
-            [{k: v for k, v in row.items() if k not in ("seconds", "seq/s")} for row in rows]
+            [
+                {k: v for k, v in row.items() if k not in ("seconds", "eval seconds", "seq/s")}
+                for row in rows
+            ]
             for rows in (ref_meta.get("history", []), new_meta.get("history", []))
         ]
         assert untimed[0] == untimed[1], relative

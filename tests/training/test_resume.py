@@ -93,11 +93,11 @@ def assert_same_outcome(reference: Path, resumed: Path) -> None:
     _, ref_last = load_checkpoint(reference / "finetune" / "last.safetensors")
     _, new_last = load_checkpoint(resumed / "finetune" / "last.safetensors")
     strip = [
-        {k: v for k, v in row.items() if k not in ("seconds", "seq/s")}
+        {k: v for k, v in row.items() if k not in ("seconds", "eval seconds", "seq/s")}
         for row in ref_last["history"]
     ]
     assert [
-        {k: v for k, v in row.items() if k not in ("seconds", "seq/s")}
+        {k: v for k, v in row.items() if k not in ("seconds", "eval seconds", "seq/s")}
         for row in new_last["history"]
     ] == strip
 
