@@ -173,3 +173,67 @@ def test_load_synthetic() -> None:
     assert data.num_users == 30
     assert data.num_items <= 12
     assert torch.all(data.sequences.lengths >= 4)
+
+
+def reference_build(raw: RawSequences, min_user: int, min_item: int) -> SequenceData:
+    """build_sequence_data as it was before the vectorised reader (lists, two sorts)."""
+    min_user = max(min_user, 3)
+    sequences = raw.sequences
+    lengths = np.array([len(s) for s in sequences], dtype=np.int64)
+    items = np.fromiter((i for s in sequences for i in s), dtype=np.int64, count=lengths.sum())
+    user_of = np.repeat(np.arange(len(raw.users)), lengths)
+    dense = np.unique(items, return_inverse=True)[1].reshape(-1)
+    keep = np.ones(items.size, dtype=bool)
+    while True:
+        before = keep.copy()
+        counts = np.bincount(dense[keep], minlength=int(dense.max()) + 1)
+        keep &= counts[dense] >= min_item
+        counts = np.bincount(user_of[keep], minlength=int(user_of.max()) + 1)
+        keep &= counts[user_of] >= min_user
+        if np.array_equal(before, keep):
+            break
+    items, user_of = items[keep], user_of[keep]
+    item_ids, contiguous = np.unique(items, return_inverse=True)
+    kept_users, user_lengths = np.unique(user_of, return_counts=True)
+    offsets = np.zeros(kept_users.size + 1, dtype=np.int64)
+    np.cumsum(user_lengths, out=offsets[1:])
+    values = torch.from_numpy(contiguous.astype(np.int64) + 1)
+    return SequenceData(
+        Csr(torch.from_numpy(offsets), values),
+        int(item_ids.size),
+        np.asarray(raw.users, dtype=np.int64)[kept_users],
+        item_ids,
+    )
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_vectorised_build_equals_the_reference(seed: int) -> None:
+    """Same tensors, dtypes and fingerprint as before, small ids (a lookup table) or
+    huge ones (a sort), with and without k-core filtering."""
+    from clue_fw.components import TaskData
+
+    rng = np.random.default_rng(seed)
+    top = [30, 10**6, 2**62][seed % 3]
+    rows = {
+        int(u): rng.integers(0, top, rng.integers(1, 12)).tolist()
+        for u in rng.choice(10**9, 40, replace=False)
+    }
+    min_user, min_item = [(3, 1), (4, 2), (3, 3)][seed % 4 % 3]
+    expected = reference_build(raw(rows), min_user, min_item)
+    if expected.num_users == 0:  # nothing survives: refused with a message
+        with pytest.raises(DataError, match="survive filtering"):
+            build_sequence_data(raw(rows), min_user, min_item)
+        return
+    data = build_sequence_data(raw(rows), min_user, min_item)
+    assert decoded(data) == decoded(expected)
+    for got, want in (
+        (data.sequences.offsets, expected.sequences.offsets),
+        (data.sequences.values, expected.sequences.values),
+    ):
+        assert got.dtype == want.dtype and torch.equal(got, want)
+    for got_array, want_array in (
+        (data.user_ids, expected.user_ids),
+        (data.item_ids, expected.item_ids),
+    ):
+        assert got_array.dtype == want_array.dtype and np.array_equal(got_array, want_array)
+    assert TaskData(data).fingerprint() == TaskData(expected).fingerprint()

@@ -1,0 +1,1 @@
+"""Baselines that need no training, evaluated exactly like the heads they compare with."""
