@@ -1,0 +1,273 @@
+"""``clue embed`` and ``clue recommend``: a finished run's vectors and top-k items, to files.
+
+Thin wrappers over :func:`clue_fw.inference.load_run` and
+:mod:`clue_fw.inference.export`; :func:`register` adds them to the ``clue`` app. Torch
+is imported only when a command runs, so ``clue --help`` stays fast. Every bad input
+(a missing run, a bad stage, an unknown suffix, an unreadable data file) is a
+:class:`~clue_fw.errors.ClueError`: one paragraph on stderr, exit code 2.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+from clue_fw.errors import ClueError, quote
+
+if TYPE_CHECKING:
+    from clue_fw.inference import LoadedRun
+
+# As in clue_fw.cli: user-controlled text goes out as rich Text, never markup.
+stderr = Console(stderr=True, emoji=False)
+stdout = Console(emoji=False)
+
+RunArgument = Annotated[
+    str, typer.Argument(metavar="RUN", help="A finished run directory (what `clue run` printed).")
+]
+StageOption = Annotated[
+    str,
+    typer.Option(
+        "--stage",
+        help="finetune: the fine-tuned best weights (finetune/best.safetensors); pretrain: the "
+        "pre-trained encoder (pretrain/encoder.safetensors).",
+    ),
+]
+DataRootOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-root",
+        help="Data root of the run's own data (default: $CLUE_DATA_DIR or the cache); read "
+        "for the run's users, or for the item ids of a run that did not pre-train.",
+    ),
+]
+DeviceOption = Annotated[
+    str, typer.Option("--device", help="auto (CUDA when available), cpu, cuda:N, mps.")
+]
+BatchOption = Annotated[
+    int | None,
+    typer.Option("--batch-size", min=1, help="Users per batch (default: the run's eval size)."),
+]
+
+
+def embed(
+    run_dir: RunArgument,
+    out: Annotated[
+        str,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Output file: .npy (structured: id and vector fields), .safetensors "
+            "(user_ids/item_ids and vectors) or .parquet (needs pyarrow).",
+        ),
+    ],
+    data: Annotated[
+        str | None,
+        typer.Option(
+            "--data",
+            help="A sequence file (`user item item ...`, oldest first) whose users to embed "
+            "(unknown items skipped and reported). Default: the run's own users, from the "
+            "history its test split reads (all but each user's held-out last item; the whole "
+            "sequence for profile and cold_start runs).",
+        ),
+    ] = None,
+    stage: StageOption = "finetune",
+    items: Annotated[
+        bool,
+        typer.Option("--items", help="Export the item vectors (raw item ids) instead of users."),
+    ] = False,
+    data_root: DataRootOption = None,
+    device: DeviceOption = "auto",
+    batch_size: BatchOption = None,
+) -> None:
+    """Write user vectors (or, with --items, item vectors) of a finished run to a file."""
+    # Without --data: every user of the run's data, encoded from what its test split
+    # reads (all but the held-out last item for next-item runs; the whole sequence for
+    # profile and cold-start runs). With --data: the users of that file; item ids the run
+    # does not know are skipped and reported, users left with no known item left out.
+    from clue_fw.inference import load_run
+    from clue_fw.inference.export import vector_format, write_vectors
+    from clue_fw.inference.run_files import check_stage
+
+    out_path = Path(out)
+    vector_format(out_path)
+    if items and data is not None:
+        raise ClueError(
+            "--items exports the run's item vectors and takes no --data; drop one of them."
+        )
+    loaded = load_run(run_dir, check_stage(stage), device=device, data_root=data_root)
+    meta = _metadata(loaded)
+    if items:
+        found = loaded.item_vectors()
+        ids, vectors, name = found.item_ids.numpy(), found.vectors.numpy(), "item"
+        meta["source"] = "items: the vectors that score items against user vectors"
+    else:
+        if data is None:
+            users, histories = loaded.run_user_histories()
+            with _progress("embedding the run's users", len(users)) as advance:
+                result = loaded.embed_run_users(batch_size=batch_size, progress=advance)
+            meta["source"] = "the run's users: the history its test split reads"
+        else:
+            sequences = _read_sequences(data)
+            with _progress("embedding users", sequences.num_users) as advance:
+                result = _quietly(
+                    loaded.embed_users, sequences, batch_size=batch_size, progress=advance
+                )
+            _report(result.report, data)
+            meta["source"] = f"sequence file {data}"
+        ids = _int_ids(result.users)
+        vectors, name = result.vectors.numpy(), "user"
+    meta["user_vector"] = loaded.user_vector
+    write_vectors(out_path, name, ids, vectors, meta)
+    stderr.print(
+        Text(f"wrote {len(ids):,} {name} vectors (dim {vectors.shape[1]}) to {out_path}"),
+        highlight=False,
+    )
+    stdout.print(Text(str(out_path)), highlight=False)
+
+
+def recommend(
+    run_dir: RunArgument,
+    data: Annotated[
+        str,
+        typer.Option("--data", help="A sequence file (`user item item ...`, oldest first)."),
+    ],
+    out: Annotated[
+        str, typer.Option("--out", "-o", help="Output CSV: columns user, rank, item, score.")
+    ],
+    k: Annotated[int, typer.Option("-k", min=1, help="How many items per user.")] = 10,
+    exclude_seen: Annotated[
+        str | None,
+        typer.Option(
+            "--exclude-seen",
+            help="history: never recommend an item of the user's sequence; none: rank every "
+            "item. Default: the run's own finetune.head.exclude_seen.",
+        ),
+    ] = None,
+    stage: StageOption = "finetune",
+    data_root: DataRootOption = None,
+    device: DeviceOption = "auto",
+    batch_size: BatchOption = None,
+) -> None:
+    """Write the top-k items for each user of a sequence file (the run's next_item head)."""
+    from clue_fw.inference import load_run
+    from clue_fw.inference.export import check_csv, write_recommendations
+    from clue_fw.inference.run_files import check_stage
+
+    out_path = Path(out)
+    check_csv(out_path)
+    if exclude_seen not in (None, "history", "none"):
+        raise ClueError(
+            f"--exclude-seen must be history (seen items are not recommended) or none (every "
+            f"item is ranked), not {quote(exclude_seen)}."
+        )
+    loaded = load_run(run_dir, check_stage(stage), device=device, data_root=data_root)
+    sequences = _read_sequences(data)
+    with _progress("recommending", sequences.num_users) as advance:
+        result = _quietly(
+            loaded.recommend,
+            sequences,
+            k,
+            exclude_seen=exclude_seen,
+            batch_size=batch_size,
+            progress=advance,
+        )
+    _report(result.report, data)
+    rows = write_recommendations(out_path, result.users, result.items, result.scores)
+    stderr.print(
+        Text(
+            f"wrote {rows:,} recommendations for {len(result.users):,} users to {out_path} "
+            f"(exclude_seen: {result.exclude_seen})"
+        ),
+        highlight=False,
+    )
+    stdout.print(Text(str(out_path)), highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``embed`` and ``recommend`` to the ``clue`` app."""
+    app.command("embed")(embed)
+    app.command("recommend")(recommend)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _read_sequences(path: str) -> Any:
+    from clue_fw.data.readers import read_sequence_file
+
+    if not path.strip():
+        raise ClueError("--data is empty; give a sequence file (`user item item ...` lines).")
+    return read_sequence_file(Path(path))
+
+
+def _quietly(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``call`` with its UnknownItemsWarning silenced: :func:`_report` prints the report."""
+    from clue_fw.inference import UnknownItemsWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnknownItemsWarning)
+        return call(*args, **kwargs)
+
+
+def _report(report: Any, data: str) -> None:
+    """Print what was skipped; refuse when no user of ``data`` is left."""
+    if report.sequences and report.empty_count == report.sequences:
+        raise ClueError(
+            f"No user of {data} has an item of the run's catalogue ({report.catalogue_size:,} "
+            "items), so there is nothing to write. Is it from the same dataset, with the same "
+            f"item ids, as the run? ({report.summary()})"
+        )
+    if not report.clean:
+        stderr.print(Text.assemble(("warning:", "yellow"), f" {data}: {report.summary()}"))
+
+
+def _int_ids(users: list[Any]) -> Any:
+    import numpy as np
+
+    return np.asarray(users, dtype=np.int64).reshape(-1)
+
+
+def _metadata(loaded: LoadedRun) -> dict[str, str]:
+    from clue_fw import __version__
+
+    return {
+        "run_dir": str(loaded.run_dir),
+        "run_id": loaded.identity.run_id,
+        "recipe_sha256": loaded.identity.recipe_sha256,
+        "stage": loaded.stage,
+        "clue_fw": __version__,
+    }
+
+
+@contextmanager
+def _progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A transient rich progress bar on stderr (only on a terminal); yields ``advance(n)``."""
+    if not stderr.is_terminal or total <= 0:
+        yield lambda done: None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (
+        TextColumn("{task.description}", markup=False),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=stderr, transient=True) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda done: bar.update(task, advance=done)

@@ -1,0 +1,401 @@
+"""A finished run, loaded for use: user vectors and top-k recommendations from raw ids.
+
+>>> run = load_run("runs/quickstart/20261130-120000-ab12")          # doctest: +SKIP
+>>> run.embed_users({"ann": [12, 7, 40]}).vectors.shape            # doctest: +SKIP
+torch.Size([1, 32])
+>>> run.recommend({"ann": [12, 7, 40]}, k=5).items                 # doctest: +SKIP
+
+:func:`load_run` rebuilds the recipe, the encoder with the chosen stage's weights and
+the item catalogue from a run directory, with the checks ``--resume`` makes (run
+identity, checkpoint role, data fingerprint). The encoder reads each user's most recent
+``max_len`` known items, exactly as evaluation does; ``recommend`` scores items with
+the run's ``next_item`` head and excludes seen items as its protocol does
+(``finetune.head.exclude_seen``).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable, Hashable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from clue_fw.components import BuildContext, SequenceEncoder, TaskData, user_vectors
+from clue_fw.data.csr import Csr
+from clue_fw.data.dataset import SequenceData, leave_one_out
+from clue_fw.data.readers import RawSequences
+from clue_fw.errors import CheckpointError, ClueError, EvaluationError, quote
+from clue_fw.heads.next_item import NextItemHead, NextItemSpec
+from clue_fw.heads.user_level import UserLevelHeadSpec
+from clue_fw.inference.catalogue import (
+    EncodedSequences,
+    InputReport,
+    ItemCatalogue,
+    Sequences,
+    UnknownItemsWarning,
+)
+from clue_fw.inference.run_files import (
+    HEAD_PREFIX,
+    RunFiles,
+    Stage,
+    check_stage,
+    load_task_data,
+    read_run,
+    stored_item_ids,
+)
+from clue_fw.runner import resolve_device
+from clue_fw.running.identity import RunIdentity
+from clue_fw.training.checkpoint import load_module_tensors
+
+Progress = Callable[[int], None]
+"""Called with the number of users just done, after every batch."""
+EXCLUDE_CHOICES = ("history", "none")
+
+
+@dataclass(frozen=True)
+class UserVectors:
+    """``vectors[i]`` (``[U, d]`` float32, on the CPU) is the vector of ``users[i]``.
+
+    ``users`` are the keys of the input mapping (or positions in the input list), in
+    input order, without the users :class:`InputReport` lists as left out.
+    """
+
+    users: list[Hashable]
+    vectors: torch.Tensor
+    report: InputReport
+
+
+@dataclass(frozen=True)
+class Recommendations:
+    """Top-k raw item ids (``items``, ``[U, k]`` int64) and their scores (``[U, k]``
+    float32) for ``users``, best first, on the CPU. A user with fewer than ``k`` rankable
+    items (the rest excluded as seen) has ``-1`` items scoring ``-inf`` in the last slots."""
+
+    users: list[Hashable]
+    items: torch.Tensor
+    scores: torch.Tensor
+    report: InputReport
+    exclude_seen: str
+
+
+@dataclass(frozen=True)
+class ItemVectors:
+    """``vectors[i]`` (``[I, d]`` float32) is the vector of raw item id ``item_ids[i]``."""
+
+    item_ids: torch.Tensor
+    vectors: torch.Tensor
+
+
+class LoadedRun:
+    """A finished run's recipe, encoder (eval mode, on ``device``) and item catalogue.
+
+    Made by :func:`load_run`. ``head`` is the run's ``next_item`` head (fine-tuned, or
+    with tied weights only the encoder) that :meth:`recommend` scores with, or None.
+    """
+
+    def __init__(
+        self,
+        files: RunFiles,
+        encoder: SequenceEncoder,
+        head: NextItemHead | None,
+        no_head: str,
+        catalogue: ItemCatalogue,
+        device: torch.device,
+        data_root: Path | None,
+        task_data: TaskData | None,
+    ) -> None:
+        self.files = files
+        self.encoder = encoder
+        self.head = head
+        self._no_head = no_head
+        self.catalogue = catalogue
+        self.device = device
+        self.data_root = data_root
+        self._task_data = task_data
+
+    # ------------------------------------------------------------------ what it is
+
+    @property
+    def run_dir(self) -> Path:
+        return self.files.run_dir
+
+    @property
+    def stage(self) -> Stage:
+        return self.files.stage
+
+    @property
+    def recipe(self) -> Any:
+        """The run's validated recipe."""
+        return self.files.recipe
+
+    @property
+    def identity(self) -> RunIdentity:
+        return self.files.identity
+
+    @property
+    def metrics(self) -> dict[str, Any] | None:
+        """The run's ``metrics.json`` (None for a run loaded at stage ``pretrain`` that has
+        not finished fine-tuning)."""
+        return self.files.metrics
+
+    @property
+    def max_len(self) -> int:
+        return int(self.recipe.data.max_len)
+
+    @property
+    def user_vector(self) -> str:
+        """Which user vector the run's head reads: ``ur`` ([UR] output) or ``mean``."""
+        return str(getattr(self.recipe.finetune.head, "user_vector", "ur"))
+
+    @property
+    def exclude_seen(self) -> str | None:
+        """The run's own ``exclude_seen`` (None when its head is not ``next_item``)."""
+        head = self.recipe.finetune.head
+        return head.exclude_seen if isinstance(head, NextItemSpec) else None
+
+    def __repr__(self) -> str:
+        return (
+            f"LoadedRun({str(self.run_dir)!r}, stage={self.stage!r}, "
+            f"items={len(self.catalogue)}, dim={self.encoder.dim}, device={self.device})"
+        )
+
+    # ------------------------------------------------------------------ user vectors
+
+    def embed_users(
+        self,
+        sequences: Sequences | RawSequences,
+        *,
+        batch_size: int | None = None,
+        progress: Progress | None = None,
+    ) -> UserVectors:
+        """User vectors of raw item sequences (oldest first): a list of sequences, a
+        mapping user -> items, or a sequence file read by
+        :func:`~clue_fw.data.readers.read_sequence_file`. Unknown item ids are skipped and
+        reported (in the result's ``report`` and as an :class:`UnknownItemsWarning`); a
+        user with no known item is left out of the result."""
+        encoded = self._encode(sequences)
+        vectors = self._user_vectors(encoded.csr, batch_size, progress)
+        return UserVectors(encoded.users, vectors, encoded.report)
+
+    def run_user_histories(self) -> tuple[list[int], Csr]:
+        """The run's own users (raw ids) and the history its test split feeds the encoder:
+        every interaction but the held-out test item (leave-one-out: train + valid); for
+        user-level heads (``profile``, ``cold_start``), which hold out no item, the whole
+        (source) sequence. Reads the run's data (checked against its fingerprint)."""
+        task_data = self.task_data()
+        head = self.recipe.finetune.head
+        data = task_data.sequences
+        if isinstance(head, UserLevelHeadSpec):
+            histories = data.sequences
+        else:
+            histories = leave_one_out(data).train_valid
+        return [int(u) for u in data.user_ids], histories
+
+    def embed_run_users(
+        self, *, batch_size: int | None = None, progress: Progress | None = None
+    ) -> UserVectors:
+        """Vectors of the run's own users from :meth:`run_user_histories`."""
+        users, histories = self.run_user_histories()
+        vectors = self._user_vectors(histories, batch_size, progress)
+        report = InputReport(sequences=len(users), catalogue_size=len(self.catalogue))
+        return UserVectors(list(users), vectors, report)
+
+    def item_vectors(self) -> ItemVectors:
+        """The vectors that score items against user vectors: the fine-tuned output layer
+        of a ``next_item`` head with ``tie_weights: false``, else the encoder's item
+        embeddings (padding and [MASK] rows left out)."""
+        count = len(self.catalogue)
+        if self.head is not None and self.head.output is not None:
+            weight = self.head.output.weight
+        else:
+            weight = self.encoder.item_embedding.weight
+        vectors = weight.detach()[1 : count + 1].float().cpu().clone()
+        return ItemVectors(torch.from_numpy(self.catalogue.raw_ids.copy()), vectors)
+
+    # ------------------------------------------------------------------ recommendations
+
+    def recommend(
+        self,
+        sequences: Sequences | RawSequences,
+        k: int = 10,
+        *,
+        exclude_seen: str | None = None,
+        batch_size: int | None = None,
+        progress: Progress | None = None,
+    ) -> Recommendations:
+        """Top-``k`` raw item ids and scores for each user's raw sequence, scored by the
+        run's ``next_item`` head. ``exclude_seen`` (default: the run's own) ``history``
+        scores every known item of the user's sequence ``-inf`` (all of it, not only the
+        ``max_len`` the encoder reads), as evaluation does; ``none`` ranks every item.
+        ``k`` larger than the catalogue returns the whole catalogue."""
+        head = self._require_head()
+        exclude = self._exclusion(exclude_seen)
+        if type(k) is not int or k < 1:
+            raise ClueError(f"k must be a whole number >= 1, not {quote(k)}.")
+        k = min(k, len(self.catalogue))
+        encoded = self._encode(sequences)
+        items, scores = [], []
+        with torch.no_grad():
+            for rows, batch in self._batches(encoded.csr, batch_size):
+                logits = head.logits(self.encoder, self.encoder(batch).user).float()
+                if exclude == "history":
+                    seen_row, seen = encoded.csr.batch_pairs(rows)
+                    logits[seen_row.to(self.device), seen.to(self.device)] = float("-inf")
+                if bool(torch.isnan(logits).any()):
+                    raise EvaluationError(
+                        f"The model of {self.run_dir} ({self.stage}) scored items NaN for "
+                        f"{int(torch.isnan(logits).any(dim=1).sum())} of a batch of "
+                        f"{rows.numel()} users; its weights are broken. Use another run."
+                    )
+                top, index = torch.topk(logits, k, dim=1)
+                top, index = top.cpu(), index.cpu()
+                raw = torch.from_numpy(self.catalogue.to_raw(index.clamp(min=1)))
+                items.append(torch.where(torch.isinf(top), torch.full_like(raw, -1), raw))
+                scores.append(top)
+                if progress is not None:
+                    progress(rows.numel())
+        return Recommendations(
+            encoded.users,
+            torch.cat(items) if items else torch.empty(0, k, dtype=torch.int64),
+            torch.cat(scores) if scores else torch.empty(0, k),
+            encoded.report,
+            exclude,
+        )
+
+    # ------------------------------------------------------------------ internals
+
+    def task_data(self) -> TaskData:
+        """The run's data, read once (lazily) and checked against its fingerprint."""
+        if self._task_data is None:
+            task_data = load_task_data(self.files, self.data_root)
+            if not np.array_equal(task_data.sequences.item_ids, self.catalogue.raw_ids):
+                raise CheckpointError(
+                    f"The item catalogue in the checkpoints of {self.run_dir} is not its data's; "
+                    "a checkpoint was replaced. Run the recipe again."
+                )
+            self._task_data = task_data
+        return self._task_data
+
+    def _encode(self, sequences: Sequences | RawSequences) -> EncodedSequences:
+        if isinstance(sequences, RawSequences):  # a sequence file: packed, no lists
+            users: list[Hashable] = list(sequences.users)
+            encoded = self.catalogue.encode_packed(users, sequences.offsets, sequences.items)
+        else:
+            encoded = self.catalogue.encode(sequences)
+        if not encoded.report.clean:
+            warnings.warn(encoded.report.summary(), UnknownItemsWarning, stacklevel=3)
+        return encoded
+
+    def _batches(
+        self, histories: Csr, batch_size: int | None
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(user rows, ``[B, max_len]`` windows on the device) of every batch; each window
+        holds the user's most recent ``max_len`` items, left-padded, as evaluation has."""
+        size = batch_size if batch_size is not None else self.recipe.finetune.eval.batch_size
+        if type(size) is not int or size < 1:
+            raise ClueError(f"batch_size must be a whole number >= 1, not {quote(size)}.")
+        self.encoder.eval()
+        if self.head is not None:
+            self.head.eval()
+        lengths = histories.lengths
+        for start in range(0, histories.num_rows, size):
+            rows = torch.arange(start, min(start + size, histories.num_rows))
+            windows = histories.gather_windows(rows, lengths[rows], self.max_len)
+            yield rows, windows.to(self.device)
+
+    def _user_vectors(
+        self, histories: Csr, batch_size: int | None, progress: Progress | None
+    ) -> torch.Tensor:
+        parts = []
+        with torch.no_grad():
+            for rows, batch in self._batches(histories, batch_size):
+                output = self.encoder(batch)
+                parts.append(user_vectors(output, batch, self.user_vector).float().cpu())
+                if progress is not None:
+                    progress(rows.numel())
+        return torch.cat(parts) if parts else torch.empty(0, self.encoder.dim)
+
+    def _require_head(self) -> NextItemHead:
+        if self.head is None:
+            raise ClueError(f"Cannot recommend with the run in {self.run_dir}: {self._no_head}.")
+        return self.head
+
+    def _exclusion(self, exclude_seen: str | None) -> str:
+        choice = exclude_seen if exclude_seen is not None else self.exclude_seen
+        if choice not in EXCLUDE_CHOICES:
+            raise ClueError(
+                f"exclude_seen must be 'history' (seen items are not recommended) or 'none' "
+                f"(every item is ranked), not {quote(choice)}."
+            )
+        return str(choice)
+
+
+def load_run(
+    run_dir: str | os.PathLike[str],
+    stage: Stage = "finetune",
+    *,
+    device: str | torch.device | None = None,
+    data_root: str | os.PathLike[str] | None = None,
+) -> LoadedRun:
+    """Load a finished run for inference.
+
+    ``stage="finetune"``: the fine-tuned encoder (and head) of ``finetune/best.safetensors``
+    (the run must have finished: ``metrics.json``); ``"pretrain"``: the pre-trained encoder
+    of ``pretrain/encoder.safetensors``. ``device``: ``auto`` (default: CUDA when available),
+    ``cpu``, ``cuda:N``... ``data_root``: where the run's data lives (default
+    ``$CLUE_DATA_DIR``), read only when the checkpoints hold no item catalogue (a run that
+    did not pre-train) or for :meth:`LoadedRun.embed_run_users`.
+
+    Refused with a :class:`~clue_fw.errors.ClueError` that says what is missing: a
+    directory that is not a run, a run that has not finished the stage, a checkpoint that
+    another run wrote or whose role is wrong, data that changed since the run.
+    """
+    chosen = check_stage(stage)
+    files = read_run(Path(run_dir), chosen)
+    root = Path(data_root) if data_root is not None else None
+    task_data = None
+    item_ids = stored_item_ids(files)
+    if item_ids is None:  # a run that did not pre-train: its data holds the catalogue
+        task_data = load_task_data(files, root)
+        item_ids = task_data.sequences.item_ids
+    catalogue = ItemCatalogue(item_ids)
+    recipe = files.recipe
+    context = BuildContext(num_items=len(catalogue), max_len=recipe.data.max_len)
+    head_spec = recipe.finetune.head
+    head: NextItemHead | None = None
+    no_head = ""
+    with torch.random.fork_rng(devices=[]):  # building must not move the caller's RNG
+        encoder = recipe.backbone.build(context)
+        if not isinstance(head_spec, NextItemSpec):
+            no_head = (
+                f"its head is {head_spec.kind!r}, not 'next_item'; it scores no items (its "
+                "user vectors come from embed_users)"
+            )
+        elif chosen == "pretrain" and not head_spec.tie_weights:
+            no_head = (
+                "its next_item head has its own output layer (tie_weights: false), which "
+                "pre-training does not train; load stage 'finetune'"
+            )
+        else:
+            stub = task_data or TaskData(_empty_sequences(catalogue))
+            head = head_spec.build(context, encoder, stub)
+    load_module_tensors(encoder, files.tensors, files.encoder_prefix, files.checkpoint)
+    if head is not None and chosen == "finetune":
+        load_module_tensors(head, files.tensors, HEAD_PREFIX, files.checkpoint)
+    torch_device = resolve_device(str(device) if device is not None else "auto")
+    encoder.to(torch_device).eval()
+    if head is not None:
+        head.to(torch_device).eval()
+    return LoadedRun(files, encoder, head, no_head, catalogue, torch_device, root, task_data)
+
+
+def _empty_sequences(catalogue: ItemCatalogue) -> SequenceData:
+    """Data without users, for building a ``next_item`` head (which reads none)."""
+    return SequenceData(
+        Csr.from_lists([]), len(catalogue), np.empty(0, np.int64), catalogue.raw_ids
+    )

@@ -1,0 +1,215 @@
+"""Tests of ``clue embed`` and ``clue recommend`` (:mod:`clue_fw.cli_export`).
+
+One tiny run is made per module; the commands run in-process through
+:func:`clue_fw.cli.main`, and their files are checked against the library API.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from rich.console import Console
+from safetensors import safe_open
+
+from clue_fw import load_run, run
+from clue_fw.cli import main
+from clue_fw.data.readers import read_sequence_file
+from clue_fw.inference import UnknownItemsWarning
+
+
+def main_exit(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    out, err = capsys.readouterr()
+    code = info.value.code
+    return (code if isinstance(code, int) else 0), out, err
+
+
+@pytest.fixture(scope="module")
+def exported(
+    tmp_path_factory: pytest.TempPathFactory, make_tiny_recipe: Callable[[], dict[str, Any]]
+) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("export")
+    recipe = make_tiny_recipe()
+    recipe["finetune"]["train"]["epochs"] = 1
+    run_dir = run(recipe, out=root / "run", console=Console(file=io.StringIO())).run_dir
+    loaded = load_run(run_dir, device="cpu")
+    known = loaded.catalogue.raw_ids.tolist()
+    data = root / "new_users.txt"
+    lines = [
+        f"501 {known[0]} {known[1]} {known[2]}",
+        f"502 {known[3]} 99999 {known[4]}",  # one unknown item
+        "503 99999 88888",  # no known item: left out
+        "504 " + " ".join(map(str, known[:30])),  # longer than max_len
+    ]
+    data.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    unknown_only = root / "unknown.txt"
+    unknown_only.write_text("1 99999\n2 88888\n", encoding="utf-8")
+    return {"root": root, "run": run_dir, "loaded": loaded, "data": data, "unknown": unknown_only}
+
+
+def test_embed_writes_the_runs_users_as_a_structured_npy(
+    exported: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "users.npy"
+    code, stdout, stderr = main_exit(["embed", str(exported["run"]), "--out", str(out)], capsys)
+    assert code == 0, stderr
+    assert stdout.strip() == str(out) and "wrote 200 user vectors (dim 16)" in stderr
+    table = np.load(out)  # no allow_pickle needed
+    expected = exported["loaded"].embed_run_users()
+    assert table["user"].tolist() == expected.users
+    assert np.array_equal(table["vector"], expected.vectors.numpy())
+
+
+def test_embed_data_reports_unknown_items_and_writes_safetensors(
+    exported: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "users.safetensors"
+    argv = ["embed", str(exported["run"]), "--data", str(exported["data"]), "--out", str(out)]
+    code, _, stderr = main_exit(argv, capsys)
+    assert code == 0, stderr
+    flat = " ".join(stderr.split())
+    assert "skipped 3 item id(s) (2 distinct: 99999, 88888)" in flat
+    assert "left out 1 user(s)" in flat and "(user 503)" in flat
+    with safe_open(str(out), framework="pt") as handle:
+        metadata = handle.metadata()
+        user_ids, vectors = handle.get_tensor("user_ids"), handle.get_tensor("vectors")
+    assert user_ids.tolist() == [501, 502, 504]
+    with pytest.warns(UnknownItemsWarning):
+        expected = exported["loaded"].embed_users(read_sequence_file(exported["data"]))
+    assert torch.equal(vectors, expected.vectors)
+    assert metadata["stage"] == "finetune" and metadata["ids"] == "user"
+    assert metadata["run_id"] == exported["loaded"].identity.run_id
+
+
+def test_embed_items_as_parquet(
+    exported: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    parquet = pytest.importorskip("pyarrow.parquet")
+    out = tmp_path / "items.parquet"
+    argv = ["embed", str(exported["run"]), "--items", "--stage", "pretrain", "--out", str(out)]
+    code, _, stderr = main_exit(argv, capsys)
+    assert code == 0, stderr
+    table = parquet.read_table(out)
+    pretrained = load_run(exported["run"], "pretrain", device="cpu").item_vectors()
+    assert table.column("item").to_pylist() == pretrained.item_ids.tolist()
+    vectors = np.asarray(table.column("vector").to_pylist(), dtype=np.float32)
+    assert np.array_equal(vectors, pretrained.vectors.numpy())
+    assert table.schema.metadata[b"clue_fw.stage"] == b"pretrain"
+
+
+def test_parquet_without_pyarrow_names_the_extra(
+    exported: dict[str, Any],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow fails
+    argv = ["embed", str(exported["run"]), "--out", str(tmp_path / "users.parquet")]
+    code, _, stderr = main_exit(argv, capsys)
+    assert code == 2 and "pip install 'clue_fw[parquet]'" in " ".join(stderr.split())
+    assert not (tmp_path / "users.parquet").exists()
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.parametrize("exclude", [None, "none"])
+def test_recommend_writes_top_k_per_user(
+    exported: dict[str, Any],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    exclude: str | None,
+) -> None:
+    out = tmp_path / "recs.csv"
+    argv = ["recommend", str(exported["run"]), "--data", str(exported["data"]), "-k", "3"]
+    argv += ["--out", str(out)] + (["--exclude-seen", exclude] if exclude else [])
+    code, stdout, stderr = main_exit(argv, capsys)
+    assert code == 0, stderr
+    assert stdout.strip() == str(out)
+    rows = read_csv(out)
+    assert list(rows[0]) == ["user", "rank", "item", "score"]
+    assert [(r["user"], r["rank"]) for r in rows] == [
+        (u, str(rank)) for u in ("501", "502", "504") for rank in (1, 2, 3)
+    ]
+    raw = read_sequence_file(exported["data"])
+    with pytest.warns(UnknownItemsWarning):
+        expected = exported["loaded"].recommend(raw, k=3, exclude_seen=exclude)
+    assert [int(r["item"]) for r in rows] == expected.items.reshape(-1).tolist()
+    scores = torch.tensor([float(r["score"]) for r in rows])
+    assert torch.equal(scores, expected.scores.reshape(-1))
+    if exclude is None:  # the run's own protocol: history
+        assert "exclude_seen: history" in " ".join(stderr.split())
+        seen = dict(zip(raw.users, raw.sequences, strict=True))
+        assert all(int(r["item"]) not in seen[int(r["user"])] for r in rows)
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["embed", "{root}/missing", "--out", "{tmp}/u.npy"], "Run directory not found"),
+        (["embed", "{root}", "--out", "{tmp}/u.npy"], "holds no recipe.yaml"),
+        (["embed", "{run}", "--stage", "best", "--out", "{tmp}/u.npy"], "stage must be"),
+        (["embed", "{run}", "--out", "{tmp}/u.txt"], "cannot tell the format from the suffix"),
+        (["embed", "{run}", "--out", "{tmp}/nowhere/u.npy"], "does not exist. Create it"),
+        (["embed", "{run}", "--data", "{tmp}/no.txt", "--out", "{tmp}/u.npy"], "not found"),
+        (["embed", "{run}", "--data", "{tmp}", "--out", "{tmp}/u.npy"], "it is a directory"),
+        (["embed", "{run}", "--data", "{bad}", "--out", "{tmp}/u.npy"], "is not an integer id"),
+        (["embed", "{run}", "--data", "{unknown}", "--out", "{tmp}/u.npy"], "nothing to write"),
+        (["embed", "{run}", "--items", "--data", "{data}", "--out", "{tmp}/u.npy"], "no --data"),
+        (["recommend", "{run}", "--data", "{data}", "--out", "{tmp}/r.npy"], "end the file name"),
+        (
+            [
+                "recommend",
+                "{run}",
+                "--data",
+                "{data}",
+                "--out",
+                "{tmp}/r.csv",
+                "--exclude-seen",
+                "x",
+            ],
+            "--exclude-seen must be history",
+        ),
+        (["recommend", "{root}/missing", "--data", "{data}", "--out", "{tmp}/r.csv"], "not found"),
+    ],
+)
+def test_bad_inputs_exit_2_with_one_message(
+    exported: dict[str, Any],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    fragment: str,
+) -> None:
+    bad = tmp_path / "bad.txt"
+    bad.write_text("1 2 x3\n", encoding="utf-8")
+    names = {
+        "root": exported["root"],
+        "run": exported["run"],
+        "data": exported["data"],
+        "unknown": exported["unknown"],
+        "tmp": tmp_path,
+        "bad": bad,
+    }
+    code, stdout, stderr = main_exit([a.format(**names) for a in argv], capsys)
+    assert code == 2, stderr
+    assert stderr.startswith("error:") and fragment in " ".join(stderr.split())
+    assert "Traceback" not in stderr and stdout == ""
+    assert not [p for p in tmp_path.iterdir() if p.suffix in (".npy", ".csv")]
+
+
+def test_embed_help_needs_no_run(capsys: pytest.CaptureFixture[str]) -> None:
+    code, stdout, _ = main_exit(["embed", "--help"], capsys)
+    assert code == 0 and "--items" in stdout and "--stage" in stdout
+    code, stdout, _ = main_exit(["recommend", "--help"], capsys)
+    assert code == 0 and "--exclude-seen" in stdout
