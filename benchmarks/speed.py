@@ -13,10 +13,10 @@ speed issue; a target not met is reported as measured.
 Measures:
 
 * ``eval_ml1m``: full-ranking evaluation of all 6,040 ML-1M users (valid split, the
-  ``ml50_fast`` model), median wall time of 20 repeats after 3 warm-ups.
+  ``ml50_fast_zero`` model), median wall time of 20 repeats after 3 warm-ups.
 * ``pretrain_epoch_ml1m``: one CLUE pre-training epoch (ML-1M, length 50, two dropout
-  views) as shipped (``ml50_dropout``) and in ``ml50_fast``'s settings (bf16, batch 1024).
-* ``time_to_quality_ml1m``: ``clue run recipes/ml50_fast.yaml``: training plus evaluation
+  views) as shipped (``ml50_dropout``) and in ``ml50_fast_zero``'s settings (bf16, batch 1024).
+* ``time_to_quality_ml1m``: ``clue run recipes/ml50_fast_zero.yaml``: training plus evaluation
   seconds until validation NDCG@10 first reaches 0.0915, and the whole process's wall time.
 * ``cpu_ml30_dropout``: ``clue run recipes/ml30_dropout.yaml`` end to end on the CPU.
 * ``synth_*``: the 1M users x 1M items synthetic catalogue (``clue data synth``).
@@ -101,7 +101,7 @@ def measure_eval_ml1m(work: Path) -> Result:
     from clue_fw.recipe import load_recipe
     from clue_fw.training.loop import evaluate
 
-    recipe = load_recipe(ROOT / "recipes/ml50_fast.yaml", [])
+    recipe = load_recipe(ROOT / "recipes/ml50_fast_zero.yaml", [])
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     task_data = recipe.finetune.head.prepare(load_data(recipe.data, None), None)
     context = BuildContext(task_data.sequences.num_items, recipe.data.max_len)
@@ -131,7 +131,7 @@ def measure_pretrain_epoch_ml1m(work: Path) -> Result:
     for label, recipe, extra in (
         ("ml50_dropout (fp32, batch 256)", "recipes/ml50_dropout.yaml", []),
         (
-            "ml50_fast settings (bf16, batch 1024)",
+            "ml50_fast_zero settings (bf16, batch 1024)",
             "recipes/ml50_dropout.yaml",
             [
                 "pretrain.train.precision=bf16",
@@ -148,7 +148,7 @@ def measure_pretrain_epoch_ml1m(work: Path) -> Result:
             continue
         seconds = [row["seconds"] for row in stage_history(out, "pretrain")][1:]
         found[label] = min(seconds)
-    fast = found.get("ml50_fast settings (bf16, batch 1024)")
+    fast = found.get("ml50_fast_zero settings (bf16, batch 1024)")
     return {
         "value": fast if isinstance(fast, float) else None,
         "unit": "s",
@@ -157,8 +157,8 @@ def measure_pretrain_epoch_ml1m(work: Path) -> Result:
 
 
 def measure_time_to_quality_ml1m(work: Path) -> Result:
-    out = work / "ml50_fast"
-    wall, code = clue_run("recipes/ml50_fast.yaml", out, [], timeout=600)
+    out = work / "ml50_fast_zero"
+    wall, code = clue_run("recipes/ml50_fast_zero.yaml", out, [], timeout=600)
     if code:
         return {"value": None, "unit": "s", "detail": f"clue run failed (exit {code})"}
     reached = time_to_quality(stage_history(out, "finetune"), TARGET_NDCG)
@@ -243,7 +243,7 @@ MEASURES: dict[str, tuple[Callable[[Path], Result], bool | None, str, float | No
     "time_to_quality_ml1m": (
         measure_time_to_quality_ml1m,
         True,
-        "training + evaluation until valid NDCG@10 >= 0.0915 (ml50_fast)",
+        "training + evaluation until valid NDCG@10 >= 0.0915 (ml50_fast_zero)",
         2.5,
     ),
     "cpu_ml30_dropout": (

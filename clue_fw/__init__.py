@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 
 from clue_fw.components import BuildContext  # noqa: E402
 from clue_fw.errors import ClueError  # noqa: E402
+from clue_fw.inference import load_run  # noqa: E402
 from clue_fw.recipe import load_recipe, recipe_model, validate_recipe  # noqa: E402
 from clue_fw.registry import get_registry  # noqa: E402
 from clue_fw.runner import RunResult, run  # noqa: E402
@@ -25,6 +26,7 @@ __all__ = [
     "__version__",
     "get_registry",
     "load_recipe",
+    "load_run",
     "recipe_model",
     "run",
     "validate_recipe",

@@ -73,7 +73,11 @@ def run(
         typer.Option("--overwrite", help="Replace the contents of a non-empty --out directory."),
     ] = False,
 ) -> None:
-    """Pre-train (if the recipe says so), fine-tune and evaluate; write metrics.json."""
+    """Pre-train (if the recipe says so), fine-tune and evaluate; write metrics.json.
+
+    Started by torchrun (``torchrun --nproc_per_node N -m clue_fw run RECIPE``), the N
+    processes train data-parallel on the recipe's global batches (docs/distributed.md).
+    """
     from clue_fw.recipe import load_recipe
     from clue_fw.runner import run as run_recipe
 
@@ -81,7 +85,8 @@ def run(
         raise ClueError("Use either --out (a new run) or --resume (an existing run), not both.")
     loaded = load_recipe(recipe, set_ or [])
     result = run_recipe(loaded, out=out, resume=resume, overwrite=overwrite, console=stderr)
-    stdout.print(Text(str(result.run_dir)), highlight=False)
+    if result.rank == 0:  # under torchrun (WORLD_SIZE, RANK set), only rank 0 prints
+        stdout.print(Text(str(result.run_dir)), highlight=False)
 
 
 @app.command()
@@ -130,6 +135,64 @@ def data_download(
     folder = download_dataset(name, root, force=force, progress=progress)
     stderr.print()
     stdout.print(Text(str(folder)), highlight=False)
+
+
+@data_app.command("synth")
+def data_synth(
+    users: Annotated[int, typer.Option("--users", help="Number of users (lines).")],
+    items: Annotated[int, typer.Option("--items", help="Number of items in the catalogue.")],
+    out: Annotated[str, typer.Option("--out", "-o", help="Sequence file to write.")],
+    seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same file).")] = 0,
+    mean_length: Annotated[
+        float, typer.Option("--mean-length", help="Mean items per user (at least 3).")
+    ] = 50.0,
+    repeat_rate: Annotated[
+        float, typer.Option("--repeat-rate", help="Share of items that repeat an earlier one.")
+    ] = 0.0,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing --out file.")
+    ] = False,
+) -> None:
+    """Write a realistic synthetic sequence file (Zipf popularity, genre bursts, series)."""
+    from clue_fw.data.synth import write_synthetic_sequences
+
+    stats = write_synthetic_sequences(
+        out, users, items, seed=seed, mean_length=mean_length, repeat_rate=repeat_rate,
+        overwrite=overwrite,
+    )  # fmt: skip
+    stderr.print(Text(f"wrote {stats.summary()}"), highlight=False)
+    stdout.print(Text(str(stats.path)), highlight=False)
+
+
+@app.command()
+def baseline(
+    recipe: Annotated[Path, typer.Argument(help="Recipe YAML file (its data and head).")],
+    set_: SetOption = None,
+    out: Annotated[
+        str | None, typer.Option("--out", "-o", help="Write the metrics JSON here.")
+    ] = None,
+) -> None:
+    """Evaluate the popularity baseline on a recipe's data, under its next_item protocol."""
+    import json
+
+    from clue_fw.baselines.popularity import evaluate_recipe
+    from clue_fw.recipe import load_recipe
+
+    result = evaluate_recipe(load_recipe(recipe, set_ or []))
+    text = json.dumps(result, indent=2) + "\n"
+    if out is None:
+        stdout.print(Text(text), end="", highlight=False)
+        return
+    try:
+        Path(out).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ClueError(f"Cannot write --out {out}: {exc.strerror or exc}.") from None
+    stdout.print(Text(out), highlight=False)
+
+
+from clue_fw.cli_export import register as _register_export  # noqa: E402
+
+_register_export(app)  # clue embed, clue recommend
 
 
 def main(argv: list[str] | None = None) -> None:

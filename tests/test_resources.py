@@ -94,12 +94,13 @@ def test_a_huge_evaluation_batch_points_at_eval_batch_size(monkeypatch: pytest.M
 
 
 def test_shipped_recipes_are_far_from_the_limit() -> None:
-    """Every shipped recipe at ML-1M size stays under 1 GiB: never refused on real hardware."""
+    """Every shipped recipe at ML-1M size stays under 2 GiB: never refused on real hardware
+    (the largest is ml50_fast_zero's batch of 1,024 windows with a full softmax, 1.5 GiB)."""
     for path in sorted((ROOT / "recipes").rglob("*.yaml")):
         recipe = load_recipe(path)
         context = BuildContext(3706, recipe.data.max_len)
         phases = estimate_phases(recipe, context, 6040, 1_000_209, CPU)
-        assert max(phase.total for phase in phases) < GiB, path.name
+        assert max(phase.total for phase in phases) < 2 * GiB, path.name
 
 
 def test_run_refuses_before_creating_the_run_directory(
