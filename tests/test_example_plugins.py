@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import importlib.metadata
 import os
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -14,8 +17,34 @@ from clue_fw.registry import build_registry, reset_registry
 from clue_fw.runner import run
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "plugins" / "clue-mean-pool"))
+#: Example plugin distribution (its folder under plugins/) -> the (family, kind) it registers.
+EXAMPLES = {
+    "clue-mean-pool": ("backbone", "mean_pool"),
+    "clue-reverse-view": ("augmentation", "reverse"),
+    "clue-barlow": ("objective", "barlow_twins"),
+    "clue-cosine-head": ("head", "cosine_next_item"),
+}
+for _folder in EXAMPLES:
+    sys.path.insert(0, str(ROOT / "plugins" / _folder))
+import clue_barlow  # noqa: E402
+import clue_cosine_head  # noqa: E402
 import clue_mean_pool  # noqa: E402
+import clue_reverse_view  # noqa: E402
+
+#: A recipe that pre-trains and fine-tunes in about a second.
+SMALL_RECIPE: dict[str, Any] = {
+    "data": {"format": "synthetic", "num_users": 200, "num_items": 40, "max_len": 10},
+    "backbone": {"kind": "transformer", "dim": 16, "blocks": 1, "heads": 2},
+    "pretrain": {
+        "objective": {"kind": "clue", "projector_dim": 32, "predictor_dim": 8},
+        "views": [{"kind": "dropout"}],
+        "train": {"epochs": 1, "batch_size": 64},
+    },
+    "finetune": {
+        "head": {"kind": "next_item", "exclude_seen": "none"},
+        "train": {"epochs": 2, "batch_size": 64},
+    },
+}
 
 
 def test_mean_pool_plugin_trains_through_the_public_hooks(tmp_path: Path) -> None:
@@ -42,6 +71,51 @@ def test_mean_pool_plugin_trains_through_the_public_hooks(tmp_path: Path) -> Non
     assert (tmp_path / "run" / "finetune" / "best.safetensors").is_file()
 
 
+def _train_with_plugin(
+    plugin: ModuleType, name: str, path: tuple[str, ...], component: dict[str, Any], out: Path
+) -> dict[str, Any]:
+    """Run SMALL_RECIPE with ``component`` at ``path`` (the plugin registered in code)."""
+    registry = build_registry(extra_plugins=[(plugin, f"{name} (test)")])
+    reset_registry(registry)
+    recipe = copy.deepcopy(SMALL_RECIPE)
+    node = recipe
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = component
+    try:
+        result = run(recipe, out=out, console=None)
+    finally:
+        reset_registry(None)
+    assert (out / "finetune" / "best.safetensors").is_file()
+    return result.metrics  # type: ignore[no-any-return]
+
+
+def test_reverse_view_plugin_pretrains_through_the_public_hooks(tmp_path: Path) -> None:
+    views = [{"kind": "reverse", "rho": 0.5, "probability": 0.8}, {"kind": "dropout"}]
+    metrics = _train_with_plugin(
+        clue_reverse_view, "clue-reverse-view", ("pretrain", "views"), views, tmp_path / "run"
+    )
+    assert set(metrics["test"]) == {"mrr@10", "recall@10", "ndcg@10"}
+    assert (tmp_path / "run" / "pretrain").is_dir()
+
+
+def test_barlow_plugin_pretrains_through_the_public_hooks(tmp_path: Path) -> None:
+    objective = {"kind": "barlow_twins", "projector_dim": 32}
+    metrics = _train_with_plugin(
+        clue_barlow, "clue-barlow", ("pretrain", "objective"), objective, tmp_path / "run"
+    )
+    assert set(metrics["test"]) == {"mrr@10", "recall@10", "ndcg@10"}
+    assert (tmp_path / "run" / "pretrain").is_dir()
+
+
+def test_cosine_head_plugin_finetunes_through_the_public_hooks(tmp_path: Path) -> None:
+    head = {"kind": "cosine_next_item", "temperature": 0.2, "exclude_seen": "none"}
+    metrics = _train_with_plugin(
+        clue_cosine_head, "clue-cosine-head", ("finetune", "head"), head, tmp_path / "run"
+    )
+    assert set(metrics["test"]) == {"mrr@10", "recall@10", "ndcg@10"}
+
+
 def _installed(distribution: str) -> bool:
     try:
         importlib.metadata.distribution(distribution)
@@ -58,6 +132,9 @@ def test_installed_plugin_is_listed_with_its_distribution() -> None:
     )
     assert listing.returncode == 0, listing.stderr
     assert "mean_pool" in listing.stdout and "clue-mean-pool 0.1.0" in listing.stdout
+    for distribution, (_, kind) in EXAMPLES.items():
+        if _installed(distribution):
+            assert kind in listing.stdout and f"{distribution} 0.1.0" in listing.stdout
 
     env["CLUE_DISABLE_PLUGINS"] = "1"
     disabled = subprocess.run(

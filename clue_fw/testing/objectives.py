@@ -1,0 +1,86 @@
+"""Contract checks of a pre-training objective (family ``objective``).
+
+An objective built for an encoder returns ``LossOutput(loss, terms)`` from
+``forward(encoder, items, view, generator)``: a finite scalar loss whose gradient
+reaches the encoder's item embeddings, and finite terms. It is run on every
+registered backbone with the ``dropout`` view, which leaves the items unchanged: the
+two branches then differ only through the encoder's dropout (train mode), so an
+objective must encode each branch itself. Objectives whose spec says
+``trains = False`` (``none``) are never built and have no checks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from clue_fw.augmentations.compose import ViewPipeline
+from clue_fw.augmentations.dropout import DropoutViewSpec
+from clue_fw.components import LossOutput, ObjectiveSpec, PretrainObjective, SequenceEncoder
+from clue_fw.registry import ComponentEntry
+from clue_fw.testing.backbones import make_backbone
+from clue_fw.testing.data import CONTEXT, ITEMS
+from clue_fw.testing.specs import ContractError, example_spec
+from clue_fw.testing.state import assert_state_roundtrips
+
+if TYPE_CHECKING:
+    from clue_fw.testing.cases import ContractCase
+
+
+def make_objective(
+    entry: ComponentEntry, backbone: ComponentEntry, folder: Path, seed: int = 0
+) -> tuple[SequenceEncoder, PretrainObjective]:
+    """``(encoder, objective)``: ``backbone``'s encoder, then the objective built on it,
+    each under ``torch.manual_seed(seed)``."""
+    encoder = make_backbone(backbone, folder, seed)
+    spec = example_spec(entry, root=folder)
+    assert isinstance(spec, ObjectiveSpec)
+    torch.manual_seed(seed)
+    objective = spec.build(CONTEXT, encoder)
+    if not isinstance(objective, PretrainObjective):
+        raise ContractError(
+            f"{type(spec).__qualname__}.build returned {type(objective).__name__}; an objective "
+            "spec builds a clue_fw.components.PretrainObjective."
+        )
+    return encoder, objective
+
+
+def check_trains(case: ContractCase, folder: Path) -> None:
+    """One training step on the partner backbone: scalar finite loss, finite terms, and a
+    gradient that reaches the encoder."""
+    assert case.partner is not None
+    encoder, objective = make_objective(case.entry, case.partner, folder)
+    encoder.train()
+    objective.train()
+    view = ViewPipeline.from_specs([DropoutViewSpec()], CONTEXT)
+    output = objective(encoder, ITEMS, view, torch.Generator().manual_seed(0))
+    assert isinstance(output, LossOutput), (
+        f"forward returned {type(output).__name__}, not LossOutput(loss, terms)"
+    )
+    assert output.loss.dim() == 0 and torch.isfinite(output.loss), f"loss {output.loss}"
+    for name, value in output.terms.items():
+        value = torch.as_tensor(value)
+        assert torch.isfinite(value).all(), f"term {name} is {value}"
+        assert not value.requires_grad, f"term {name} must be detached (torch.no_grad)"
+    output.loss.backward()
+    grad = encoder.item_embedding.weight.grad
+    assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0, (
+        "the loss gradient does not reach the encoder's item embeddings"
+    )
+
+
+def check_state_roundtrip(case: ContractCase, folder: Path) -> None:
+    """The objective's own parameters are seeded and survive a safetensors round trip."""
+    backbone = case.partner
+    assert backbone is not None
+
+    def make(seed: int) -> PretrainObjective:
+        return make_objective(case.entry, backbone, folder, seed)[1]
+
+    assert_state_roundtrips(make, folder, f"objective {case.entry.kind}")
+
+
+CHECKS = {"state_roundtrip": check_state_roundtrip}
+PAIR_CHECKS = {"trains": check_trains}

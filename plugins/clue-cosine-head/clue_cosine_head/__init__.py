@@ -1,0 +1,161 @@
+"""Example third-party plugin: a cosine next-item head, registered through clue_fw's hooks.
+
+Next-item recommendation from the user vector alone: every item ``i`` scores the
+cosine similarity of the user vector ``u`` and the item's embedding ``e_i`` divided
+by a temperature, ``s_i = cos(u, e_i) / tau`` (normalised softmax, as in Wang et al.,
+"NormFace", ACM MM 2017), trained with cross-entropy over all items with label
+smoothing (Szegedy et al., "Rethinking the Inception Architecture", CVPR 2016).
+Scores ignore the length of ``u``, so a user vector's norm cannot inflate them.
+
+Its task needs no data of its own: leave-one-out on the sequences, like the built-in
+``next_item``, with one training window per prefix (``history: all``) or per user
+(``recent``); evaluation ranks the held-out item against every item
+(:func:`clue_fw.metrics.ranking.ranking_sums`).
+
+    >>> import torch
+    >>> user, items = torch.tensor([[2.0, 0.0]]), torch.tensor([[1.0, 0.0], [0.0, 3.0]])
+    >>> cosine_scores(user, items, temperature=0.5).tolist()
+    [[2.0, 0.0]]
+
+A recipe uses it as ``finetune.head: {kind: cosine_next_item, temperature: 0.1}``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+
+from clue_fw.components import (
+    BuildContext,
+    DownstreamHead,
+    HeadSpec,
+    LossOutput,
+    SequenceEncoder,
+    TaskData,
+)
+from clue_fw.data.csr import Csr
+from clue_fw.data.dataset import leave_one_out
+from clue_fw.data.examples import ExampleSet, Task
+from clue_fw.data.windows import training_windows
+from clue_fw.hookspecs import hookimpl
+from clue_fw.metrics.ranking import TIES_DESCRIPTION, Cutoffs, Ties, finalize_sums, ranking_sums
+
+
+def cosine_scores(user: torch.Tensor, items: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``[B, N]`` scores ``cos(user_b, items_i) / temperature`` of ``[B, d]`` users and
+    ``[N, d]`` item embeddings."""
+    return F.normalize(user, dim=-1) @ F.normalize(items, dim=-1).T / temperature
+
+
+class CosineNextItemHead(DownstreamHead):
+    """Scores item ids ``1..num_items`` (column ``i - 1``) from the encoder's user vector."""
+
+    def __init__(
+        self,
+        num_items: int,
+        temperature: float,
+        label_smoothing: float,
+        exclude_seen: bool,
+        ks: list[int],
+        ties: Ties,
+    ) -> None:
+        super().__init__()
+        self.num_items = num_items
+        self.temperature = temperature
+        self.label_smoothing = label_smoothing
+        self.exclude_seen = exclude_seen
+        self.ks = list(ks)
+        self.ties = ties
+
+    def scores(self, encoder: SequenceEncoder, items: torch.Tensor) -> torch.Tensor:
+        """``[B, num_items]`` scores for the left-padded histories ``items`` ``[B, n]``."""
+        weight = encoder.item_embedding.weight[1 : self.num_items + 1]  # no padding, no [MASK]
+        return cosine_scores(encoder(items).user, weight, self.temperature)
+
+    def loss(self, encoder: SequenceEncoder, batch: dict[str, torch.Tensor]) -> LossOutput:
+        window = batch["window"]
+        scores = self.scores(encoder, window[:, :-1])
+        loss = F.cross_entropy(scores, window[:, -1] - 1, label_smoothing=self.label_smoothing)
+        return LossOutput(loss, {})
+
+    @torch.no_grad()
+    def metric_sums(
+        self, encoder: SequenceEncoder, batch: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        scores = self.scores(encoder, batch["items"])
+        if self.exclude_seen:
+            scores[batch["seen_row"], batch["seen_value"] - 1] = float("-inf")
+        return ranking_sums(scores, batch["target"] - 1, self.ks, self.ties)
+
+    def finalize(self, sums: dict[str, torch.Tensor]) -> dict[str, float]:
+        return finalize_sums(sums)
+
+
+class CosineNextItemSpec(HeadSpec):
+    """Next-item recommendation from cosine scores with label smoothing (example plugin)."""
+
+    kind: Literal["cosine_next_item"] = "cosine_next_item"
+    temperature: float = Field(
+        0.1, gt=0.0, le=10.0, description="Softmax temperature tau: scores are cos / tau."
+    )
+    label_smoothing: float = Field(
+        0.1, ge=0.0, lt=1.0, description="Share of the target's probability spread over all items."
+    )
+    exclude_seen: Literal["history", "none"] = Field(
+        "history",
+        description="'history': items of the user's input history score -inf before ranking "
+        "(as the built-in next_item); 'none': rank every item.",
+    )
+    ties: Ties = Field("pessimistic", description=TIES_DESCRIPTION)
+    ks: Cutoffs = Field([10], description="Cut-offs k for MRR@k, Recall@k, NDCG@k.")
+
+    @property
+    def monitor_default(self) -> str:
+        return f"ndcg@{self.ks[0]}"
+
+    @property
+    def probe_ready(self) -> str | None:
+        return (
+            "the cosine_next_item head has no parameters of its own (it scores items with the "
+            "encoder's item embeddings), so a frozen encoder leaves nothing to train; use "
+            "finetune.mode: full"
+        )
+
+    def make_task(self, task_data: TaskData, context: BuildContext, history: str) -> Task:
+        data = task_data.sequences
+        split = leave_one_out(data)
+        n = context.max_len
+        # Each window: up to n inputs, then the target; every prefix ends one (stride 1).
+        windows = training_windows(split.train, n + 1, history, stride=1, min_items=2)
+        users = torch.arange(data.num_users)
+
+        def evaluation(history_csr: Csr, target: torch.Tensor) -> ExampleSet:
+            ragged = {"seen": ("user", history_csr)} if self.exclude_seen == "history" else {}
+            tensors = {"items": history_csr.recent_windows(n), "target": target, "user": users}
+            return ExampleSet(tensors, ragged)
+
+        return Task(
+            train=ExampleSet({"window": windows}),
+            valid=evaluation(split.train, split.valid_target),
+            test=evaluation(split.train_valid, split.test_target),
+        )
+
+    def build(
+        self, context: BuildContext, encoder: SequenceEncoder, task_data: TaskData
+    ) -> CosineNextItemHead:
+        return CosineNextItemHead(
+            num_items=context.num_items,
+            temperature=self.temperature,
+            label_smoothing=self.label_smoothing,
+            exclude_seen=self.exclude_seen == "history",
+            ks=self.ks,
+            ties=self.ties,
+        )
+
+
+@hookimpl
+def clue_register_heads() -> list[type[HeadSpec]]:
+    return [CosineNextItemSpec]
