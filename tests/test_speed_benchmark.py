@@ -48,3 +48,28 @@ def test_the_table_says_met_only_when_measured_within_target(tmp_path: Path) -> 
     assert "| slow | <= 5.0 ms | 6.0 ms | no |" in table
     assert "| missing | <= 5.0 ms | not measured | - |" in table
     assert json.loads((tmp_path / "speed.json").read_text())["results"]["a"]["value"] == 4.0
+
+
+def test_a_fast_cpu_run_that_loses_quality_is_not_called_met(tmp_path: Path) -> None:
+    module = speed()
+    mean, std = module.ML30_DROPOUT_NDCG
+    assert module.within_reference({"ndcg@10": mean - std})
+    assert not module.within_reference({"ndcg@10": mean - 1.01 * std})
+    record = {
+        "machine": module.machine(),
+        "command": "python benchmarks/speed.py",
+        "results": {
+            "cpu_ml30_dropout": {
+                "what": "cpu",
+                "target": 600.0,
+                "value": 400.0,
+                "unit": "s",
+                "quality_ok": False,
+            }
+        },
+    }
+    module.write(tmp_path / "speed", record)
+    assert (
+        "| cpu | <= 600.0 s | 400.0 s | time yes, quality no |"
+        in (tmp_path / "speed.md").read_text()
+    )
