@@ -53,7 +53,7 @@ def test_the_table_says_met_only_when_measured_within_target(tmp_path: Path) -> 
 def test_a_fast_cpu_run_that_loses_quality_is_not_called_met(tmp_path: Path) -> None:
     module = speed()
     mean, std = module.ML30_DROPOUT_NDCG
-    assert module.within_reference({"ndcg@10": mean - std})
+    assert module.within_reference({"ndcg@10": mean - 0.99 * std})
     assert not module.within_reference({"ndcg@10": mean - 1.01 * std})
     record = {
         "machine": module.machine(),
