@@ -94,20 +94,29 @@ def time_to_quality(history: list[dict[str, Any]], threshold: float) -> dict[str
 # --------------------------------------------------------------------------- measures
 
 
-def measure_eval_ml1m(work: Path) -> Result:
-    """Median wall time of one full-ranking evaluation of every ML-1M user."""
+def untrained_model(recipe_file: str) -> tuple[Any, Any, Any, Any]:
+    """``(recipe, encoder, head, valid examples)`` of a recipe, built on the best device
+    with initial weights (evaluation time does not depend on the weights)."""
     from clue_fw.components import BuildContext
     from clue_fw.data.loading import load_data
     from clue_fw.recipe import load_recipe
-    from clue_fw.training.loop import evaluate
 
-    recipe = load_recipe(ROOT / "recipes/ml50_fast_zero.yaml", [])
+    recipe = load_recipe(ROOT / recipe_file, [])
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     task_data = recipe.finetune.head.prepare(load_data(recipe.data, None), None)
     context = BuildContext(task_data.sequences.num_items, recipe.data.max_len)
     encoder = recipe.backbone.build(context).to(device)
     head = recipe.finetune.head.build(context, encoder, task_data).to(device)
-    valid = recipe.finetune.head.make_task(task_data, context, "recent").valid.to(device)
+    valid = recipe.finetune.head.make_task(task_data, context, "recent").valid
+    return recipe, encoder, head, valid
+
+
+def measure_eval_ml1m(work: Path) -> Result:
+    """Median wall time of one full-ranking evaluation of every ML-1M user."""
+    from clue_fw.training.loop import evaluate
+
+    _, encoder, head, valid = untrained_model("recipes/ml50_fast_zero.yaml")
+    valid = valid.to(next(encoder.parameters()).device)
     users = len(valid)
     times = []
     for repeat in range(23):
@@ -254,20 +263,12 @@ def measure_synth_epochs(work: Path) -> Result:
 
 def measure_synth_eval(work: Path) -> Result:
     """Exact full-ranking evaluation of 100,000 users over the 1M-item catalogue."""
-    from clue_fw.components import BuildContext
     from clue_fw.data.examples import ExampleSet
-    from clue_fw.data.loading import load_data
-    from clue_fw.recipe import load_recipe
     from clue_fw.training.loop import evaluate
 
     synth_file()
-    recipe = load_recipe(ROOT / "recipes/synth_1m.yaml", [])
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    task_data = recipe.finetune.head.prepare(load_data(recipe.data, None), None)
-    context = BuildContext(task_data.sequences.num_items, recipe.data.max_len)
-    encoder = recipe.backbone.build(context).to(device)
-    head = recipe.finetune.head.build(context, encoder, task_data).to(device)
-    valid = recipe.finetune.head.make_task(task_data, context, "recent").valid
+    recipe, encoder, head, valid = untrained_model("recipes/synth_1m.yaml")
+    device = next(encoder.parameters()).device
     users = torch.arange(100_000)
     part = ExampleSet({k: v[users] for k, v in valid.tensors.items()}, valid.ragged).to(device)
     batch = recipe.finetune.eval.batch_size
@@ -280,7 +281,7 @@ def measure_synth_eval(work: Path) -> Result:
     return {
         "value": round(seconds, 3),
         "unit": "s",
-        "detail": f"100,000 users x {context.num_items:,} items, batch {batch}",
+        "detail": f"100,000 users x {head.num_items:,} items, batch {batch}",
     }
 
 
