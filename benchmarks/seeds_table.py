@@ -10,6 +10,9 @@ Each (recipe, seed) runs as ``clue run RECIPE --set seed=S --out RUNS/<name>/see
 in its own process (``--jobs`` at a time). Finished runs are skipped, interrupted
 ones resumed, so the command can be repeated until every run is done. With
 ``--summarize-only`` nothing runs and the table is built from what is on disk.
+
+``clue sweep RECIPE --grid key=v1,v2 --seeds 0 1 2 --out DIR`` and ``clue compare RUN...``
+do the same from the command line (every valid and test metric, grouped over seeds).
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from clue_fw.analysis.compare import mean_std
 
 METRICS = ("mrr@10", "recall@10", "ndcg@10")
 
@@ -60,9 +65,8 @@ def summarize(runs_dir: Path, names: list[str], seeds: list[int]) -> tuple[str, 
             continue
         cells = []
         for metric in METRICS:
-            values = [m["test"][metric] for m in found]
-            std = statistics.stdev(values) if len(values) > 1 else 0.0
-            cells.append(f"{statistics.mean(values):.4f} ± {std:.4f}")
+            mean, std = mean_std([m["test"][metric] for m in found])
+            cells.append(f"{mean:.4f} ± {std:.4f}")
         epochs = statistics.mean(m["best_epoch"] for m in found)
         seconds = statistics.mean(m["seconds"] for m in found)
         rows.append(

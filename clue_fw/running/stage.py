@@ -3,7 +3,8 @@
 A stage (``pretrain`` or ``finetune``) keeps its files in ``<run_dir>/<stage>/``.
 Every epoch ends with ``last.safetensors``: the module's weights, the Adam state and
 the metadata (epoch, finished, history, stage-specific ``extra``), stamped with the run
-identity by :class:`~clue_fw.running.run_directory.RunDirectory`. Randomness is
+identity by :class:`~clue_fw.running.run_directory.RunDirectory`, then ``history.csv``
+(the history, one row per epoch: :mod:`clue_fw.analysis.history_csv`). Randomness is
 re-seeded from (seed, stage, epoch) at the start of every epoch
 (:meth:`Stage.begin_epoch`), so a resumed stage follows the uninterrupted one exactly.
 
@@ -21,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from clue_fw.analysis.history_csv import HISTORY_FILE, write_history
 from clue_fw.data.examples import Batches
 from clue_fw.distributed import SINGLE, Distributed, ShardedStep
 from clue_fw.errors import CheckpointError, NonFiniteError
@@ -129,6 +131,7 @@ class Stage:
             optim, structure = optimizer_tensors(self.optimizer)
             tensors.update(optim)
             self._write(LAST_FILE, tensors, {**self.metadata(), "optimizer": structure})
+            self._write_history()  # after the checkpoint: never an epoch it lacks
 
         self.distributed.on_main(write)
         self.saved = True
@@ -150,6 +153,10 @@ class Stage:
 
     def _write(self, file: str, tensors: dict[str, torch.Tensor], metadata: dict[str, Any]) -> None:
         self.directory.save_checkpoint(self.path(file), tensors, {"stage": self.name, **metadata})
+
+    def _write_history(self) -> None:
+        """Rewrite ``history.csv`` from :attr:`history` (rank 0, atomically)."""
+        write_history(self.directory, self.path(HISTORY_FILE), self.history)
 
     def train_epoch(
         self,
@@ -239,6 +246,7 @@ class Stage:
         restore_optimizer(self.optimizer, tensors, metadata.get("optimizer", {}), self.last_path)
         self.epoch, self.finished, self.history, self.extra = epoch, finished, history, extra
         self.saved = True
+        self._write_history()  # drop rows of epochs after the checkpoint
         self.reporter.log(
             f"{self.name}: resumed after epoch {self.epoch}"
             + (" (finished)" if self.finished else "")

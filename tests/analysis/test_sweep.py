@@ -1,0 +1,114 @@
+"""``clue sweep``: grid specs, run folders, skipping finished runs, the table."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from clue_fw.analysis.sweep import grid_points, parse_grid, plan, point_name
+from clue_fw.cli import main
+from clue_fw.errors import ClueError
+
+
+def main_exit(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """``clue ARGV`` in this process (the runs of a sweep are subprocesses all the same)."""
+    with pytest.raises(SystemExit) as info:
+        main([str(arg) for arg in argv])
+    out, err = capsys.readouterr()
+    code = info.value.code
+    return (code if isinstance(code, int) else 0), out, err
+
+
+def test_the_grid_is_every_combination() -> None:
+    axes = parse_grid(["backbone.dropout=0.1,0.3", "finetune.train.lr = 0.001"])
+    points = grid_points(axes)
+    assert [point_name(p) for p in points] == [
+        "backbone.dropout=0.1,finetune.train.lr=0.001",
+        "backbone.dropout=0.3,finetune.train.lr=0.001",
+    ]
+    runs = plan(axes, [0, 1], Path("out"))
+    assert [str(r.run_dir) for r in runs][:2] == [
+        "out/backbone.dropout=0.1,finetune.train.lr=0.001/seed0",
+        "out/backbone.dropout=0.1,finetune.train.lr=0.001/seed1",
+    ]
+    assert [point_name(p) for p in grid_points([])] == ["recipe"]
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("backbone.dropout", "has no '='"),
+        ("=0.1", "the key before '=' is empty"),
+        ("backbone.dropout=", "a value is empty"),
+        ("backbone.dropout=0.1,,0.2", "a value is empty"),
+        ("backbone.dropout=0.1,0.1", "appear twice"),
+        ("seed=0,1", "give the seeds with --seeds"),
+        ("back bone=1", "is not a dotted recipe key"),
+    ],
+)
+def test_a_bad_grid_spec_says_how_to_write_one(spec: str, message: str) -> None:
+    with pytest.raises(ClueError, match=message) as info:
+        parse_grid([spec])
+    assert "--grid key.path=value1,value2" in str(info.value) and info.value.exit_code == 2
+
+
+def test_a_key_given_twice_is_refused() -> None:
+    with pytest.raises(ClueError, match="given by another --grid"):
+        parse_grid(["seed_x=1", "seed_x=2"])
+
+
+def test_sweep_runs_the_grid_then_skips_finished_runs(
+    capsys: pytest.CaptureFixture[str],
+    make_tiny_recipe: Callable[[], dict[str, Any]],
+    write_recipe: Callable[..., Path],
+    tmp_path: Path,
+) -> None:
+    recipe = make_tiny_recipe()
+    recipe["finetune"]["train"]["epochs"] = 1
+    path = write_recipe(recipe)
+    out, markdown = tmp_path / "sweep", tmp_path / "sweep.md"
+    args = ["sweep", path, "--grid", "backbone.dropout=0.1,0.2", "--seeds", "0"]
+    code, _, stderr = main_exit(
+        [*args, "--jobs", "2", "--out", out, "--markdown", markdown], capsys
+    )
+    assert code == 0, stderr
+    for value in ("0.1", "0.2"):
+        assert (out / f"backbone.dropout={value}" / "seed0" / "metrics.json").is_file()
+        assert (out / f"backbone.dropout={value}" / "seed0.log").is_file()
+    lines = markdown.read_text().splitlines()
+    assert [line.split(" | ")[0] for line in lines[2:]] == [
+        "| backbone.dropout=0.1",
+        "| backbone.dropout=0.2",
+    ]
+    assert all(line.split(" | ")[1] == "1 (0)" for line in lines[2:])
+    # Again: both runs have finished, so nothing runs; the same table comes out.
+    code, _, stderr = main_exit([*args, "--out", out, "--markdown", markdown], capsys)
+    assert code == 0, stderr
+    assert "2 finished before" in stderr and "ok in" not in stderr
+    assert markdown.read_text().splitlines() == lines
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--grid", "backbone.dropout"], "has no '='"),
+        (["--grid", "backbone.dropuot=0.1"], "grid point backbone.dropuot=0.1"),
+        (["--seeds", "0", "x"], "--seeds takes whole numbers"),
+    ],
+)
+def test_sweep_refuses_bad_input_before_running(
+    capsys: pytest.CaptureFixture[str],
+    make_tiny_recipe: Callable[[], dict[str, Any]],
+    write_recipe: Callable[..., Path],
+    tmp_path: Path,
+    args: list[str],
+    message: str,
+) -> None:
+    path = write_recipe(make_tiny_recipe())
+    code, _, stderr = main_exit(["sweep", path, "--out", tmp_path / "sweep", *args], capsys)
+    assert code == 2, stderr
+    assert message in " ".join(stderr.split())
+    assert not (tmp_path / "sweep").exists()
