@@ -6,18 +6,38 @@ The library API in one place::
 
     recipe = load_recipe("recipes/quickstart.yaml", overrides=["seed=1"])
     result = run(recipe, out="runs/quickstart")
+
+The names below are imported on first use (PEP 562), so ``import clue_fw`` (and the
+``clue --help`` that imports it) does not load torch.
 """
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from clue_fw.components import BuildContext  # noqa: E402
-from clue_fw.errors import ClueError  # noqa: E402
-from clue_fw.inference import load_run  # noqa: E402
-from clue_fw.recipe import load_recipe, recipe_model, validate_recipe  # noqa: E402
-from clue_fw.registry import get_registry  # noqa: E402
-from clue_fw.runner import RunResult, run  # noqa: E402
+from clue_fw._version import __version__
+
+if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
+    from clue_fw.components import BuildContext
+    from clue_fw.errors import ClueError
+    from clue_fw.inference import load_run
+    from clue_fw.recipe import load_recipe, recipe_model, validate_recipe
+    from clue_fw.registry import get_registry
+    from clue_fw.runner import RunResult, run
+
+#: public name -> the module that defines it
+_LAZY: dict[str, str] = {
+    "BuildContext": "clue_fw.components",
+    "ClueError": "clue_fw.errors",
+    "load_run": "clue_fw.inference",
+    "load_recipe": "clue_fw.recipe",
+    "recipe_model": "clue_fw.recipe",
+    "validate_recipe": "clue_fw.recipe",
+    "get_registry": "clue_fw.registry",
+    "RunResult": "clue_fw.runner",
+    "run": "clue_fw.runner",
+}
 
 __all__ = [
     "BuildContext",
@@ -31,3 +51,17 @@ __all__ = [
     "run",
     "validate_recipe",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name on first access and cache it in the package namespace."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'clue_fw' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

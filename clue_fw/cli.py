@@ -2,20 +2,30 @@
 
 Every user-caused problem is a :class:`~clue_fw.errors.ClueError`; the CLI prints
 its message as one paragraph on stderr and exits with code 2, never a traceback.
+
+Start-up is kept light: this module imports typer, rich and clue_fw's errors only;
+everything that loads torch, pydantic or the registry is imported inside the command
+that needs it, so ``clue --help`` answers without importing torch.
 """
 
 from __future__ import annotations
 
+import os
+import shlex
+import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from types import FrameType
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from clue_fw import __version__
+from clue_fw._version import __version__
 from clue_fw.errors import ClueError
 
 app = typer.Typer(
@@ -55,9 +65,82 @@ def _root(
     """clue_fw command line."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the run is like Ctrl-C: locks are released on the way out and
+    the last checkpoint (written atomically) stays intact."""
+
+
+#: exit status of an interrupted run: 128 + the signal number, as shells report it
+_INTERRUPT_EXIT = {"SIGINT": 130, "SIGTERM": 143}
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """While inside, SIGTERM raises :class:`Terminated` in the main thread."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise Terminated()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (e.g. an embedding application): leave it
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupted(exc: KeyboardInterrupt, run_dir: Path | None, recipe: Path | None) -> int:
+    """Say how to continue an interrupted run (rank 0 only); return the exit status."""
+    name = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for all
+        if run_dir is not None:
+            command = f"clue run --resume {shlex.quote(str(run_dir))}"
+            if recipe is not None and not (run_dir / "recipe.yaml").is_file():
+                # stopped before the run stored its recipe: --resume alone would not know it
+                command = (
+                    f"clue run {shlex.quote(str(recipe))} --resume {shlex.quote(str(run_dir))}"
+                )
+            message = f"interrupted ({name}); continue with: {command}"
+        else:
+            again = f"clue run {shlex.quote(str(recipe))}" if recipe is not None else "clue run"
+            message = (
+                f"interrupted ({name}) before the run directory was opened; nothing was "
+                f"written. Start it again with: {again}"
+            )
+        stderr.print(Text(message), highlight=False, soft_wrap=True)
+    return _INTERRUPT_EXIT[name]
+
+
+def _recipe_to_run(recipe: Path | None, resume: str | None, overrides: list[str]) -> Any:
+    """The recipe given, or with --resume alone the run directory's own recipe.yaml."""
+    from clue_fw.recipe import load_recipe
+
+    if recipe is not None:
+        return load_recipe(recipe, overrides)
+    if resume is None:
+        raise typer.BadParameter(
+            "give a recipe file, or --resume RUN_DIR to continue a run with its own recipe.",
+            param_hint="'RECIPE'",
+        )
+    stored = Path(resume) / "recipe.yaml"
+    if not resume.strip() or not stored.is_file():
+        raise ClueError(
+            f"Cannot resume {resume or '(empty path)'} without a recipe: it holds no "
+            "recipe.yaml, so it is not a clue_fw run directory (or the run was killed before "
+            "it wrote one). Check the path, or give the recipe: clue run RECIPE --resume DIR."
+        )
+    return load_recipe(stored, overrides)
+
+
 @app.command()
 def run(
-    recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")],
+    recipe: Annotated[
+        Path | None,
+        typer.Argument(help="Recipe YAML file; optional with --resume (the run's recipe.yaml)."),
+    ] = None,
     set_: SetOption = None,
     # Strings, not Paths: typer would turn an empty value ("$UNSET") into ".".
     out: Annotated[
@@ -75,16 +158,33 @@ def run(
 ) -> None:
     """Pre-train (if the recipe says so), fine-tune and evaluate; write metrics.json.
 
+    `clue run --resume DIR` continues an interrupted run with the recipe stored in DIR.
+    Interrupted (Ctrl-C: exit 130, SIGTERM: exit 143), a run prints the command that
+    continues it.
+
     Started by torchrun (``torchrun --nproc_per_node N -m clue_fw run RECIPE``), the N
     processes train data-parallel on the recipe's global batches (docs/distributed.md).
     """
-    from clue_fw.recipe import load_recipe
-    from clue_fw.runner import run as run_recipe
-
     if out is not None and resume is not None:
         raise ClueError("Use either --out (a new run) or --resume (an existing run), not both.")
-    loaded = load_recipe(recipe, set_ or [])
-    result = run_recipe(loaded, out=out, resume=resume, overwrite=overwrite, console=stderr)
+    opened: list[Path] = [Path(resume)] if resume and resume.strip() else []
+    try:
+        with _sigterm_interrupts():
+            from clue_fw.runner import run as run_recipe
+
+            loaded = _recipe_to_run(recipe, resume, set_ or [])
+            result = run_recipe(
+                loaded,
+                out=out,
+                resume=resume,
+                overwrite=overwrite,
+                console=stderr,
+                on_directory=opened.append,
+            )
+    except KeyboardInterrupt as exc:
+        if not opened and out and (Path(out) / "recipe.yaml").is_file():
+            opened.append(Path(out))  # interrupted just after the directory was started
+        raise typer.Exit(_interrupted(exc, opened[-1] if opened else None, recipe)) from None
     if result.rank == 0:  # under torchrun (WORLD_SIZE, RANK set), only rank 0 prints
         stdout.print(Text(str(result.run_dir)), highlight=False)
 
@@ -93,28 +193,167 @@ def run(
 def validate(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")],
     set_: SetOption = None,
+    strict: Annotated[
+        bool,
+        typer.Option("--strict", help="A data file missing under the data root is an error."),
+    ] = False,
 ) -> None:
-    """Check a recipe (keys, types, component kinds) without running it."""
+    """Check a recipe (keys, types, component kinds) without running it.
+
+    A data file that does not exist under the data root is a warning on stderr (an error,
+    exit 2, with --strict).
+    """
     from clue_fw.recipe import load_recipe, recipe_to_yaml
 
     loaded = load_recipe(recipe, set_ or [])
+    problem = _data_file_problem(loaded)
+    if problem is not None and strict:
+        raise ClueError(f"{recipe}: {problem}")
     stderr.print(Text.assemble((f"{recipe} is valid.", "green"), " Resolved recipe:"))
+    if problem is not None:
+        stderr.print(Text.assemble(("warning:", "yellow"), f" {problem}"), soft_wrap=True)
     stdout.print(Text(recipe_to_yaml(loaded)), end="", highlight=False)
 
 
+def _data_file_problem(recipe: Any) -> str | None:
+    """Why the recipe's data file cannot be read (None when it can, or has no file)."""
+    from clue_fw.data.root import resolve_data_path
+
+    path = getattr(recipe.data, "path", None)
+    if path is None:  # synthetic data: nothing to find
+        return None
+    try:
+        resolve_data_path(path, None, "data.path")
+    except ClueError as exc:
+        return str(exc)
+    return None
+
+
 @app.command("list")
-def list_components() -> None:
+def list_components(
+    filter_: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="[FILTER]",
+            help="Show only components whose family, kind or provider contains this text.",
+        ),
+    ] = None,
+) -> None:
     """List every registered component with its family, provider and description."""
     from clue_fw.registry import get_registry
 
+    needle = (filter_ or "").lower()
+    entries = [
+        entry
+        for entry in get_registry().all_entries()
+        if needle in entry.family.lower()
+        or needle in entry.kind.lower()
+        or needle in entry.provider.lower()
+    ]
+    if not entries:
+        raise ClueError(
+            f"No component's family, kind or provider contains {filter_!r}; run `clue list` "
+            "to see them all."
+        )
     table = Table(title="clue_fw components")
     for column in ("family", "kind", "provider", "description"):
         table.add_column(column)
-    for entry in get_registry().all_entries():  # plugin text: literal, never markup
+    for entry in entries:  # plugin text: literal, never markup
         table.add_row(
             *(Text(t) for t in (entry.family, entry.kind, entry.provider, entry.description))
         )
     Console(width=max(stdout.width, 140), emoji=False).print(table)
+
+
+@app.command()
+def show(
+    names: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="[FAMILY] KIND",
+            help="A component kind (clue list), preceded by its family when the kind is "
+            "ambiguous: backbone, augmentation, objective or head.",
+        ),
+    ],
+) -> None:
+    """Print a component's recipe fields: name, type, default and description."""
+    from clue_fw.reference import field_rows
+    from clue_fw.registry import get_registry
+
+    entry = _find_component(get_registry(), names)
+    lines = [
+        f"{entry.family} {entry.kind}: {entry.description}",
+        f"provided by {entry.provider}",
+        "",
+        "fields:",
+    ]
+    rows = field_rows(entry.spec, skip=("kind",))
+    for name, type_name, default, description in rows:
+        lines.append(f"  {name}: {type_name} = {default.strip('`')}")
+        if description:
+            lines.append(f"      {description}")
+    if not rows:
+        lines.append("  (none)")
+    stdout.print(Text("\n".join(lines)), highlight=False, soft_wrap=True)
+
+
+def _find_component(registry: Any, names: list[str]) -> Any:
+    """The registry entry named by ``[FAMILY] KIND``; an error says what to type instead."""
+    if len(names) not in (1, 2):
+        raise ClueError(
+            f"clue show takes KIND or FAMILY KIND, not {len(names)} words; e.g. "
+            "`clue show transformer` or `clue show backbone transformer`."
+        )
+    kind = names[-1]
+    family = names[0] if len(names) == 2 else None
+    if family is not None and family not in registry.entries:
+        families = ", ".join(registry.entries)
+        raise ClueError(f"Unknown component family {family!r}; families: {families}.")
+    found = [
+        entry
+        for entry in registry.all_entries()
+        if entry.kind == kind and family in (None, entry.family)
+    ]
+    if not found:
+        raise ClueError(
+            f"No {family or 'component'} of kind {kind!r} is registered; run `clue list` to "
+            "see every component and the plugin providing it."
+        )
+    if len(found) > 1:
+        choices = " or ".join(f"`clue show {e.family} {e.kind}`" for e in found)
+        raise ClueError(f"Several components are named {kind!r}: use {choices}.")
+    return found[0]
+
+
+@app.command()
+def schema(
+    out: Annotated[
+        str | None,
+        typer.Option("--out", "-o", help="Write the schema to this file instead of stdout."),
+    ] = None,
+) -> None:
+    """Print the recipe JSON Schema (with every installed plugin's components).
+
+    Editors complete and check recipes against it: put
+    `# yaml-language-server: $schema=recipe.schema.json` on a recipe's first line.
+    """
+    import json
+
+    from clue_fw.reference import recipe_json_schema
+
+    text = json.dumps(recipe_json_schema(), indent=2) + "\n"
+    if out is None:
+        stdout.print(Text(text), end="", highlight=False, soft_wrap=True)
+        return
+    _write_text(out, text)
+    stdout.print(Text(out), highlight=False)
+
+
+def _write_text(out: str, text: str) -> None:
+    try:
+        Path(out).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ClueError(f"Cannot write --out {out}: {exc.strerror or exc}.") from None
 
 
 @data_app.command("download")
@@ -135,6 +374,41 @@ def data_download(
     folder = download_dataset(name, root, force=force, progress=progress)
     stderr.print()
     stdout.print(Text(str(folder)), highlight=False)
+
+
+@data_app.command("prepare")
+def data_prepare(
+    name: Annotated[str, typer.Argument(help="Dataset: ml-1m or ml-100k.")],
+    from_: Annotated[
+        str,
+        typer.Option(
+            "--from",
+            help="The archive downloaded by hand (.zip, checked by sha256) or the folder it "
+            "unpacks to.",
+        ),
+    ],
+    root: Annotated[
+        Path | None, typer.Option("--root", help="Data root (default: $CLUE_DATA_DIR or cache).")
+    ] = None,
+) -> None:
+    """Write the canonical layout from local files, offline (as `data download` does)."""
+    from clue_fw.data.download import prepare_dataset
+
+    if not from_.strip():
+        raise ClueError("--from is empty; give the downloaded .zip or its unpacked folder.")
+    folder = prepare_dataset(name, from_, root)
+    stdout.print(Text(str(folder)), highlight=False)
+
+
+@data_app.command("stats")
+def data_stats(
+    file: Annotated[Path, typer.Argument(help="A sequence file (`user item item ...` lines).")],
+) -> None:
+    """Print users, items, interactions, length percentiles and the repeat rate of a file."""
+    from clue_fw.data.stats import sequence_stats
+
+    stats = sequence_stats(file)
+    stdout.print(Text("\n".join(stats.lines())), highlight=False, soft_wrap=True)
 
 
 @data_app.command("synth")
@@ -183,16 +457,15 @@ def baseline(
     if out is None:
         stdout.print(Text(text), end="", highlight=False)
         return
-    try:
-        Path(out).write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise ClueError(f"Cannot write --out {out}: {exc.strerror or exc}.") from None
+    _write_text(out, text)
     stdout.print(Text(out), highlight=False)
 
 
+from clue_fw.cli_analysis import register as _register_analysis  # noqa: E402
 from clue_fw.cli_export import register as _register_export  # noqa: E402
 
 _register_export(app)  # clue embed, clue recommend
+_register_analysis(app)  # clue plot, analyze, compare, sweep
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -205,8 +478,8 @@ def main(argv: list[str] | None = None) -> None:
         message = Text.assemble(("error:", "bold red"), " ", str(exc))
         stderr.print(message, highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        stderr.print("interrupted; continue with `clue run RECIPE --resume RUN_DIR`.")
+    except KeyboardInterrupt:  # outside `clue run`, which says how to resume
+        stderr.print("interrupted.")
         sys.exit(130)
 
 

@@ -235,7 +235,7 @@ def _int_ids(users: list[Any]) -> Any:
 
 
 def _metadata(loaded: LoadedRun) -> dict[str, str]:
-    from clue_fw import __version__
+    from clue_fw._version import __version__
 
     return {
         "run_dir": str(loaded.run_dir),

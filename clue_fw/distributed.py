@@ -41,7 +41,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from clue_fw import errors
+import clue_fw.errors as errors
 from clue_fw.components import LossOutput
 from clue_fw.data.examples import Batch, Batches, ExampleSet, Shard
 from clue_fw.errors import ClueError, RecipeError

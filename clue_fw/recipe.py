@@ -29,7 +29,7 @@ from pydantic import (
 from clue_fw.data.files import read_file
 from clue_fw.data.seeds import GeneratorSeed
 from clue_fw.errors import QUOTE_LIMIT, RecipeError, quote
-from clue_fw.registry import Registry, get_registry
+from clue_fw.registry import Registry, get_registry, on_registry_reset
 
 MAX_CUDA_INDEX = 127
 MAX_OBJECTIVE_DIM = 65536
@@ -379,6 +379,9 @@ def recipe_model(registry: Registry | None = None) -> type[BaseModel]:
 def clear_recipe_model_cache() -> None:
     _recipe_model_for.cache_clear()
     _REGISTRIES.clear()
+
+
+on_registry_reset(clear_recipe_model_cache)  # a new registry means new recipe models
 
 
 # --------------------------------------------------------------------------- errors

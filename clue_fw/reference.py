@@ -1,7 +1,9 @@
 """Generate the recipe reference (docs/recipe-reference.md) from the registered models.
 
 ``python -m clue_fw.reference > docs/recipe-reference.md``; a test checks that the
-committed file matches, so the reference never drifts from the code.
+committed file matches, so the reference never drifts from the code. ``clue show KIND``
+prints one component's part of it (:func:`field_rows`), and ``clue schema`` the recipe's
+JSON Schema (:func:`recipe_json_schema`).
 """
 
 from __future__ import annotations
@@ -45,15 +47,34 @@ def _default(field: Any) -> str:
     return f"`{field.default!r}`"
 
 
-def model_table(model: type[BaseModel], skip: tuple[str, ...] = ()) -> str:
-    rows = ["| field | type | default | description |", "|---|---|---|---|"]
+def field_rows(model: type[BaseModel], skip: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """``(name, type, default, description)`` of each field of ``model`` but ``skip``."""
+    rows = []
     for name, field in model.model_fields.items():
         if name in skip:
             continue
-        description = (field.description or "").replace("|", "\\|").replace("\n", " ")
-        type_name = _type_name(field.annotation).replace("|", "\\|")
-        rows.append(f"| `{name}` | {type_name} | {_default(field)} | {description} |")
+        description = (field.description or "").replace("\n", " ")
+        rows.append((name, _type_name(field.annotation), _default(field), description))
+    return rows
+
+
+def model_table(model: type[BaseModel], skip: tuple[str, ...] = ()) -> str:
+    rows = ["| field | type | default | description |", "|---|---|---|---|"]
+    for name, type_name, default, description in field_rows(model, skip):
+        cells = (type_name.replace("|", "\\|"), default, description.replace("|", "\\|"))
+        rows.append(f"| `{name}` | {cells[0]} | {cells[1]} | {cells[2]} |")
     return "\n".join(rows)
+
+
+SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+
+def recipe_json_schema(registry: Registry | None = None) -> dict[str, Any]:
+    """The JSON Schema of a recipe with every registered component (plugins included):
+    editors that read it (``# yaml-language-server: $schema=...``) complete and check
+    recipe keys and component kinds."""
+    schema = recipe_model(registry).model_json_schema()
+    return {"$schema": SCHEMA_DIALECT, **schema}
 
 
 def render(registry: Registry | None = None) -> str:

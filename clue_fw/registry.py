@@ -20,7 +20,7 @@ that breaks its contract (:class:`~clue_fw.errors.PluginError`).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
 from types import ModuleType
@@ -28,7 +28,7 @@ from typing import Any
 
 import pluggy
 
-from clue_fw import hookspecs
+import clue_fw.hookspecs as hookspecs
 from clue_fw.components import FAMILIES, ComponentSpec
 from clue_fw.errors import RegistryError, quote
 
@@ -119,7 +119,7 @@ def make_plugin_manager() -> pluggy.PluginManager:
 
 
 def _builtin_provider() -> str:
-    from clue_fw import __version__
+    from clue_fw._version import __version__
 
     return f"clue_fw {__version__} (built-in)"
 
@@ -246,7 +246,7 @@ def build_registry(extra_plugins: Iterable[tuple[ModuleType | object, str]] = ()
     ``extra_plugins`` are ``(plugin, provider)`` pairs, for library users and tests
     that register a plugin object in code instead of installing a package.
     """
-    from clue_fw import builtins
+    import clue_fw.builtins as builtins
 
     manager = make_plugin_manager()
     providers: dict[str, str] = {}
@@ -329,10 +329,20 @@ def describe_component(component: object) -> str:
     return text + (f", plugin {provider})" if provider else ")")
 
 
+_ON_RESET: list[Callable[[], None]] = []
+
+
+def on_registry_reset(callback: Callable[[], None]) -> None:
+    """Call ``callback`` whenever :func:`reset_registry` runs: modules that cache what
+    they built from the registry (the recipe models) drop it. The registry thereby
+    imports none of them (no ``recipe`` <-> ``registry`` import cycle)."""
+    if callback not in _ON_RESET:
+        _ON_RESET.append(callback)
+
+
 def reset_registry(registry: Registry | None = None) -> None:
     """Replace (or drop, to rebuild lazily) the process-wide registry."""
     global _REGISTRY
     _REGISTRY = registry
-    from clue_fw import recipe
-
-    recipe.clear_recipe_model_cache()
+    for callback in _ON_RESET:
+        callback()

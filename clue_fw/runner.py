@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -134,6 +135,7 @@ def run(
     overwrite: bool = False,
     console: Console | None = None,
     data_root: Path | None = None,
+    on_directory: Callable[[Path], None] | None = None,
 ) -> RunResult:
     """Run a validated recipe (or a recipe mapping) and return its run directory and metrics.
 
@@ -141,12 +143,14 @@ def run(
     non-empty one), ``resume`` continues the run in that directory; not both. The run
     holds an exclusive lock on its directory until this function returns or raises;
     runs in one process take turns (torch's random state is process-wide).
+    ``on_directory(path)`` is called (on rank 0) once the run directory is open, e.g. so
+    that an interrupted run can name the directory to resume.
     """
     _check_run_arguments(recipe, out, resume)
     if isinstance(recipe, dict):
         recipe = validate_recipe(recipe)
     with _ONE_RUN_AT_A_TIME:
-        return _run(recipe, out, resume, overwrite, console, data_root)
+        return _run(recipe, out, resume, overwrite, console, data_root, on_directory)
 
 
 def _run(
@@ -156,6 +160,7 @@ def _run(
     overwrite: bool,
     console: Console | None,
     data_root: Path | None,
+    on_directory: Callable[[Path], None] | None = None,
 ) -> RunResult:
     launch = launch_from_environment()  # started by torchrun: one process of several
     if launch is not None:
@@ -164,7 +169,9 @@ def _run(
     if launch is not None:
         device = rank_device(device, r.device, launch)
     with session(launch, device) as distributed:
-        return _run_process(r, out, resume, overwrite, console, data_root, device, distributed)
+        return _run_process(
+            r, out, resume, overwrite, console, data_root, device, distributed, on_directory
+        )
 
 
 def _run_process(
@@ -176,6 +183,7 @@ def _run_process(
     data_root: Path | None,
     device: torch.device,
     distributed: Distributed,
+    on_directory: Callable[[Path], None] | None = None,
 ) -> RunResult:
     """The run, as one process of ``distributed`` runs it (rank 0 alone touches the run
     directory; see :mod:`clue_fw.distributed`)."""
@@ -232,6 +240,8 @@ def _run_process(
         directory = RunDirectory.open(r, out_path, resume_path, overwrite, data_identity)
         try:
             run_dir = directory.path
+            if on_directory is not None:
+                on_directory(run_dir)
             reporter = Reporter(console, directory.log_path, guard=directory.check_owned)
             if directory.restarted:
                 reporter.log(

@@ -107,6 +107,11 @@ def test_run_writes_metrics_and_artifacts(cli: dict[str, Any]) -> None:
 
     log = (run_dir / "run.log").read_text()
     assert "pretrain epoch 1" in log and "finetune epoch 3" in log
+    # stderr is not a terminal: each epoch's run.log line is printed there too
+    epoch_lines = [line.split(" ", 2)[2] for line in log.splitlines() if " epoch " in line]
+    assert len(epoch_lines) == 4  # 1 pre-training + 3 fine-tuning epochs
+    for line in epoch_lines:
+        assert line in result.stderr.splitlines(), line
     assert "metrics written to" in log
 
     for stage, name in [
@@ -228,9 +233,10 @@ def test_in_process_user_errors(
 
 
 def test_usage_errors_are_not_clue_errors(capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = main_exit(["run"], capsys)  # click's own usage error
+    code, _, err = main_exit(["run"], capsys)  # a usage error: no recipe and no --resume
     assert code == 2
-    assert "Missing argument" in err
+    flat = " ".join(err.split())
+    assert "RECIPE" in flat and "--resume RUN_DIR" in flat
     code, _, _ = main_exit(["frobnicate"], capsys)
     assert code == 2
 
@@ -274,6 +280,22 @@ def test_resume_of_a_finished_run_keeps_metrics(
     assert "nothing to resume" in err
     assert out.strip() == str(run_dir)
     assert (run_dir / "metrics.json").read_bytes() == before
+
+
+def test_resume_without_the_recipe_uses_the_runs_own(
+    cli: dict[str, Any], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    run_dir: Path = cli["run_dir"]
+    before = (run_dir / "metrics.json").read_bytes()
+    code, out, err = main_exit(["run", "--resume", str(run_dir)], capsys)
+    assert code == 0, err
+    assert "nothing to resume" in err and out.strip() == str(run_dir)
+    assert (run_dir / "metrics.json").read_bytes() == before
+    code, _, err = main_exit(["run", "--resume", str(run_dir), "--set", "seed=3"], capsys)
+    assert code == 2 and "differs" in err and "seed" in err  # overrides must still match
+    code, _, err = main_exit(["run", "--resume", str(tmp_path)], capsys)
+    flat = " ".join(err.split())
+    assert code == 2 and "holds no recipe.yaml" in flat and "clue run RECIPE --resume" in flat
 
 
 # --------------------------------------------------------------------------- literal output

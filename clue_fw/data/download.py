@@ -7,6 +7,10 @@ are checked for path traversal, and the needed files are written atomically:
 * ``<name>/<name>_sequences.txt``: one line per user, ``UserID MovieID MovieID ...`` with
   original ids, users ascending, items in ascending timestamp order (ties keep file order);
 * the raw files listed in :attr:`DatasetSource.copy_members`, copied verbatim.
+
+Offline, ``clue data prepare ml-1m --from PATH`` calls :func:`prepare_dataset`: PATH is the
+archive downloaded by hand (checked against the same pinned SHA-256) or the folder it
+unpacks to, and the canonical layout is written exactly as after a download.
 """
 
 from __future__ import annotations
@@ -20,9 +24,11 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from clue_fw.data.readers import is_blank, split_fields, split_lines
 from clue_fw.data.root import DATA_DIR_ENV, data_root
@@ -100,10 +106,7 @@ def download_dataset(
     the pinned source (mirrors, tests). If every canonical file already exists and ``force``
     is false, nothing is downloaded. Raises :class:`~clue_fw.errors.DownloadError`.
     """
-    source = DATASETS.get(name)
-    if source is None:
-        known = ", ".join(sorted(DATASETS))
-        raise DownloadError(f"Unknown dataset {name!r}. Known datasets: {known}.")
+    source = dataset_source(name)
     root = Path(root) if root is not None else data_root()
     target = root / source.name
     if not force and all(p.is_file() for p in source.canonical_files(root)):
@@ -111,14 +114,8 @@ def download_dataset(
     url = url or source.url
     expected = (sha256 or source.sha256).lower()
 
-    created = not target.exists()
-    try:
-        target.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DownloadError(f"Cannot create {target}: {exc}.") from exc
-    temps: list[Path] = []
-    try:
-        archive = _fetch(url, target, temps, progress)
+    def write(temps: list[Path]) -> list[tuple[Path, Path]]:
+        archive = _fetch(source, url, target, temps, progress)
         actual = _sha256_of(archive)
         if actual != expected:
             raise DownloadError(
@@ -126,8 +123,72 @@ def download_dataset(
                 "The download is corrupt or the file changed upstream; nothing was written. "
                 "Retry, or pass the expected checksum of a trusted mirror."
             )
-        staged = _stage_files(source, archive, target, temps)
-        for tmp, final in staged:  # the sequences file is last, so it marks completion
+        with _zip_members(source, archive, target) as open_member:
+            return _stage_files(source, open_member, target, temps)
+
+    _write_layout(target, write)
+    return target
+
+
+def prepare_dataset(name: str, source_path: str | Path, root: Path | None = None) -> Path:
+    """Write dataset ``name``'s canonical layout into ``root/<name>/`` from local files.
+
+    ``source_path`` is the archive downloaded by hand (``ml-1m.zip``; its SHA-256 must be
+    the pinned one) or the folder it unpacks to (``ml-1m/`` with ``ratings.dat``, or its
+    parent). The result is the same as :func:`download_dataset` writes after fetching;
+    existing canonical files are replaced. Raises :class:`~clue_fw.errors.DownloadError`.
+    """
+    source = dataset_source(name)
+    given = Path(source_path).expanduser()
+    root = Path(root) if root is not None else data_root()
+    target = root / source.name
+    if given.is_dir():
+
+        def write(temps: list[Path]) -> list[tuple[Path, Path]]:
+            return _stage_files(source, _folder_members(source, given), target, temps)
+
+    elif given.is_file():
+        actual = _sha256_of(given)
+        if actual != source.sha256:
+            raise DownloadError(
+                f"{given} is not the {source.name} archive clue_fw knows: its sha256 is "
+                f"{actual}, expected {source.sha256} ({source.url}). Download that file "
+                "again, or unpack your copy and pass the folder to --from."
+            )
+
+        def write(temps: list[Path]) -> list[tuple[Path, Path]]:
+            with _zip_members(source, given, target) as open_member:
+                return _stage_files(source, open_member, target, temps)
+
+    else:
+        raise DownloadError(
+            f"--from {given}: no such file or folder. Give the {source.name} archive "
+            f"({source.url.rsplit('/', 1)[-1]}) or the folder it unpacks to."
+        )
+    _write_layout(target, write)
+    return target
+
+
+def dataset_source(name: str) -> DatasetSource:
+    """The pinned :class:`DatasetSource` of ``name``, or a DownloadError naming the known ones."""
+    source = DATASETS.get(name)
+    if source is None:
+        known = ", ".join(sorted(DATASETS))
+        raise DownloadError(f"Unknown dataset {name!r}. Known datasets: {known}.")
+    return source
+
+
+def _write_layout(target: Path, write: Callable[[list[Path]], list[tuple[Path, Path]]]) -> None:
+    """Create ``target``, stage its files with ``write(temps)`` and move them into place
+    (the sequences file last, so it marks completion); clean up on any failure."""
+    created = not target.exists()
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DownloadError(f"Cannot create {target}: {exc}.") from exc
+    temps: list[Path] = []
+    try:
+        for tmp, final in write(temps):
             os.replace(tmp, final)
             temps.remove(tmp)
     finally:
@@ -135,10 +196,15 @@ def download_dataset(
             tmp.unlink(missing_ok=True)
         if created and target.is_dir() and not any(target.iterdir()):
             target.rmdir()
-    return target
 
 
-def _fetch(url: str, folder: Path, temps: list[Path], progress: ProgressCallback | None) -> Path:
+def _fetch(
+    source: DatasetSource,
+    url: str,
+    folder: Path,
+    temps: list[Path],
+    progress: ProgressCallback | None,
+) -> Path:
     """Stream ``url`` into a temporary ``.part`` file in ``folder`` (registered in ``temps``)."""
     fd, name = tempfile.mkstemp(dir=folder, prefix=".download-", suffix=".part")
     path = Path(name)
@@ -157,7 +223,8 @@ def _fetch(url: str, folder: Path, temps: list[Path], progress: ProgressCallback
         reason = getattr(exc, "reason", None) or exc
         raise DownloadError(
             f"Could not download {url}: {reason}. Check your network connection, or download "
-            f"the archive manually, unpack it and place its files under {folder} "
+            f"the archive manually and run `clue data prepare {source.name} --from PATH` "
+            f"(PATH: the .zip, or the folder it unpacks to); it writes {folder} "
             f"(the data root is set by {DATA_DIR_ENV})."
         ) from exc
     return path
@@ -204,8 +271,42 @@ def _member(zf: zipfile.ZipFile, source: DatasetSource, filename: str) -> zipfil
     )
 
 
+@contextmanager
+def _zip_members(
+    source: DatasetSource, archive: Path, target: Path
+) -> Iterator[Callable[[str], IO[bytes]]]:
+    """Open ``archive`` (member names checked against path traversal); yield an opener of
+    its members by file name."""
+    try:
+        zf = zipfile.ZipFile(archive)
+    except zipfile.BadZipFile as exc:
+        raise DownloadError(f"The {source.name} archive {archive} is not a zip file.") from exc
+    with zf:
+        _check_members(zf, target)
+        yield lambda filename: zf.open(_member(zf, source, filename))
+
+
+def _folder_members(source: DatasetSource, folder: Path) -> Callable[[str], IO[bytes]]:
+    """An opener of the dataset's files in an unpacked ``folder`` (or its ``<name>/``)."""
+
+    def open_member(filename: str) -> IO[bytes]:
+        for candidate in (folder / filename, folder / source.archive_folder / filename):
+            if candidate.is_file():
+                return candidate.open("rb")
+        raise DownloadError(
+            f"{folder} holds no {filename} (nor {source.archive_folder}/{filename}): give "
+            f"--from the folder the {source.name} archive unpacks to, with "
+            f"{', '.join(sorted({source.ratings_member, *source.copy_members}))}."
+        )
+
+    return open_member
+
+
 def _stage_files(
-    source: DatasetSource, archive: Path, target: Path, temps: list[Path]
+    source: DatasetSource,
+    open_member: Callable[[str], IO[bytes]],
+    target: Path,
+    temps: list[Path],
 ) -> list[tuple[Path, Path]]:
     """Write every canonical file to a temp file; return ``(temp, final)`` pairs."""
     staged: list[tuple[Path, Path]] = []
@@ -215,19 +316,14 @@ def _stage_files(
         temps.append(Path(name))
         return fd, Path(name)
 
-    try:
-        zf = zipfile.ZipFile(archive)
-    except zipfile.BadZipFile as exc:
-        raise DownloadError(f"The downloaded {source.name} archive is not a zip file.") from exc
-    with zf:
-        _check_members(zf, target)
-        for filename in source.copy_members:
-            fd, tmp = new_temp()
-            with os.fdopen(fd, "wb") as out, zf.open(_member(zf, source, filename)) as src:
-                while chunk := src.read(_CHUNK):
-                    out.write(chunk)
-            staged.append((tmp, target / filename))
-        raw = zf.read(_member(zf, source, source.ratings_member))
+    for filename in source.copy_members:
+        fd, tmp = new_temp()
+        with os.fdopen(fd, "wb") as out, open_member(filename) as src:
+            while chunk := src.read(_CHUNK):
+                out.write(chunk)
+        staged.append((tmp, target / filename))
+    with open_member(source.ratings_member) as src:
+        raw = src.read()
     lines = build_sequences(raw.decode("latin-1"), source.ratings_sep, source.ratings_member)
     fd, tmp = new_temp()
     with os.fdopen(fd, "w", encoding="ascii", newline="\n") as out:

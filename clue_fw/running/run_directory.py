@@ -47,7 +47,7 @@ import torch
 from pydantic import BaseModel
 from safetensors import SafetensorError
 
-import clue_fw
+from clue_fw._version import __version__ as _clue_fw_version
 from clue_fw.errors import CheckpointError, RecipeError, RunDirectoryError, short_repr
 from clue_fw.recipe import MAX_RECIPE_BYTES, parse_yaml, recipe_to_yaml
 from clue_fw.running.identity import (
@@ -92,7 +92,7 @@ _TEMP_FILE = re.compile(
 def versions() -> dict[str, str]:
     """The versions that wrote a file: clue_fw, torch and Python."""
     return {
-        "clue_fw": clue_fw.__version__,
+        "clue_fw": _clue_fw_version,
         "torch": torch.__version__,
         "python": platform.python_version(),
     }

@@ -30,7 +30,7 @@ BUILTIN_DISTRIBUTION = "clue_fw"
 
 def is_builtin(entry: ComponentEntry) -> bool:
     """Whether clue_fw itself provides ``entry`` (through ``clue_fw.builtins``)."""
-    from clue_fw import builtins
+    import clue_fw.builtins as builtins
 
     hooks = ("backbones", "augmentations", "objectives", "heads")
     return any(entry.spec in getattr(builtins, f"clue_register_{hook}")() for hook in hooks)
@@ -44,7 +44,7 @@ def plugin_components(plugin: ModuleType | str) -> tuple[Registry, list[Componen
     the built-ins.
     """
     if isinstance(plugin, ModuleType):
-        from clue_fw import builtins
+        import clue_fw.builtins as builtins
 
         if plugin is builtins:
             return _builtin_components()

@@ -25,6 +25,9 @@ from rich.text import Text
 
 from clue_fw.errors import RunDirectoryError
 
+HEARTBEAT_S = 30.0
+"""Off a terminal, a long epoch prints a progress line at least this often (seconds)."""
+
 
 class Reporter:
     """Console output plus a plain-text log file."""
@@ -34,10 +37,12 @@ class Reporter:
         console: Console | None = None,
         log_path: Path | None = None,
         guard: Callable[[], None] | None = None,
+        heartbeat_s: float = HEARTBEAT_S,
     ) -> None:
         self.guard = guard
         self.console = console or Console(stderr=True)
         self.log_path = log_path
+        self.heartbeat_s = heartbeat_s
 
     def log(self, message: str, style: str | None = None) -> None:
         self.console.print(Text(message, style=style or ""), highlight=False)
@@ -63,7 +68,17 @@ class Reporter:
 
     @contextmanager
     def progress(self, description: str, total: int) -> Iterator[Any]:
-        """A progress bar showing loss and throughput; yields ``update(n, loss, per_s)``."""
+        """A progress bar showing loss and throughput; yields ``update(n, loss, per_s)``.
+
+        Not on a terminal (nohup, CI, ``| tee``), there is no bar: ``update`` prints a
+        heartbeat line (``finetune epoch 3/200: 120/139 batches, 45 s, loss 0.1234``) once
+        :attr:`heartbeat_s` seconds have passed since the epoch began or the last one.
+        ``update`` receives host numbers only, so this costs a clock read per call.
+        """
+        if not self.console.is_terminal:  # logs and CI get epoch lines, not bar frames
+            with self._heartbeat(description, total) as update:
+                yield update
+            return
         columns = (
             TextColumn("{task.description}", style="bold", markup=False),
             BarColumn(),
@@ -72,9 +87,6 @@ class Reporter:
             TextColumn("{task.fields[speed]} seq/s"),
             TimeElapsedColumn(),
         )
-        if not self.console.is_terminal:  # logs and CI get epoch lines, not bar frames
-            yield lambda advance, loss, per_second: None
-            return
         with Progress(*columns, console=self.console, transient=True) as bar:
             task = bar.add_task(description, total=total, loss="-", speed="-")
 
@@ -83,36 +95,109 @@ class Reporter:
 
             yield update
 
+    @contextmanager
+    def _heartbeat(self, description: str, total: int) -> Iterator[Any]:
+        started = last = time.monotonic()
+        done = 0
+
+        def update(advance: int, loss: float, per_second: float) -> None:
+            nonlocal done, last
+            done += advance
+            now = time.monotonic()
+            if now - last < self.heartbeat_s:
+                return
+            last = now
+            self.console.print(
+                Text(
+                    f"{description}: {done}/{total} batches, {now - started:.0f} s, loss {loss:.4f}"
+                ),
+                highlight=False,
+                soft_wrap=True,
+            )
+
+        yield update
+
     def epoch_line(self, stage: str, row: dict[str, Any]) -> None:
+        """One line per epoch in ``run.log``; also on the console when it is not a terminal
+        (a terminal gets the progress bar and the epoch table instead)."""
         parts = [f"{stage} epoch {row['epoch']}"]
         for key, value in row.items():
             if key == "epoch":
                 continue
             parts.append(f"{key}={value:.4f}" if isinstance(value, float) else f"{key}={value}")
-        self._append(" ".join(parts))
+        line = " ".join(parts)
+        if not self.console.is_terminal:
+            self.console.print(Text(line), highlight=False, soft_wrap=True)
+        self._append(line)
 
     def epoch_table(self, stage: str, rows: list[dict[str, Any]]) -> None:
+        """The epochs of a stage, as one table or, when too wide for the console, several
+        (each repeating the epoch column), so no value is ever cut."""
         if not rows:
             return
-        table = Table(title=f"{stage} epochs", show_lines=False)
         keys = list(dict.fromkeys(k for row in rows for k in row))
-        for key in keys:
-            table.add_column(Text(key), justify="right")
-        for row in rows:
-            table.add_row(*(Text(_cell(row.get(k))) for k in keys))
-        self.console.print(table)
+        key, others = keys[0], keys[1:]  # "epoch" first
+        cells = [[_cell(row.get(k)) for k in keys] for row in rows]
+        self._print_tables(f"{stage} epochs", key, others, cells)
 
     def metrics_table(self, metrics: dict[str, dict[str, float]]) -> None:
-        table = Table(title="final metrics")
+        """Final metrics, one row per split; split into several tables when too wide."""
         names = list(dict.fromkeys(k for split in metrics.values() for k in split))
-        table.add_column("split")
-        for name in names:
-            table.add_column(Text(name), justify="right")
-        for split, values in metrics.items():
-            table.add_row(Text(split), *(Text(_cell(values.get(n))) for n in names))
-        self.console.print(table)
+        cells = [
+            [split, *(_cell(values.get(n)) for n in names)] for split, values in metrics.items()
+        ]
+        self._print_tables("final metrics", "split", names, cells)
         for split, values in metrics.items():
             self._append(f"{split}: " + " ".join(f"{k}={v:.4f}" for k, v in values.items()))
+
+    def _print_tables(
+        self, title: str, key: str, columns: list[str], cells: list[list[str]]
+    ) -> None:
+        """Print ``cells`` (rows of key + columns) as tables that fit the console width."""
+        widths = [
+            _column_width(name, [row[i] for row in cells]) for i, name in enumerate([key, *columns])
+        ]
+        groups = _pack(widths[1:], self.console.width - widths[0] - 1)
+        for number, group in enumerate(groups, start=1):
+            shown = title if len(groups) == 1 else f"{title} ({number}/{len(groups)})"
+            table = Table(title=Text(shown), show_lines=False)
+            for index in (0, *(i + 1 for i in group)):
+                name = key if index == 0 else columns[index - 1]
+                table.add_column(
+                    Text(name),
+                    justify="left" if index == 0 else "right",
+                    min_width=widths[index] - _BORDER,
+                    max_width=widths[index] - _BORDER,
+                    overflow="fold",
+                )
+            for row in cells:
+                table.add_row(*(Text(row[i]) for i in (0, *(i + 1 for i in group))))
+            self.console.print(table)
+
+
+_BORDER = 3
+"""What a column adds to a rich table's width: one space of padding each side, one rule."""
+
+
+def _column_width(header: str, values: list[str]) -> int:
+    """The width a column needs: its longest value, or its longest header word (headers
+    wrap between words), plus padding and rule."""
+    words = header.split() or [""]
+    return max(max(map(len, words)), *map(len, values), 1) + _BORDER
+
+
+def _pack(widths: list[int], room: int) -> list[list[int]]:
+    """Split column indices into consecutive groups whose widths fit ``room`` (a column
+    wider than ``room`` gets a group of its own)."""
+    groups: list[list[int]] = [[]]
+    used = 0
+    for index, width in enumerate(widths):
+        if groups[-1] and used + width > room:
+            groups.append([])
+            used = 0
+        groups[-1].append(index)
+        used += width
+    return groups
 
 
 def _cell(value: Any) -> str:

@@ -1,0 +1,356 @@
+"""``clue plot``, ``clue analyze``, ``clue compare`` and ``clue sweep``: curves, measures
+and tables of finished runs.
+
+Thin wrappers over :mod:`clue_fw.analysis`; :func:`register` adds them to the ``clue``
+app. Torch and matplotlib are imported only when a command runs, so ``clue --help``
+stays fast. Every bad input (a directory that is not a run, a bad ``--grid``, a missing
+matplotlib) is a :class:`~clue_fw.errors.ClueError`: one paragraph on stderr, exit 2.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from clue_fw.errors import ClueError, quote
+
+if TYPE_CHECKING:
+    from clue_fw.analysis.compare import Comparison
+
+# As in clue_fw.cli: user-controlled text goes out as rich Text, never markup.
+stderr = Console(stderr=True, emoji=False)
+stdout = Console(emoji=False)
+
+RunsArgument = Annotated[
+    list[str], typer.Argument(metavar="RUN...", help="Run directories (what `clue run` printed).")
+]
+MarkdownOption = Annotated[
+    str | None, typer.Option("--markdown", help="Also write the table to this markdown file.")
+]
+LABEL_COLUMNS = ("gender", "age", "occupation")
+
+
+# --------------------------------------------------------------------------- plot
+
+
+def plot(
+    runs: RunsArgument,
+    out: Annotated[
+        str, typer.Option("--out", "-o", help="Figure file: .png, .svg or .pdf.")
+    ] = "curves.png",
+) -> None:
+    """Plot the loss, validation metrics and collapse monitor (z_std) of runs, per epoch.
+
+    Reads each run's pretrain/history.csv and finetune/history.csv (for runs made before
+    those files existed: the history in last.safetensors).
+    """
+    from clue_fw.analysis.history_csv import run_history
+    from clue_fw.analysis.plots import plot_curves, pyplot
+
+    pyplot()  # a missing matplotlib is said before anything is read
+    paths = [_run_path(run) for run in runs]
+    histories = [run_history(path) for path in paths]
+    labels = run_labels(paths)
+    out_path = Path(out)
+    panels = plot_curves(labels, histories, out_path)
+    stderr.print(
+        Text(f"wrote {len(panels)} panels of {len(paths)} run(s) to {out_path}"), highlight=False
+    )
+    stdout.print(Text(str(out_path)), highlight=False, soft_wrap=True)
+
+
+def run_labels(paths: list[Path]) -> list[str]:
+    """Legend names: the directory names; where those repeat, recipe name and seed; where
+    those repeat too, the last two path components, then the whole path."""
+    from clue_fw.analysis.history_csv import recipe_name_and_seed
+
+    candidates = [
+        [p.name for p in paths],
+        [recipe_name_and_seed(p) or p.name for p in paths],
+        [str(Path(p.parent.name) / p.name) for p in paths],
+        [str(p) for p in paths],
+    ]
+    for labels in candidates:
+        if len(set(labels)) == len(labels):
+            return labels
+    return [f"{index + 1}: {label}" for index, label in enumerate(candidates[-1])]
+
+
+# --------------------------------------------------------------------------- analyze
+
+
+def analyze(
+    run_dir: Annotated[str, typer.Argument(metavar="RUN", help="A finished run directory.")],
+    out: Annotated[
+        str, typer.Option("--out", "-o", help="Folder for analysis.json, pca.png, spectrum.png.")
+    ],
+    labels: Annotated[
+        str | None,
+        typer.Option(
+            "--labels",
+            help="Colour the PCA scatter by a label file: ML-1M users.dat, ML-100K u.user or "
+            "a user,label CSV.",
+        ),
+    ] = None,
+    label_column: Annotated[
+        str | None,
+        typer.Option(
+            "--label-column", help="gender, age or occupation (users.dat / u.user; default gender)."
+        ),
+    ] = None,
+    stage: Annotated[
+        str,
+        typer.Option(
+            "--stage", help="finetune: the fine-tuned encoder; pretrain: the pre-trained one."
+        ),
+    ] = "finetune",
+    max_users: Annotated[
+        int,
+        typer.Option(
+            "--max-users", min=2, help="Users (a seeded sample) for alignment and uniformity."
+        ),
+    ] = 10_000,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the sample and the views.")] = 0,
+    data_root: Annotated[
+        Path | None,
+        typer.Option("--data-root", help="Data root of the run's data (default: $CLUE_DATA_DIR)."),
+    ] = None,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda:N, mps.")] = "auto",
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", min=1, help="Users per batch.")
+    ] = None,
+) -> None:
+    """Measure a run's user vectors: alignment, uniformity, effective rank, collapse.
+
+    Writes analysis.json, pca.png (a 2-D PCA scatter, coloured by --labels) and
+    spectrum.png (the normalised singular values) to --out.
+    """
+    from clue_fw.analysis.plots import NO_LABEL, plot_pca, plot_spectrum, pyplot
+
+    if label_column is not None and labels is None:
+        raise ClueError("--label-column picks a column of --labels; give --labels FILE too.")
+    column = label_column or "gender"
+    if column not in LABEL_COLUMNS:
+        raise ClueError(
+            f"--label-column must be gender, age or occupation, not {quote(column)} (a "
+            "user,label CSV has one label column and needs no --label-column)."
+        )
+    pyplot()  # a missing matplotlib is said before the run is loaded
+    from clue_fw.analysis.measures import pca_2d
+    from clue_fw.analysis.representations import analyze_run
+    from clue_fw.data.labels import read_label_file
+    from clue_fw.inference import load_run
+    from clue_fw.inference.run_files import check_stage
+
+    label_map = read_label_file(labels, column) if labels is not None else None  # type: ignore[arg-type]
+    out_dir = Path(out)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ClueError(f"Cannot create --out {out_dir}: {exc.strerror or exc}.") from None
+    loaded = load_run(run_dir, check_stage(stage), device=device, data_root=data_root)
+    try:
+        result = analyze_run(loaded, max_users=max_users, seed=seed, batch_size=batch_size)
+    except ValueError as exc:
+        raise ClueError(f"Cannot analyse the run in {run_dir}: {exc}.") from None
+    name = f"{Path(run_dir).name} ({stage})"
+    point_labels = None
+    label_info: dict[str, Any] | None = None
+    if label_map is not None:
+        point_labels = [label_map.get(user, NO_LABEL) for user in result.users]
+        missing = point_labels.count(NO_LABEL)
+        if missing == len(point_labels):
+            raise ClueError(
+                f"None of the run's {len(point_labels):,} users has a label in {labels}; is it "
+                "the label file of the run's dataset (same user ids)?"
+            )
+        label_info = {"file": str(labels), "column": column, "users_without_label": missing}
+    points, shares = pca_2d(result.vectors)
+    files = {"pca": "pca.png", "spectrum": "spectrum.png"}
+    plot_pca(points, shares, point_labels, f"user vectors of {name}, PCA", out_dir / files["pca"])
+    plot_spectrum(
+        result.singular_values,
+        f"singular values of {name} (effective rank {result.measures['effective_rank']:.1f})",
+        out_dir / files["spectrum"],
+    )
+    report = {
+        "run": str(loaded.run_dir),
+        "run_id": loaded.identity.run_id,
+        "stage": stage,
+        **result.measures,
+        "pca_variance_shares": shares,
+        "labels": label_info,
+        "definitions": result.notes,
+        "files": files,
+    }
+    path = out_dir / "analysis.json"
+    try:
+        path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise ClueError(f"Cannot write {path}: {exc.strerror or exc}.") from None
+    summary = ", ".join(
+        f"{key} {result.measures[key]:.4g}"
+        for key in ("alignment", "uniformity", "effective_rank", "collapse_std")
+    )
+    stderr.print(Text(f"{name}: {summary}"), highlight=False, soft_wrap=True)
+    stdout.print(Text(str(path)), highlight=False, soft_wrap=True)
+
+
+# --------------------------------------------------------------------------- compare
+
+
+def compare(runs: RunsArgument, markdown: MarkdownOption = None) -> None:
+    """Tabulate runs' valid and test metrics, runs that differ only in seed as one row.
+
+    Such rows show mean ± std over the seeds (the mean alone for one run).
+    """
+    from clue_fw.analysis.compare import comparison, group_by_recipe, read_result
+
+    table = comparison(group_by_recipe(read_result(run) for run in runs))
+    _show_table(table, markdown)
+
+
+def _show_table(table: Comparison, markdown: str | None) -> None:
+    rich_table = Table()
+    for index, column in enumerate(table.header):
+        rich_table.add_column(Text(column), justify="left" if index < 2 else "right")
+    for row in table.rows:
+        rich_table.add_row(*(Text(cell) for cell in row))
+    Console(width=max(stdout.width, 160), emoji=False).print(rich_table)
+    if markdown is not None:
+        try:
+            Path(markdown).write_text(table.markdown(), encoding="utf-8")
+        except OSError as exc:
+            raise ClueError(f"Cannot write --markdown {markdown}: {exc.strerror or exc}.") from None
+        stderr.print(Text(f"wrote the table to {markdown}"), highlight=False, soft_wrap=True)
+
+
+# --------------------------------------------------------------------------- sweep
+
+
+def sweep(
+    ctx: typer.Context,
+    recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")],
+    out: Annotated[str, typer.Option("--out", "-o", help="Folder of the sweep's runs.")],
+    grid: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--grid",
+            help="key.path=value1,value2,... (repeatable; the grid is every combination).",
+        ),
+    ] = None,
+    seeds: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--seeds", help="Seeds of every grid point: --seeds 0 1 2 (default: the recipe's)."
+        ),
+    ] = None,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Runs at a time.")] = 1,
+    markdown: MarkdownOption = None,
+) -> None:
+    """Run a recipe over a grid of --set values times seeds, then tabulate them.
+
+    Each run is `clue run RECIPE --set key=v ... --set seed=S --out OUT/<key=v,...>/seedS`
+    in its own process, --jobs at a time; finished runs are skipped, interrupted ones
+    resumed. The table has one row per grid point (mean ± std over seeds).
+    """
+    from clue_fw.analysis import sweep as sweeping
+    from clue_fw.analysis.compare import Group, comparison, is_finished, read_result
+    from clue_fw.errors import RecipeError
+    from clue_fw.recipe import load_recipe
+
+    axes = sweeping.parse_grid(grid or [])
+    seed_list = _seeds(seeds, ctx.args)
+    if not out.strip():
+        raise ClueError("--out is empty; give the folder for the sweep's runs.")
+    if seed_list is None:
+        seed_list = [int(load_recipe(recipe).seed)]
+    runs = sweeping.plan(axes, seed_list, Path(out))
+    for point in sweeping.grid_points(axes):  # every bad key or value, before any run starts
+        try:
+            load_recipe(recipe, sweeping.overrides(point, seed_list[0]))
+        except RecipeError as exc:
+            raise RecipeError(f"grid point {sweeping.point_name(point)}: {exc}") from None
+    waiting = sum(not is_finished(run.run_dir) for run in runs)
+    stderr.print(
+        Text(
+            f"sweep: {len(runs)} run(s) ({len(runs) // len(seed_list)} grid point(s) x "
+            f"{len(seed_list)} seed(s)), {len(runs) - waiting} finished before, {jobs} at a time"
+        ),
+        highlight=False,
+    )
+
+    def report(outcome: sweeping.Outcome) -> None:
+        if outcome.skipped:
+            return
+        status = (
+            "ok" if outcome.code == 0 else f"FAILED (exit {outcome.code}, see {outcome.run.log})"
+        )
+        stderr.print(
+            Text(f"{outcome.run.run_dir}: {status} in {outcome.seconds:.0f} s"), highlight=False
+        )
+
+    outcomes = sweeping.execute(recipe, runs, jobs, report)
+    groups = []
+    for point in sweeping.grid_points(axes):
+        done = [
+            read_result(run.run_dir)
+            for run in runs
+            if run.point == point and is_finished(run.run_dir)
+        ]
+        groups.append(Group(sweeping.point_name(point), done))
+    _show_table(comparison(groups), markdown)
+    failed = [o for o in outcomes if o.code != 0]
+    if failed:
+        for outcome in failed:
+            stderr.print(
+                Text(f"failed: {outcome.run.label}: see {outcome.run.log}"), highlight=False
+            )
+        raise typer.Exit(1)
+
+
+def _seeds(given: list[str] | None, extra: list[str]) -> list[int] | None:
+    """``--seeds 0 1 2``: click gives the first value to the option and the rest as extra
+    arguments; commas (``--seeds 0,1,2``) work too."""
+    if extra and given is None:
+        raise ClueError(
+            f"Unexpected argument(s) {' '.join(map(quote, extra))}; the sweep takes one RECIPE."
+        )
+    if given is None:
+        return None
+    values = [v for text in [*given, *extra] for v in text.replace(",", " ").split()]
+    seeds = []
+    for value in values:
+        try:
+            seeds.append(int(value))
+        except ValueError:
+            raise ClueError(
+                f"--seeds takes whole numbers (--seeds 0 1 2), not {quote(value)}; a second "
+                "argument after --seeds is read as a seed, so give RECIPE before --seeds."
+            ) from None
+    if not seeds:
+        raise ClueError("--seeds is empty; give whole numbers, e.g. --seeds 0 1 2.")
+    return seeds
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _run_path(run: str) -> Path:
+    if not run.strip():
+        raise ClueError("A RUN argument is empty; give run directories (what `clue run` printed).")
+    return Path(run)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``plot``, ``analyze``, ``compare`` and ``sweep`` to the ``clue`` app."""
+    app.command("plot")(plot)
+    app.command("analyze")(analyze)
+    app.command("compare")(compare)
+    app.command("sweep", context_settings={"allow_extra_args": True})(sweep)
