@@ -14,11 +14,16 @@ set of candidates:
   by ``popularity`` (training interaction counts).
 
 A candidate equal to the row's own target (an accidental hit) is removed, and every
-logit, the target's included, is corrected by ``- log Q(item)``, the expected number
-of times ``item`` is among the candidates (Bengio and Senecal, 2008; Yi et al.,
-"Sampling-bias-corrected neural modeling", RecSys 2019). With the correction the
-sampled loss estimates the full softmax's gradient; without it, popular items would
-be pushed down too hard. ``temperature`` divides every score before the softmax.
+candidate's logit is corrected by ``- log Q(item)``, the expected number of times
+``item`` is among the candidates (importance sampling, Bengio and Senecal, 2008; the
+logQ correction of Yi et al., RecSys 2019). The target's own logit is not corrected:
+it is known exactly, and with it the softmax denominator ``exp(s_target) + sum over
+candidates of exp(s_c) / Q(c)`` has the full softmax's denominator as its expected
+value. (Correcting the target too, as some implementations do, divides its weight by
+``Q(target)``: with fewer negatives than items, rare targets then dominate their own
+denominator and stop being trained.) Without the
+correction, popular items would be pushed down too hard. ``temperature`` divides
+every score before the softmax.
 
 Targets of id 0 (padding) are ignored in both losses.
 """
@@ -186,9 +191,8 @@ class ItemLoss(torch.nn.Module):
         candidates = self._candidates(targets, generator)
         expected = self._expected_counts(candidates, real)  # [C]
         log_q_candidates = torch.log(expected)
-        log_q_targets = torch.log(self._expected_counts(targets, real)).masked_fill(~real, 0.0)
         scale = 1.0 / self.temperature
-        positive = (hidden * weight[targets]).sum(dim=-1) * scale - log_q_targets
+        positive = (hidden * weight[targets]).sum(dim=-1) * scale
         negative = (hidden @ weight[candidates].T) * scale - log_q_candidates
         # Accidental hits (the row's own target among the candidates) and padding go.
         unusable = (candidates.unsqueeze(0) == targets.unsqueeze(1)) | (candidates == 0)

@@ -198,7 +198,13 @@ def _run_process(
     data_identity = DataIdentity.of(task_data)  # --resume refuses data that changed
     if distributed.parallel:
         _check_same_data(distributed, data_identity)
-    context = BuildContext(num_items=data.num_items, max_len=r.data.max_len)
+    context = BuildContext(
+        num_items=data.num_items,
+        max_len=r.data.max_len,
+        item_ids=data.item_ids,
+        data_root=data_root,
+        item_counts=training_item_counts(r, task_data),
+    )
     out_path = Path(out) if out is not None else None
     resume_path = Path(resume) if resume is not None else None
     initial_encoder: tuple[Path, dict[str, torch.Tensor]] | None = None

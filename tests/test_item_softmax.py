@@ -126,3 +126,27 @@ def test_a_run_trains_with_sampled_softmax_in_both_stages(
     # A random ranking of N candidates scores sum(1/log2(r + 1), r <= 10) / N = 4.54 / N;
     # the tiny data has 50 items and at most 15 seen, so N >= 35 and random <= 0.13.
     assert result.metrics["test"]["ndcg@10"] > 0.14
+
+
+def test_a_run_gives_components_the_training_item_counts(
+    tiny_recipe: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The popularity sampler draws by the counts of the training part (valid and test
+    targets left out), which the runner puts in the build context."""
+    from clue_fw.data.dataset import leave_one_out
+
+    seen: list[Any] = []
+    build = NextItemSpec.build
+
+    def watching(self: NextItemSpec, context: Any, encoder: Any, task_data: Any) -> Any:
+        seen.append((context.item_counts, task_data))
+        return build(self, context, encoder, task_data)
+
+    monkeypatch.setattr(NextItemSpec, "build", watching)
+    tiny_recipe["pretrain"] = None
+    tiny_recipe["finetune"]["train"]["epochs"] = 1
+    run(tiny_recipe, out=tmp_path / "run", console=Console(file=io.StringIO()))
+    counts, task_data = seen[-1]
+    train = leave_one_out(task_data.sequences).train
+    expected = torch.bincount(train.values, minlength=task_data.sequences.num_items + 1)
+    assert counts is not None and torch.equal(counts, expected)
