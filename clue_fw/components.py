@@ -39,6 +39,10 @@ class BuildContext:
 
     Item ids are contiguous: ``0`` is padding, ``1..num_items`` are real items and
     ``num_items + 1`` is the ``[MASK]`` id used by masking views and objectives.
+
+    ``item_ids`` and ``data_root`` let a component read side data keyed by the original
+    item ids (item attributes, say) in ``build``: resolve its file with
+    ``clue_fw.data.root.resolve_data_path(path, context.data_root, "<recipe key>")``.
     """
 
     num_items: int
@@ -46,6 +50,12 @@ class BuildContext:
     #: ``[num_items + 1]`` training interaction counts of each item id (0 at padding), for
     #: components that sample items by popularity; ``None`` when the caller has none.
     item_counts: torch.Tensor | None = dataclasses.field(default=None, compare=False, repr=False)
+    #: ``[num_items]`` original ids of the items: ``item_ids[i - 1]`` is item ``i``'s id in
+    #: the data file (``SequenceData.item_ids``); ``None`` when the caller has no data.
+    item_ids: np.ndarray | None = dataclasses.field(default=None, compare=False, repr=False)
+    #: The data root that recipe paths are relative to; ``None``: the default root
+    #: (``$CLUE_DATA_DIR``, see :func:`clue_fw.data.root.data_root`).
+    data_root: Path | None = dataclasses.field(default=None, compare=False)
 
     @property
     def vocab_size(self) -> int:

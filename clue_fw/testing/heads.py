@@ -46,7 +46,9 @@ def prepare_head(entry: ComponentEntry, folder: Path) -> tuple[HeadSpec, TaskDat
             f"{type(spec).__qualname__}.prepare returned {type(task_data).__name__}, not a "
             "clue_fw.components.TaskData."
         )
-    return spec, task_data, BuildContext(task_data.sequences.num_items, MAX_LEN)
+    data = task_data.sequences
+    context = BuildContext(data.num_items, MAX_LEN, item_ids=data.item_ids, data_root=folder)
+    return spec, task_data, context
 
 
 def make_head(

@@ -7,10 +7,15 @@ registered backbone with the ``dropout`` view, which leaves the items unchanged:
 two branches then differ only through the encoder's dropout (train mode), so an
 objective must encode each branch itself. Objectives whose spec says
 ``trains = False`` (``none``) are never built and have no checks.
+
+An objective is built with :func:`objective_context`: the context's ``item_ids`` are the
+synthetic data's and its ``data_root`` is the folder where the spec's
+``contract_example(data, root)`` writes its side files (item attributes, say).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,15 +23,29 @@ import torch
 
 from clue_fw.augmentations.compose import ViewPipeline
 from clue_fw.augmentations.dropout import DropoutViewSpec
-from clue_fw.components import LossOutput, ObjectiveSpec, PretrainObjective, SequenceEncoder
+from clue_fw.components import (
+    BuildContext,
+    LossOutput,
+    ObjectiveSpec,
+    PretrainObjective,
+    SequenceEncoder,
+)
 from clue_fw.registry import ComponentEntry
 from clue_fw.testing.backbones import make_backbone
-from clue_fw.testing.data import CONTEXT, ITEMS
+from clue_fw.testing.data import CONTEXT, ITEMS, sequence_data
 from clue_fw.testing.specs import ContractError, example_spec
 from clue_fw.testing.state import assert_state_roundtrips
 
 if TYPE_CHECKING:
     from clue_fw.testing.cases import ContractCase
+
+
+def objective_context(folder: Path) -> BuildContext:
+    """``CONTEXT`` with the synthetic data's item ids and ``folder`` as the data root, where
+    ``contract_example`` writes an objective's side files (item attributes, say)."""
+    data = sequence_data()
+    assert data.num_items == CONTEXT.num_items
+    return dataclasses.replace(CONTEXT, item_ids=data.item_ids, data_root=folder)
 
 
 def make_objective(
@@ -35,10 +54,10 @@ def make_objective(
     """``(encoder, objective)``: ``backbone``'s encoder, then the objective built on it,
     each under ``torch.manual_seed(seed)``."""
     encoder = make_backbone(backbone, folder, seed)
-    spec = example_spec(entry, root=folder)
+    spec = example_spec(entry, sequence_data(), folder)
     assert isinstance(spec, ObjectiveSpec)
     torch.manual_seed(seed)
-    objective = spec.build(CONTEXT, encoder)
+    objective = spec.build(objective_context(folder), encoder)
     if not isinstance(objective, PretrainObjective):
         raise ContractError(
             f"{type(spec).__qualname__}.build returned {type(objective).__name__}; an objective "
