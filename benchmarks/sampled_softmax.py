@@ -44,6 +44,12 @@ SETTINGS: dict[str, list[str]] = {
         "finetune.head.in_batch=false",
         "finetune.head.sampler=popularity",
     ],
+    "sampled, 2048 by popularity": [
+        *SAMPLED,
+        "finetune.head.negatives=2048",
+        "finetune.head.in_batch=false",
+        "finetune.head.sampler=popularity",
+    ],
     "sampled, in-batch + 256 uniform": [*SAMPLED, "finetune.head.negatives=256"],
 }
 
