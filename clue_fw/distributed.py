@@ -213,7 +213,19 @@ def session(launch: Launch | None, device: torch.device) -> Iterator[Distributed
         # A failed NCCL run may have collectives in flight on other ranks: leave the
         # group to the process exit (torchrun stops the others) rather than block here.
         if created and (ok or backend == "gloo"):
-            dist.destroy_process_group()
+            _leave_together()
+
+
+def _leave_together() -> None:
+    """Leave the process group with every process at the same point. Without the
+    barrier, rank 0 (which hosts the rendezvous store) could tear the group down while
+    another process's gloo threads still use it, and that process aborted at exit
+    ("terminate called without an active exception", seen in about 1 of 4 runs)."""
+    try:
+        dist.barrier()
+    except (RuntimeError, ValueError):  # another process is already gone: leave anyway
+        pass
+    dist.destroy_process_group()
 
 
 # --------------------------------------------------------------------- the processes
