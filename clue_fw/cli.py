@@ -229,13 +229,23 @@ def _data_file_problem(recipe: Any) -> str | None:
     return None
 
 
+#: Where each family appears in a recipe, so `clue list views` finds the views too.
+FAMILY_RECIPE_KEYS = {
+    "backbone": "backbone",
+    "augmentation": "pretrain.views view",
+    "objective": "pretrain.objective",
+    "head": "finetune.head",
+}
+
+
 @app.command("list")
 def list_components(
     filter_: Annotated[
         str | None,
         typer.Argument(
             metavar="[FILTER]",
-            help="Show only components whose family, kind or provider contains this text.",
+            help="Show only components whose family (or its recipe key), kind or provider "
+            "contains this text.",
         ),
     ] = None,
 ) -> None:
@@ -247,6 +257,7 @@ def list_components(
         entry
         for entry in get_registry().all_entries()
         if needle in entry.family.lower()
+        or needle in FAMILY_RECIPE_KEYS.get(entry.family, "")
         or needle in entry.kind.lower()
         or needle in entry.provider.lower()
     ]

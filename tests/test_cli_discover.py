@@ -68,6 +68,9 @@ def test_list_filters_by_family_kind_or_provider(
     assert code == 0 and table_kinds(out) == {"transformer"}  # case-insensitive substring
     code, out, _ = main_exit(["list", "built-in"], capsys)  # the provider
     assert code == 0 and "transformer" in table_kinds(out) and "clue" in table_kinds(out)
+    code, out, _ = main_exit(["list", "views"], capsys)  # the recipe key of the family
+    assert code == 0 and {"dropout", "mask", "crop", "permute"} <= table_kinds(out)
+    assert "transformer" not in table_kinds(out)
     code, _, err = main_exit(["list", "no-such-thing"], capsys)
     assert code == 2 and "no-such-thing" in err and "clue list" in err
 
