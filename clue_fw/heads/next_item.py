@@ -59,6 +59,35 @@ def next_item_windows(train: Csr, width: int, history: str, every_position: bool
     return training_windows(train, width, history, stride=stride, min_items=2)
 
 
+def next_item_task(
+    task_data: TaskData,
+    context: BuildContext,
+    history: str,
+    every_position: bool,
+    exclude_seen: ExcludeSeen,
+) -> Task:
+    """The leave-one-out next-item task: training windows (:func:`next_item_windows`),
+    and validation and test sets of each user's most recent ``max_len`` inputs, the
+    held-out target and, under ``exclude_seen: history``, the items to exclude. Heads
+    that rank the next item differently (plugins too) can share it."""
+    data = task_data.sequences
+    split = leave_one_out(data)
+    n = context.max_len
+    windows = next_item_windows(split.train, n + 1, history, every_position)
+    users = torch.arange(data.num_users)
+
+    def evaluation(history_csr: Csr, target: torch.Tensor) -> ExampleSet:
+        ragged = {"seen": ("user", history_csr)} if exclude_seen == "history" else {}
+        tensors = {"items": history_csr.recent_windows(n), "target": target, "user": users}
+        return ExampleSet(tensors, ragged)
+
+    return Task(
+        train=ExampleSet({"window": windows}),
+        valid=evaluation(split.train, split.valid_target),
+        test=evaluation(split.train_valid, split.test_target),
+    )
+
+
 class NextItemHead(DownstreamHead):
     def __init__(
         self,
@@ -222,22 +251,8 @@ class NextItemSpec(HeadSpec, ItemSoftmaxOptions):
         ]
 
     def make_task(self, task_data: TaskData, context: BuildContext, history: str) -> Task:
-        data = task_data.sequences
-        split = leave_one_out(data)
-        n = context.max_len
-        windows = next_item_windows(split.train, n + 1, history, self.loss_positions == "all")
-        users = torch.arange(data.num_users)
-
-        def evaluation(history_csr: Csr, target: torch.Tensor) -> ExampleSet:
-            ragged = {"seen": ("user", history_csr)} if self.exclude_seen == "history" else {}
-            tensors = {"items": history_csr.recent_windows(n), "target": target, "user": users}
-            return ExampleSet(tensors, ragged)
-
-        return Task(
-            train=ExampleSet({"window": windows}),
-            valid=evaluation(split.train, split.valid_target),
-            test=evaluation(split.train_valid, split.test_target),
-        )
+        every_position = self.loss_positions == "all"
+        return next_item_task(task_data, context, history, every_position, self.exclude_seen)
 
     def build(
         self, context: BuildContext, encoder: SequenceEncoder, task_data: TaskData

@@ -36,10 +36,8 @@ from clue_fw.components import (
     SequenceEncoder,
     TaskData,
 )
-from clue_fw.data.csr import Csr
-from clue_fw.data.dataset import leave_one_out
-from clue_fw.data.examples import ExampleSet, Task
-from clue_fw.data.windows import training_windows
+from clue_fw.data.examples import Task
+from clue_fw.heads.next_item import next_item_task
 from clue_fw.hookspecs import hookimpl
 from clue_fw.metrics.ranking import TIES_DESCRIPTION, Cutoffs, Ties, finalize_sums, ranking_sums
 
@@ -125,22 +123,9 @@ class CosineNextItemSpec(HeadSpec):
         )
 
     def make_task(self, task_data: TaskData, context: BuildContext, history: str) -> Task:
-        data = task_data.sequences
-        split = leave_one_out(data)
-        n = context.max_len
-        # Each window: up to n inputs, then the target; every prefix ends one (stride 1).
-        windows = training_windows(split.train, n + 1, history, stride=1, min_items=2)
-        users = torch.arange(data.num_users)
-
-        def evaluation(history_csr: Csr, target: torch.Tensor) -> ExampleSet:
-            ragged = {"seen": ("user", history_csr)} if self.exclude_seen == "history" else {}
-            tensors = {"items": history_csr.recent_windows(n), "target": target, "user": users}
-            return ExampleSet(tensors, ragged)
-
-        return Task(
-            train=ExampleSet({"window": windows}),
-            valid=evaluation(split.train, split.valid_target),
-            test=evaluation(split.train_valid, split.test_target),
+        # Only the final position predicts, so every prefix ends a window (stride 1).
+        return next_item_task(
+            task_data, context, history, every_position=False, exclude_seen=self.exclude_seen
         )
 
     def build(
