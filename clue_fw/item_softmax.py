@@ -149,6 +149,8 @@ class ItemLoss(torch.nn.Module):
         self.sampler = sampler
         self.in_batch = in_batch
         self.temperature = temperature
+        if kind == "full":
+            return  # the distributions below serve the sampled loss only
         probabilities = popularity(item_counts, num_items)
         # Buffers (not saved in checkpoints: derived from the data): the target
         # distribution for in-batch negatives and the sampler's own distribution.
