@@ -22,32 +22,13 @@ import json
 import os
 import platform
 import statistics
-import subprocess
-import sys
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from pool import Job, run_jobs, visible_gpus
 
 from clue_fw.analysis.compare import mean_std
 
 METRICS = ("mrr@10", "recall@10", "ndcg@10")
-
-
-def run_one(recipe: Path, seed: int, run_dir: Path, overrides: list[str]) -> tuple[str, int, float]:
-    command = [sys.executable, "-m", "clue_fw.cli", "run", str(recipe), "--set", f"seed={seed}"]
-    for override in overrides:
-        command += ["--set", override]
-    if (run_dir / "metrics.json").exists():
-        return str(run_dir), 0, 0.0
-    if (run_dir / "recipe.yaml").exists():
-        command += ["--resume", str(run_dir)]
-    else:
-        command += ["--out", str(run_dir)]
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    with open(run_dir.parent / f"{run_dir.name}.stderr.log", "w") as log:
-        code = subprocess.call(command, stdout=subprocess.DEVNULL, stderr=log)
-    return str(run_dir), code, time.perf_counter() - started
 
 
 def summarize(runs_dir: Path, names: list[str], seeds: list[int]) -> tuple[str, dict]:
@@ -97,16 +78,15 @@ def machine_info() -> dict:
     return machine
 
 
-def run_all(jobs: list[tuple[Path, int, Path]], workers: int, overrides: list[str]) -> None:
+def run_all(
+    jobs: list[tuple[Path, int, Path]], workers: int, overrides: list[str], gpus: int = 0
+) -> None:
     """Run ``(recipe, seed, run_dir)`` jobs, ``workers`` at a time, and report each."""
-    started = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(run_one, r, s, d, overrides) for r, s, d in jobs]
-        for future in futures:
-            run_dir, code, seconds = future.result()
-            status = "ok" if code == 0 else f"FAILED (exit {code}, see {run_dir}.stderr.log)"
-            print(f"{run_dir}: {status} in {seconds:.0f} s", flush=True)
-    print(f"all runs: {time.perf_counter() - started:.0f} s wall", flush=True)
+    run_jobs(
+        [Job(recipe, run_dir, (f"seed={seed}", *overrides)) for recipe, seed, run_dir in jobs],
+        workers,
+        gpus,
+    )
 
 
 def main() -> None:
@@ -116,6 +96,9 @@ def main() -> None:
     parser.add_argument("recipes", nargs="+", type=Path)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument(
+        "--gpus", type=int, default=None, help="GPUs to spread runs over (default: all visible)."
+    )
     parser.add_argument("--runs-dir", type=Path, default=Path("runs/table"))
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--suffix", default="", help="Appended to run names (for --set variants).")
@@ -130,7 +113,8 @@ def main() -> None:
             for recipe in args.recipes
             for seed in args.seeds
         ]
-        run_all(jobs, args.jobs, args.overrides)
+        gpus = visible_gpus() if args.gpus is None else args.gpus
+        run_all(jobs, args.jobs, args.overrides, gpus)
     table, raw = summarize(args.runs_dir, names, args.seeds)
     machine = machine_info()
     print(table)
