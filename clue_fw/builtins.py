@@ -16,6 +16,7 @@ from clue_fw.heads.next_item import NextItemSpec
 from clue_fw.heads.profile import ProfileSpec
 from clue_fw.hookspecs import hookimpl
 from clue_fw.objectives.clue import ClueSpec
+from clue_fw.objectives.infonce import InfoNceSpec
 from clue_fw.objectives.masked_item import MaskedItemSpec
 from clue_fw.objectives.none import NoPretrainingSpec
 
@@ -32,7 +33,7 @@ def clue_register_augmentations() -> list[type[AugmentationSpec]]:
 
 @hookimpl
 def clue_register_objectives() -> list[type[ObjectiveSpec]]:
-    return [ClueSpec, MaskedItemSpec, NoPretrainingSpec]
+    return [ClueSpec, InfoNceSpec, MaskedItemSpec, NoPretrainingSpec]
 
 
 @hookimpl

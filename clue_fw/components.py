@@ -446,6 +446,27 @@ class HeadSpec(ComponentSpec):
         """Why this head cannot train on a frozen encoder (``finetune.mode: probe``), or None."""
         return None
 
+    def training_inputs(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """The left-padded item sequences ``[B, n]`` that a training batch of this head
+        (a batch of :meth:`make_task`'s ``train`` examples) feeds the encoder, or None.
+
+        ``finetune.auxiliary`` views these sequences for its contrastive terms
+        (:mod:`clue_fw.training.auxiliary`). Default: None, the head does not say, and a
+        recipe with auxiliary terms is refused (:attr:`auxiliary_problem`).
+        """
+        return None
+
+    @property
+    def auxiliary_problem(self) -> str | None:
+        """Why this head cannot take ``finetune.auxiliary`` terms, or None. Default: a
+        head that overrides :meth:`training_inputs` can."""
+        if type(self).training_inputs is HeadSpec.training_inputs:
+            return (
+                f"head {self.kind!r} does not say which sequences its training batches feed "
+                "the encoder (HeadSpec.training_inputs), so no auxiliary term can view them"
+            )
+        return None
+
 
 def describe_spec(spec: ComponentSpec) -> dict[str, Any]:
     """A JSON-able view of a spec, used in logs and checkpoints."""

@@ -446,21 +446,80 @@ class Distributed:
 
     # ------------------------------------------------------------ data
 
-    def shard_examples(self, examples: ExampleSet) -> ExampleSet:
+    def shard_examples(self, examples: ExampleSet, batch_size: int | None = None) -> ExampleSet:
         """This process's part of ``examples`` for evaluation (all of them when there are
-        fewer examples than processes, with :meth:`eval_reduce` then not adding up)."""
+        fewer examples than processes, with :meth:`eval_reduce` then not adding up).
+
+        With ``batch_size`` (the evaluation batch), the part is a contiguous run of whole
+        batches of one process's pass (:meth:`_eval_batches`): every user is scored in the
+        very batch one process scores it in, so the metrics can match one process's to
+        the bit. All of them when there are fewer batches than processes."""
+        if batch_size is not None:
+            found = self._eval_batches(examples, batch_size)
+            if found is None:
+                return examples
+            first, stop, _ = found
+            rows = slice(first * batch_size, min(stop * batch_size, len(examples)))
+            return ExampleSet({k: v[rows] for k, v in examples.tensors.items()}, examples.ragged)
         if not self.parallel or len(examples) < self.world_size:
             return examples
         return examples.shard(Shard(self.rank, self.world_size))
 
-    def eval_reduce(
-        self, examples: ExampleSet
-    ) -> dict[str, Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]]:
-        """The ``reduce_sums`` keyword for :func:`~clue_fw.training.loop.evaluate` over
-        :meth:`shard_examples` of ``examples`` (none in a one-process run)."""
+    def eval_reduce(self, examples: ExampleSet, batch_size: int | None = None) -> dict[str, Any]:
+        """The keyword for :func:`~clue_fw.training.loop.evaluate` over
+        :meth:`shard_examples` of ``examples`` (none in a one-process run): with
+        ``batch_size``, ``reduce_batches`` (:meth:`gather_batch_sums`: the per-batch sums
+        of every process, added in one process's order: bit-identical metrics); without,
+        ``reduce_sums`` (the totals added across processes: exact up to float rounding)."""
+        if batch_size is not None:
+            found = self._eval_batches(examples, batch_size)
+            if found is None:
+                return {}
+            first, _, total = found
+            return {"reduce_batches": lambda sums: self.gather_batch_sums(sums, first, total)}
         if not self.parallel or len(examples) < self.world_size:
             return {}
         return {"reduce_sums": self.reduce_sums}
+
+    def _eval_batches(self, examples: ExampleSet, batch_size: int) -> tuple[int, int, int] | None:
+        """(first, stop, total): this process scores batches ``[first, stop)`` of the
+        ``total`` batches of one process's pass; None when every process scores all of
+        them (one process, or fewer batches than processes)."""
+        total = examples.num_batches(batch_size)
+        if not self.parallel or total < self.world_size:
+            return None
+        first, stop = Shard(self.rank, self.world_size).rows(total)
+        return first, stop, total
+
+    def gather_batch_sums(
+        self, mine: list[dict[str, torch.Tensor]], first: int, total: int
+    ) -> list[dict[str, torch.Tensor]]:
+        """The metric sums of all ``total`` batches, in order, on every process, from each
+        process's own batches (``mine``, batches ``first ..``).
+
+        Each batch's values travel in float64 in their own row of a ``[total, values]``
+        table that is zero elsewhere, so the all-reduce adds only zeros to them: they come
+        back exact, in their dtypes and on their devices."""
+        if not mine:
+            raise RuntimeError(
+                f"rank {self.rank} scored no evaluation batch; every process needs at least one."
+            )
+        names = sorted(mine[0])  # one layout on every process
+        self._check_same(names, "metric sums")
+        like = [mine[0][name] for name in names]
+        table = torch.zeros(
+            total, sum(t.numel() for t in like), dtype=torch.float64, device=self.comm_device
+        )
+        for offset, sums in enumerate(mine):
+            row = [sums[name].detach().reshape(-1) for name in names]
+            table[first + offset] = torch.cat(row).to(self.comm_device, torch.float64)
+        dist.all_reduce(table)
+        batches = []
+        for row in table:
+            parts = zip(names, like, _split_like(row, like), strict=True)
+            found = {name: part.to(value.device, value.dtype) for name, value, part in parts}
+            batches.append({name: found[name] for name in mine[0]})  # the head's order
+        return batches
 
     def seed_label(self) -> tuple[str, ...]:
         """Extra labels for the per-epoch global seed: each process draws its own
@@ -613,9 +672,16 @@ class GlobalView:
     generator, so each row is augmented as it is in a one-process run (and two processes
     never augment their rows with the same draws). Called on anything other than this
     process's rows (an objective that views something else), it is the view itself.
+    ``name`` is the batch key of the viewed sequences, or a function of the batch that
+    returns them (``finetune.auxiliary``: :meth:`HeadSpec.training_inputs`).
     """
 
-    def __init__(self, view: Callable[..., torch.Tensor], batches: Batches, name: str) -> None:
+    def __init__(
+        self,
+        view: Callable[..., torch.Tensor],
+        batches: Batches,
+        name: str | Callable[[Batch], torch.Tensor],
+    ) -> None:
         self.view = view
         self.batches = batches
         self.name = name
@@ -624,11 +690,25 @@ class GlobalView:
         whole = self.batches.current
         if whole is not None:
             start, stop = whole.rows
-            everything = whole.tensors[self.name]
+            name = self.name
+            everything = name(whole.tensors) if callable(name) else whole.tensors[name]
             mine = everything[start:stop]
-            if mine.shape == items.shape and torch.equal(mine, items):
+            if _same_rows(mine, items):
                 return self.view(everything, generator)[start:stop]
         return self.view(items, generator)
+
+
+def _same_rows(mine: torch.Tensor, items: torch.Tensor) -> bool:
+    """Whether ``items`` are this process's rows of the global batch. The batch a process
+    trains on is a slice of the global batch, so the same memory is the usual answer and
+    costs nothing; only other tensors are compared by value, which on a GPU waits for
+    the device (a host synchronisation every step, measured as part of a 3x slower
+    pre-training step under two processes, docs/results/ddp.md)."""
+    if mine.shape != items.shape or mine.device != items.device or mine.dtype != items.dtype:
+        return False
+    if mine.data_ptr() == items.data_ptr() and mine.stride() == items.stride():
+        return True
+    return bool(torch.equal(mine, items))
 
 
 # --------------------------------------------------------------------- BatchNorm
@@ -655,10 +735,10 @@ class _AllReduceSum(torch.autograd.Function):
 class GlobalBatchNorm1d(nn.BatchNorm1d):
     """BatchNorm1d over the global batch: statistics summed across the processes.
 
-    In training, each process adds up its rows' sum, then its squared deviations from
-    the global mean (two passes, as BatchNorm1d computes them), through the
-    differentiable all-reduce (:class:`_AllReduceSum`), so the forward
-    pass and the gradients are those of BatchNorm1d on the concatenated batch. Running
+    In training, each process adds up its rows' sums and sums of squares in float64,
+    all-reduced once through the differentiable all-reduce (:class:`_AllReduceSum`), so
+    the forward pass and the gradients are those of BatchNorm1d on the concatenated
+    batch (to float rounding). Running
     statistics are updated as BatchNorm1d updates them (unbiased variance, ``momentum``
     or the cumulative average); evaluation uses them, with no communication. Works on
     CPU tensors (gloo), which :class:`torch.nn.SyncBatchNorm` refuses, and on CUDA.
@@ -684,12 +764,19 @@ class GlobalBatchNorm1d(nn.BatchNorm1d):
         x = input.to(dtype)
         dims = [0, *range(2, x.dim())]
         shape = [1, x.shape[1]] + [1] * (x.dim() - 2)
-        local_rows = torch.full((1,), x.numel() // max(x.shape[1], 1), dtype=dtype, device=x.device)
-        total = _AllReduceSum.apply(torch.cat([x.sum(dims), local_rows]), self.group)
+        # One all-reduce of [sum, sum of squares, rows] in float64 (forward and backward):
+        # each all-reduce is a round trip between the GPUs, and a CLUE step has 8 of
+        # these layers; float64 keeps the one-pass variance as exact as two passes.
+        wide = x.to(torch.float64)
+        rows = wide.new_full((1,), x.numel() // max(x.shape[1], 1))
+        local = torch.cat([wide.sum(dims), (wide * wide).sum(dims), rows])
+        total = _AllReduceSum.apply(local, self.group)
+        channels = x.shape[1]
         count = total[-1]
-        mean = total[:-1] / count
+        mean_wide = total[:channels] / count
+        var_wide = (total[channels : 2 * channels] / count - mean_wide * mean_wide).clamp(min=0)
+        mean, var = mean_wide.to(dtype), var_wide.to(dtype)
         centered = x - mean.reshape(shape)
-        var = _AllReduceSum.apply((centered * centered).sum(dims), self.group) / count
         out = centered * torch.rsqrt(var + self.eps).reshape(shape)
         if self.affine:
             out = out * self.weight.reshape(shape) + self.bias.reshape(shape)

@@ -58,8 +58,7 @@ def logits_part(
 ) -> Part:
     """A ``[rows, columns]`` float logit matrix and its gradient (``unit`` names a column)."""
     return Part(
-        f"{what} ({rows:,} rows x {columns:,} {unit} x 4 B x 2 for the logits and their "
-        "gradient)",
+        f"{what} ({rows:,} rows x {columns:,} {unit} x 4 B x 2 for the logits and their gradient)",
         rows * columns * FLOAT_BYTES * 2,
         fields,
     )

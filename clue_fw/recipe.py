@@ -23,6 +23,7 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -143,12 +144,65 @@ DataSpec = Annotated[
 
 
 class TrainSpec(StrictModel):
-    """Optimisation settings of one stage (Adam)."""
+    """Optimisation settings of one stage: optimiser, learning-rate schedule, batches.
 
-    epochs: int = Field(gt=0, description="Maximum number of epochs.")
+    The optimiser and schedule are built by :mod:`clue_fw.training.optim`; the defaults
+    (Adam, constant lr) are the paper's.
+    """
+
+    epochs: int = Field(
+        gt=0, description="Maximum number of epochs (the lr schedule is planned over them)."
+    )
     batch_size: int = Field(256, gt=0, description="Training examples per optimiser step.")
-    lr: float = Field(1e-3, gt=0.0, description="Adam learning rate (paper: 1e-3).")
-    weight_decay: float = Field(0.0, ge=0.0, description="Adam L2 weight decay.")
+    lr: float = Field(
+        1e-3,
+        gt=0.0,
+        description="Learning rate (paper: Adam at 1e-3); the peak of a schedule, times "
+        "batch_size / 256 under lr_scale linear.",
+    )
+    weight_decay: float = Field(
+        0.0,
+        ge=0.0,
+        description="Weight decay: an L2 term in the gradient for adam and sgd, decoupled "
+        "(applied to the weights) for adamw.",
+    )
+    optimizer: Literal["adam", "adamw", "sgd"] = Field(
+        "adam",
+        description="'adam' (the paper), 'adamw' (Adam with decoupled weight decay) or "
+        "'sgd' (with momentum).",
+    )
+    betas: list[Annotated[float, Field(ge=0.0, lt=1.0)]] | None = Field(
+        None,
+        min_length=2,
+        max_length=2,
+        description="Adam/AdamW moment decay rates [beta1, beta2], each in [0, 1) "
+        "(default [0.9, 0.999]); adam and adamw only.",
+    )
+    momentum: float | None = Field(
+        None, ge=0.0, lt=1.0, description="SGD momentum in [0, 1) (default 0.9); sgd only."
+    )
+    schedule: Literal["constant", "cosine", "linear"] = Field(
+        "constant",
+        description="Learning rate after warm-up: 'constant' (lr), or 'cosine' / 'linear' "
+        "decay from lr to min_lr over the stage's planned steps (epochs x batches).",
+    )
+    warmup_epochs: float = Field(
+        0.0,
+        ge=0.0,
+        description="Linear warm-up from lr / warm-up steps to lr over this many epochs "
+        "(fractions allowed: 0.5 is half an epoch's steps); 0 is none.",
+    )
+    min_lr: float = Field(
+        0.0,
+        ge=0.0,
+        description="Floor of a cosine or linear decay (an absolute value, not scaled by "
+        "lr_scale).",
+    )
+    lr_scale: Literal["none", "linear"] = Field(
+        "none",
+        description="'linear': the effective lr is lr x batch_size / 256 (SimSiam's rule); "
+        "batch_size is the global batch, also in a data-parallel run.",
+    )
     grad_clip: float | None = Field(
         None, gt=0.0, description="Clip the gradient norm to this value (off when unset)."
     )
@@ -162,6 +216,56 @@ class TrainSpec(StrictModel):
         description="'bf16': run the training steps under bfloat16 autocast (about twice as "
         "fast on recent GPUs; weights, optimiser and evaluation stay float32).",
     )
+
+    @property
+    def peak_lr(self) -> float:
+        """The learning rate after warm-up: ``lr``, times ``batch_size / 256`` under
+        ``lr_scale: linear``. The one place that applies ``lr_scale``."""
+        if self.lr_scale == "linear":
+            return self.lr * self.batch_size / LR_SCALE_BATCH
+        return self.lr
+
+    @model_validator(mode="after")
+    def _optimisation_fits(self) -> "TrainSpec":
+        if self.momentum is not None and self.optimizer != "sgd":
+            raise ValueError(
+                f"momentum is a setting of optimizer sgd, not {self.optimizer}; remove it "
+                "(adam and adamw take betas) or set optimizer: sgd"
+            )
+        if self.betas is not None and self.optimizer == "sgd":
+            raise ValueError(
+                "betas is a setting of optimizer adam or adamw, not sgd; remove it (sgd "
+                "takes momentum) or set optimizer: adam"
+            )
+        if self.schedule == "constant" and self.min_lr > 0:
+            raise ValueError(
+                f"min_lr ({self.min_lr:g}) is the floor of a decaying schedule, and schedule "
+                "is constant; set schedule: cosine or linear, or remove min_lr"
+            )
+        if self.schedule != "constant" and self.min_lr >= self.peak_lr:
+            scaled = (
+                " (lr x batch_size / 256, lr_scale linear)" if self.lr_scale == "linear" else ""
+            )
+            raise ValueError(
+                f"min_lr ({self.min_lr:g}) must be below the peak learning rate "
+                f"{self.peak_lr:g}{scaled}, or the {self.schedule} schedule never decays"
+            )
+        warmup, epochs = self.warmup_epochs, self.epochs
+        if self.schedule == "constant" and warmup > epochs:
+            raise ValueError(
+                f"warmup_epochs ({warmup:g}) is longer than the stage ({epochs} epochs); "
+                f"use at most {epochs}"
+            )
+        if self.schedule != "constant" and warmup >= epochs:
+            raise ValueError(
+                f"warmup_epochs ({warmup:g}) leaves no epoch of the {epochs} for the "
+                f"{self.schedule} decay; use fewer than {epochs} (fractions are allowed)"
+            )
+        return self
+
+
+LR_SCALE_BATCH = 256
+"""``lr_scale: linear`` multiplies lr by ``batch_size / LR_SCALE_BATCH`` (SimSiam)."""
 
 
 class EvalSpec(StrictModel):
@@ -238,6 +342,14 @@ def pretrains(recipe: Any) -> bool:
     return recipe.pretrain is not None and bool(recipe.pretrain.objective.trains)
 
 
+def _check_objective_dims(objective: Any, where: str) -> None:
+    """Refuse a ``projector_dim`` / ``predictor_dim`` above :data:`MAX_OBJECTIVE_DIM`."""
+    for name in ("projector_dim", "predictor_dim"):
+        value = getattr(objective, name, None)
+        if isinstance(value, int) and value > MAX_OBJECTIVE_DIM:
+            raise ValueError(f"{where}.{name} must be at most {MAX_OBJECTIVE_DIM}, got {value}")
+
+
 @functools.lru_cache(maxsize=8)
 def _recipe_model_for(registry_id: int) -> type[BaseModel]:
     return _make_recipe_model(_REGISTRIES[registry_id])
@@ -287,13 +399,38 @@ def _make_recipe_model(registry: Registry) -> type[BaseModel]:
                     f"batches of at least {smallest} sequences (BatchNorm needs batch "
                     f"statistics), got {self.train.batch_size}"
                 )
-            for name in ("projector_dim", "predictor_dim"):
-                value = getattr(self.objective, name, None)
-                if isinstance(value, int) and value > MAX_OBJECTIVE_DIM:
-                    raise ValueError(
-                        f"pretrain.objective.{name} must be at most {MAX_OBJECTIVE_DIM}, "
-                        f"got {value}"
-                    )
+            _check_objective_dims(self.objective, "pretrain.objective")
+            return self
+
+    class AuxiliaryTerm(StrictModel):
+        """A contrastive term added to the fine-tuning loss (CL4SRec, DuoRec)."""
+
+        objective: Objective = Field(
+            description="A pre-training objective that trains (see `clue list`); its own "
+            "modules (projector, predictor) are trained with the fine-tuning optimiser."
+        )
+        views: list[View] = Field(  # type: ignore[valid-type]
+            default_factory=lambda: [{"kind": "dropout"}],
+            validate_default=True,
+            min_length=1,
+            description="Views applied in order to make each branch of a positive pair.",
+        )
+        weight: float = Field(
+            0.1,
+            gt=0.0,
+            description="Weight of the term: loss = head loss + sum of weight x term "
+            "(CL4SRec and DuoRec: 0.1).",
+        )
+
+        @model_validator(mode="after")
+        def _objective_trains(self) -> "AuxiliaryTerm":
+            if not self.objective.trains:  # type: ignore[attr-defined]
+                raise ValueError(
+                    f"objective {self.objective.kind!r} trains nothing, so it adds no term "  # type: ignore[attr-defined]
+                    "to the fine-tuning loss; name one that trains (such as clue), or remove "
+                    "the entry"
+                )
+            _check_objective_dims(self.objective, "objective")
             return self
 
     class FinetuneStage(StrictModel):
@@ -334,6 +471,45 @@ def _make_recipe_model(registry: Registry) -> type[BaseModel]:
                 if reason:
                     raise ValueError(f"finetune.mode probe: {reason}")
             return self
+
+        auxiliary: list[AuxiliaryTerm] = Field(
+            default_factory=list,
+            description="Contrastive terms added to the fine-tuning loss (CL4SRec, DuoRec): "
+            "each runs its objective on two views of the sequences the head trains on, "
+            "through the same encoder, and adds weight x its loss.",
+        )
+
+        @model_validator(mode="after")
+        def _auxiliary_fits(self) -> "FinetuneStage":
+            if not self.auxiliary:
+                return self
+            if self.mode == "probe":
+                raise ValueError(
+                    "finetune.auxiliary: auxiliary terms train the encoder, which "
+                    "finetune.mode probe freezes; use mode full, or remove the terms"
+                )
+            reason = self.head.auxiliary_problem  # type: ignore[attr-defined]
+            if reason:
+                raise ValueError(f"finetune.auxiliary: {reason}")
+            for index, term in enumerate(self.auxiliary):
+                smallest = term.objective.min_batch_size  # type: ignore[attr-defined]
+                if self.train.batch_size < smallest:
+                    raise ValueError(
+                        f"finetune.train.batch_size: the {term.objective.kind!r} objective "  # type: ignore[attr-defined]
+                        f"of finetune.auxiliary.{index} needs batches of at least {smallest} "
+                        f"sequences (BatchNorm needs batch statistics), got "
+                        f"{self.train.batch_size}"
+                    )
+            return self
+
+        @model_serializer(mode="wrap")
+        def _without_empty_auxiliary(self, handler: Any) -> Any:
+            """No ``auxiliary`` key when there is no term: a recipe without terms dumps as
+            before the option existed (same recipe sha256; older runs still resume)."""
+            data = handler(self)
+            if not self.auxiliary and isinstance(data, dict):
+                data.pop("auxiliary", None)
+            return data
 
     class Recipe(StrictModel):
         """A complete clue_fw experiment: data, backbone, optional pre-training, fine-tuning."""

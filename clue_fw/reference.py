@@ -42,6 +42,8 @@ def _type_name(annotation: Any) -> str:
 def _default(field: Any) -> str:
     if field.is_required():
         return "required"
+    if field.default_factory is list:
+        return "`[]`"
     if field.default_factory is not None:
         return "(computed)"
     return f"`{field.default!r}`"
@@ -99,6 +101,10 @@ def render(registry: Registry | None = None) -> str:
             a for a in getattr(annotation, "__args__", (annotation,)) if a is not type(None)
         )
         out += [f"## `{stage}`", "", model_table(model), ""]
+        if stage == "finetune":  # the items of finetune.auxiliary
+            (term,) = get_args(model.model_fields["auxiliary"].annotation)
+            doc = (term.__doc__ or "").strip()
+            out += ["## `finetune.auxiliary[]`", "", doc, "", model_table(term), ""]
     out += ["## `*.train`", "", model_table(TrainSpec), ""]
     out += ["## `finetune.eval`", "", model_table(EvalSpec), ""]
     for data in (SequenceFileData, InteractionTableData, SyntheticData):

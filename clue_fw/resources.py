@@ -18,6 +18,8 @@ Every other part comes from the components themselves, through the hooks of
   with ``loss: sampled`` ``rows x (1 + in-batch rows + negatives)``. On an H200 the
   full-softmax estimate of a whole step was 0.90 of the measured peak for a
   183,338-item catalogue (``benchmarks/memory_estimate.py``).
+  With ``finetune.auxiliary``, each term's objective adds its own tensors and encoder
+  batch (``clue``: ``2 x batch_size`` more sequences through the encoder).
 * **pre-training step**: the objective's own tensors (``masked_item``: logits of its
   masked positions, ``rho x batch_size x n`` rows, at least ``batch_size``) and the
   encoder batch it needs (``clue`` encodes both views: ``2 x batch_size``).
@@ -67,6 +69,7 @@ from clue_fw.components import BuildContext, TaskData
 from clue_fw.errors import ResourceError
 from clue_fw.memory import INDEX_BYTES, Part, StepSizes, window_count
 from clue_fw.recipe import pretrains
+from clue_fw.training import auxiliary as aux
 
 SKIP_ENV = "CLUE_SKIP_MEMORY_CHECK"
 ADAM_BYTES_PER_PARAMETER = 16  # weight, gradient, exp_avg, exp_avg_sq (float32)
@@ -194,15 +197,20 @@ def estimate_phases(
     head = finetune.head
     train = finetune.train
     field = "finetune.train.batch_size"
-    count = _trainable_parameters(
-        lambda: nn.ModuleDict(
-            {"encoder": (e := encoder()), "head": head.build(context, e, task_data)}
-        )
-    )
+    terms = finetune.auxiliary  # auxiliary terms: their modules, tensors and encoder passes
+
+    def finetune_module() -> nn.Module:
+        parts = {"encoder": (e := encoder()), "head": head.build(context, e, task_data)}
+        if terms:
+            parts["auxiliary"] = aux.AuxiliaryTerms.from_specs(terms, context, e)
+        return nn.ModuleDict(parts)
+
+    count = _trainable_parameters(finetune_module)
     params = _parameter_part("fine-tuning", count, recipe, context)
     batch = _batch(train.batch_size, train.history, num_users, num_interactions)
     parts = [params, *head.step_parts(sizes(batch, field))]
-    parts += backbone.activation_parts(sizes(batch, field))
+    parts += aux.step_parts(terms, sizes(batch, field))
+    parts += backbone.activation_parts(sizes(batch + aux.encoder_rows(terms, batch), field))
     windows, width = head.training_examples(train.history, num_users, num_interactions, n)
     fields = _window_fields("finetune", train.history)
     examples = (

@@ -246,14 +246,15 @@ class ColdStartSpec(UserLevelHeadSpec):
     def make_task(self, task_data: TaskData, context: BuildContext, history: str) -> Task:
         assert isinstance(task_data, ColdStartData), "cold_start needs its prepare()'s data"
         items = task_data.sequences.sequences.recent_windows(context.max_len)
-        parts = split_rows(torch.unique(task_data.pair_users), self.split_seed)
+        train, valid, test = split_rows(torch.unique(task_data.pair_users), self.split_seed)
 
         def examples(users: torch.Tensor) -> ExampleSet:
             chosen = torch.isin(task_data.pair_users, users)
             pair_users = task_data.pair_users[chosen]
             return ExampleSet({"items": items[pair_users], "target": task_data.pair_items[chosen]})
 
-        return Task(*(examples(users) for users in parts))
+        # label_fraction keeps the pairs of the first training users (all their pairs)
+        return Task(examples(self.labelled_train(train)), examples(valid), examples(test))
 
     def build(
         self, context: BuildContext, encoder: SequenceEncoder, task_data: TaskData

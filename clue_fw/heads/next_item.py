@@ -221,6 +221,10 @@ class NextItemSpec(HeadSpec, ItemSoftmaxOptions):
             )
         return None
 
+    def training_inputs(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """A training window's inputs: every column but the target (the last)."""
+        return batch["window"][:, :-1]
+
     def training_examples(
         self, history: str, num_users: int, num_interactions: int, max_len: int
     ) -> tuple[int, int]:

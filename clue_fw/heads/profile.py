@@ -6,6 +6,10 @@ Metrics: ``acc``, ``macro_f1`` (the unweighted mean of per-class F1 over the cla
 that occur in the split's labels or predictions, as scikit-learn's default) and
 ``majority_acc``, the accuracy of always predicting the most frequent training label:
 the floor every result must be read against.
+
+With ``label_fraction`` below 1 only the first part of the training users keeps its
+labels; a class none of them has still has its output (never a training target), and
+``majority_acc`` is the majority of the labelled training users.
 """
 
 from __future__ import annotations
@@ -205,12 +209,13 @@ class ProfileSpec(UserLevelHeadSpec):
         def examples(users: torch.Tensor) -> ExampleSet:
             return ExampleSet({"items": items[users], "label": task_data.labels[users]})
 
-        return Task(*(examples(users) for users in task_data.splits))
+        train, valid, test = task_data.splits
+        return Task(examples(self.labelled_train(train)), examples(valid), examples(test))
 
     def build(
         self, context: BuildContext, encoder: SequenceEncoder, task_data: TaskData
     ) -> ProfileHead:
         assert isinstance(task_data, ProfileData), "profile needs ProfileSpec.prepare's data"
-        train = task_data.splits[0]
+        train = self.labelled_train(task_data.splits[0])  # the majority the head can know
         counts = torch.bincount(task_data.labels[train], minlength=len(task_data.classes))
         return ProfileHead(encoder, len(task_data.classes), int(counts.argmax()), self.user_vector)

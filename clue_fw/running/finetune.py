@@ -16,6 +16,7 @@ Rank 0 reads and writes the checkpoints and hands the weights it loads to the ot
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +25,19 @@ from torch import nn
 
 from clue_fw.components import BuildContext, SequenceEncoder, TaskData
 from clue_fw.data.dataset import SequenceData
-from clue_fw.data.examples import ExampleSet
-from clue_fw.distributed import SINGLE, Distributed, convert_batchnorm
+from clue_fw.data.examples import Batches, ExampleSet
+from clue_fw.distributed import SINGLE, Distributed, GlobalView, convert_batchnorm
 from clue_fw.errors import CheckpointError, RecipeError, short_repr
 from clue_fw.recipe import pretrains
 from clue_fw.running.identity import diff_keys, directory_identity, file_identity
 from clue_fw.running.os_errors import exists, is_dir
 from clue_fw.running.pretrain import ENCODER_FILE, ITEM_IDS_KEY
 from clue_fw.running.run_directory import RunDirectory
-from clue_fw.running.stage import Stage, adam
+from clue_fw.running.stage import Stage
+from clue_fw.training.auxiliary import AuxiliaryTerms, auxiliary_inputs, smallest_batch
 from clue_fw.training.checkpoint import load_checkpoint, load_module_tensors, module_tensors
 from clue_fw.training.loop import derive_seed, evaluate
+from clue_fw.training.optim import build_optimizer
 from clue_fw.training.report import Reporter
 
 BEST_FILE = "best.safetensors"
@@ -129,9 +132,16 @@ def run_finetune(
     # up depends on whether it ran in this process or was resumed as already finished.
     torch.manual_seed(derive_seed(recipe.seed, "finetune", "init"))
     head = head_spec.build(context, encoder, task_data).to(device)
-    module = nn.ModuleDict({"encoder": encoder, "head": head})
+    parts: dict[str, nn.Module] = {"encoder": encoder, "head": head}
+    auxiliary = None
+    if spec.auxiliary:  # contrastive terms added to the head's loss (docs/protocol.md)
+        torch.manual_seed(derive_seed(recipe.seed, "finetune", "auxiliary"))
+        auxiliary = AuxiliaryTerms.from_specs(spec.auxiliary, context, encoder).to(device)
+        parts["auxiliary"] = auxiliary  # trained, saved and resumed with the rest
+    module = nn.ModuleDict(parts)
     if distributed.parallel:
-        convert_batchnorm(module)  # BatchNorm of a backbone or head: global-batch statistics
+        # BatchNorm of a backbone, head or auxiliary term: global-batch statistics
+        convert_batchnorm(module)
     probe = spec.mode == "probe"
     if probe:
         encoder.requires_grad_(False)
@@ -140,7 +150,7 @@ def run_finetune(
         "finetune",
         directory,
         module,
-        adam(parameters, spec.train),
+        build_optimizer(parameters, spec.train),
         reporter,
         recipe.seed,
         device,
@@ -154,9 +164,10 @@ def run_finetune(
     eval_size = spec.eval.batch_size
 
     def score(examples: ExampleSet, split: str) -> dict[str, float]:
-        """Exact metrics of ``examples``; data-parallel: each process scores its part."""
-        part = distributed.shard_examples(examples)
-        reduce = distributed.eval_reduce(examples)
+        """Exact metrics of ``examples``; data-parallel: each process scores its whole
+        batches, and the metrics equal one process's to the bit."""
+        part = distributed.shard_examples(examples, eval_size)
+        reduce = distributed.eval_reduce(examples, eval_size)
         return evaluate(head, encoder, part, eval_size, split=split, **reduce)
 
     if not stage.try_resume():
@@ -197,25 +208,34 @@ def run_finetune(
             BEST_FILE, lambda: module_tensors(module, "model."), {"role": "best", "epoch": 0}
         )
         stage.save()
+    terms = "".join(
+        f" + {term.weight:g} x {name} ({'+'.join(v.kind for v in term.views)} views)"
+        for term, name in zip(spec.auxiliary, auxiliary.names if auxiliary else [], strict=True)
+    )
     reporter.log(
-        f"finetune: {head_spec.kind} on {len(task.train):,} training examples "
+        f"finetune: {head_spec.kind}{terms} on {len(task.train):,} training examples "
         f"({'linear probe of a frozen encoder' if probe else 'full fine-tuning'}); "
         f"early stopping on valid {monitor} (patience {spec.patience})"
     )
+    # With auxiliary terms, a last batch smaller than their objectives need is skipped.
+    smallest = smallest_batch(spec.auxiliary)
     module.train()
     if probe:
         encoder.eval()  # a frozen encoder: no dropout, representation as evaluated
     shard = distributed.shard
     while not stage.finished:
         epoch = stage.epoch + 1
-        order, _ = stage.begin_epoch(epoch)
+        order, view_generator = stage.begin_epoch(epoch)
+        batches = task.train.batches(spec.train.batch_size, order, min_size=smallest, shard=shard)
         stats = stage.train_epoch(
             epoch,
             spec.train,
             f"{head_spec.kind} head",
-            step=lambda batch: head.loss(encoder, batch),
-            batches=task.train.batches(spec.train.batch_size, order, shard=shard),
-            num_batches=task.train.num_batches(spec.train.batch_size, shard=shard),
+            step=training_step(
+                head, encoder, head_spec, auxiliary, batches, view_generator, shard is not None
+            ),
+            batches=batches,
+            num_batches=task.train.num_batches(spec.train.batch_size, smallest, shard),
         )
         eval_started = time.perf_counter()
         valid = score(task.valid, "valid")
@@ -230,7 +250,9 @@ def run_finetune(
         row = {
             "epoch": epoch,
             "loss": stats.loss,
+            **stats.terms,
             **{f"valid {k}": v for k, v in valid.items()},
+            "lr": stage.lr,
             "seq/s": round(stats.examples_per_second),
             "seconds": round(stats.seconds, 2),
             "eval seconds": round(eval_seconds, 3),
@@ -264,6 +286,35 @@ def run_finetune(
         "epochs": stage.epoch,
         "monitor": monitor,
     }
+
+
+def training_step(
+    head: Any,
+    encoder: SequenceEncoder,
+    head_spec: Any,
+    auxiliary: AuxiliaryTerms | None,
+    batches: Batches,
+    generator: torch.Generator,
+    parallel: bool = False,
+) -> Callable[[dict[str, torch.Tensor]], Any]:
+    """One fine-tuning step's loss: the head's, plus the weighted auxiliary terms on the
+    sequences the batch feeds the encoder (their views drawn from ``generator``, the
+    epoch's view generator). ``parallel`` (``batches`` sharded): each view is drawn for
+    the global batch (:class:`~clue_fw.distributed.GlobalView`)."""
+    if auxiliary is None:
+        return lambda batch: head.loss(encoder, batch)
+
+    def global_view(view: Any) -> Any:
+        return GlobalView(view, batches, head_spec.training_inputs)
+
+    wrap = global_view if parallel else None
+
+    def step(batch: dict[str, torch.Tensor]) -> Any:
+        output = head.loss(encoder, batch)
+        inputs = auxiliary_inputs(head_spec, batch)
+        return auxiliary.add_to(output, encoder, inputs, generator, wrap)
+
+    return step
 
 
 def _is_dir(path: Path) -> bool:

@@ -24,8 +24,9 @@ from clue_fw.data.windows import training_windows
 from clue_fw.distributed import SINGLE, Distributed, GlobalView, convert_batchnorm
 from clue_fw.running.os_errors import exists
 from clue_fw.running.run_directory import RunDirectory
-from clue_fw.running.stage import Stage, adam
+from clue_fw.running.stage import Stage
 from clue_fw.training.checkpoint import module_tensors
+from clue_fw.training.optim import build_optimizer
 from clue_fw.training.report import Reporter
 
 ENCODER_FILE = "encoder.safetensors"
@@ -64,7 +65,7 @@ def run_pretrain(
         "pretrain",
         directory,
         module,
-        adam(parameters, spec.train),
+        build_optimizer(parameters, spec.train),
         reporter,
         recipe.seed,
         device,
@@ -109,6 +110,7 @@ def run_pretrain(
             "epoch": epoch,
             "loss": stats.loss,
             **stats.terms,
+            "lr": stage.lr,
             "seq/s": round(stats.examples_per_second),
             "seconds": round(stats.seconds, 2),
         }

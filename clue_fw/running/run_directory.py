@@ -485,7 +485,6 @@ def _replaceable(path: Path) -> bool:
     return all(p in temps or p.name == LOCK_FILE for p in _entries(path, skip=""))
 
 
-
 def _not_empty(path: Path) -> RunDirectoryError:
     return RunDirectoryError(
         f"Output directory {path} exists and is not empty. Choose another --out, pass "

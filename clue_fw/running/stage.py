@@ -1,7 +1,7 @@
 """One training stage of a run: its checkpoints, history, re-seeding and resumption.
 
 A stage (``pretrain`` or ``finetune``) keeps its files in ``<run_dir>/<stage>/``.
-Every epoch ends with ``last.safetensors``: the module's weights, the Adam state and
+Every epoch ends with ``last.safetensors``: the module's weights, the optimiser state and
 the metadata (epoch, finished, history, stage-specific ``extra``), stamped with the run
 identity by :class:`~clue_fw.running.run_directory.RunDirectory`, then ``history.csv``
 (the history, one row per epoch: :mod:`clue_fw.analysis.history_csv`). Randomness is
@@ -35,22 +35,10 @@ from clue_fw.training.checkpoint import (
     restore_optimizer,
 )
 from clue_fw.training.loop import EpochStats, derive_seed, train_epoch
+from clue_fw.training.optim import lr_schedule
 from clue_fw.training.report import Reporter
 
 LAST_FILE = "last.safetensors"
-
-
-def adam(parameters: list[nn.Parameter], train: Any) -> torch.optim.Adam:
-    """The optimiser of a stage, from its ``train`` settings.
-
-    On CUDA it is torch's fused Adam: one kernel for every parameter, and a step it can
-    skip on the device (``found_inf``), which the training loop's deferred numerical
-    guard uses instead of a host read per step.
-    """
-    fused = bool(parameters) and parameters[0].device.type == "cuda"
-    return torch.optim.Adam(
-        parameters, lr=train.lr, weight_decay=train.weight_decay, fused=fused or None
-    )
 
 
 class Stage:
@@ -91,6 +79,7 @@ class Stage:
         self.extra: dict[str, Any] = {}
         self.distributed = distributed
         self.saved = False  # this process knows a last.safetensors of the stage exists
+        self.lr: float | None = None  # the learning rate of the last epoch's last step
 
     @property
     def last_path(self) -> Path:
@@ -169,11 +158,18 @@ class Stage:
     ) -> EpochStats:
         """One epoch of :func:`train_epoch`; a numerical failure says which checkpoint is kept.
 
+        Every step's learning rate follows ``train``'s schedule
+        (:func:`~clue_fw.training.optim.lr_schedule`, a function of the global step);
+        :attr:`lr` is then the rate of the epoch's last step, for the epoch's history row.
+
         Data-parallel: ``batches`` are this process's parts of the global batches; the
         loss is weighted by each part's share, the gradients are averaged across the
         processes after every backward pass, and the epoch's loss and terms are the means
         over every process's rows.
         """
+        # The lr schedule: a function of the global step, planned over train.epochs.
+        schedule = lr_schedule(train, num_batches)
+        self.lr = schedule(epoch * num_batches - 1)
         sharded = None
         parallel = self.distributed.parallel
         if parallel:
@@ -193,6 +189,7 @@ class Stage:
                 first_step=(epoch - 1) * num_batches,
                 loss_name=loss_name,
                 autocast=torch.bfloat16 if train.precision == "bf16" else None,
+                learning_rate=schedule if schedule.varies else None,
                 **({"sync_gradients": self.distributed.sync_gradients} if parallel else {}),
             )
         except NonFiniteError as exc:

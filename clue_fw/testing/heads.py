@@ -81,6 +81,18 @@ def check_trains(case: ContractCase, folder: Path) -> None:
         encoder.train()
         head.train()
         batch = next(task.train.batches(16, torch.Generator().manual_seed(0), min_size=2))
+        if spec.auxiliary_problem is None:  # what finetune.auxiliary terms view
+            inputs = spec.training_inputs(batch)
+            rows = next(iter(batch.values())).shape[0]
+            assert isinstance(inputs, torch.Tensor) and inputs.dim() == 2, (
+                f"training_inputs returned {type(inputs).__name__}, not a [B, n] tensor"
+            )
+            assert inputs.shape[0] == rows and not inputs.is_floating_point(), (
+                f"training_inputs: {inputs.dtype} {list(inputs.shape)} for a batch of {rows}"
+            )
+            assert 0 <= int(inputs.min()) and int(inputs.max()) <= context.mask_id, (
+                "training_inputs: ids outside 0..mask_id"
+            )
         output = head.loss(encoder, batch)
         assert isinstance(output, LossOutput), (
             f"loss returned {type(output).__name__}, not LossOutput(loss, terms)"

@@ -52,6 +52,7 @@ def train_epoch(
     sync_gradients: Callable[[list[torch.nn.Parameter]], None] | None = None,
     check_every: int | None = None,
     autocast: torch.dtype | None = None,
+    learning_rate: Callable[[int], float] | None = None,
 ) -> EpochStats:
     """Run ``step`` on every batch, back-propagate and update.
 
@@ -68,11 +69,16 @@ def train_epoch(
     step. On an accelerator a read waits for the device, which costs more than a small
     step, so the default there is :data:`DEVICE_CHECK_EVERY`: losses, terms and
     finiteness flags accumulate on the device, and an optimiser that can skip a step on
-    the device (``found_inf``, as fused Adam and SGD can) is told to skip every step from
-    the first non-finite one, so the guard holds without a read per step.
+    the device (``found_inf``, as fused Adam, AdamW and SGD can) is told to skip every
+    step from the first non-finite one, so the guard holds without a read per step. An
+    optimiser that cannot skip is read before every step, whatever ``check_every`` says.
 
     ``autocast``: a lower-precision dtype (``torch.bfloat16``) that ``step`` runs under
     :func:`torch.autocast`; backward, clipping and the optimiser step stay float32.
+
+    ``learning_rate``: the rate of each step, from its global step (``first_step`` +
+    batch index, 0-based; :func:`clue_fw.training.optim.lr_schedule`), set on every
+    parameter group before the step. None leaves the optimiser's rate alone.
     """
     if num_batches <= 0:
         raise TrainingError(_no_batches(description, batches))
@@ -97,6 +103,10 @@ def train_epoch(
             state.add(output, norm, size)
             if state.immediate:
                 state.raise_if_non_finite(description, num_batches, first_step, loss_name)
+            if learning_rate is not None:
+                rate = learning_rate(first_step + index)
+                for group in optimizer.param_groups:
+                    group["lr"] = rate
             optimizer.step()
             if state.due(index, num_batches):
                 state.raise_if_non_finite(description, num_batches, first_step, loss_name)
@@ -138,10 +148,11 @@ DEVICE_CHECK_EVERY = 50
 class _EpochSums:
     """An epoch's loss and term sums and its finiteness record, kept on the loss's device.
 
-    ``immediate`` (the CPU, or ``check_every == 1``): every step is read and checked
-    before the optimiser step. Otherwise the per-step flags are read every
-    ``check_every`` steps; an optimiser with a ``found_inf`` input skips the step of a
-    non-finite batch and every later one, so the weights stay those before it.
+    ``immediate`` (the CPU, ``check_every == 1``, or an optimiser that cannot skip a
+    step on the device): every step is read and checked before the optimiser step.
+    Otherwise the per-step flags are read every ``check_every`` steps; the optimiser's
+    ``found_inf`` input makes it skip the step of a non-finite batch and every later
+    one, so the weights stay those before it.
     """
 
     def __init__(
@@ -152,10 +163,10 @@ class _EpochSums:
         if check_every < 1:
             raise ValueError(f"check_every must be at least 1, got {check_every}")
         self.check_every = check_every
-        self.immediate = check_every == 1
+        self.skips_on_device = check_every > 1 and _can_skip_steps(optimizer)
+        self.immediate = not self.skips_on_device
         self.device = device
         self.optimizer = optimizer
-        self.skips_on_device = not self.immediate and _can_skip_steps(optimizer)
         self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         self.term_sums: dict[str, torch.Tensor] = {}
         self.examples = 0
@@ -334,6 +345,8 @@ def evaluate(
     *,
     split: str = "evaluation",
     reduce_sums: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None,
+    reduce_batches: Callable[[list[dict[str, torch.Tensor]]], list[dict[str, torch.Tensor]]]
+    | None = None,
 ) -> dict[str, float]:
     """Exact metrics over ``examples``: additive per-batch sums, finalised once.
 
@@ -342,20 +355,26 @@ def evaluate(
     the end; any non-zero count raises :class:`EvaluationError` naming ``split``
     ("valid", "test") and the first batch that had one. ``reduce_sums`` (data-parallel
     evaluation, each process on its own shard of ``examples``) sums the totals across
-    processes before they are finalised, so the metrics are exact.
+    processes before they are finalised, so the metrics are exact. ``reduce_batches``
+    (data-parallel evaluation over whole batches) turns this process's per-batch sums
+    into every process's, in the one-process batch order; they are then added up in
+    that order, so the metrics equal one process's to the bit.
     """
     was_training = encoder.training, head.training
     encoder.eval()
     head.eval()
     totals: dict[str, torch.Tensor] = {}
     nan_rows: list[torch.Tensor] = []
+    kept: list[dict[str, torch.Tensor]] = []
     try:
         for batch in examples.batches(batch_size):
             sums = head.metric_sums(encoder, batch)
             if NAN_ROWS in sums:
                 nan_rows.append(sums.pop(NAN_ROWS).reshape(()))
-            for name, value in sums.items():
-                totals[name] = totals[name] + value if name in totals else value
+            if reduce_batches is not None:
+                kept.append(sums)
+            else:
+                _add_sums(totals, sums)
     finally:
         encoder.train(was_training[0])
         head.train(was_training[1])
@@ -364,9 +383,18 @@ def evaluate(
         bad = [index for index, count in enumerate(counts) if count > 0]
         if bad:
             raise _nan_scores(split, bad, counts, examples.num_batches(batch_size), batch_size)
+    if reduce_batches is not None:
+        for sums in reduce_batches(kept):
+            _add_sums(totals, sums)
     if reduce_sums is not None:
         totals = reduce_sums(totals)
     return head.finalize(totals)
+
+
+def _add_sums(totals: dict[str, torch.Tensor], sums: dict[str, torch.Tensor]) -> None:
+    """Add one batch's metric sums to ``totals``, in place (the one order of additions)."""
+    for name, value in sums.items():
+        totals[name] = totals[name] + value if name in totals else value
 
 
 def _nan_scores(

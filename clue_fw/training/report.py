@@ -124,7 +124,7 @@ class Reporter:
         for key, value in row.items():
             if key == "epoch":
                 continue
-            parts.append(f"{key}={value:.4f}" if isinstance(value, float) else f"{key}={value}")
+            parts.append(f"{key}={_cell(value) if isinstance(value, float) else value}")
         line = " ".join(parts)
         if not self.console.is_terminal:
             self.console.print(Text(line), highlight=False, soft_wrap=True)
@@ -204,5 +204,6 @@ def _cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, float):
-        return f"{value:.4f}"
+        # 4 decimals, but a small non-zero value (a decayed lr: 2.5e-06) keeps 3 digits
+        return f"{value:.3g}" if 0 < abs(value) < 1e-3 else f"{value:.4f}"
     return str(value)

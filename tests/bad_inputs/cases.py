@@ -149,6 +149,16 @@ def put(dotted: str, value: Any) -> Callable[[dict[str, Any]], None]:
     return edit
 
 
+def put_all(values: Mapping[str, Any]) -> Callable[[dict[str, Any]], None]:
+    """An edit that sets several ``a.b.c`` keys, in order."""
+
+    def edit(data: dict[str, Any]) -> None:
+        for dotted, value in values.items():
+            put(dotted, value)(data)
+
+    return edit
+
+
 def drop(dotted: str) -> Callable[[dict[str, Any]], None]:
     """An edit that deletes ``a.b.c`` from the recipe mapping."""
 
@@ -609,6 +619,54 @@ CASES: tuple[Case, ...] = (
         "RecipeError",
         ("finetune.train.lr: Input should be a finite number",),
         edit=put("finetune.train.lr", float("inf")),
+    ),
+    Case(
+        "optim-momentum-with-adam",
+        "recipe",
+        "finetune.train.momentum: 0.9 with the default optimizer adam",
+        "RecipeError",
+        ("finetune.train: Value error, momentum is a setting of optimizer sgd, not adam",),
+        edit=put("finetune.train.momentum", 0.9),
+    ),
+    Case(
+        "optim-momentum-one",
+        "recipe",
+        "finetune.train.momentum: 1.0 with optimizer sgd",
+        "RecipeError",
+        ("finetune.train.momentum: Input should be less than 1",),
+        edit=put_all({"finetune.train.optimizer": "sgd", "finetune.train.momentum": 1.0}),
+    ),
+    Case(
+        "optim-beta-one",
+        "recipe",
+        "pretrain.train.betas: [0.9, 1.0]",
+        "RecipeError",
+        ("pretrain.train.betas.1: Input should be less than 1",),
+        edit=put("pretrain.train.betas", [0.9, 1.0]),
+    ),
+    Case(
+        "optim-min-lr-above-lr",
+        "recipe",
+        "finetune.train: schedule cosine with min_lr 0.01 above lr 0.001",
+        "RecipeError",
+        ("min_lr (0.01) must be below the peak learning rate 0.001",),
+        edit=put_all({"finetune.train.schedule": "cosine", "finetune.train.min_lr": 0.01}),
+    ),
+    Case(
+        "optim-warmup-longer-than-stage",
+        "recipe",
+        "finetune.train: warmup_epochs 5 in a stage of 2 epochs",
+        "RecipeError",
+        ("warmup_epochs (5) is longer than the stage (2 epochs)",),
+        edit=put("finetune.train.warmup_epochs", 5),
+    ),
+    Case(
+        "optim-warmup-leaves-no-decay",
+        "recipe",
+        "finetune.train: schedule linear with warmup_epochs 2 of 2 epochs",
+        "RecipeError",
+        ("warmup_epochs (2) leaves no epoch of the 2 for the linear decay",),
+        edit=put_all({"finetune.train.schedule": "linear", "finetune.train.warmup_epochs": 2}),
     ),
     Case(
         "size-no-views",
@@ -1370,6 +1428,36 @@ CASES: tuple[Case, ...] = (
         edit=put("finetune.mode", "probe"),
     ),
     Case(
+        "auxiliary-objective-none",
+        "recipe",
+        "a finetune.auxiliary term whose objective is none",
+        "RecipeError",
+        ("finetune.auxiliary.0", "objective 'none' trains nothing"),
+        edit=put("finetune.auxiliary", [{"objective": {"kind": "none"}}]),
+    ),
+    Case(
+        "auxiliary-weight-zero",
+        "recipe",
+        "a finetune.auxiliary term of weight 0",
+        "RecipeError",
+        ("finetune.auxiliary.0.weight", "greater than 0"),
+        edit=put("finetune.auxiliary", [{"objective": {"kind": "clue"}, "weight": 0}]),
+    ),
+    Case(
+        "auxiliary-probe",
+        "recipe",
+        "finetune.auxiliary with finetune.mode: probe (a frozen encoder)",
+        "RecipeError",
+        ("finetune.auxiliary: auxiliary terms train the encoder", "use mode full"),
+        edit=put_all(
+            {
+                "finetune.mode": "probe",
+                "finetune.head.tie_weights": False,
+                "finetune.auxiliary": [{"objective": {"kind": "clue"}}],
+            }
+        ),
+    ),
+    Case(
         "cold-start-unknown-genre",
         "data",
         "a target genre that movies.dat does not have",
@@ -1550,9 +1638,7 @@ CASES: tuple[Case, ...] = (
         "CheckpointError",
         ("'extra.bad_epochs' must be in [0, ",),
         command="resume",
-        damage=edit_metadata(
-            "finetune/last.safetensors", set_key(-(10**9), "extra", "bad_epochs")
-        ),
+        damage=edit_metadata("finetune/last.safetensors", set_key(-(10**9), "extra", "bad_epochs")),
     ),
     Case(
         "ckpt-meta-epoch-huge",
@@ -1703,7 +1789,8 @@ CASES: tuple[Case, ...] = (
         "run directory",
         "--resume: recipe.yaml cut in half (unreadable, or no longer the run's recipe)",
         "RunDirectoryError",
-        ("Cannot resume", "start a new run"),
+        # where the cut lands decides which of the two refusals (each ends "... a new run")
+        ("Cannot resume", "a new run"),
         command="resume",
         damage=truncate("recipe.yaml"),
     ),

@@ -122,6 +122,10 @@ class CosineNextItemSpec(HeadSpec):
             "finetune.mode: full"
         )
 
+    def training_inputs(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The window's inputs (all but the target): what finetune.auxiliary terms view."""
+        return batch["window"][:, :-1]
+
     def make_task(self, task_data: TaskData, context: BuildContext, history: str) -> Task:
         # Only the final position predicts, so every prefix ends a window (stride 1).
         return next_item_task(

@@ -1,0 +1,115 @@
+"""InfoNCE (NT-Xent) between two views of each sequence, with in-batch negatives.
+
+The contrastive term of CL4SRec (Xie et al., ICDE 2022) and the unsupervised term of
+DuoRec (Qiu et al., WSDM 2022): the two views of a sequence are a positive pair, and
+the other ``2B - 2`` view representations of the batch are its negatives. Unlike CLUE's
+SimSiam objective it needs negatives, and so large batches matter less for BatchNorm
+but more for the number of negatives. Used as a pre-training objective or, as those
+papers do, as a ``finetune.auxiliary`` term beside the next-item loss.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from pydantic import Field
+
+from clue_fw.components import (
+    Augmentation,
+    BuildContext,
+    LossOutput,
+    ObjectiveSpec,
+    PretrainObjective,
+    SequenceEncoder,
+)
+from clue_fw.memory import FLOAT_BYTES, Part, StepSizes
+
+
+def nt_xent(
+    first: torch.Tensor, second: torch.Tensor, temperature: float, similarity: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean InfoNCE loss of ``[B, d]`` view pairs and the top-1 accuracy of finding the
+    partner among the ``2B - 1`` other rows."""
+    if similarity == "cosine":
+        first, second = F.normalize(first, dim=-1), F.normalize(second, dim=-1)
+    rows = torch.cat([first, second])
+    logits = rows @ rows.T / temperature
+    count = first.shape[0]
+    logits = logits.masked_fill(
+        torch.eye(2 * count, dtype=torch.bool, device=rows.device), float("-inf")
+    )
+    partner = torch.cat([torch.arange(count, 2 * count), torch.arange(0, count)]).to(rows.device)
+    loss = F.cross_entropy(logits, partner)
+    with torch.no_grad():
+        accuracy = (logits.argmax(dim=1) == partner).float().mean()
+    return loss, accuracy
+
+
+def _gather_rows(rows: torch.Tensor) -> torch.Tensor:
+    """Under a data-parallel run, the rows of every process (gradients flow back to each
+    process's own rows), so that negatives are those of the global batch, as in one
+    process."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return rows
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(rows))
+
+
+class InfoNceObjective(PretrainObjective):
+    """Two views -> encoder -> user vectors -> NT-Xent with in-batch negatives."""
+
+    def __init__(self, temperature: float, similarity: str) -> None:
+        super().__init__()
+        self.temperature = temperature
+        self.similarity = similarity
+
+    def forward(
+        self,
+        encoder: SequenceEncoder,
+        items: torch.Tensor,
+        view: Augmentation,
+        generator: torch.Generator,
+    ) -> LossOutput:
+        view_1 = view(items, generator)
+        view_2 = view(items, generator)
+        user_1, user_2 = encoder(torch.cat([view_1, view_2])).user.chunk(2)
+        loss, accuracy = nt_xent(
+            _gather_rows(user_1), _gather_rows(user_2), self.temperature, self.similarity
+        )
+        return LossOutput(loss, {"pair_acc": accuracy})
+
+
+class InfoNceSpec(ObjectiveSpec):
+    """InfoNCE between two views with in-batch negatives (CL4SRec, DuoRec)."""
+
+    kind: Literal["infonce"] = "infonce"
+    min_batch_size: ClassVar[int] = 2
+    """With one sequence a batch there is no negative, and the loss is zero."""
+    temperature: float = Field(
+        1.0,
+        gt=0.0,
+        le=100.0,
+        description="Softmax temperature tau of the similarities (DuoRec, CL4SRec: 1.0).",
+    )
+    similarity: Literal["dot", "cosine"] = Field(
+        "dot",
+        description="'dot': inner product of the user vectors (DuoRec, CL4SRec); 'cosine': "
+        "of their l2-normalised copies (SimCLR; pair it with a temperature such as 0.1).",
+    )
+
+    def encoder_batch(self, batch: int) -> int:
+        """Both views go through the encoder in one pass."""
+        return 2 * batch
+
+    def step_parts(self, sizes: StepSizes) -> list[Part]:
+        """The ``2B x 2B`` similarity matrix (logits, softmax and gradient: 3 copies)."""
+        rows = 2 * sizes.batch
+        what = f"view similarities ({rows:,}^2 x 3 x 4 B)"
+        return [Part(what, 3 * rows * rows * FLOAT_BYTES, (sizes.batch_field,))]
+
+    def build(self, context: BuildContext, encoder: SequenceEncoder) -> InfoNceObjective:
+        return InfoNceObjective(self.temperature, self.similarity)
