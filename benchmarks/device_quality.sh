@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The quality studies of docs/results.md on a lent GPU machine, inside one call:
+#
+#   benchmarks/device_quality.sh STOP_SECONDS
+#
+# runs benchmarks/quality.py (ML-1M and Beauty), benchmarks/clue_strength.py and
+# benchmarks/label_efficiency.py side by side over every GPU. No run starts after
+# STOP_SECONDS - 90 s; at STOP_SECONDS the runs still going get SIGTERM, which makes
+# each save its state and stop, and the next call on the same machine resumes them
+# (the runs stay under runs/). Every call ends by packing docs/results,
+# the generated recipes and the runs (no weights but the pre-trained encoders) into $OUT/results.tar.gz.
+# Set CLUE_MPS=1 to put the processes under CUDA MPS (checked first; off if it fails).
+set -u
+stop=${1:-480}
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl || exit 1
+export PYTHONPATH=/tmp/site:$PWD CLUE_DATA_DIR=$PWD/.gpudata OMP_NUM_THREADS=1 PYTHONUNBUFFERED=1
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader
+started=$(date +%s)
+
+if [ "${CLUE_MPS:-0}" = 1 ]; then
+    export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps CUDA_MPS_LOG_DIRECTORY=/tmp/mps-log
+    mkdir -p /tmp/mps /tmp/mps-log
+    nvidia-cuda-mps-control -d 2>/dev/null || true
+    probe='import torch; x = torch.randn(256, 256, device="cuda"); print((x @ x).sum().item() != 0)'
+    if timeout 60 python3 -c "$probe" >/dev/null 2>&1 && timeout 60 python3 -c "$probe" >/dev/null 2>&1; then
+        echo "CUDA MPS: on"
+    else
+        echo "CUDA MPS: failed its check, off"
+        echo quit | nvidia-cuda-mps-control 2>/dev/null
+        unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
+    fi
+fi
+
+left=$(( stop - 90 - ($(date +%s) - started) ))
+( sleep $(( stop - ($(date +%s) - started) )); pkill -TERM -f "clue_fw run" ) &
+stopper=$!
+python3 benchmarks/quality.py ml1m beauty --jobs "${QUALITY_JOBS:-14}" --deadline "$left" \
+    > "$OUT/quality.log" 2>&1 &
+studies=($!)
+python3 benchmarks/clue_strength.py --seeds 0 1 --jobs "${STRENGTH_JOBS:-6}" \
+    --deadline "$left" > "$OUT/clue_strength.log" 2>&1 &
+studies+=($!)
+python3 benchmarks/label_efficiency.py --jobs "${LABEL_JOBS:-10}" --deadline "$left" \
+    > "$OUT/label_efficiency.log" 2>&1 &
+studies+=($!)
+wait "${studies[@]}"
+kill "$stopper" 2>/dev/null
+echo "all studies: $(( $(date +%s) - started )) s wall"
+grep -hE "FAILED|all runs:|not started" "$OUT"/*.log | sort | uniq -c | head -n 40
+find runs -name '*.stderr.log' -size +0 -print0 2>/dev/null \
+    | xargs -0 -r grep -l -E "Error|Traceback" | head -n 5 | while read -r f; do
+        echo "== $f"; tail -n 5 "$f"; done
+# Weights stay behind except the pre-trained encoders, which later fine-tunings start from.
+find runs -name '*.safetensors' ! -path '*/pretrain/encoder.safetensors' > /tmp/weights.txt
+tar czf "$OUT/results.tar.gz" --exclude-from=/tmp/weights.txt runs docs/results recipes

@@ -1,0 +1,88 @@
+"""benchmarks/ddp.py: the table built from run histories, and (slow) the whole script
+at tiny size on the CPU with two gloo processes."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def ddp() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("ddp", ROOT / "benchmarks" / "ddp.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_speed_up_is_met_only_at_the_target() -> None:
+    module = ddp()
+    record = {
+        "settings": {"nproc": 2, "pretrain_epochs": 2},
+        "stages": {
+            "synth_1": {"pretrain_epoch_s": [11.0, 10.0], "finetune_epoch_s": [9.0]},
+            "synth_2": {"pretrain_epoch_s": [6.0, 5.0], "finetune_epoch_s": [6.0]},
+        },
+    }
+    rows = {row[0]: row for row in module.speed_rows(record)}
+    pretrain = next(r for name, r in rows.items() if name.startswith("CLUE pre-training"))
+    finetune = next(r for name, r in rows.items() if name.startswith("next-item"))
+    assert pretrain[1:] == ["10.0 s", "5.0 s", "2.0x", ">= 1.8x", "yes"]
+    assert finetune[3:] == ["1.5x", ">= 1.8x", "no"]
+    unmeasured = next(r for name, r in rows.items() if name.startswith("small recipe end"))
+    assert unmeasured[3] == "-" and unmeasured[5] == "-"
+
+
+def test_history_csv_is_read_as_numbers(tmp_path: Path) -> None:
+    stage = tmp_path / "finetune"
+    stage.mkdir()
+    (stage / "history.csv").write_text(
+        "epoch,valid ndcg@10,eval seconds,loss,seconds,best\n0,0.1,2.5,,,\n1,0.2,2.0,3.5,9.25,*\n"
+    )
+    facts = ddp().run_facts(tmp_path)
+    assert facts["finetune_epoch_s"] == [9.25] and facts["eval_s"] == [2.5, 2.0]
+    assert facts["finetune_epochs"] == 1 and facts["pretrain_epoch_s"] == []
+
+
+def test_gpu_samples_are_summarised_per_gpu(tmp_path: Path) -> None:
+    module = ddp()
+    samples = tmp_path / "gpu.csv"
+    samples.write_text(
+        "0, 50 %, 1000 MiB\n1, 10 %, 900 MiB\n0, 100 %, 3000 MiB\n1, 30 %, 800 MiB\n"
+    )
+    sampler = module.GpuSampler(samples)
+    sampler.process = object()  # as if nvidia-smi had run
+    found = sampler.summary()
+    assert found["0"] == {
+        "samples": 2,
+        "util_mean": 75.0,
+        "util_max": 100.0,
+        "memory_max_mib": 3000.0,
+    }
+    assert found["1"]["util_mean"] == 20.0
+
+
+@pytest.mark.slow
+def test_cpu_smoke_runs_every_stage(tmp_path: Path) -> None:
+    env = dict(os.environ, CLUE_DATA_DIR=str(tmp_path / "data"), CLUE_DISABLE_PLUGINS="1")
+    command = [
+        sys.executable, str(ROOT / "benchmarks" / "ddp.py"), "--cpu-smoke", "--users", "400",
+        "--items", "300", "--pretrain-epochs", "1", "--small-set", "finetune.train.epochs=2",
+        "--work", str(tmp_path / "work"), "--out", str(tmp_path / "ddp"),
+    ]  # fmt: skip
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = json.loads((tmp_path / "ddp.json").read_text())
+    assert all(stage["status"] == "ok" for stage in record["stages"].values()), record["stages"]
+    assert record["equality"]["small_1"]["equal"] is True
+    assert record["equality"]["synth_1"]["equal"] is True
+    assert "EQUAL, bit for bit" in (tmp_path / "ddp.md").read_text()
