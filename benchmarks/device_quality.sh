@@ -8,7 +8,7 @@
 # STOP_SECONDS - 90 s; at STOP_SECONDS the runs still going get SIGTERM, which makes
 # each save its state and stop, and the next call on the same machine resumes them
 # (the runs stay under runs/). Every call ends by packing docs/results,
-# the generated recipes and the runs (no weights but the pre-trained encoders) into $OUT/results.tar.gz.
+# the generated recipes and the runs' small files (no weights) into $OUT/results.tar.gz.
 # Set CLUE_MPS=1 to put the processes under CUDA MPS (checked first; off if it fails).
 set -u
 stop=${1:-480}
@@ -52,6 +52,8 @@ grep -hE "FAILED|all runs:|not started" "$OUT"/*.log | sort | uniq -c | head -n 
 find runs -name '*.stderr.log' -size +0 -print0 2>/dev/null \
     | xargs -0 -r grep -l -E "Error|Traceback" | head -n 5 | while read -r f; do
         echo "== $f"; tail -n 5 "$f"; done
-# Weights stay behind except the pre-trained encoders, which later fine-tunings start from.
-find runs -name '*.safetensors' ! -path '*/pretrain/encoder.safetensors' > /tmp/weights.txt
-tar czf "$OUT/results.tar.gz" --exclude-from=/tmp/weights.txt runs docs/results recipes
+# What comes back (at most 16 MiB a file): each run's recipe, history, metrics and log;
+# no weights (a later call on the same machine still finds them under runs/).
+find runs/quality runs/clue_strength runs/label_efficiency \( -name metrics.json \
+    -o -name history.csv -o -name recipe.yaml -o -name '*.stderr.log' \) > /tmp/keep.txt 2>/dev/null
+tar czf "$OUT/results.tar.gz" -T /tmp/keep.txt docs/results recipes

@@ -483,6 +483,26 @@ _register_evaluate(app)  # clue evaluate
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the app, turning ClueErrors into exit code 2."""
+    if not _started_by_torchrun():
+        _run_app(argv)
+        return
+    # A data-parallel process leaves without tearing down the interpreter: by then it
+    # has left the process group with the others (a barrier, then destroy), but the
+    # C++ teardown of gloo's threads at interpreter exit still aborted a finished
+    # process now and then ("terminate called without an active exception", exit -6,
+    # after its metrics were written). Nothing is lost: output is flushed, and every
+    # file the run writes is closed when written (no atexit hooks).
+    code = 0
+    try:
+        _run_app(argv)
+    except SystemExit as exc:
+        code = _exit_status(exc.code)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _run_app(argv: list[str] | None) -> None:
     try:
         app(args=argv, prog_name="clue", standalone_mode=True)
     except ClueError as exc:
@@ -494,6 +514,23 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:  # outside `clue run`, which says how to resume
         stderr.print("interrupted.")
         sys.exit(130)
+
+
+def _started_by_torchrun() -> bool:
+    """Whether this process is one of several that torchrun started."""
+    return os.environ.get("TORCHELASTIC_RUN_ID") is not None and os.environ.get(
+        "WORLD_SIZE", "1"
+    ) not in ("", "1")
+
+
+def _exit_status(code: object) -> int:
+    """The process exit status of ``SystemExit(code)``, as the interpreter maps it."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    print(code, file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

@@ -257,6 +257,21 @@ class PretrainObjective(nn.Module, ABC):
         makes one augmented copy per call; ``generator`` drives every random choice."""
 
 
+def two_view_users(
+    encoder: SequenceEncoder,
+    items: torch.Tensor,
+    view: Augmentation,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The user vectors ``[B, d]`` of two views of ``items``, the positive pair of a
+    contrastive objective. Each view draws its own randomness; both go through the
+    encoder in one batched pass, in which every row still gets its own dropout mask."""
+    first = view(items, generator)
+    second = view(items, generator)
+    users = encoder(torch.cat([first, second])).user
+    return users[: items.shape[0]], users[items.shape[0] :]
+
+
 class ObjectiveSpec(ComponentSpec):
     family: ClassVar[str] = "objective"
 

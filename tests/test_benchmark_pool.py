@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
+
+from benchmark_scripts import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def pool() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("pool", ROOT / "benchmarks" / "pool.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["pool"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("pool")
 
 
 def test_a_new_process_takes_the_least_busy_gpu() -> None:

@@ -364,3 +364,19 @@ def test_an_empty_run_directory_flag_is_refused_and_nothing_is_deleted(
     assert code == 2
     assert f"{flag} is empty" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["recipe.yaml", "thesis.txt"]
+
+
+def test_torchrun_processes_leave_through_their_exit_status(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from clue_fw import cli
+
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "none")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert cli._started_by_torchrun()
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert not cli._started_by_torchrun()
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert not cli._started_by_torchrun()
+    assert [cli._exit_status(c) for c in (None, 0, 2, 143, 256 + 2)] == [0, 0, 2, 143, 2]

@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
+from types import ModuleType
+
+from benchmark_scripts import load_benchmark
 
 from clue_fw.recipe import load_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def strength():  # type: ignore[no-untyped-def]
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        path = ROOT / "benchmarks" / "clue_strength.py"
-        spec = importlib.util.spec_from_file_location("clue_strength", path)
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["clue_strength"] = module
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
-    return module
+def strength() -> ModuleType:
+    return load_benchmark("clue_strength")
 
 
 def test_every_job_is_a_valid_probe_recipe(tmp_path: Path) -> None:

@@ -3,7 +3,6 @@ at tiny size on the CPU with two gloo processes."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -12,16 +11,13 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from benchmark_scripts import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def ddp() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("ddp", ROOT / "benchmarks" / "ddp.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("ddp")
 
 
 def test_speed_up_is_met_only_at_the_target() -> None:

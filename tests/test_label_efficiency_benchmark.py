@@ -10,13 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from benchmark_scripts import load_benchmark
+
+from clue_fw.heads.user_level import labelled_train, split_users
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-import label_efficiency as le  # noqa: E402
-
-from clue_fw.heads.user_level import labelled_train, split_users  # noqa: E402
+le = load_benchmark("label_efficiency")
 
 RECIPES = ROOT / "recipes" / "table2"
 

@@ -20,6 +20,7 @@ from clue_fw.components import (
     ObjectiveSpec,
     PretrainObjective,
     SequenceEncoder,
+    two_view_users,
 )
 from clue_fw.objectives.negative_cosine import symmetric_negative_cosine
 
@@ -73,11 +74,9 @@ class ClueObjective(PretrainObjective):
         view: Augmentation,
         generator: torch.Generator,
     ) -> LossOutput:
-        view_1 = view(items, generator)  # each branch draws its own randomness
-        view_2 = view(items, generator)
-        # One encoder pass over both views (dropout masks still differ per row); the
-        # BatchNorm heads see each view on its own, as in SimSiam.
-        user_1, user_2 = encoder(torch.cat([view_1, view_2])).user.chunk(2)
+        # One encoder pass over both views; the BatchNorm heads see each view on its
+        # own, as in SimSiam.
+        user_1, user_2 = two_view_users(encoder, items, view, generator)
         z1, z2 = self.projector(user_1), self.projector(user_2)
         p1, p2 = self.predictor(z1), self.predictor(z2)
         loss = symmetric_negative_cosine(p1, z1, p2, z2, stop_gradient=self.stop_gradient)

@@ -24,6 +24,7 @@ from clue_fw.components import (
     ObjectiveSpec,
     PretrainObjective,
     SequenceEncoder,
+    two_view_users,
 )
 from clue_fw.memory import FLOAT_BYTES, Part, StepSizes
 
@@ -74,9 +75,7 @@ class InfoNceObjective(PretrainObjective):
         view: Augmentation,
         generator: torch.Generator,
     ) -> LossOutput:
-        view_1 = view(items, generator)
-        view_2 = view(items, generator)
-        user_1, user_2 = encoder(torch.cat([view_1, view_2])).user.chunk(2)
+        user_1, user_2 = two_view_users(encoder, items, view, generator)
         loss, accuracy = nt_xent(
             _gather_rows(user_1), _gather_rows(user_2), self.temperature, self.similarity
         )
