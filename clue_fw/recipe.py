@@ -217,6 +217,18 @@ class TrainSpec(StrictModel):
         "fast on recent GPUs; weights, optimiser and evaluation stay float32).",
     )
 
+    @model_serializer(mode="wrap")
+    def _without_default_optimisation(self, handler: Any) -> Any:
+        """Leave the optimiser and schedule keys out of dumps while they hold their
+        defaults: a recipe that does not use them keeps the recipe.yaml and recipe
+        sha256 it had before they existed, so runs started then still resume."""
+        data = handler(self)
+        if isinstance(data, dict):
+            for key, default in OPTIMISATION_DEFAULTS.items():
+                if key in data and getattr(self, key) == default:
+                    data.pop(key)
+        return data
+
     @property
     def peak_lr(self) -> float:
         """The learning rate after warm-up: ``lr``, times ``batch_size / 256`` under
@@ -263,6 +275,17 @@ class TrainSpec(StrictModel):
             )
         return self
 
+
+OPTIMISATION_DEFAULTS: dict[str, Any] = {
+    "optimizer": "adam",
+    "betas": None,
+    "momentum": None,
+    "schedule": "constant",
+    "warmup_epochs": 0.0,
+    "min_lr": 0.0,
+    "lr_scale": "none",
+}
+"""The optimiser and schedule settings that dumps leave out while they are these."""
 
 LR_SCALE_BATCH = 256
 """``lr_scale: linear`` multiplies lr by ``batch_size / LR_SCALE_BATCH`` (SimSiam)."""

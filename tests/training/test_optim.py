@@ -386,3 +386,25 @@ def test_good_combinations_validate_and_round_trip(tiny_recipe: dict[str, Any]) 
     # the stored recipe (defaults written out) validates again to the same recipe
     assert validate_recipe(recipe.model_dump(mode="json")) == recipe
     assert recipe.finetune.train.momentum == 0.0 and recipe.pretrain.train.betas == [0.9, 0.95]
+
+
+def test_default_optimisation_keys_stay_out_of_stored_recipes() -> None:
+    """Runs started before the keys existed keep their recipe sha256 and still resume."""
+    from clue_fw.recipe import OPTIMISATION_DEFAULTS, TrainSpec
+
+    plain = TrainSpec(epochs=3).model_dump(mode="json")
+    assert not set(OPTIMISATION_DEFAULTS) & set(plain)
+    assert set(plain) == {
+        "epochs",
+        "batch_size",
+        "lr",
+        "weight_decay",
+        "grad_clip",
+        "history",
+        "precision",
+    }
+    cosine = TrainSpec(epochs=3, schedule="cosine", warmup_epochs=1).model_dump(mode="json")
+    assert {k for k in OPTIMISATION_DEFAULTS if k in cosine} == {"schedule", "warmup_epochs"}
+    assert TrainSpec.model_validate(cosine) == TrainSpec(
+        epochs=3, schedule="cosine", warmup_epochs=1
+    )
