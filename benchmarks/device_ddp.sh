@@ -8,13 +8,18 @@
 # docs/results/ddp.md) within $DDP_BUDGET_S seconds (default 440), each stage with its
 # own timeout (a second call can finish the rest: `--stages small,eval --out
 # docs/results/ddp_small`). Needs the wheels in .whl/ and ML-1M in .gpudata/ml-1m
-# (carried); writes the synthetic file to .gpudata/synth/. Brings back, in $OUT: ddp.md, ddp.json,
+# (carried); writes the synthetic file to runs/ddp_data/synth/. Brings back, in $OUT: ddp.md, ddp.json,
 # ddp.log and ddp.tar.gz (results, run logs, histories, metrics; no weights).
 set -u
 started=$(date +%s)
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD CLUE_DATA_DIR=$PWD/.gpudata PYTHONUNBUFFERED=1
+# The data root lives under runs/ (ignored, so it stays on a warm machine between calls):
+# a carried .gpudata replaces the folder of that name at every call, which removed the
+# synthetic file the first call had generated there.
+mkdir -p runs/ddp_data
+ln -sfn "$PWD/.gpudata/ml-1m" runs/ddp_data/ml-1m
+export PYTHONPATH=/tmp/site:$PWD CLUE_DATA_DIR=$PWD/runs/ddp_data PYTHONUNBUFFERED=1
 export NCCL_NVLS_ENABLE=0 CLUE_DIST_TIMEOUT=300
 nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader
 budget=${DDP_BUDGET_S:-440}
