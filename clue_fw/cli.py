@@ -361,8 +361,10 @@ def schema(
 
 
 def _write_text(out: str, text: str) -> None:
+    from clue_fw.training.checkpoint import atomic_write_bytes
+
     try:
-        Path(out).write_text(text, encoding="utf-8")
+        atomic_write_bytes(Path(out), text.encode("utf-8"), create_parent=False)
     except OSError as exc:
         raise ClueError(f"Cannot write --out {out}: {exc.strerror or exc}.") from None
 

@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.text import Text
 
 from clue_fw.errors import ClueError
+from clue_fw.output_target import check_output_target
 
 # As in clue_fw.cli: user-controlled text goes out as rich Text, never markup.
 stderr = Console(stderr=True, emoji=False)
@@ -87,6 +88,7 @@ def _write_json(out: str, text: str) -> None:
     target = Path(out)
     temporary = None
     try:
+        check_output_target(target)
         handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
         with os.fdopen(handle, "w", encoding="utf-8") as file:
             file.write(text)

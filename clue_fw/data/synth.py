@@ -53,6 +53,7 @@ from pathlib import Path
 import numpy as np
 
 from clue_fw.errors import DataError
+from clue_fw.output_target import check_output_target
 
 CHUNK_USERS = 32_768
 """Users generated (and written) at a time; part of the definition of the output."""
@@ -332,8 +333,10 @@ def write_synthetic_sequences(
             f"{path} already exists; pass --overwrite (overwrite=True) to replace it, or "
             "choose another --out."
         )
-    if path.exists() and not path.is_file():
-        raise DataError(f"{path} exists and is not a regular file; choose another --out.")
+    try:
+        check_output_target(path)
+    except OSError as exc:
+        raise DataError(f"Cannot write {path}: {exc.strerror}. Choose another --out.") from None
     cap = max_length if max_length is not None else max(1000, int(20 * mean_length))
     clusters = num_clusters or max(1, round(math.sqrt(num_items)))
     sequence = np.random.SeedSequence(seed)

@@ -23,6 +23,7 @@ from torch import nn
 
 from clue_fw.data.files import file_kind
 from clue_fw.errors import CheckpointError
+from clue_fw.output_target import check_output_target
 
 FORMAT = "clue_fw.checkpoint/1"
 METADATA_KEY = "clue_fw"
@@ -48,6 +49,7 @@ def atomic_write_bytes(path: Path, payload: bytes, create_parent: bool = True) -
     ``create_parent=False`` requires the folder to exist: a run directory deleted while
     its run is going is then not silently re-created.
     """
+    check_output_target(path)
     if create_parent:
         path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -76,6 +78,7 @@ def save_checkpoint(
 ) -> None:
     """Save tensors (made contiguous, on CPU) and metadata atomically (``create_parent``:
     as in :func:`atomic_write_bytes`)."""
+    check_output_target(path)
     if create_parent:
         path.parent.mkdir(parents=True, exist_ok=True)
     cpu = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}

@@ -35,6 +35,7 @@ from input_paths import (
     link,
     read_labels_from,
     read_sequences_from,
+    write_output_to_fifo,
 )
 from run_directory_inputs import (
     DEEP_JSON,
@@ -2208,6 +2209,23 @@ CASES: tuple[Case, ...] = (
         "RecipeError",
         ("Cannot read recipe file", "it is a character device, not a regular file"),
         setup=link("recipe.yaml", "/dev/zero"),
+    ),
+    *(
+        Case(
+            f"out-{writer}-fifo",
+            "run directory",
+            f"{what} given a named pipe as its output file (a rename would replace it)",
+            error,
+            ("out.fifo", "it is a named pipe (FIFO), not a regular file"),
+            command="api",
+            api=write_output_to_fifo(writer),
+        )
+        for writer, what, error in (
+            ("evaluate", "clue evaluate --out", "ClueError"),
+            ("schema", "clue schema --out", "ClueError"),
+            ("export", "clue embed / recommend --out", "ClueError"),
+            ("synth", "clue data synth --out --overwrite", "DataError"),
+        )
     ),
     Case(
         "data-fifo",

@@ -31,6 +31,32 @@ from clue_fw.objectives.clue import ClueSpec
 # --------------------------------------------------------------------------- special files
 
 
+def write_output_to_fifo(writer: str) -> Callable[[Path], object]:
+    """An api case: an output writer given a named pipe ``out.fifo`` as its target (a
+    rename over it would replace the pipe; opening it would wait for a reader)."""
+
+    def call(case_dir: Path) -> object:
+        target = case_dir / "out.fifo"
+        os.mkfifo(target)
+        if writer == "evaluate":
+            from clue_fw.cli_evaluate import _write_json
+
+            return _write_json(str(target), "{}")
+        if writer == "schema":
+            from clue_fw.cli import _write_text
+
+            return _write_text(str(target), "{}")
+        if writer == "export":
+            from clue_fw.inference.export import write_bytes
+
+            return write_bytes(target, b"{}")
+        from clue_fw.data.synth import write_synthetic_sequences
+
+        return write_synthetic_sequences(target, 5, 5, overwrite=True)
+
+    return call
+
+
 def fifo(relative: str) -> Callable[[Path], None]:
     """A setup that makes ``relative`` (in the case directory) a named pipe."""
 
