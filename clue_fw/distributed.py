@@ -551,6 +551,10 @@ class GradientSync:
     def __init__(self, world_size: int, bucket_bytes: int = BUCKET_BYTES) -> None:
         self.world_size = world_size
         self.bucket_bytes = bucket_bytes
+        # The had-a-gradient flags, as device tensors, by pattern: made from a Python
+        # list, a CUDA tensor is a copy that waits for the device (a host sync every
+        # step); the pattern rarely changes, so each is made once.
+        self._flags: dict[tuple[tuple[bool, ...], torch.dtype, torch.device], torch.Tensor] = {}
 
     def __call__(self, parameters: list[nn.Parameter]) -> None:
         if not parameters:
@@ -568,7 +572,7 @@ class GradientSync:
             grads.append(p.grad)
         buckets = self._buckets(grads)
         # Whether each parameter had a gradient rides along in the first bucket.
-        flags = torch.tensor(had, dtype=grads[buckets[0][0]].dtype, device=grads[0].device)
+        flags = self._flags_tensor(had, grads[buckets[0][0]].dtype, grads[0].device)
         flats, works = [], []
         for number, members in enumerate(buckets):
             parts = [grads[i].reshape(-1) for i in members] + ([flags] if number == 0 else [])
@@ -588,6 +592,14 @@ class GradientSync:
             for p, seen in zip(parameters, present, strict=True):
                 if seen == 0:
                     p.grad = None
+
+    def _flags_tensor(
+        self, had: list[bool], dtype: torch.dtype, device: torch.device
+    ) -> torch.Tensor:
+        key = (tuple(had), dtype, device)
+        if key not in self._flags:
+            self._flags[key] = torch.tensor(had, dtype=dtype, device=device)
+        return self._flags[key]
 
     def _buckets(self, grads: list[torch.Tensor]) -> list[list[int]]:
         """Indices of ``grads`` in buckets of one dtype and device, about

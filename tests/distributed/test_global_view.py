@@ -1,4 +1,4 @@
-"""GlobalView: a process's rows are viewed as part of the global batch, found cheaply."""
+"""GlobalView and GradientSync: the per-step work of a data-parallel run, without host syncs."""
 
 from __future__ import annotations
 
@@ -36,3 +36,16 @@ def test_other_sequences_are_viewed_on_their_own() -> None:
     view, whole = global_view()
     assert view(whole[2:4] + 1, torch.Generator())[:, 0].tolist() == [0, 1]
     assert view(whole[:3], torch.Generator())[:, 0].tolist() == [0, 1, 2]
+
+
+def test_gradient_flags_are_made_once_per_pattern() -> None:
+    """A CUDA tensor made from a Python list waits for the device: GradientSync makes
+    each had-a-gradient pattern once, not once per step."""
+    from clue_fw.distributed import GradientSync
+
+    sync = GradientSync(2)
+    first = sync._flags_tensor([True, True], torch.float32, torch.device("cpu"))
+    again = sync._flags_tensor([True, True], torch.float32, torch.device("cpu"))
+    other = sync._flags_tensor([True, False], torch.float32, torch.device("cpu"))
+    assert first is again and other is not first
+    assert other.tolist() == [1.0, 0.0]
