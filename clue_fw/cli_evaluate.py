@@ -12,8 +12,6 @@ score their parts of the users; only rank 0 prints and writes ``--out``.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -22,7 +20,6 @@ from rich.console import Console
 from rich.text import Text
 
 from clue_fw.errors import ClueError
-from clue_fw.output_target import check_output_target
 
 # As in clue_fw.cli: user-controlled text goes out as rich Text, never markup.
 stderr = Console(stderr=True, emoji=False)
@@ -85,17 +82,11 @@ def evaluate(
 
 def _write_json(out: str, text: str) -> None:
     """Write ``text`` to ``out`` atomically (a temporary file beside it, then a rename)."""
-    target = Path(out)
-    temporary = None
+    from clue_fw.training.checkpoint import atomic_write_bytes
+
     try:
-        check_output_target(target)
-        handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
-        os.replace(temporary, target)
+        atomic_write_bytes(Path(out), text.encode("utf-8"), create_parent=False)
     except OSError as exc:
-        if temporary is not None and os.path.exists(temporary):
-            os.unlink(temporary)
         raise ClueError(f"Cannot write --out {out}: {exc.strerror or exc}.") from None
 
 

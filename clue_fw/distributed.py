@@ -16,8 +16,9 @@ torchrun) runs N processes that train one model together (``docs/distributed.md`
 * **BatchNorm** layers use the statistics of the global batch
   (:class:`GlobalBatchNorm1d`, :func:`convert_batchnorm`), on CPU (gloo) and CUDA
   (NCCL) alike; their state dict is BatchNorm1d's, so checkpoints are interchangeable.
-* **Evaluation.** Each process scores its part of the users; the metric sums are added
-  across processes (:meth:`Distributed.reduce_sums`) before they are finalised.
+* **Evaluation.** Each process scores its whole batches of the users, and the per-batch
+  metric sums are added in one process's order (:meth:`Distributed.evaluate`): the
+  metrics equal one process's to the bit.
 * **Files.** Only rank 0 locks, reads and writes the run directory. What it decides
   (the run directory, a resumed stage, a checkpoint) reaches the others by broadcast
   (:meth:`Distributed.on_main`), and so does a refusal: every process raises the same
@@ -405,23 +406,6 @@ class Distributed:
 
     # ------------------------------------------------------------ sums
 
-    def reduce_sums(self, totals: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Metric sums added across processes (summed in float64, returned in their dtypes)."""
-        if not self.parallel:
-            return totals
-        names = sorted(totals)  # one layout on every process
-        self._check_same(names, "metric sums")
-        values = [totals[n] for n in names]
-        flat = torch.cat(
-            [v.detach().reshape(-1).to(self.comm_device, torch.float64) for v in values]
-        )
-        dist.all_reduce(flat)
-        summed = {
-            name: part.to(value.device, value.dtype)
-            for name, value, part in zip(names, values, _split_like(flat, values), strict=True)
-        }
-        return {name: summed[name] for name in totals}  # the head's order, as it made them
-
     def sum_floats(self, values: list[float]) -> list[float]:
         """``values`` added element-wise across processes (float64)."""
         if not self.parallel:
@@ -446,40 +430,33 @@ class Distributed:
 
     # ------------------------------------------------------------ data
 
-    def shard_examples(self, examples: ExampleSet, batch_size: int | None = None) -> ExampleSet:
-        """This process's part of ``examples`` for evaluation (all of them when there are
-        fewer examples than processes, with :meth:`eval_reduce` then not adding up).
+    def evaluate(
+        self, head: nn.Module, encoder: nn.Module, examples: ExampleSet, batch_size: int, split: str
+    ) -> dict[str, float]:
+        """Exact metrics of ``examples`` (:func:`~clue_fw.training.loop.evaluate`), the
+        same to the bit for any number of processes.
 
-        With ``batch_size`` (the evaluation batch), the part is a contiguous run of whole
-        batches of one process's pass (:meth:`_eval_batches`): every user is scored in the
-        very batch one process scores it in, so the metrics can match one process's to
-        the bit. All of them when there are fewer batches than processes."""
-        if batch_size is not None:
-            found = self._eval_batches(examples, batch_size)
-            if found is None:
-                return examples
-            first, stop, _ = found
-            rows = slice(first * batch_size, min(stop * batch_size, len(examples)))
-            return ExampleSet({k: v[rows] for k, v in examples.tensors.items()}, examples.ragged)
-        if not self.parallel or len(examples) < self.world_size:
-            return examples
-        return examples.shard(Shard(self.rank, self.world_size))
+        Each process scores a contiguous run of whole batches of one process's pass
+        (:meth:`_eval_batches`), so every user is scored in the very batch one process
+        scores it in, and the per-batch sums of every process are added in one process's
+        order (:meth:`gather_batch_sums`). With fewer batches than processes, every
+        process scores them all."""
+        from clue_fw.training.loop import evaluate
 
-    def eval_reduce(self, examples: ExampleSet, batch_size: int | None = None) -> dict[str, Any]:
-        """The keyword for :func:`~clue_fw.training.loop.evaluate` over
-        :meth:`shard_examples` of ``examples`` (none in a one-process run): with
-        ``batch_size``, ``reduce_batches`` (:meth:`gather_batch_sums`: the per-batch sums
-        of every process, added in one process's order: bit-identical metrics); without,
-        ``reduce_sums`` (the totals added across processes: exact up to float rounding)."""
-        if batch_size is not None:
-            found = self._eval_batches(examples, batch_size)
-            if found is None:
-                return {}
-            first, _, total = found
-            return {"reduce_batches": lambda sums: self.gather_batch_sums(sums, first, total)}
-        if not self.parallel or len(examples) < self.world_size:
-            return {}
-        return {"reduce_sums": self.reduce_sums}
+        found = self._eval_batches(examples, batch_size)
+        if found is None:
+            return evaluate(head, encoder, examples, batch_size, split=split)
+        first, stop, total = found
+        rows = slice(first * batch_size, min(stop * batch_size, len(examples)))
+        part = ExampleSet({k: v[rows] for k, v in examples.tensors.items()}, examples.ragged)
+        return evaluate(
+            head,
+            encoder,
+            part,
+            batch_size,
+            split=split,
+            reduce_batches=lambda sums: self.gather_batch_sums(sums, first, total),
+        )
 
     def _eval_batches(self, examples: ExampleSet, batch_size: int) -> tuple[int, int, int] | None:
         """(first, stop, total): this process scores batches ``[first, stop)`` of the

@@ -32,6 +32,7 @@ from clue_fw.components import BuildContext, TaskData
 from clue_fw.data.loading import load_data
 from clue_fw.distributed import (
     Distributed,
+    Launch,
     check_batch_sizes,
     launch_from_environment,
     rank_device,
@@ -77,6 +78,13 @@ def resolve_device(name: str) -> torch.device:
             f"device {name!r} was requested but MPS is not available; use auto or cpu."
         )
     return device
+
+
+def process_device(requested: str, launch: Launch | None) -> torch.device:
+    """The device of this process: ``requested`` (a recipe's ``device``), and under
+    torchrun this process's own GPU (:func:`~clue_fw.distributed.rank_device`)."""
+    device = resolve_device(requested)
+    return device if launch is None else rank_device(device, requested, launch)
 
 
 #: Runs in one process take turns: dropout and initialisation draw from torch's global
@@ -165,9 +173,7 @@ def _run(
     launch = launch_from_environment()  # started by torchrun: one process of several
     if launch is not None:
         check_batch_sizes(r, launch.world_size)  # on every process, before they meet
-    device = resolve_device(r.device)
-    if launch is not None:
-        device = rank_device(device, r.device, launch)
+    device = process_device(r.device, launch)
     with session(launch, device) as distributed:
         return _run_process(
             r, out, resume, overwrite, console, data_root, device, distributed, on_directory

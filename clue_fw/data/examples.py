@@ -108,14 +108,6 @@ class ExampleSet:
             self, batch_size, min_size, self._batches(batch_size, generator, min_size, shard)
         )
 
-    def shard(self, shard: Shard) -> ExampleSet:
-        """This process's contiguous part of the examples (data-parallel evaluation).
-
-        Ragged fields keep their whole CSR: a batch looks its rows up by ``row_field``.
-        """
-        start, stop = shard.rows(len(self))
-        return ExampleSet({k: v[start:stop] for k, v in self.tensors.items()}, self.ragged)
-
     def _batches(
         self,
         batch_size: int,

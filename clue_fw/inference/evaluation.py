@@ -25,18 +25,16 @@ import torch
 from torch import nn
 
 from clue_fw.components import BuildContext
-from clue_fw.data.loading import load_data
-from clue_fw.distributed import Distributed, launch_from_environment, rank_device, session
-from clue_fw.errors import CheckpointError, ClueError, DataError, RunDirectoryError, quote
-from clue_fw.inference.run_files import _reader, read_recipe
+from clue_fw.distributed import Distributed, launch_from_environment, session
+from clue_fw.errors import CheckpointError, ClueError, RunDirectoryError, quote
+from clue_fw.inference.run_files import checked_task_data, read_recipe, run_reader
 from clue_fw.recipe import validate_recipe
-from clue_fw.runner import resolve_device, training_item_counts
+from clue_fw.runner import process_device, training_item_counts
 from clue_fw.running.finetune import BEST_FILE
-from clue_fw.running.identity import DataIdentity, RunIdentity
+from clue_fw.running.identity import RunIdentity
 from clue_fw.running.os_errors import exists
 from clue_fw.running.stage import LAST_FILE
 from clue_fw.training.checkpoint import load_module_tensors
-from clue_fw.training.loop import evaluate
 
 Checkpoint = Literal["best", "last"]
 CHECKPOINTS: dict[str, str] = {"best": BEST_FILE, "last": LAST_FILE}
@@ -98,10 +96,7 @@ def evaluate_run(
     # or auto.
     if device is None and (launch is None or launch.rank == 0 or (path / "recipe.yaml").is_file()):
         device = str(read_recipe(path)[0].device)
-    requested = device if device is not None else "auto"
-    torch_device = resolve_device(requested)
-    if launch is not None:
-        torch_device = rank_device(torch_device, requested, launch)
+    torch_device = process_device(device if device is not None else "auto", launch)
     with session(launch, torch_device) as distributed:
         return _evaluate(path, chosen, wanted, torch_device, root, distributed)
 
@@ -129,30 +124,11 @@ def _evaluate(
     found = distributed.on_main(read)
     recipe = validate_recipe(found["recipe"], str(run_dir / "recipe.yaml"))
     identity = RunIdentity.from_json(found["identity"])
-    if identity is None or identity.data is None:
-        raise RunDirectoryError(
-            f"The run in {run_dir} was started by an older clue_fw that did not record a "
-            "fingerprint of its data, so its data cannot be checked to be the same. Run the "
-            "recipe again."
-        )
-    expected = identity.data
-
-    def prepare() -> Any:
-        try:
-            data = recipe.finetune.head.prepare(load_data(recipe.data, data_root), data_root)
-        except DataError as exc:
-            raise DataError(f"Reading the data of the run in {run_dir}: {exc}") from None
-        now = DataIdentity.of(data)
-        if now != expected:
-            raise DataError(
-                f"The data that the recipe of {run_dir} names is not the data the run used "
-                f"(then: {expected.describe()}; now: {now.describe()}): its users and item "
-                "ids would not match the run's. Point the data root ($CLUE_DATA_DIR, or "
-                "--data-root) at the data the run used."
-            )
-        return data
-
-    task_data = distributed.together(prepare)
+    if identity is None:
+        raise RunDirectoryError(f"The identity of the run in {run_dir} could not be read back.")
+    task_data = distributed.together(
+        lambda: checked_task_data(run_dir, recipe, identity, data_root)
+    )
     context = BuildContext(
         num_items=task_data.sequences.num_items,
         max_len=recipe.data.max_len,
@@ -180,10 +156,7 @@ def _evaluate(
     }
     for split in splits:
         examples = task.split(split).to(device)
-        size = spec.eval.batch_size
-        part = distributed.shard_examples(examples, size)  # whole batches: bit-identical
-        reduce = distributed.eval_reduce(examples, size)
-        result[split] = evaluate(head, encoder, part, size, split=split, **reduce)
+        result[split] = distributed.evaluate(head, encoder, examples, spec.eval.batch_size, split)
     result["seconds"] = round(time.perf_counter() - started, 3)
     return result
 
@@ -194,7 +167,7 @@ def _read_checkpoint(
     """(recipe, identity, tensors, epoch, file) of a checkpoint, with ``--resume``'s checks
     (the run's identity on the file, the file's role)."""
     recipe, identity = read_recipe(run_dir)
-    reader = _reader(run_dir, recipe, identity)
+    reader = run_reader(run_dir, recipe, identity)
     file = run_dir / "finetune" / CHECKPOINTS[checkpoint]
     if checkpoint == "best" and reader.finished_metrics() is None:
         raise RunDirectoryError(

@@ -82,7 +82,7 @@ class RunFiles:
 def read_run(run_dir: Path, stage: Stage) -> RunFiles:
     """Check that ``run_dir`` is a run that finished ``stage`` and read that checkpoint."""
     recipe, identity = read_recipe(run_dir)
-    reader = _reader(run_dir, recipe, identity)
+    reader = run_reader(run_dir, recipe, identity)
     metrics = reader.finished_metrics()
     folder, name, role, _ = STAGE_FILES[stage]
     path = run_dir / folder / name
@@ -158,7 +158,7 @@ def read_recipe(run_dir: Path) -> tuple[Any, RunIdentity]:
     return validate_recipe(data, str(run_dir / RECIPE_FILE)), identity
 
 
-def _reader(run_dir: Path, recipe: Any, identity: RunIdentity) -> RunDirectory:
+def run_reader(run_dir: Path, recipe: Any, identity: RunIdentity) -> RunDirectory:
     """The run directory, for reading: it shares the checks of a resumed run but takes no
     lock (a finished run is read only; the lock is never acquired, so never released)."""
     return RunDirectory(
@@ -172,7 +172,7 @@ def stored_item_ids(files: RunFiles) -> np.ndarray | None:
     if files.stage == "pretrain":
         tensors = files.tensors
     elif pretrains(files.recipe) and exists(files.run_dir / "pretrain" / ENCODER_FILE):
-        reader = _reader(files.run_dir, files.recipe, files.identity)
+        reader = run_reader(files.run_dir, files.recipe, files.identity)
         tensors, _ = reader.load_checkpoint(files.run_dir / "pretrain" / ENCODER_FILE, "encoder")
     else:
         return None
@@ -188,8 +188,14 @@ def stored_item_ids(files: RunFiles) -> np.ndarray | None:
 def load_task_data(files: RunFiles, data_root: Path | None) -> TaskData:
     """The run's data, read again as its recipe says and checked against the fingerprint
     the run recorded: data that changed since the run is refused."""
-    recipe, run_dir = files.recipe, files.run_dir
-    expected = files.identity.data
+    return checked_task_data(files.run_dir, files.recipe, files.identity, data_root)
+
+
+def checked_task_data(
+    run_dir: Path, recipe: Any, identity: RunIdentity, data_root: Path | None
+) -> TaskData:
+    """:func:`load_task_data` for a run known by its recipe and identity."""
+    expected = identity.data
     if expected is None:
         raise RunDirectoryError(
             f"The run in {run_dir} was started by an older clue_fw that did not record a "

@@ -36,7 +36,7 @@ from clue_fw.running.run_directory import RunDirectory
 from clue_fw.running.stage import Stage
 from clue_fw.training.auxiliary import AuxiliaryTerms, auxiliary_inputs, smallest_batch
 from clue_fw.training.checkpoint import load_checkpoint, load_module_tensors, module_tensors
-from clue_fw.training.loop import derive_seed, evaluate
+from clue_fw.training.loop import derive_seed
 from clue_fw.training.optim import build_optimizer
 from clue_fw.training.report import Reporter
 
@@ -166,9 +166,7 @@ def run_finetune(
     def score(examples: ExampleSet, split: str) -> dict[str, float]:
         """Exact metrics of ``examples``; data-parallel: each process scores its whole
         batches, and the metrics equal one process's to the bit."""
-        part = distributed.shard_examples(examples, eval_size)
-        reduce = distributed.eval_reduce(examples, eval_size)
-        return evaluate(head, encoder, part, eval_size, split=split, **reduce)
+        return distributed.evaluate(head, encoder, examples, eval_size, split)
 
     if not stage.try_resume():
 

@@ -344,7 +344,6 @@ def evaluate(
     batch_size: int,
     *,
     split: str = "evaluation",
-    reduce_sums: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None,
     reduce_batches: Callable[[list[dict[str, torch.Tensor]]], list[dict[str, torch.Tensor]]]
     | None = None,
 ) -> dict[str, float]:
@@ -353,10 +352,9 @@ def evaluate(
     A head may report, under :data:`~clue_fw.metrics.ranking.NAN_ROWS`, how many rows
     of a batch it scored NaN. Those counts stay on the device and are read once, at
     the end; any non-zero count raises :class:`EvaluationError` naming ``split``
-    ("valid", "test") and the first batch that had one. ``reduce_sums`` (data-parallel
-    evaluation, each process on its own shard of ``examples``) sums the totals across
-    processes before they are finalised, so the metrics are exact. ``reduce_batches``
-    (data-parallel evaluation over whole batches) turns this process's per-batch sums
+    ("valid", "test") and the first batch that had one. ``reduce_batches``
+    (data-parallel evaluation over whole batches,
+    :meth:`~clue_fw.distributed.Distributed.evaluate`) turns this process's per-batch sums
     into every process's, in the one-process batch order; they are then added up in
     that order, so the metrics equal one process's to the bit.
     """
@@ -386,8 +384,6 @@ def evaluate(
     if reduce_batches is not None:
         for sums in reduce_batches(kept):
             _add_sums(totals, sums)
-    if reduce_sums is not None:
-        totals = reduce_sums(totals)
     return head.finalize(totals)
 
 

@@ -2,7 +2,7 @@
 dicts are equal to the bit, and equal to the run's own metrics.json.
 
 Two processes score whole evaluation batches of one process's pass
-(:meth:`~clue_fw.distributed.Distributed.shard_examples` with the batch size) and add
+(:meth:`~clue_fw.distributed.Distributed.evaluate`) and add
 every batch's sums in one process's order
 (:meth:`~clue_fw.distributed.Distributed.gather_batch_sums`), so no float sum is
 re-associated.
