@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
 
 from pool import Job, run_jobs, visible_gpus
 from seeds_table import machine_info
+
+from clue_fw.analysis.compare import mean_std
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = ("gender", "age", "occupation")
@@ -133,11 +134,11 @@ def summarize(runs: Path, seeds: list[int], command: str) -> dict:
                 path = run_dir(runs, variant, task, seed) / "metrics.json"
                 if path.exists():
                     found.append(json.loads(path.read_text())["test"])
-            accuracy = [m["acc"] for m in found]
+            mean, std = mean_std([m["acc"] for m in found]) if found else (None, 0.0)
             table[variant][task] = {
                 "n": len(found),
-                "acc_mean": statistics.mean(accuracy) if found else None,
-                "acc_std": statistics.stdev(accuracy) if len(found) > 1 else 0.0,
+                "acc_mean": mean,
+                "acc_std": std,
                 "runs": found,
             }
     return {"command": command, "machine": machine_info(), "seeds": seeds, "variants": table}

@@ -54,6 +54,7 @@ import yaml
 from pool import Job, run_jobs, visible_gpus
 from seeds_table import machine_info
 
+from clue_fw.analysis.compare import mean_std
 from clue_fw.heads.user_level import labelled_count, split_users
 from clue_fw.recipe import apply_overrides
 
@@ -291,10 +292,6 @@ def training_users(task: str, metrics: dict[str, Any]) -> int:
     stats = metrics.get("task", {})
     users = stats.get("labelled users", stats.get("target users", 0))
     return int(split_users(int(users), 0)[0].numel()) if users else 0
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def collect(

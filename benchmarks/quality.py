@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import statistics
 import sys
 import time
 from dataclasses import dataclass
@@ -38,6 +37,8 @@ from pathlib import Path
 import yaml
 from pool import Job, run_jobs, visible_gpus
 from seeds_table import machine_info
+
+from clue_fw.analysis.compare import mean_std
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -229,12 +230,9 @@ class Sweep:
         return [self.job(variant, seed) for variant in variants for seed in MORE_SEEDS]
 
 
-def mean_std(values: list[float]) -> dict[str, float]:
-    return {
-        "mean": statistics.mean(values),
-        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-        "n": len(values),
-    }
+def seed_stats(values: list[float]) -> dict[str, float]:
+    mean, std = mean_std(values)
+    return {"mean": mean, "std": std, "n": len(values)}
 
 
 def summarize(sweep: Sweep, command: str, machine: dict | None = None) -> dict:
@@ -256,8 +254,8 @@ def summarize(sweep: Sweep, command: str, machine: dict | None = None) -> dict:
         test_keys = next(iter(seeds.values()))["test"].keys()
         chosen[role] = {
             "variant": variant,
-            "test": {k: mean_std([m["test"][k] for m in seeds.values()]) for k in test_keys},
-            "valid": {k: mean_std([m["valid"][k] for m in seeds.values()]) for k in test_keys},
+            "test": {k: seed_stats([m["test"][k] for m in seeds.values()]) for k in test_keys},
+            "valid": {k: seed_stats([m["valid"][k] for m in seeds.values()]) for k in test_keys},
         }
     return {
         "dataset": sweep.dataset,

@@ -25,6 +25,8 @@ from pathlib import Path
 
 from seeds_table import machine_info, run_all
 
+from clue_fw.analysis.compare import mean_std
+
 TASKS = {  # recipe prefix: (column title, metrics)
     "coldrec3": ("ColdRec g<=3", ("mrr@10", "recall@10")),
     "coldrec5": ("ColdRec g<=5", ("mrr@10", "recall@10")),
@@ -49,10 +51,6 @@ def load_runs(runs_dir: Path, name: str, seeds: list[int]) -> list[dict]:
         if path.exists():
             found.append(json.loads(path.read_text()))
     return found
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def cell_stats(runs: dict, task: str, model: str, metric: str) -> tuple[float, float] | None:
