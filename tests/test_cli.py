@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import pytest
 import yaml
+from cli_main import main_exit
 
 from clue_fw.components import BackboneSpec, BuildContext, SequenceEncoder
 from clue_fw.hookspecs import hookimpl
@@ -163,17 +164,6 @@ def test_nonempty_out_is_untouched(cli: dict[str, Any]) -> None:
 
 
 # --------------------------------------------------------------------------- in-process
-
-
-def main_exit(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """Run clue_fw.cli.main in this process; return (exit code, stdout, stderr)."""
-    from clue_fw.cli import main
-
-    with pytest.raises(SystemExit) as info:
-        main(argv)
-    out, err = capsys.readouterr()
-    code = info.value.code
-    return (0 if code is None else int(code)), out, err
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
+from cli_main import main_exit
 
 from clue_fw.recipe import recipe_model
 from clue_fw.reference import field_rows
@@ -46,16 +47,6 @@ def results(
 
 def table_kinds(text: str) -> set[str]:
     return {row.split("│")[2].strip() for row in text.splitlines() if row.count("│") >= 4}
-
-
-def main_exit(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """Run clue_fw.cli.main in this process; return (exit code, stdout, stderr)."""
-    from clue_fw.cli import main
-
-    with pytest.raises(SystemExit) as info:
-        main(argv)
-    out, err = capsys.readouterr()
-    return int(info.value.code or 0), out, err
 
 
 def test_list_filters_by_family_kind_or_provider(

@@ -17,20 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_main import main_exit
 from rich.console import Console
 
 from clue_fw import run
-from clue_fw.cli import main
 from clue_fw.errors import ClueError
 from clue_fw.inference.evaluation import evaluate_run
-
-
-def main_exit(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as info:
-        main(argv)
-    out, err = capsys.readouterr()
-    code = info.value.code
-    return (code if isinstance(code, int) else 0), out, err
 
 
 @pytest.fixture(scope="module")

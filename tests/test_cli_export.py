@@ -16,21 +16,13 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from cli_main import main_exit
 from rich.console import Console
 from safetensors import safe_open
 
 from clue_fw import load_run, run
-from clue_fw.cli import main
 from clue_fw.data.readers import read_sequence_file
 from clue_fw.inference import UnknownItemsWarning
-
-
-def main_exit(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as info:
-        main(argv)
-    out, err = capsys.readouterr()
-    code = info.value.code
-    return (code if isinstance(code, int) else 0), out, err
 
 
 @pytest.fixture(scope="module")

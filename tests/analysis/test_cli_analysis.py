@@ -15,20 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_main import main_exit
 from rich.console import Console
 
 from clue_fw import load_run, run
-from clue_fw.cli import main
 
 pytest.importorskip("matplotlib")
-
-
-def main_exit(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as info:
-        main(argv)
-    out, err = capsys.readouterr()
-    code = info.value.code
-    return (code if isinstance(code, int) else 0), out, err
 
 
 def png_size(path: Path) -> tuple[int, int]:

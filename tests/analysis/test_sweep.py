@@ -7,19 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_main import main_exit
 
 from clue_fw.analysis.sweep import grid_points, parse_grid, plan, point_name
-from clue_fw.cli import main
 from clue_fw.errors import ClueError
-
-
-def main_exit(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """``clue ARGV`` in this process (the runs of a sweep are subprocesses all the same)."""
-    with pytest.raises(SystemExit) as info:
-        main([str(arg) for arg in argv])
-    out, err = capsys.readouterr()
-    code = info.value.code
-    return (code if isinstance(code, int) else 0), out, err
 
 
 def test_the_grid_is_every_combination() -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from cases import ACCEPTED_CASES, CASES, ERROR_CASES, TINY_YAML, Case, render_doc
+from cli_main import main_exit
 from rich.console import Console
 
 import clue_fw.errors
@@ -121,17 +122,6 @@ def cli_argv(case: Case, folder: Path) -> list[str]:
     else:
         argv += ["--out", str(folder / "out")]
     return argv + [arg.format(case=folder) for arg in case.cli_args]
-
-
-def main_exit(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """Run clue_fw.cli.main in this process; return (exit code, stdout, stderr)."""
-    from clue_fw.cli import main
-
-    with pytest.raises(SystemExit) as info:
-        main(argv)
-    out, err = capsys.readouterr()
-    code = info.value.code
-    return (0 if code is None else int(code)), out, err
 
 
 def check_outcome(case: Case, folder: Path, out_before: dict[str, bytes] | None) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import torch
 import yaml
+from cli_main import main_exit
 from torch import nn
 
 from clue_fw.baselines.popularity import (
@@ -160,16 +161,6 @@ def write_recipe(folder: Path, head: dict[str, Any]) -> Path:
     path = folder / "pop.yaml"
     path.write_text(yaml.safe_dump(recipe))
     return path
-
-
-def main_exit(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    from clue_fw.cli import main
-
-    with pytest.raises(SystemExit) as info:
-        main(argv)
-    out, err = capsys.readouterr()
-    code = info.value.code
-    return (0 if code is None else int(code)), out, err
 
 
 def test_cli_prints_and_writes_the_metrics(

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_main import main_exit
 
 from clue_fw.data import synth
 from clue_fw.data.dataset import build_sequence_data, leave_one_out
@@ -14,17 +15,6 @@ from clue_fw.data.synth import write_synthetic_sequences
 from clue_fw.errors import DataError
 
 USERS, ITEMS = 2000, 1000
-
-
-def main_exit(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """Run clue_fw.cli.main in this process; return (exit code, stdout, stderr)."""
-    from clue_fw.cli import main
-
-    with pytest.raises(SystemExit) as info:
-        main(argv)
-    out, err = capsys.readouterr()
-    code = info.value.code
-    return (0 if code is None else int(code)), out, err
 
 
 @pytest.fixture(scope="module")
