@@ -12,16 +12,14 @@
 # ddp.log and ddp.tar.gz (results, run logs, histories, metrics; no weights).
 set -u
 started=$(date +%s)
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl || exit 1
 # The data root lives under runs/ (ignored, so it stays on a warm machine between calls):
 # a carried .gpudata replaces the folder of that name at every call, which removed the
 # synthetic file the first call had generated there.
 mkdir -p runs/ddp_data
 ln -sfn "$PWD/.gpudata/ml-1m" runs/ddp_data/ml-1m
-export PYTHONPATH=/tmp/site:$PWD CLUE_DATA_DIR=$PWD/runs/ddp_data PYTHONUNBUFFERED=1
-export NCCL_NVLS_ENABLE=0 CLUE_DIST_TIMEOUT=300
-nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader
+export CLUE_DATA_DIR=$PWD/runs/ddp_data CLUE_DIST_TIMEOUT=300
+source benchmarks/device_env.sh
+unset OMP_NUM_THREADS  # benchmarks/ddp.py sets each stage's own (--omp-threads)
 budget=${DDP_BUDGET_S:-440}
 # The script stops starting stages when its budget is spent; timeout is the backstop.
 timeout -k 10 $((budget + 30)) python3 benchmarks/ddp.py --budget-s "$budget" "$@" \

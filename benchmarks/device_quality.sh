@@ -12,11 +12,7 @@
 # Set CLUE_MPS=1 to put the processes under CUDA MPS (checked first; off if it fails).
 set -u
 stop=${1:-480}
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD CLUE_DATA_DIR=$PWD/.gpudata OMP_NUM_THREADS=1 PYTHONUNBUFFERED=1
-export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader
+source benchmarks/device_env.sh
 started=$(date +%s)
 
 if [ "${CLUE_MPS:-0}" = 1 ]; then

@@ -11,10 +11,7 @@
 # from the runs that finished). Logs go to $OUT/NAME.log; the run metrics (no weights)
 # and docs/results come back as $OUT/results.tar.gz.
 set -u
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD CLUE_DATA_DIR=$PWD/.gpudata OMP_NUM_THREADS=1 PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+source benchmarks/device_env.sh
 budget=${SWEEP_BUDGET_S:-540}
 started=$(date +%s)
 set -f  # recipe overrides such as [{"kind":"crop"}] are not file patterns

@@ -5,10 +5,7 @@
 # $TABLE2_BUDGET_S seconds, then packs metrics and logs into $OUT/runs.tar.gz and
 # each sweep's tables into $OUT/NAME.md.
 set -u
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD CLUE_DATA_DIR=$PWD/.gpudata OMP_NUM_THREADS=1 PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+source benchmarks/device_env.sh
 budget=${TABLE2_BUDGET_S:-540}
 set -f  # recipe overrides such as [{"kind":"crop"}] are not file patterns
 sweeps=()
