@@ -12,6 +12,7 @@ import torch
 from rich.console import Console
 
 import clue_fw.running.finetune
+import clue_fw.training.loop
 from clue_fw import run
 from clue_fw.errors import RecipeError
 from clue_fw.recipe import validate_recipe
@@ -33,7 +34,7 @@ def run_and_watch(
     """Run ``recipe``; return the encoder and head tensors as fine-tuning found them
     (at its first evaluation, before any step) and as it left them (last.safetensors)."""
     first: dict[str, dict[str, torch.Tensor]] = {}
-    real_evaluate = clue_fw.running.finetune.evaluate
+    real_evaluate = clue_fw.training.loop.evaluate  # what fine-tuning's evaluation calls
 
     def watching(head: Any, encoder: Any, examples: Any, batch_size: int, **kw: Any) -> Any:
         if not first:
@@ -41,7 +42,7 @@ def run_and_watch(
             first["head"] = {k: v.clone() for k, v in head.state_dict().items()}
         return real_evaluate(head, encoder, examples, batch_size, **kw)
 
-    monkeypatch.setattr(clue_fw.running.finetune, "evaluate", watching)
+    monkeypatch.setattr(clue_fw.training.loop, "evaluate", watching)
     result = run(recipe, out=out, console=quiet())
     last = result.run_dir / "finetune" / "last.safetensors"
     return {

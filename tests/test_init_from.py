@@ -12,6 +12,7 @@ import torch
 from rich.console import Console
 
 import clue_fw.running.finetune
+import clue_fw.training.loop
 from clue_fw import run
 from clue_fw.errors import CheckpointError, RecipeError
 from clue_fw.recipe import validate_recipe
@@ -45,14 +46,14 @@ def encoder_at_start(
 ) -> dict[str, torch.Tensor]:
     """Run ``recipe`` and return the encoder as fine-tuning found it (first evaluation)."""
     seen: dict[str, torch.Tensor] = {}
-    real = clue_fw.running.finetune.evaluate
+    real = clue_fw.training.loop.evaluate  # what fine-tuning's evaluation calls
 
     def watching(head: Any, encoder: Any, examples: Any, batch_size: int, **kw: Any) -> Any:
         if not seen:
             seen.update({k: v.clone() for k, v in encoder.state_dict().items()})
         return real(head, encoder, examples, batch_size, **kw)
 
-    monkeypatch.setattr(clue_fw.running.finetune, "evaluate", watching)
+    monkeypatch.setattr(clue_fw.training.loop, "evaluate", watching)
     run(recipe, out=out, console=quiet())
     return seen
 
