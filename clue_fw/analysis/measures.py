@@ -18,8 +18,9 @@ the collapse monitor. Pure functions of ``[N, d]`` tensors; each returns a Pytho
   vectors spread evenly on a high-dimensional sphere).
 * **Effective rank** (Roy and Vetterli, "The effective rank: a measure of effective
   dimensionality", EUSIPCO 2007): ``exp(H(p))`` with ``p_k = s_k / sum(s)`` the normalised
-  singular values of the ``[N, d]`` matrix (not centred) and ``H`` the Shannon entropy
-  (natural log). 1 for vectors on one line, ``d`` for orthonormal (or isotropic) ones.
+  singular values of the ``[N, d]`` matrix (not centred, or centred with ``centre=True``) and
+  ``H`` the Shannon entropy (natural log). 1 for vectors on one line, ``d`` for orthonormal
+  (or isotropic) ones.
 * **Collapse monitor** (as ``z_std`` in :mod:`clue_fw.objectives.clue`, after SimSiam,
   Chen and He, CVPR 2021, Sec. 4.1): ``mean_k std_i(z_ik) * sqrt(d)`` with ``z`` the
   L2-normalised vectors and ``std`` the unbiased per-dimension standard deviation over the
@@ -82,13 +83,21 @@ def singular_values(x: torch.Tensor) -> torch.Tensor:
     return torch.linalg.svdvals(_matrix(x, "x"))
 
 
-def effective_rank(x: torch.Tensor) -> float:
+def effective_rank(x: torch.Tensor, centre: bool = False) -> float:
     """``exp(-sum_k p_k log p_k)``, ``p = s / sum(s)`` over the singular values ``s`` of
-    ``x`` (``[N, d]``, not centred): between 1 and ``min(N, d)``."""
-    s = singular_values(x)
+    ``x`` (``[N, d]``): between 1 and ``min(N, d)``. ``centre``: of ``x`` minus its column
+    means, so that a direction every row shares does not count (the spectrum of the rows'
+    differences, which dimensional collapse shrinks)."""
+    matrix = _matrix(x, "x")
+    if centre:
+        matrix = matrix - matrix.mean(dim=0, keepdim=True)
+    s = singular_values(matrix)
     total = s.sum()
     if float(total) == 0.0:
-        raise ValueError("x is all zeros; its effective rank is undefined")
+        raise ValueError(
+            "x is all zeros" + (" after centring (every row is the same)" if centre else "")
+            + "; its effective rank is undefined"
+        )
     p = s / total
     p = p[p > 0]
     return float(torch.exp(-(p * p.log()).sum()))

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from clue_fw.analysis.monitor import RepresentationMonitor, collapse_warning
 from clue_fw.augmentations.compose import ViewPipeline
 from clue_fw.components import BuildContext, SequenceEncoder, TaskData
 from clue_fw.data.csr import Csr
@@ -81,6 +82,15 @@ def run_pretrain(
         f"pretrain: {spec.objective.kind} with views "
         f"{'+'.join(v.kind for v in spec.views)} on {len(examples):,} sequences"
     )
+    # The encoder's own user vectors, measured after every epoch (history.csv rep_*): the
+    # objective's loss and z_std cannot see dimensional collapse.
+    monitor = RepresentationMonitor.from_sequences(
+        sequences.to(device),
+        context.max_len,
+        views,
+        how=getattr(recipe.finetune.head, "user_vector", "ur"),
+        seed=recipe.seed,
+    )
     # A last batch of a single sequence is skipped (BatchNorm needs two rows, and one
     # row is a noisy step for any objective), or of fewer than the objective needs.
     smallest = max(2, spec.objective.min_batch_size)
@@ -110,6 +120,7 @@ def run_pretrain(
             "epoch": epoch,
             "loss": stats.loss,
             **stats.terms,
+            **monitor.measure(encoder),
             "lr": stage.lr,
             "seq/s": round(stats.examples_per_second),
             "seconds": round(stats.seconds, 2),
@@ -117,7 +128,14 @@ def run_pretrain(
         stage.history.append(row)
         stage.epoch = epoch
         stage.finished = epoch >= spec.train.epochs
-        stage.save(report=lambda row=row: reporter.epoch_line("pretrain", row))
+        warning = collapse_warning(row, encoder.dim)
+
+        def report(row: dict[str, Any] = row, warning: str | None = warning) -> None:
+            reporter.epoch_line("pretrain", row)
+            if warning:
+                reporter.log(warning, style="yellow")
+
+        stage.save(report=report)
     reporter.epoch_table("pretrain", stage.history)
     tensors = module_tensors(encoder, "encoder.")
     # The catalogue the item embeddings index: checked by runs that start from this encoder.
