@@ -104,3 +104,37 @@ def test_spec_defaults_and_validation() -> None:
         ClueSpec(projector_dim=0)
     with pytest.raises(ValueError):
         ClueSpec(predictor_hiden=3)
+
+
+def test_spread_terms_are_added_with_their_weights_and_logged() -> None:
+    view = DropoutViewSpec().build(CONTEXT)
+    outputs = {}
+    for weights in ((0.0, 0.0), (2.0, 0.0), (0.0, 3.0), (2.0, 3.0)):
+        encoder, objective = build(variance_weight=weights[0], covariance_weight=weights[1])
+        torch.manual_seed(5)  # the same dropout masks in every build
+        outputs[weights] = objective(encoder, batch(), view, torch.Generator().manual_seed(1))
+    plain = outputs[(0.0, 0.0)]
+    assert set(plain.terms) == {"z_std"}
+    both = outputs[(2.0, 3.0)]
+    assert set(both.terms) == {"z_std", "variance", "covariance"}
+    variance, covariance = both.terms["variance"], both.terms["covariance"]
+    assert variance > 0 and covariance > 0  # a fresh LayerNorm'd encoder spreads < 1 a dim
+    expected = plain.loss + 2.0 * variance + 3.0 * covariance
+    assert both.loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert outputs[(2.0, 0.0)].loss.item() == pytest.approx((plain.loss + 2 * variance).item())
+    assert outputs[(0.0, 3.0)].loss.item() == pytest.approx((plain.loss + 3 * covariance).item())
+
+
+def test_spread_weights_stay_out_of_the_recipe_dump_while_off() -> None:
+    assert ClueSpec().model_dump() == {
+        "kind": "clue",
+        "projector_dim": 256,
+        "predictor_dim": 64,
+        "predictor": True,
+        "stop_gradient": True,
+    }
+    spread = ClueSpec(variance_weight=1.0, covariance_weight=0.04).model_dump()
+    assert spread["variance_weight"] == 1.0 and spread["covariance_weight"] == 0.04
+    assert ClueSpec(**spread) == ClueSpec(variance_weight=1.0, covariance_weight=0.04)
+    with pytest.raises(ValueError, match="variance_weight"):
+        ClueSpec(variance_weight=-1.0)
