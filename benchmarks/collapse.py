@@ -37,24 +37,22 @@ RESULTS = ROOT / "docs" / "results"
 BASE = ROOT / "recipes" / "table2" / "gender_clue.yaml"
 MASKED = ROOT / "recipes" / "table2" / "gender_masked_item.yaml"
 TASKS = ("gender", "age", "occupation")
-O = "pretrain.objective."
+OBJ = "pretrain.objective."
 SHORT_FINETUNE = ("finetune.train.epochs=1",)
 
 # name -> (recipe, overrides, what it is)
 VARIANTS: dict[str, tuple[Path, tuple[str, ...], str]] = {
     "clue_paper": (BASE, (), "CLUE as the paper states it (SimSiam form), dropout views"),
-    "clue_no_stop_gradient": (BASE, (f"{O}stop_gradient=false",), "ablation: no stop-gradient"),
-    "clue_no_predictor": (BASE, (f"{O}predictor=false",), "ablation: no predictor"),
+    "clue_no_stop_gradient": (BASE, (f"{OBJ}stop_gradient=false",), "ablation: no stop-gradient"),
+    "clue_no_predictor": (BASE, (f"{OBJ}predictor=false",), "ablation: no predictor"),
     "clue_spread": (
         BASE,
-        (f"{O}variance_weight=1.0", f"{O}covariance_weight=1.0"),
+        (f"{OBJ}variance_weight=1.0", f"{OBJ}covariance_weight=1.0"),
         "CLUE + VICReg variance and covariance terms on the encoder's user vectors",
     ),
     "infonce": (
         BASE,
-        (
-            'pretrain.objective={"kind": "infonce", "similarity": "cosine", "temperature": 0.2}',
-        ),
+        ('pretrain.objective={"kind": "infonce", "similarity": "cosine", "temperature": 0.2}',),
         "InfoNCE (cosine, tau 0.2, in-batch negatives) with the same dropout views",
     ),
     "masked_item": (MASKED, (), "masked-item pre-training (PeterRec / BERT4Rec style)"),

@@ -149,7 +149,8 @@ def plot(summary: dict[str, Any], path: Path) -> None:
                     ys.append(sum(found) / len(found))
             axis.plot(xs, ys, marker=marker, label=f"CLUE, {label}")
         if zero:
-            axis.axhline(sum(zero) / len(zero), color="grey", linestyle="--", label="CLUEZero, test")
+            level = sum(zero) / len(zero)
+            axis.axhline(level, color="grey", linestyle="--", label="CLUEZero, test")
         axis.set_title(f"{view} ({'dropout p' if view == 'dropout' else 'rho'})")
         axis.set_xlabel("strength")
         axis.set_xticks(STRENGTHS)
