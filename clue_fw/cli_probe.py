@@ -130,11 +130,10 @@ def probe(
         raise ClueError(
             f"--label-format must be auto, csv, users_dat or u_user, not {quote(label_format)}."
         )
-    if missing not in ("error", "skip"):
-        raise ClueError(
-            f"--missing must be error (every user of the run needs a label) or skip (probe "
-            f"the labelled users only), not {quote(missing)}."
-        )
+    from clue_fw.probing.probe import check_column, check_missing
+
+    check_column(column)
+    check_missing(missing, "--missing")
     if not labels.strip():
         raise ClueError("--labels is empty; give the label file (e.g. ml-1m/users.dat).")
     if not run_dir.strip():

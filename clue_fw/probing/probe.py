@@ -208,6 +208,16 @@ def check_column(column: str) -> LabelColumn:
     return column  # type: ignore[return-value]
 
 
+def check_missing(missing: str, flag: str = "missing") -> Missing:
+    """``missing`` if it is ``error`` or ``skip``; a ClueError naming ``flag`` otherwise."""
+    if missing not in ("error", "skip"):
+        raise ClueError(
+            f"{flag} must be error (every user of the run needs a label) or skip (probe the "
+            f"labelled users only), not {quote(missing)}."
+        )
+    return missing  # type: ignore[return-value]
+
+
 def user_split(
     user_ids: Sequence[int],
     labels: Mapping[int, str],
@@ -222,8 +232,7 @@ def user_split(
     is an integer). ``missing="error"``: every user needs a label; ``"skip"``: users
     without one are left out, as ``labels.missing: skip`` leaves them out of the head.
     """
-    if missing not in ("error", "skip"):
-        raise ClueError(f"missing must be 'error' or 'skip', not {quote(missing)}.")
+    check_missing(missing)
     if missing == "error":
         try:
             per_user: list[str | None] = list(align_labels(labels, user_ids, source=source))
@@ -377,6 +386,7 @@ def probe_run(
     say = log or (lambda message: None)
     chosen_stage: Stage = check_stage(stage)
     chosen_column = check_column(column)
+    check_missing(missing)
     l2_values = _check_grid("l2_grid", l2_grid, float)
     k_values = _check_grid("k_grid", k_grid, int)
     if type(seed) is not int:
@@ -511,6 +521,7 @@ __all__ = [
     "RankerRow",
     "UserSplit",
     "check_column",
+    "check_missing",
     "majority_row",
     "probe_features",
     "probe_run",
