@@ -34,6 +34,8 @@ DEFAULT_L2_GRID: tuple[float, ...] = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 1
 GRADIENT_TOLERANCE = 1e-6
 """A fit is converged when no entry of the objective's gradient exceeds this."""
 MAX_ITERATIONS = 1000
+PATH_PATIENCE = 2
+"""The L2 path stops after this many strengths in a row that raise the validation loss."""
 SMALL_PROBLEM = 4_000_000
 """Below this many multiply-adds per pass (N x d x C), fits run on one thread: for small
 matrices, waking torch's thread pool costs far more than the arithmetic (tens of times
@@ -188,18 +190,25 @@ def select_l2(
     grid: Sequence[float] = DEFAULT_L2_GRID,
     *,
     max_iterations: int = MAX_ITERATIONS,
+    patience: int | None = PATH_PATIENCE,
 ) -> tuple[float, list[GridPoint]]:
     """The L2 strength of ``grid`` with the best validation accuracy (ties: the lower
-    validation log-loss, then the stronger penalty), and every grid point's scores.
+    validation log-loss, then the stronger penalty), and the scores of every grid point
+    fitted.
 
     Fits go from the strongest penalty to the weakest, each warm-started from the one
-    before (the regularisation path).
+    before (the regularisation path). The path stops once ``patience`` strengths in a
+    row have a validation log-loss above the best so far (None: never): weaker penalties
+    only overfit more, and they are the slow fits.
     """
     if not grid:
         raise ValueError("the L2 grid is empty")
     points: list[GridPoint] = []
     previous: LogisticFit | None = None
+    worse = 0
     for l2 in sorted(grid, reverse=True):
+        if patience is not None and worse >= patience:
+            break
         fit = fit_logistic(
             x_train, y_train, num_classes, l2, max_iterations=max_iterations, start=previous
         )
@@ -213,6 +222,8 @@ def select_l2(
                 fit.converged,
             )
         )
+        best_loss = min(p.valid_log_loss for p in points[:-1]) if len(points) > 1 else None
+        worse = worse + 1 if best_loss is not None and points[-1].valid_log_loss > best_loss else 0
     best = max(points, key=lambda p: (p.valid_acc, -p.valid_log_loss, p.l2))
     return best.l2, sorted(points, key=lambda p: p.l2)
 

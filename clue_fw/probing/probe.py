@@ -14,7 +14,8 @@ For each set of features, on that split (:func:`probe_features`):
 
 * **logistic regression**: features standardised on the training users; multinomial
   logistic regression fitted to convergence by L-BFGS (:mod:`clue_fw.probing.linear`),
-  its L2 strength chosen on the validation users from a grid, then refitted at that
+  its L2 strength chosen on the validation users from a grid (from the strongest
+  penalty down, until weaker ones only raise the validation loss), then refitted at that
   strength on training and validation users (standardised on them) and scored on the
   test users; the report says whether every fit converged (gradient norm);
 * **kNN**: cosine similarity of the standardised features, majority vote
@@ -457,7 +458,9 @@ def probe_run(
             "split": "the profile head's 80/5/15 user split (finetune.head.split_seed)",
             "logistic": "standardised on the training users; multinomial, L2 on the weights, "
             "L-BFGS (strong Wolfe, float64) to a gradient max-norm <= 1e-6; l2 chosen on "
-            "validation accuracy (ties: log-loss), then refitted on train + valid",
+            "validation accuracy (ties: log-loss) along the path from the strongest "
+            "penalty, which stops after 2 strengths in a row raise the validation "
+            "log-loss; then refitted on train + valid",
             "knn": "cosine similarity of the standardised features, majority vote (ties: "
             "summed similarity); k chosen on validation accuracy, then train + valid vote",
             "l2_grid": list(l2_values),

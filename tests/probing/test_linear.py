@@ -127,3 +127,18 @@ def test_small_problems_run_on_one_thread() -> None:
     with threads_for(10):
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
+
+
+def test_the_path_stops_once_weaker_penalties_only_overfit() -> None:
+    # 40 training users in 30 dimensions, labels independent of x: weaker penalties fit
+    # noise, so the validation loss rises along the path
+    generator = torch.Generator().manual_seed(5)
+    x = torch.randn(80, 30, generator=generator, dtype=torch.float64)
+    y = torch.randint(0, 2, (80,), generator=generator)
+    grid = [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0]
+    _, full = select_l2(x[:40], y[:40], x[40:], y[40:], 2, grid, patience=None)
+    _, stopped = select_l2(x[:40], y[:40], x[40:], y[40:], 2, grid, patience=2)
+    assert len(full) == 8 and 3 <= len(stopped) < 8
+    assert stopped == full[-len(stopped) :]  # the strongest penalties, fitted the same
+    losses = [p.valid_log_loss for p in reversed(stopped)]  # strongest first
+    assert losses[-1] > min(losses[:-2]) and losses[-2] > min(losses[:-2])
