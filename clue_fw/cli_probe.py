@@ -110,7 +110,9 @@ def probe(
             "--data-root", help="Data root of the run's data (default: $CLUE_DATA_DIR or cache)."
         ),
     ] = None,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda:N, mps.")] = "cpu",
+    device: Annotated[
+        str, typer.Option("--device", help="Where the encoder runs: auto, cpu, cuda:N, mps.")
+    ] = "auto",
     batch_size: Annotated[
         int | None, typer.Option("--batch-size", min=1, help="Users per encoder batch.")
     ] = None,

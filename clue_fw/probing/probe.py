@@ -42,6 +42,7 @@ from typing import Any, Literal
 import torch
 
 from clue_fw.analysis.measures import effective_rank
+from clue_fw.data.dataset import SequenceData
 from clue_fw.data.labels import LabelColumn, LabelFormat, align_labels, read_label_file
 from clue_fw.errors import ClueError, DataError, quote
 from clue_fw.heads.profile import class_order
@@ -364,7 +365,7 @@ def probe_run(
     label_format: LabelFormat = "auto",
     missing: Missing = "error",
     data_root: str | os.PathLike[str] | None = None,
-    device: str = "cpu",
+    device: str = "auto",
     batch_size: int | None = None,
     seed: int = 0,
     l2_grid: Sequence[float] = DEFAULT_L2_GRID,
@@ -474,8 +475,10 @@ def probe_run(
 
 
 def _next_item_rows(
-    loaded: LoadedRun, random_run: LoadedRun | None, data: Any
+    loaded: LoadedRun, random_run: LoadedRun | None, data: SequenceData
 ) -> tuple[list[RankerRow], dict[str, Any]]:
+    """The next-item rows: the encoder's and the random encoder's vectors against their
+    own item embeddings (dot and cosine), and popularity, on the same users."""
     splits = NextItemSplits.of(data.sequences)
     if splits.rows.numel() == 0:
         return [], {"users": 0, "note": "no user has 3 items, so there is no held-out item"}
