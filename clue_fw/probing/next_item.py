@@ -39,6 +39,8 @@ from clue_fw.metrics.ranking import NAN_ROWS, finalize_sums, ranking_sums
 Similarity = Literal["dot", "cosine"]
 DEFAULT_KS: tuple[int, ...] = (10,)
 BATCH_USERS = 1024
+SCORE_ENTRIES = 1 << 25
+"""At most this many scores (users x items, float64: 256 MiB) are held at once."""
 PROTOCOL = {"exclude_seen": "history", "ties": "pessimistic"}
 
 
@@ -96,8 +98,9 @@ def rank_items(
     if similarity == "cosine":
         user, table = F.normalize(user, dim=1), F.normalize(table, dim=1)
     totals: dict[str, torch.Tensor] = {}
-    for start in range(0, user.shape[0], BATCH_USERS):
-        rows = torch.arange(start, min(start + BATCH_USERS, user.shape[0]))
+    step = max(1, min(BATCH_USERS, SCORE_ENTRIES // (table.shape[0] + 1)))
+    for start in range(0, user.shape[0], step):
+        rows = torch.arange(start, min(start + step, user.shape[0]))
         scores = torch.full((rows.numel(), table.shape[0] + 1), float("-inf"), dtype=torch.float64)
         scores[:, 1:] = user[rows] @ table.T
         seen_row, seen = history.batch_pairs(rows)

@@ -170,3 +170,21 @@ def test_library_refusals(runs: dict[str, Path], tmp_path: Path) -> None:
         probe_run(runs["profile"], runs["labels"], k_grid=[2.5])
     with pytest.raises(RunDirectoryError, match="holds no recipe.yaml"):
         probe_run(tmp_path, runs["labels"])
+
+
+def test_a_bag_too_large_is_left_out_and_said(
+    runs: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import clue_fw.probing.probe as probe_module
+
+    monkeypatch.setattr(probe_module, "BAG_ENTRIES", 100)
+    report = probe_run(
+        runs["profile"], runs["labels"], data_root=runs["data_root"], next_item=False, **FAST
+    )
+    assert {row.features for row in report.rows} == {
+        "majority class",
+        "encoder (finetune)",
+        "random encoder",
+    }
+    assert report.info["left_out"] and "dense entries" in report.info["left_out"][0]
+    assert "next_item" not in report.to_json()
