@@ -104,6 +104,7 @@ def main() -> None:
     parser.add_argument("--random", action="store_true", help="an untrained encoder instead")
     parser.add_argument("--out", help="write the results as JSON here")
     args = parser.parse_args()
+    torch.set_num_threads(1)  # thousands of tiny steps: one thread is the fastest
     loaded = load_run(args.run, args.stage, device="cpu")
     users, histories = loaded.run_user_histories()
     head = loaded.recipe.finetune.head
