@@ -477,10 +477,12 @@ def baseline(
 from clue_fw.cli_analysis import register as _register_analysis  # noqa: E402
 from clue_fw.cli_evaluate import register as _register_evaluate  # noqa: E402
 from clue_fw.cli_export import register as _register_export  # noqa: E402
+from clue_fw.cli_probe import register as _register_probe  # noqa: E402
 
 _register_export(app)  # clue embed, clue recommend
 _register_analysis(app)  # clue plot, analyze, compare, sweep
 _register_evaluate(app)  # clue evaluate
+_register_probe(app)  # clue probe
 
 
 def main(argv: list[str] | None = None) -> None:

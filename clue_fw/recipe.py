@@ -480,8 +480,8 @@ def _make_recipe_model(registry: Registry) -> type[BaseModel]:
         mode: Literal["full", "probe"] = Field(
             "full",
             description="'full': fine-tune the whole encoder (the paper); 'probe': freeze the "
-            "encoder (eval mode, no gradients) and train only the head, a linear probe of "
-            "the representation.",
+            "encoder (eval mode, no gradients) and train only the head with this loop (not "
+            "a converged probe: to measure the frozen vectors, use `clue probe`).",
         )
 
         @model_validator(mode="after")

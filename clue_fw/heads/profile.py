@@ -85,7 +85,7 @@ _NUMERIC_LABEL = re.compile(r"-?[0-9]{1,18}")
 """A label read as a number: ASCII digits, at most 18 (not ``²``, ``--5`` or 5000 digits)."""
 
 
-def _class_order(values: set[str]) -> list[str]:
+def class_order(values: set[str]) -> list[str]:
     """Numeric labels in numeric order (age brackets 1 < 18 < 25), others alphabetically."""
     if all(_NUMERIC_LABEL.fullmatch(v) for v in values):
         return sorted(values, key=int)
@@ -180,7 +180,7 @@ class ProfileSpec(UserLevelHeadSpec):
             per_user = [known.get(int(u)) for u in data.user_ids]
         else:
             per_user = list(align_labels(raw, data.user_ids, source=str(path)))
-        classes = _class_order({label for label in per_user if label is not None})
+        classes = class_order({label for label in per_user if label is not None})
         if len(classes) < 2:
             raise DataError(
                 f"{path} gives the users a single class ({classes[0]!r}); a profile task "

@@ -205,6 +205,38 @@ class LoadedRun:
         report = InputReport(sequences=len(users), catalogue_size=len(self.catalogue))
         return UserVectors(list(users), vectors, report)
 
+    def embed_histories(
+        self,
+        histories: Csr,
+        *,
+        batch_size: int | None = None,
+        progress: Progress | None = None,
+    ) -> torch.Tensor:
+        """``[R, d]`` float32 (CPU) user vectors of ``histories``, rows of internal item ids
+        (``1..items``, oldest first, as :meth:`run_user_histories` returns), each read from
+        its most recent ``max_len`` items, as evaluation reads them."""
+        return self._user_vectors(histories, batch_size, progress)
+
+    def untrained(self, seed: int = 0) -> LoadedRun:
+        """The same run with a freshly built, untrained encoder of its recipe's backbone,
+        initialised under ``seed`` (the caller's random state is left as it was): the
+        random-features baseline of a probe. It has no head (it scores no items)."""
+        context = BuildContext(num_items=len(self.catalogue), max_len=self.max_len)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            encoder = self.recipe.backbone.build(context)
+        encoder.to(self.device).eval()
+        return LoadedRun(
+            self.files,
+            encoder,
+            None,
+            "it is an untrained encoder, with no head",
+            self.catalogue,
+            self.device,
+            self.data_root,
+            self._task_data,
+        )
+
     def item_vectors(self) -> ItemVectors:
         """The vectors that score items against user vectors: the fine-tuned output layer
         of a ``next_item`` head with ``tie_weights: false``, else the encoder's item

@@ -91,7 +91,7 @@ SEQUENCES = {"format": "sequences", "path": "seq.txt", "max_len": 8}
 TABLE = {"format": "interactions", "path": "ratings.dat", "max_len": 8}
 
 Group = Literal["recipe", "override", "run directory", "data", "labels", "checkpoint", "plugins"]
-Command = Literal["run", "resume", "api"]
+Command = Literal["run", "resume", "probe", "api"]
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,10 @@ class Case:
     The case directory holds ``recipe.yaml``, the data root ``data/``, the ``--out``
     target ``out/`` (absent unless ``setup`` makes it) and, for ``resume`` cases,
     ``run/``: a copy of a finished tiny run (without ``metrics.json``) that ``damage``
-    may spoil.
+    may spoil. ``probe`` cases run ``clue probe`` with ``cli_args`` (the run directory
+    first) on ``run/``, a copy of the finished run (with its ``metrics.json``); the library
+    side calls :func:`clue_fw.probing.probe_run` with the same arguments
+    (:func:`probe_call`).
     """
 
     id: str
@@ -378,6 +381,55 @@ def movies_dat(genres: Callable[[int], str]) -> bytes:
 PROFILE = {"kind": "profile", "labels": {"path": "gender.csv"}}
 GENRES = {"format": "genres", "movies": "movies.dat"}
 GENRE_MOVIES = movies_dat(lambda i: ("Drama", "Comedy", "Animation|Children's")[i % 3])
+
+
+# ------------------------------------------------------------------------ clue probe
+
+#: ``clue probe`` flags and the probe_run keyword each sets (value parsed by the function)
+PROBE_FLAGS: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "--labels": ("labels", str),
+    "--column": ("column", str),
+    "--stage": ("stage", str),
+    "--missing": ("missing", str),
+    "--label-format": ("label_format", str),
+    "--l2-grid": ("l2_grid", lambda text: [float(v) for v in text.split(",")]),
+    "--k-grid": ("k_grid", lambda text: [int(v) for v in text.split(",")]),
+}
+PROBE_SWITCHES = {"--no-next-item": "next_item", "--no-baselines": "baselines"}
+
+
+def probe_call(args: tuple[str, ...], case_dir: Path) -> object:
+    """``probe_run`` with the arguments of the CLI line ``clue probe ARGS``."""
+    from clue_fw.probing import probe_run
+
+    words = [arg.format(case=case_dir) for arg in args]
+    kwargs: dict[str, Any] = {}
+    rest = iter(words[1:])
+    for word in rest:
+        if word in PROBE_SWITCHES:
+            kwargs[PROBE_SWITCHES[word]] = False
+            continue
+        name, parse = PROBE_FLAGS[word]
+        kwargs[name] = parse(next(rest))
+    return probe_run(words[0], **kwargs)
+
+
+def write_zero_run(case_dir: Path) -> None:
+    """A finished tiny run without pre-training in ``zero/``."""
+    from rich.console import Console
+
+    from clue_fw.runner import run
+
+    data = copy.deepcopy(TINY)
+    del data["pretrain"]
+    data["finetune"]["train"]["epochs"] = 1
+    run(data, out=case_dir / "zero", console=Console(file=io.StringIO()))
+
+
+RUN = "{case}/run"
+GENDER = ("--labels", "{case}/data/gender.csv")
+QUICK = ("--no-next-item", "--no-baselines", "--l2-grid", "1", "--k-grid", "1")
+GENDER_FILE = {"gender.csv": label_csv(lambda u: "MF"[u % 2])}
 
 
 # ------------------------------------------------------------------------------ cases
@@ -2613,6 +2665,169 @@ CASES: tuple[Case, ...] = (
         entry_points=BROKEN,
         creates_run_dir=True,
     ),
+    # ------------------------------------------------------------------ clue probe
+    Case(
+        "probe-labels-missing",
+        "labels",
+        "clue probe --labels names a file that does not exist",
+        "DataError",
+        ("not found", "absent.csv"),
+        command="probe",
+        cli_args=(RUN, "--labels", "{case}/data/absent.csv"),
+    ),
+    Case(
+        "probe-labels-directory",
+        "labels",
+        "clue probe --labels names a directory",
+        "DataError",
+        ("it is a directory, not a regular file",),
+        command="probe",
+        cli_args=(RUN, "--labels", "{case}/data"),
+    ),
+    Case(
+        "probe-labels-fifo",
+        "labels",
+        "clue probe --labels names a named pipe",
+        "DataError",
+        ("it is a named pipe (FIFO), not a regular file",),
+        command="probe",
+        setup=fifo("data/labels.fifo"),
+        cli_args=(RUN, "--labels", "{case}/data/labels.fifo"),
+    ),
+    Case(
+        "probe-unknown-column",
+        "labels",
+        "clue probe --column zip",
+        "ClueError",
+        ("Unknown label column 'zip'", "use gender, age or occupation"),
+        files=GENDER_FILE,
+        command="probe",
+        cli_args=(RUN, *GENDER, "--column", "zip"),
+    ),
+    Case(
+        "probe-users-without-labels",
+        "labels",
+        "clue probe with labels for only half of the run's users",
+        "DataError",
+        ("60 of 120 users have no label", "pass --missing skip"),
+        files={"gender.csv": label_csv(lambda u: "MF"[u % 2] if u <= 60 else None)},
+        command="probe",
+        cli_args=(RUN, *GENDER),
+    ),
+    Case(
+        "probe-labels-of-other-users",
+        "labels",
+        "clue probe --missing skip with a label file of other users only",
+        "DataError",
+        ("None of the run's 120 users has a label in", "same user ids"),
+        files={"gender.csv": label_csv(lambda u: "MF"[u % 2], range(5000, 5100))},
+        command="probe",
+        cli_args=(RUN, *GENDER, "--missing", "skip"),
+    ),
+    Case(
+        "probe-single-class",
+        "labels",
+        "clue probe with a label file that gives every user the same class",
+        "DataError",
+        ("gives the run's users a single class ('F')", "at least two"),
+        files={"gender.csv": label_csv(lambda u: "F")},
+        command="probe",
+        cli_args=(RUN, *GENDER),
+    ),
+    Case(
+        "probe-missing-flag",
+        "labels",
+        "clue probe --missing ignore",
+        "ClueError",
+        ("must be error (every user of the run needs a label) or skip", "'ignore'"),
+        files=GENDER_FILE,
+        command="probe",
+        cli_args=(RUN, *GENDER, "--missing", "ignore"),
+    ),
+    Case(
+        "probe-missing-skip",
+        "labels",
+        "clue probe --missing skip with labels for half of the users probes those users",
+        None,
+        files={"gender.csv": label_csv(lambda u: "MF"[u % 2] if u <= 60 else None)},
+        command="probe",
+        cli_args=(RUN, *GENDER, "--missing", "skip", *QUICK),
+    ),
+    Case(
+        "probe-stage-the-run-lacks",
+        "run directory",
+        "clue probe --stage pretrain of a run that never pre-trained",
+        "RunDirectoryError",
+        ("did not pre-train", "has no pre-trained encoder", "--stage finetune"),
+        files=GENDER_FILE,
+        setup=write_zero_run,
+        command="probe",
+        cli_args=("{case}/zero", *GENDER, "--stage", "pretrain"),
+    ),
+    Case(
+        "probe-unknown-stage",
+        "run directory",
+        "clue probe --stage best",
+        "ClueError",
+        ("stage must be 'finetune' or 'pretrain', not 'best'",),
+        files=GENDER_FILE,
+        command="probe",
+        cli_args=(RUN, *GENDER, "--stage", "best"),
+    ),
+    Case(
+        "probe-not-a-run",
+        "run directory",
+        "clue probe of a directory that is not a run (no recipe.yaml)",
+        "RunDirectoryError",
+        ("holds no recipe.yaml, so it is not a clue_fw run directory",),
+        files=GENDER_FILE,
+        command="probe",
+        cli_args=("{case}/data", *GENDER),
+    ),
+    Case(
+        "probe-run-missing",
+        "run directory",
+        "clue probe of a run directory that does not exist",
+        "RunDirectoryError",
+        ("Run directory not found", "Give the directory that `clue run` printed"),
+        files=GENDER_FILE,
+        command="probe",
+        cli_args=("{case}/nowhere", *GENDER),
+    ),
+    Case(
+        "probe-out-is-a-run-file",
+        "run directory",
+        "clue probe --out RUN/metrics.json (would replace the run's metrics)",
+        "ClueError",
+        ("is the run's own metrics.json", "never replaces a run's files"),
+        files=GENDER_FILE,
+        command="probe",
+        cli_args=(RUN, *GENDER, "--out", "{case}/run/metrics.json"),
+        cli_only=True,
+    ),
+    Case(
+        "probe-out-fifo",
+        "run directory",
+        "clue probe --markdown names a named pipe",
+        "ClueError",
+        ("out.fifo", "it is a named pipe (FIFO), not a regular file"),
+        files=GENDER_FILE,
+        setup=fifo("out.fifo"),
+        command="probe",
+        cli_args=(RUN, *GENDER, "--markdown", "{case}/out.fifo"),
+        cli_only=True,
+    ),
+    Case(
+        "probe-bad-grid",
+        "override",
+        "clue probe --l2-grid 0,1 (an L2 strength must be positive)",
+        "ClueError",
+        ("--l2-grid takes positive numbers separated by commas", "not '0'"),
+        files=GENDER_FILE,
+        command="probe",
+        cli_args=(RUN, *GENDER, "--l2-grid", "0,1"),
+        cli_only=True,
+    ),
 )
 
 ERROR_CASES = tuple(case for case in CASES if case.error is not None)
@@ -2634,7 +2849,8 @@ clue_fw (recipe text, `--set` flags, data or label file bytes, a damaged checkpo
 finished run), the exact error class and message fragments it must produce.
 `tests/bad_inputs/test_bad_inputs.py` runs every case twice: through the library
 (`load_recipe` and `clue_fw.run`, or a direct call for label files and
-`load_checkpoint`) and through `clue_fw.cli.main`. It checks exit code 2, the
+`load_checkpoint`, and `clue_fw.probing.probe_run` for the `clue probe` cases) and
+through `clue_fw.cli.main`. It checks exit code 2, the
 fragments on stderr, no `Traceback`, and that a failed run leaves no `metrics.json`
 (a directory that fails before it is created is not created at all). A few cases
 must be *accepted*: they guard behaviour that a stricter reader could break.

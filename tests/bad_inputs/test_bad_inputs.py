@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from cases import ACCEPTED_CASES, CASES, ERROR_CASES, TINY_YAML, Case, render_doc
+from cases import ACCEPTED_CASES, CASES, ERROR_CASES, TINY_YAML, Case, probe_call, render_doc
 from cli_main import main_exit
 from rich.console import Console
 
@@ -63,6 +63,9 @@ def case_dir(
     (tmp_path / "recipe.yaml").write_bytes(case.recipe_bytes())
     for name, payload in case.files.items():
         (tmp_path / "data" / name).write_bytes(payload)
+    if case.command == "probe":  # a finished run, metrics.json and all
+        shutil.copytree(finished_run, tmp_path / "run")
+        INPUT_METRICS[tmp_path / "run"] = (tmp_path / "run" / "metrics.json").read_bytes()
     if case.command == "resume":
         shutil.copytree(finished_run, tmp_path / "run")
         (tmp_path / "run" / "metrics.json").unlink()  # interrupted before the end
@@ -106,6 +109,8 @@ def run_library(case: Case, folder: Path) -> object:
 
     if case.api is not None:
         return case.api(folder)
+    if case.command == "probe":
+        return probe_call(case.cli_args, folder)
     recipe = load_recipe(folder / "recipe.yaml", list(case.sets))
     if case.command == "resume":
         return run(recipe, resume=folder / "run", console=quiet())
@@ -114,6 +119,8 @@ def run_library(case: Case, folder: Path) -> object:
 
 
 def cli_argv(case: Case, folder: Path) -> list[str]:
+    if case.command == "probe":
+        return ["probe", *(arg.format(case=folder) for arg in case.cli_args)]
     argv = ["run", str(folder / "recipe.yaml")]
     for override in case.sets:
         argv += ["--set", override]
@@ -126,9 +133,11 @@ def cli_argv(case: Case, folder: Path) -> list[str]:
 
 def check_outcome(case: Case, folder: Path, out_before: dict[str, bytes] | None) -> None:
     """Success: metrics.json written. Failure: nothing left looking complete."""
-    run_dir = folder / ("run" if case.command == "resume" else "out")
+    run_dir = folder / ("out" if case.command == "run" else "run")
     if case.error is None:
         assert (run_dir / "metrics.json").is_file()
+        if case.command == "probe":  # read, never written
+            assert (run_dir / "metrics.json").read_bytes() == INPUT_METRICS[run_dir]
         return
     for candidate in (folder / "out", folder / "run"):
         left = candidate / "metrics.json"
