@@ -505,7 +505,7 @@ def data_synth(
         raise typer.Exit(_INTERRUPT_EXIT[name]) from None
     stderr.print(Text(f"wrote {stats.summary()}"), highlight=False)
     for path in stats.outputs.values():
-        stdout.print(Text(str(path)), highlight=False)
+        stdout.print(Text(str(path)), highlight=False, soft_wrap=True)
 
 
 @app.command()
