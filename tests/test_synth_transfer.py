@@ -90,3 +90,13 @@ def test_recipe_runs_on_the_synthetic_files(
         assert set(metrics["test"]) == {"acc", "macro_f1", "majority_acc"}
         classes = 6 if path.stem.startswith("taste") else 2
         assert len(task["classes"]) == classes
+
+
+def test_a_missing_synthetic_file_says_how_to_make_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CLUE_DATA_DIR", str(tmp_path))
+    code, _, stderr = main_exit(["validate", str(RECIPES[0]), "--strict"], capsys)
+    message = " ".join(stderr.split())
+    assert code == 2 and "synth/synth_1m.txt" in message
+    assert "or generate it with `clue data synth`" in message
