@@ -153,6 +153,7 @@ def latent_layout(
 ) -> tuple[bytes, dict[str, TensorSlot], int]:
     """The safetensors header of these tensors, where each one goes, the file size."""
     entries: dict[str, object] = {"__metadata__": dict(metadata)}
+    starts: dict[str, int] = {}
     start = 0
     for name, (dtype, shape) in shapes.items():
         size = np.dtype(dtype).itemsize * math.prod(shape)
@@ -161,12 +162,13 @@ def latent_layout(
             "shape": list(shape),
             "data_offsets": [start, start + size],
         }
+        starts[name] = start
         start += size
     header = json.dumps(entries, separators=(",", ":")).encode("utf-8")
     header += b" " * (-len(header) % 8)  # the tensors start 8-byte aligned
     base = 8 + len(header)
     slots = {
-        name: TensorSlot(np.dtype(dtype), shape, base + entries[name]["data_offsets"][0])  # type: ignore[index]
+        name: TensorSlot(np.dtype(dtype), shape, base + starts[name])
         for name, (dtype, shape) in shapes.items()
     }
     return len(header).to_bytes(8, "little") + header, slots, base + start
