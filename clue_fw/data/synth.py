@@ -404,7 +404,8 @@ def write_synthetic_sequences(
                 published.append(paths[role])
     except OSError as exc:
         _remove(*temporaries.values(), *published)
-        raise DataError(f"Cannot write {paths['sequences']}: {exc.strerror or exc}.") from None
+        failed = exc.filename or paths["sequences"]  # the file that the error is about
+        raise DataError(f"Cannot write {failed}: {exc.strerror or exc}.") from None
     except BaseException:
         _remove(*temporaries.values(), *published)
         raise
