@@ -440,8 +440,8 @@ def data_synth(
         bool,
         typer.Option(
             "--attributes",
-            help="Also write planted user attributes for the profile head: OUT_easy.csv, "
-            "OUT_hard.csv, OUT_taste.csv (docs/synthetic.md).",
+            help="Also write planted user attributes for the profile head, next to --out "
+            "NAME.txt: NAME_easy.csv, NAME_hard.csv, NAME_taste.csv (docs/synthetic.md).",
         ),
     ] = False,
     cold_start: Annotated[
@@ -449,7 +449,7 @@ def data_synth(
         typer.Option(
             "--cold-start",
             help="Also write a cold-start target domain for the cold_start head: "
-            "OUT_target.txt, 1 to 5 items per user.",
+            "NAME_target.txt, 1 to 5 items per user.",
         ),
     ] = False,
     target_items: Annotated[
@@ -463,7 +463,7 @@ def data_synth(
         bool,
         typer.Option(
             "--latent",
-            help="Also write the generator's per-user latent: OUT_latent.safetensors.",
+            help="Also write the generator's per-user latent: NAME_latent.safetensors.",
         ),
     ] = False,
     force_size: Annotated[
