@@ -436,19 +436,76 @@ def data_synth(
     repeat_rate: Annotated[
         float, typer.Option("--repeat-rate", help="Share of items that repeat an earlier one.")
     ] = 0.0,
+    attributes: Annotated[
+        bool,
+        typer.Option(
+            "--attributes",
+            help="Also write planted user attributes for the profile head, next to --out "
+            "NAME.txt: NAME_easy.csv, NAME_hard.csv, NAME_taste.csv (docs/synthetic.md).",
+        ),
+    ] = False,
+    cold_start: Annotated[
+        bool,
+        typer.Option(
+            "--cold-start",
+            help="Also write a cold-start target domain for the cold_start head: "
+            "NAME_target.txt, 1 to 5 items per user.",
+        ),
+    ] = False,
+    target_items: Annotated[
+        int | None,
+        typer.Option(
+            "--target-items",
+            help="Items of the target domain (default max(items / 10, 5 x genres)).",
+        ),
+    ] = None,
+    latent: Annotated[
+        bool,
+        typer.Option(
+            "--latent",
+            help="Also write the generator's per-user latent: NAME_latent.safetensors.",
+        ),
+    ] = False,
+    force_size: Annotated[
+        bool,
+        typer.Option(
+            "--force-size", help="Write even when the estimated size exceeds the free space."
+        ),
+    ] = False,
     overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace an existing --out file.")
+        bool, typer.Option("--overwrite", help="Replace existing output files.")
     ] = False,
 ) -> None:
-    """Write a realistic synthetic sequence file (Zipf popularity, genre bursts, series)."""
-    from clue_fw.data.synth import write_synthetic_sequences
+    """Write a realistic synthetic sequence file (Zipf popularity, genre bursts, series).
 
-    stats = write_synthetic_sequences(
-        out, users, items, seed=seed, mean_length=mean_length, repeat_rate=repeat_rate,
-        overwrite=overwrite,
-    )  # fmt: skip
+    Interrupted (Ctrl-C: exit 130, SIGTERM: exit 143), it removes its temporary files:
+    no output file is written or changed.
+    """
+    try:
+        with _sigterm_interrupts():
+            from clue_fw.data.synth import write_synthetic_sequences
+
+            stats = write_synthetic_sequences(
+                out, users, items, seed=seed, mean_length=mean_length,
+                repeat_rate=repeat_rate, attributes=attributes, cold_start=cold_start,
+                latent=latent, target_items=target_items, check_space=not force_size,
+                overwrite=overwrite,
+            )  # fmt: skip
+    except KeyboardInterrupt as exc:
+        name = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
+        stderr.print(
+            Text(
+                f"interrupted ({name}): clue data synth stopped before its files were "
+                f"complete; the temporary files were removed and nothing was written to "
+                f"{out} or next to it."
+            ),
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(_INTERRUPT_EXIT[name]) from None
     stderr.print(Text(f"wrote {stats.summary()}"), highlight=False)
-    stdout.print(Text(str(stats.path)), highlight=False)
+    for path in stats.outputs.values():
+        stdout.print(Text(str(path)), highlight=False, soft_wrap=True)
 
 
 @app.command()

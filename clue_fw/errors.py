@@ -54,7 +54,8 @@ class NonFiniteError(TrainingError):
 
 
 class ResourceError(ClueError):
-    """A recipe plainly needs more memory than the device has; refused before it starts."""
+    """A recipe plainly needs more memory than the device has, or ``clue data synth`` more
+    disk space than its file system has free; refused before it starts."""
 
 
 class EvaluationError(ClueError):

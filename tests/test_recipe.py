@@ -90,9 +90,9 @@ def _check_shipped_recipe(path: Path) -> None:
     recipe = load_recipe(path)
     assert recipe.name == path.stem
     expected_head = "next_item"
-    if path.parent.name == "table2":
+    if path.parent.name in ("table2", "synth_transfer"):
         task = path.stem.split("_")[0]
-        expected_head = "cold_start" if task.startswith("coldrec") else "profile"
+        expected_head = "cold_start" if task.startswith("cold") else "profile"
     assert recipe.finetune.head.kind == expected_head
     # the resolved YAML validates again to the same recipe
     again = validate_recipe(parse_yaml(recipe_to_yaml(recipe), "resolved"))

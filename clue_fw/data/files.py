@@ -48,10 +48,10 @@ def max_file_bytes() -> int:
 
 
 def human_size(n_bytes: int) -> str:
-    """``1048576`` -> ``'1 MiB'``; ``1536`` -> ``'1.5 KiB'``."""
+    """``1048576`` -> ``'1 MiB'``; ``1536`` -> ``'1.5 KiB'``; ``3 * 2**50`` -> ``'3 PiB'``."""
     value = float(n_bytes)
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if value < 1024 or unit == "PiB":
             text = f"{value:.1f}".removesuffix(".0")
             return f"{text} {unit}" if unit != "bytes" else f"{n_bytes:,} bytes"
         value /= 1024

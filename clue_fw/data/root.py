@@ -63,10 +63,13 @@ def resolve_data_path(
     path = expand_home(relative, what)
     base = root if root is not None else data_root()
     full = path if path.is_absolute() else base / path
-    hint = (
-        f"Set {DATA_DIR_ENV} to the folder that holds it (now: {base}), "
-        "or fetch it with `clue data download ml-1m` / `clue data download ml-100k`."
+    make = (
+        "or generate it with `clue data synth` (the command is in the recipe's comments; "
+        "docs/synthetic.md)"
+        if path.parts[:1] == ("synth",)
+        else "or fetch it with `clue data download ml-1m` / `clue data download ml-100k`"
     )
+    hint = f"Set {DATA_DIR_ENV} to the folder that holds it (now: {base}), {make}."
     try:
         mode = full.stat().st_mode  # follows links, as reading does
     except (FileNotFoundError, NotADirectoryError, ValueError):

@@ -33,7 +33,19 @@ The model (a user's sequence, token by token):
   those items.
 
 Output is a pure function of the arguments (the seed included): chunk ``c`` draws from
-``SeedSequence(seed, spawn_key=(c,))`` and the chunk size is fixed.
+``SeedSequence(seed, spawn_key=(1, c))`` and the chunk size is fixed.
+
+**Planted outputs** (opt-in; :mod:`clue_fw.data.synth_planted`, ``docs/synthetic.md``):
+user attributes for the ``profile`` head, a cold-start target domain for the
+``cold_start`` head and the generator's latent, all functions of the genres each user
+prefers. They draw from streams of their own, so the sequences do not change.
+
+**Safety.** Before a byte is written, the estimated size of every output
+(:func:`estimated_sizes`) is compared with the free space of its file system and
+refused (:class:`~clue_fw.errors.ResourceError`) when it cannot fit, unless
+``check_space=False`` (``--force-size``). Every file goes to its name + ``.tmp`` and is
+renamed into place when all are complete; an error, Ctrl-C or SIGTERM removes the
+temporary files.
 
 >>> import tempfile, pathlib
 >>> out = pathlib.Path(tempfile.mkdtemp()) / "tiny.txt"
@@ -46,13 +58,38 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
+import signal
+import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
-from clue_fw.errors import DataError
+from clue_fw.data.files import human_size
+from clue_fw.data.synth_planted import (
+    ATTRIBUTES,
+    LABEL_STREAM,
+    TARGET_MAX_PER_USER,
+    TARGET_STREAM,
+    TARGET_WORLD_STREAM,
+    StreamedSafetensors,
+    draw_attributes,
+    genre_profiles,
+    latent_layout,
+    latent_metadata,
+    latent_shapes,
+    output_paths,
+    stream,
+    target_interactions,
+    tastes,
+)
+from clue_fw.data.synth_world import World, draw_clusters, draw_members, make_world
+from clue_fw.errors import DataError, ResourceError
 from clue_fw.output_target import check_output_target
 
 CHUNK_USERS = 32_768
@@ -73,6 +110,8 @@ class SynthStats:
     interactions: int
     repeats: int  # interactions whose item the user had before
     seconds: float
+    outputs: dict[str, Path] = field(default_factory=dict)  # every file written, by role
+    target_interactions: int = 0  # lines of the cold-start target file (0: none)
 
     @property
     def mean_length(self) -> float:
@@ -82,18 +121,14 @@ class SynthStats:
         return (
             f"{self.users:,} users, {self.items:,} items, {self.interactions:,} interactions "
             f"(mean length {self.mean_length:.1f}, "
-            f"{self.repeats / max(self.interactions, 1):.1%} repeats) in {self.seconds:.1f} s"
+            f"{self.repeats / max(self.interactions, 1):.1%} repeats)"
+            + (
+                f", {self.target_interactions:,} target-domain interactions"
+                if self.target_interactions
+                else ""
+            )
+            + f" in {self.seconds:.1f} s"
         )
-
-
-@dataclass(frozen=True)
-class _World:
-    """Item popularity and clusters, shared by every user (``O(num_items)`` memory)."""
-
-    members: np.ndarray  # [M] item ids (1-based), cluster by cluster, each in cycle order
-    cluster_start: np.ndarray  # [C + 1] offsets of each cluster in ``members``
-    cumulative: np.ndarray  # [M] running sum of member weights, in ``members`` order
-    cluster_cumulative: np.ndarray  # [C] running sum of cluster weights
 
 
 def _check(condition: bool, message: str) -> None:
@@ -139,35 +174,6 @@ def _check_arguments(
         )
 
 
-def _make_world(
-    num_items: int, num_clusters: int, popularity_exponent: float, rng: np.random.Generator
-) -> _World:
-    ranks = rng.permutation(num_items) + 1
-    weight = ranks.astype(np.float64) ** -popularity_exponent  # weight[i - 1] of item i
-    members = rng.permutation(num_items) + 1  # random clusters, random cycles
-    bounds = np.linspace(0, num_items, num_clusters + 1).round().astype(np.int64)
-    member_weight = weight[members - 1]
-    cumulative = np.cumsum(member_weight)
-    cluster_weight = np.add.reduceat(member_weight, bounds[:-1])
-    return _World(members, bounds, cumulative, np.cumsum(cluster_weight))
-
-
-def _draw_clusters(world: _World, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
-    """Clusters drawn by popularity (the total weight of their items)."""
-    total = world.cluster_cumulative[-1]
-    picked = np.searchsorted(world.cluster_cumulative, rng.random(shape) * total, side="right")
-    return np.minimum(picked, world.cluster_cumulative.size - 1)
-
-
-def _draw_members(world: _World, clusters: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Positions in ``world.members`` drawn by popularity inside each given cluster."""
-    first, stop = world.cluster_start[clusters], world.cluster_start[clusters + 1]
-    low = np.where(first > 0, world.cumulative[np.maximum(first - 1, 0)], 0.0)
-    high = world.cumulative[stop - 1]
-    picked = np.searchsorted(world.cumulative, low + rng.random(clusters.size) * (high - low))
-    return np.clip(picked, first, stop - 1)  # float rounding stays inside the cluster
-
-
 def _lengths(
     count: int, mean_length: float, max_length: int, rng: np.random.Generator
 ) -> np.ndarray:
@@ -181,15 +187,16 @@ def _lengths(
 
 
 def _walk(
-    world: _World,
+    world: World,
     lengths: np.ndarray,
     clusters_per_user: int,
     stay: float,
     explore: float,
     follow: float,
     rng: np.random.Generator,
-) -> np.ndarray:
-    """Item ids of every user's bursts, users one after another (``lengths[u]`` each)."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Item ids of every user's bursts, users one after another (``lengths[u]`` each),
+    and the users' preferred clusters ``[users, clusters_per_user]`` (the latent)."""
     users = lengths.size
     total = int(lengths.sum())
     starts = np.zeros(users, dtype=np.int64)
@@ -199,22 +206,22 @@ def _walk(
     switch[starts] = True  # every user starts a burst
     segment = np.cumsum(switch) - 1
     segment_first = np.flatnonzero(switch)
-    preferred = _draw_clusters(world, (users, clusters_per_user), rng)
+    preferred = draw_clusters(world, (users, clusters_per_user), rng)
     choice = preferred[
         user_of[segment_first], rng.integers(0, clusters_per_user, segment_first.size)
     ]
     exploring = rng.random(segment_first.size) < explore
-    choice[exploring] = _draw_clusters(world, (int(exploring.sum()),), rng)
+    choice[exploring] = draw_clusters(world, (int(exploring.sum()),), rng)
     cluster = choice[segment]
     fresh = switch | (rng.random(total) >= follow)
     fresh_at = np.flatnonzero(fresh)
     position = np.zeros(total, dtype=np.int64)
-    position[fresh_at] = _draw_members(world, cluster[fresh_at], rng)
+    position[fresh_at] = draw_members(world, cluster[fresh_at], rng)
     anchor = np.maximum.accumulate(np.where(fresh, np.arange(total), 0))
     steps = np.arange(total) - anchor  # successors since the last fresh draw
     first = world.cluster_start[cluster]
     size = world.cluster_start[cluster + 1] - first
-    return world.members[first + (position[anchor] - first + steps) % size]
+    return world.members[first + (position[anchor] - first + steps) % size], preferred
 
 
 def _distinct_prefix(
@@ -270,8 +277,11 @@ def _add_repeats(
         source = further
 
 
-def _format_lines(users: np.ndarray, offsets: np.ndarray, items: np.ndarray) -> np.ndarray:
-    """``user item item ...\\n`` for every row, as ASCII bytes (uint8), vectorised."""
+def _format_lines(
+    users: np.ndarray, offsets: np.ndarray, items: np.ndarray, separator: str = " "
+) -> np.ndarray:
+    """``user item item ...\\n`` for every row, as ASCII bytes (uint8), vectorised;
+    ``separator`` between the numbers of a row (``,`` for a CSV)."""
     rows = users.size
     tokens = np.empty(rows + items.size, dtype=np.int64)
     user_slot = offsets[:-1] + np.arange(rows)
@@ -283,7 +293,7 @@ def _format_lines(users: np.ndarray, offsets: np.ndarray, items: np.ndarray) -> 
     digits = 1 + np.searchsorted(powers, tokens, side="right")
     ends = np.cumsum(digits + 1) - 1  # the separator after each token
     out = np.empty(int(ends[-1]) + 1, dtype=np.uint8)
-    out[ends] = ord(" ")
+    out[ends] = ord(separator)
     out[ends[np.append(user_slot[1:] - 1, tokens.size - 1)]] = ord("\n")
     remaining = tokens.copy()
     for place in range(int(digits.max())):
@@ -308,15 +318,31 @@ def write_synthetic_sequences(
     stay: float = 0.8,
     explore: float = 0.1,
     follow: float = 0.6,
+    attributes: bool = False,
+    cold_start: bool = False,
+    latent: bool = False,
+    target_items: int | None = None,
+    check_space: bool = True,
     overwrite: bool = False,
 ) -> SynthStats:
     """Write ``num_users`` synthetic users over items ``1..num_items`` to ``out``.
 
     Users are ``1..num_users``, one line each, in order. ``max_length`` caps a user's
     length (default ``20 * mean_length``, at least 1,000); ``num_clusters`` defaults to
-    ``round(sqrt(num_items))``. The file is written to ``out`` + ``.tmp`` and renamed
-    when complete, so a half-written file never carries the final name. An existing
-    ``out`` is refused unless ``overwrite``. See the module docstring for the model.
+    ``round(sqrt(num_items))``. See the module docstring for the model.
+
+    Next to ``out`` (``DIR/NAME.txt``), with ``attributes`` the planted user attributes
+    ``DIR/NAME_easy.csv``, ``NAME_hard.csv`` and ``NAME_taste.csv``; with ``cold_start``
+    the target domain ``DIR/NAME_target.txt`` over ``target_items`` items (default
+    ``max(num_items // 10, 5 * num_clusters)``); with ``latent`` the generator's latent
+    ``DIR/NAME_latent.safetensors`` (:mod:`clue_fw.data.synth_planted`). None of them
+    changes the sequences.
+
+    Every file is written to its name + ``.tmp`` and renamed when all are complete, so a
+    half-written file never carries a final name; on any error or interrupt the
+    temporary files are removed. An existing output is refused unless ``overwrite``;
+    with ``check_space``, so is a set of files whose estimated size
+    (:func:`estimated_sizes`) exceeds the free space of the file system they go to.
     """
     started = time.perf_counter()
     _check_arguments(num_users, num_items, mean_length, max_length, repeat_rate, seed, num_clusters)
@@ -327,7 +353,159 @@ def write_synthetic_sequences(
         popularity_exponent >= 0,
         f"popularity_exponent must be >= 0, got {popularity_exponent}.",
     )
-    path = Path(out)
+    clusters = num_clusters or max(1, round(math.sqrt(num_items)))
+    targets = _target_items(target_items, cold_start, num_items, clusters)
+    paths = output_paths(Path(out), attributes, cold_start, latent)
+    for path in paths.values():
+        _check_target(path, overwrite)
+    cap = max_length if max_length is not None else max(1000, int(20 * mean_length))
+    if check_space:
+        sizes = estimated_sizes(
+            paths, num_users, num_items, mean_length, repeat_rate, targets,
+            clusters_per_user, clusters,
+        )  # fmt: skip
+        _check_space(paths, sizes)
+    sequence = np.random.SeedSequence(seed)
+    world = make_world(
+        num_items, clusters, popularity_exponent, np.random.default_rng(sequence.spawn(1)[0])
+    )
+    plan = _Plan(world, seed, explore, targets, popularity_exponent)
+    seen = np.zeros(num_items + 1, dtype=bool)
+    interactions = repeats = target_pairs = 0
+    temporaries = {role: path.with_name(path.name + ".tmp") for role, path in paths.items()}
+    published: list[Path] = []
+    try:
+        paths["sequences"].parent.mkdir(parents=True, exist_ok=True)
+        with ExitStack() as stack:
+            handles = {r: stack.enter_context(open(t, "wb")) for r, t in temporaries.items()}
+            writer = plan.open(handles, num_users, clusters_per_user)
+            for chunk, first_user in enumerate(range(0, num_users, CHUNK_USERS)):
+                count = min(CHUNK_USERS, num_users - first_user)
+                rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1, chunk)))
+                lengths = _lengths(count, mean_length, cap, rng)
+                drawn = np.ceil(lengths * _OVERSAMPLE).astype(np.int64) + 2
+                items, preferred = _walk(
+                    world, drawn, clusters_per_user, stay, explore, follow, rng
+                )
+                items, lengths = _distinct_prefix(items, drawn, lengths, num_items)
+                if repeat_rate > 0:
+                    items = _add_repeats(items, lengths, repeat_rate, rng)
+                    repeats += items.size - _distinct_count(items, lengths, num_items)
+                offsets = np.zeros(count + 1, dtype=np.int64)
+                np.cumsum(lengths, out=offsets[1:])
+                users = np.arange(first_user + 1, first_user + count + 1, dtype=np.int64)
+                handles["sequences"].write(_format_lines(users, offsets, items).data)
+                target_pairs += plan.write_chunk(handles, writer, chunk, users, preferred)
+                seen[items] = True
+                interactions += items.size
+        with _signals_deferred():  # the renames publish every file, or none is interrupted
+            for role in sorted(paths, key=lambda r: r == "sequences"):  # the sequences last
+                os.replace(temporaries[role], paths[role])
+                published.append(paths[role])
+    except OSError as exc:
+        _remove(*temporaries.values(), *published)
+        failed = exc.filename or paths["sequences"]  # the file that the error is about
+        raise DataError(f"Cannot write {failed}: {exc.strerror or exc}.") from None
+    except BaseException:
+        _remove(*temporaries.values(), *published)
+        raise
+    return SynthStats(
+        path=paths["sequences"],
+        users=num_users,
+        items=int(seen.sum()),
+        interactions=interactions,
+        repeats=repeats,
+        seconds=time.perf_counter() - started,
+        outputs=paths,
+        target_interactions=target_pairs,
+    )
+
+
+class _Plan:
+    """The planted outputs of one run: the taste profiles, the target world, the writers."""
+
+    def __init__(
+        self, world: World, seed: int, explore: float, target_items: int, exponent: float
+    ) -> None:
+        self.world, self.seed, self.explore = world, seed, explore
+        self.profiles = genre_profiles(world.cluster_weights(), seed)
+        self.target_world = (
+            make_world(
+                target_items, world.num_clusters, exponent, stream(seed, TARGET_WORLD_STREAM)
+            )
+            if target_items
+            else None
+        )
+
+    def open(
+        self, handles: dict[str, BinaryIO], num_users: int, clusters_per_user: int
+    ) -> StreamedSafetensors | None:
+        """Write the headers: the attribute CSVs' and the latent file's."""
+        for name in ATTRIBUTES:
+            if name in handles:
+                handles[name].write(f"user,{name}\n".encode("ascii"))
+        if "latent" not in handles:
+            return None
+        target_items = 0 if self.target_world is None else self.target_world.members.size
+        shapes = latent_shapes(
+            num_users, clusters_per_user, self.world.members.size, self.world.num_clusters,
+            target_items,
+        )  # fmt: skip
+        writer = StreamedSafetensors(handles["latent"], shapes, latent_metadata(self.seed))
+        writer.write("genre_profile", 0, self.profiles)
+        writer.write("item_genre", 0, self.world.item_cluster())
+        if self.target_world is not None:
+            writer.write("target_item_genre", 0, self.target_world.item_cluster())
+        return writer
+
+    def write_chunk(
+        self,
+        handles: dict[str, BinaryIO],
+        writer: StreamedSafetensors | None,
+        chunk: int,
+        users: np.ndarray,
+        preferred: np.ndarray,
+    ) -> int:
+        """Write one chunk of users' planted outputs; return their target interactions."""
+        taste = tastes(self.profiles, preferred)
+        if "easy" in handles:
+            rows = np.arange(users.size + 1, dtype=np.int64)
+            labels = draw_attributes(taste, stream(self.seed, LABEL_STREAM, chunk))
+            for name in ATTRIBUTES:
+                handles[name].write(_format_lines(users, rows, labels[name], ",").data)
+        if writer is not None:
+            writer.write("preferred", int(users[0]) - 1, preferred)
+            writer.write("taste", int(users[0]) - 1, taste)
+        if self.target_world is None:
+            return 0
+        rng = stream(self.seed, TARGET_STREAM, chunk)
+        lengths, items = target_interactions(self.target_world, preferred, self.explore, rng)
+        pairs = np.arange(items.size + 1, dtype=np.int64)
+        handles["target"].write(_format_lines(np.repeat(users, lengths), pairs, items).data)
+        return int(items.size)
+
+
+def _target_items(target_items: int | None, cold_start: bool, num_items: int, clusters: int) -> int:
+    """The target domain's catalogue size (0: no target domain)."""
+    if not cold_start:
+        _check(
+            target_items is None,
+            "target_items (--target-items) sizes the cold-start target domain; add "
+            "--cold-start (cold_start=True) or leave it out.",
+        )
+        return 0
+    if target_items is None:
+        return max(num_items // 10, 5 * clusters)
+    _check(
+        clusters <= target_items <= MAX_ITEMS,
+        f"target_items (--target-items) must be between the number of genres ({clusters:,}: "
+        f"every source genre has a target genre of at least one item) and {MAX_ITEMS:,}, "
+        f"got {target_items}.",
+    )
+    return target_items
+
+
+def _check_target(path: Path, overwrite: bool) -> None:
     if path.exists() and not overwrite:
         raise DataError(
             f"{path} already exists; pass --overwrite (overwrite=True) to replace it, or "
@@ -337,57 +515,105 @@ def write_synthetic_sequences(
         check_output_target(path)
     except OSError as exc:
         raise DataError(f"Cannot write {path}: {exc.strerror}. Choose another --out.") from None
-    cap = max_length if max_length is not None else max(1000, int(20 * mean_length))
-    clusters = num_clusters or max(1, round(math.sqrt(num_items)))
-    sequence = np.random.SeedSequence(seed)
-    world = _make_world(
-        num_items, clusters, popularity_exponent, np.random.default_rng(sequence.spawn(1)[0])
-    )
-    seen = np.zeros(num_items + 1, dtype=bool)
-    interactions = repeats = 0
-    temporary = path.with_name(path.name + ".tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(temporary, "wb") as handle:
-            for chunk, first_user in enumerate(range(0, num_users, CHUNK_USERS)):
-                count = min(CHUNK_USERS, num_users - first_user)
-                rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1, chunk)))
-                lengths = _lengths(count, mean_length, cap, rng)
-                drawn = np.ceil(lengths * _OVERSAMPLE).astype(np.int64) + 2
-                items = _walk(world, drawn, clusters_per_user, stay, explore, follow, rng)
-                items, lengths = _distinct_prefix(items, drawn, lengths, num_items)
-                if repeat_rate > 0:
-                    items = _add_repeats(items, lengths, repeat_rate, rng)
-                    repeats += items.size - _distinct_count(items, lengths, num_items)
-                offsets = np.zeros(count + 1, dtype=np.int64)
-                np.cumsum(lengths, out=offsets[1:])
-                users = np.arange(first_user + 1, first_user + count + 1, dtype=np.int64)
-                handle.write(_format_lines(users, offsets, items).data)
-                seen[items] = True
-                interactions += items.size
-        os.replace(temporary, path)
-    except OSError as exc:
-        _remove(temporary)
-        raise DataError(f"Cannot write {path}: {exc.strerror or exc}.") from None
-    except BaseException:
-        _remove(temporary)
-        raise
-    return SynthStats(
-        path=path,
-        users=num_users,
-        items=int(seen.sum()),
-        interactions=interactions,
-        repeats=repeats,
-        seconds=time.perf_counter() - started,
-    )
 
 
-def _remove(path: Path) -> None:
-    """Delete a half-written file, if there is one."""
+def _digit_sum(n: int) -> int:
+    """The number of decimal digits in ``1, 2, ..., n`` together."""
+    total, width, low = 0, 1, 1
+    while low <= n:
+        total += (min(n, 10 * low - 1) - low + 1) * width
+        width, low = width + 1, 10 * low
+    return total
+
+
+def estimated_sizes(
+    paths: dict[str, Path],
+    num_users: int,
+    num_items: int,
+    mean_length: float,
+    repeat_rate: float,
+    target_items: int,
+    clusters_per_user: int,
+    num_clusters: int,
+) -> dict[str, int]:
+    """About how many bytes each file of ``paths`` (:func:`output_paths`) will take.
+
+    Exact for the attribute and latent files; the sequence and target files hold random
+    numbers of items, estimated at their means (a user's distinct items at most
+    ``num_items``; item ids evenly spread over the digits, as popularity is shuffled).
+    Small catalogues cut long users short, so there the estimate is high (up to about
+    20% for 5,000 items); at a million items it is within a few percent.
+    """
+    user_digits = _digit_sum(num_users)
+    length = mean_length if repeat_rate > 0 else min(mean_length, num_items)
+    item_digits = _digit_sum(num_items) / num_items
+    sizes = {"sequences": int(user_digits + num_users * (1 + length * (1 + item_digits)))}
+    for name in ATTRIBUTES:
+        if name in paths:
+            sizes[name] = len(f"user,{name}\n") + user_digits + 3 * num_users
+    if "target" in paths:
+        pairs = (1 + TARGET_MAX_PER_USER) / 2
+        target_digits = _digit_sum(target_items) / target_items
+        sizes["target"] = int(pairs * (user_digits + num_users * (2 + target_digits)))
+    if "latent" in paths:
+        shapes = latent_shapes(num_users, clusters_per_user, num_items, num_clusters, target_items)
+        sizes["latent"] = latent_layout(shapes, latent_metadata(0))[2]
+    return sizes
+
+
+def _check_space(paths: dict[str, Path], sizes: dict[str, int]) -> None:
+    """Refuse files that plainly cannot fit in the free space of their file system."""
+    folder = paths["sequences"].parent.absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
     try:
-        path.unlink(missing_ok=True)
+        free = shutil.disk_usage(folder).free
     except OSError:
-        pass
+        return  # no answer (e.g. a parent is a file): the write reports its own error
+    total = sum(sizes.values())
+    if total <= free:
+        return
+    parts = ", ".join(f"{role} {human_size(size)}" for role, size in sizes.items())
+    raise ResourceError(
+        f"Refusing to write synthetic data: clue data synth would write about "
+        f"{human_size(total)} ({parts}) to {paths['sequences'].parent}, but its file system "
+        f"has {human_size(free)} free. Lower --users or --mean-length, give an --out on a "
+        "larger file system, or pass --force-size (check_space=False) to write anyway; the "
+        "sizes are estimates, and whatever was written is removed if the disk fills up."
+    )
+
+
+@contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold back SIGINT and SIGTERM while the block runs, then drop them.
+
+    The block renames the finished files into place: an interrupt in the middle would
+    leave some published and some not. A signal that comes during these few renames
+    is dropped, as the work it would stop is done. Only in the main thread (which
+    receives the signals), and only where ``sigtimedwait`` exists (not on macOS).
+    """
+    if threading.current_thread() is not threading.main_thread() or not hasattr(
+        signal, "sigtimedwait"
+    ):
+        yield
+        return
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        while signal.sigtimedwait(held, 0) is not None:
+            pass
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _remove(*paths: Path) -> None:
+    """Delete half-written files, where there are any."""
+    for path in paths:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 def _distinct_count(items: np.ndarray, lengths: np.ndarray, num_items: int) -> int:

@@ -345,6 +345,23 @@ def _align(labels: dict[int, str], users: list[int], strict: bool) -> Callable[[
     return call
 
 
+def _synth(
+    users: int, items: int, existing: str | None = None, **options: Any
+) -> Callable[[Path], object]:
+    """``clue data synth`` into ``case_dir/synth/s.txt`` (``existing``: a file there first)."""
+
+    def call(case_dir: Path) -> object:
+        from clue_fw.data.synth import write_synthetic_sequences
+
+        folder = case_dir / "synth"
+        if existing is not None:
+            folder.mkdir()
+            (folder / existing).write_text("precious\n")
+        return write_synthetic_sequences(folder / "s.txt", users, items, **options)
+
+    return call
+
+
 def _load_absent_checkpoint(case_dir: Path) -> object:
     from clue_fw.training.checkpoint import load_checkpoint
 
@@ -2556,6 +2573,44 @@ CASES: tuple[Case, ...] = (
         ("Refusing to generate synthetic data", "Lower data.num_users, data.max_length"),
         edit=put("data.num_users", 10**12),
         env={"CLUE_SKIP_MEMORY_CHECK": None},
+    ),
+    Case(
+        "synth-larger-than-the-disk",
+        "data",
+        "clue data synth --users 1000000000000 --items 100 (it would stream until the disk "
+        "is full)",
+        "ResourceError",
+        ("Refusing to write synthetic data", "file system has", "free", "--force-size"),
+        command="api",
+        api=_synth(10**12, 100),
+    ),
+    Case(
+        "synth-target-items-without-cold-start",
+        "data",
+        "clue data synth --target-items 50 without --cold-start",
+        "DataError",
+        ("target_items (--target-items) sizes the cold-start target domain; add --cold-start",),
+        command="api",
+        api=_synth(10, 80, target_items=50),
+    ),
+    Case(
+        "synth-target-items-below-genres",
+        "data",
+        "clue data synth --cold-start --target-items 3 with 9 genres (a target genre would "
+        "be empty)",
+        "DataError",
+        ("target_items (--target-items) must be between the number of genres (9",),
+        command="api",
+        api=_synth(10, 80, cold_start=True, target_items=3),
+    ),
+    Case(
+        "synth-planted-file-exists",
+        "data",
+        "clue data synth --attributes where OUT_hard.csv already exists",
+        "DataError",
+        ("s_hard.csv already exists; pass --overwrite",),
+        command="api",
+        api=_synth(10, 80, existing="s_hard.csv", attributes=True),
     ),
     Case(
         "cnn-huge-dilation",

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -168,3 +171,115 @@ def test_unwritable_output_is_a_data_error(tmp_path: Path) -> None:
     blocker.write_text("x")
     with pytest.raises(DataError, match="Cannot write"):
         write_synthetic_sequences(blocker / "s.txt", 10, 10)
+
+
+def test_cli_writes_the_planted_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "synth.txt"
+    argv = ["data", "synth", "--users", "60", "--items", "90", "--out", str(out)]
+    code, stdout, stderr = main_exit(
+        [*argv, "--attributes", "--cold-start", "--target-items", "40", "--latent"], capsys
+    )
+    assert code == 0, stderr
+    names = ["synth.txt", "synth_easy.csv", "synth_hard.csv", "synth_taste.csv"]
+    names += ["synth_target.txt", "synth_latent.safetensors"]
+    assert stdout.split() == [str(tmp_path / name) for name in names]
+    assert "target-domain interactions" in stderr
+    target = np.loadtxt(tmp_path / "synth_target.txt", dtype=np.int64)
+    assert target[:, 1].max() <= 40
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--target-items", "5"], "sizes the cold-start target domain; add --cold-start"),
+        (["--cold-start", "--target-items", "2"], "target_items (--target-items) must be"),
+    ],
+)
+def test_bad_planted_flags_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], message: str
+) -> None:
+    argv = ["data", "synth", "--users", "10", "--items", "40", "--out", str(tmp_path / "s.txt")]
+    code, _, stderr = main_exit([*argv, *flags], capsys)
+    assert code == 2 and message in " ".join(stderr.split())
+    assert not list(tmp_path.iterdir())
+
+
+# --------------------------------------------------------------------------- output size
+
+
+def test_size_estimate_is_close_to_what_is_written(tmp_path: Path) -> None:
+    options = {"attributes": True, "cold_start": True, "latent": True}
+    stats = write_synthetic_sequences(tmp_path / "s.txt", 20_000, 5_000, seed=1, **options)  # type: ignore[arg-type]
+    genres = round(5_000**0.5)
+    estimate = synth.estimated_sizes(stats.outputs, 20_000, 5_000, 50.0, 0.0, 500, 3, genres)
+    for role, path in stats.outputs.items():
+        written = path.stat().st_size
+        if role in ("sequences", "target"):  # random lengths: estimated at the mean, which
+            assert written <= estimate[role] < 1.25 * written  # small catalogues cut short
+        else:
+            assert estimate[role] == written, role
+
+
+def test_output_larger_than_the_free_space_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "new" / "s.txt"
+    argv = ["data", "synth", "--users", "1000000000000", "--items", "100", "--out", str(out)]
+    code, _, stderr = main_exit(argv, capsys)
+    message = " ".join(stderr.split())
+    assert code == 2 and "Refusing to write synthetic data" in message
+    assert "free. Lower --users or --mean-length" in message and "--force-size" in message
+    assert not (tmp_path / "new").exists()  # nothing written, not even the folder
+
+    usage = synth.shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(synth.shutil, "disk_usage", lambda _: usage._replace(free=1000))
+    small = ["data", "synth", "--users", "300", "--items", "50", "--out", str(out)]
+    code, _, stderr = main_exit(small, capsys)
+    assert code == 2 and "has 1,000 bytes free" in " ".join(stderr.split())
+    code, _, stderr = main_exit([*small, "--force-size"], capsys)
+    assert code == 0, stderr
+    assert len(read_sequence_file(out).users) == 300
+
+
+def test_a_full_disk_leaves_no_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(*args: object, **kwargs: object) -> np.ndarray:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(synth, "_format_lines", full)
+    with pytest.raises(DataError, match="No space left on device"):
+        write_synthetic_sequences(tmp_path / "s.txt", 50, 50, attributes=True, cold_start=True)
+    assert not list(tmp_path.iterdir())
+
+
+# --------------------------------------------------------------------------- interrupts
+
+
+@pytest.mark.parametrize(
+    ("signal_number", "name", "status"), [(15, "SIGTERM", 143), (2, "SIGINT", 130)]
+)
+def test_an_interrupt_removes_the_temporary_files(
+    tmp_path: Path, signal_number: int, name: str, status: int
+) -> None:
+    """Stopped while writing (a scheduler's SIGTERM, Ctrl-C): the temporary files are
+    removed, an existing output is left as it was, and one line says so."""
+    out = tmp_path / "s.txt"
+    out.write_text("precious\n")
+    command = [sys.executable, "-m", "clue_fw", "data", "synth", "--users", "5000000"]
+    command += ["--items", "100000", "--out", str(out), "--overwrite", "--attributes"]
+    command += ["--cold-start", "--latent"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "s.txt.tmp").exists() and process.poll() is None:
+        assert time.monotonic() < deadline, "no temporary file within 60 s"
+        time.sleep(0.05)
+    time.sleep(0.3)
+    process.send_signal(signal_number)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == status, stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.txt"]
+    assert out.read_text() == "precious\n"
+    line = " ".join(stderr.split())
+    assert f"interrupted ({name}): clue data synth stopped before its files were complete" in line
+    assert "Traceback" not in stderr
