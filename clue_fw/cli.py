@@ -352,6 +352,7 @@ def schema(
 
     from clue_fw.reference import recipe_json_schema
 
+    _check_out(out)
     text = json.dumps(recipe_json_schema(), indent=2) + "\n"
     if out is None:
         stdout.print(Text(text), end="", highlight=False, soft_wrap=True)
@@ -361,12 +362,18 @@ def schema(
 
 
 def _write_text(out: str, text: str) -> None:
-    from clue_fw.training.checkpoint import atomic_write_bytes
+    """Write a command's ``--out`` through the checked output target."""
+    from clue_fw.output_target import write_output
 
-    try:
-        atomic_write_bytes(Path(out), text.encode("utf-8"), create_parent=False)
-    except OSError as exc:
-        raise ClueError(f"Cannot write --out {out}: {exc.strerror or exc}.") from None
+    write_output(out, text.encode("utf-8"))
+
+
+def _check_out(out: str | None) -> None:
+    """Refuse a bad ``--out`` before any work is done (see :func:`_write_text`)."""
+    if out is not None:
+        from clue_fw.output_target import check_user_output
+
+        check_user_output(out)
 
 
 @data_app.command("download")
@@ -465,6 +472,7 @@ def baseline(
     from clue_fw.baselines.popularity import evaluate_recipe
     from clue_fw.recipe import load_recipe
 
+    _check_out(out)
     result = evaluate_recipe(load_recipe(recipe, set_ or []))
     text = json.dumps(result, indent=2) + "\n"
     if out is None:

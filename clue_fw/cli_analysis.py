@@ -51,13 +51,14 @@ def plot(
     those files existed: the history in last.safetensors).
     """
     from clue_fw.analysis.history_csv import run_history
-    from clue_fw.analysis.plots import plot_curves, pyplot
+    from clue_fw.analysis.plots import check_figure_path, plot_curves, pyplot
 
     pyplot()  # a missing matplotlib is said before anything is read
+    out_path = Path(out)
+    check_figure_path(out_path)  # a bad suffix or target, before anything is read
     paths = [_run_path(run) for run in runs]
     histories = [run_history(path) for path in paths]
     labels = run_labels(paths)
-    out_path = Path(out)
     panels = plot_curves(labels, histories, out_path)
     stderr.print(
         Text(f"wrote {len(panels)} panels of {len(paths)} run(s) to {out_path}"), highlight=False
@@ -131,7 +132,14 @@ def analyze(
     Writes analysis.json, pca.png (a 2-D PCA scatter, coloured by --labels) and
     spectrum.png (the normalised singular values) to --out.
     """
-    from clue_fw.analysis.plots import NO_LABEL, plot_pca, plot_spectrum, pyplot
+    from clue_fw.analysis.plots import (
+        NO_LABEL,
+        check_figure_path,
+        plot_pca,
+        plot_spectrum,
+        pyplot,
+    )
+    from clue_fw.output_target import check_user_output, write_output
 
     if label_column is not None and labels is None:
         raise ClueError("--label-column picks a column of --labels; give --labels FILE too.")
@@ -148,13 +156,15 @@ def analyze(
     from clue_fw.inference import load_run
     from clue_fw.inference.run_files import check_stage
 
-    label_map = read_label_file(labels, column) if labels is not None else None  # type: ignore[arg-type]
+    if not out.strip():
+        raise ClueError("--out is empty; give the folder for analysis.json, pca.png, spectrum.png.")
     out_dir = Path(out)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ClueError(f"Cannot create --out {out_dir}: {exc.strerror or exc}.") from None
-    loaded = load_run(run_dir, check_stage(stage), device=device, data_root=data_root)
+    files = {"pca": "pca.png", "spectrum": "spectrum.png"}
+    for name in files.values():
+        check_figure_path(out_dir / name)
+    check_user_output(out_dir / "analysis.json")
+    label_map = read_label_file(labels, column) if labels is not None else None  # type: ignore[arg-type]
+    loaded = load_run(_run_path(run_dir), check_stage(stage), device=device, data_root=data_root)
     try:
         result = analyze_run(loaded, max_users=max_users, seed=seed, batch_size=batch_size)
     except ValueError as exc:
@@ -172,7 +182,10 @@ def analyze(
             )
         label_info = {"file": str(labels), "column": column, "users_without_label": missing}
     points, shares = pca_2d(result.vectors)
-    files = {"pca": "pca.png", "spectrum": "spectrum.png"}
+    try:  # made only now, once the run has been read and analysed
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ClueError(f"Cannot create --out {out_dir}: {exc.strerror or exc}.") from None
     plot_pca(points, shares, point_labels, f"user vectors of {name}, PCA", out_dir / files["pca"])
     plot_spectrum(
         result.singular_values,
@@ -190,10 +203,7 @@ def analyze(
         "files": files,
     }
     path = out_dir / "analysis.json"
-    try:
-        path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    except OSError as exc:
-        raise ClueError(f"Cannot write {path}: {exc.strerror or exc}.") from None
+    write_output(path, (json.dumps(report, indent=2) + "\n").encode("utf-8"))
     summary = ", ".join(
         f"{key} {result.measures[key]:.4g}"
         for key in ("alignment", "uniformity", "effective_rank", "collapse_std")
@@ -212,6 +222,7 @@ def compare(runs: RunsArgument, markdown: MarkdownOption = None) -> None:
     """
     from clue_fw.analysis.compare import comparison, group_by_recipe, read_result
 
+    _check_markdown(markdown)
     table = comparison(group_by_recipe(read_result(run) for run in runs))
     _show_table(table, markdown)
 
@@ -224,10 +235,9 @@ def _show_table(table: Comparison, markdown: str | None) -> None:
         rich_table.add_row(*(Text(cell) for cell in row))
     Console(width=max(stdout.width, 160), emoji=False).print(rich_table)
     if markdown is not None:
-        try:
-            Path(markdown).write_text(table.markdown(), encoding="utf-8")
-        except OSError as exc:
-            raise ClueError(f"Cannot write --markdown {markdown}: {exc.strerror or exc}.") from None
+        from clue_fw.output_target import write_output
+
+        write_output(markdown, table.markdown().encode("utf-8"), "--markdown")
         stderr.print(Text(f"wrote the table to {markdown}"), highlight=False, soft_wrap=True)
 
 
@@ -265,6 +275,7 @@ def sweep(
     from clue_fw.errors import RecipeError
     from clue_fw.recipe import load_recipe
 
+    _check_markdown(markdown)
     axes = sweeping.parse_grid(grid or [])
     seed_list = _seeds(seeds, ctx.args)
     if not out.strip():
@@ -340,6 +351,14 @@ def _seeds(given: list[str] | None, extra: list[str]) -> list[int] | None:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _check_markdown(markdown: str | None) -> None:
+    """Refuse a bad ``--markdown`` target before any run is read or started."""
+    if markdown is not None:
+        from clue_fw.output_target import check_user_output
+
+        check_user_output(markdown, "--markdown")
 
 
 def _run_path(run: str) -> Path:

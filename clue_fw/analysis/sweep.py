@@ -26,6 +26,7 @@ from pathlib import Path
 
 from clue_fw.analysis.compare import is_finished
 from clue_fw.errors import ClueError, quote
+from clue_fw.output_target import check_user_output
 
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+\-=,]")
@@ -167,6 +168,7 @@ def run_one(recipe: Path, run: SweepRun) -> Outcome:
     started = time.perf_counter()
     try:
         run.run_dir.parent.mkdir(parents=True, exist_ok=True)
+        check_user_output(run.log, "the sweep's log")  # a named pipe would block the open
         with open(run.log, "w", encoding="utf-8") as log:
             code = subprocess.call(
                 command(recipe, run), stdin=subprocess.DEVNULL, stdout=log, stderr=log
