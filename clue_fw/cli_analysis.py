@@ -205,8 +205,9 @@ def analyze(
     path = out_dir / "analysis.json"
     write_output(path, (json.dumps(report, indent=2) + "\n").encode("utf-8"))
     summary = ", ".join(
-        f"{key} {result.measures[key]:.4g}"
+        f"{key} {'n/a (no pre-training views)' if value is None else format(value, '.4g')}"
         for key in ("alignment", "uniformity", "effective_rank", "collapse_std")
+        for value in (result.measures[key],)
     )
     stderr.print(Text(f"{name}: {summary}"), highlight=False, soft_wrap=True)
     stdout.print(Text(str(path)), highlight=False, soft_wrap=True)

@@ -133,6 +133,36 @@ def test_analyze_writes_the_measures_and_figures(
     assert pre["effective_rank"] != report["effective_rank"]
 
 
+def test_analyze_a_run_without_pretraining_measures_its_fine_tuned_encoder(
+    make_tiny_recipe: Callable[[], dict[str, Any]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """No pre-training, no views to make positive pairs with: alignment is null (said on
+    stderr), every other measure is of the fine-tuned encoder (was an AttributeError)."""
+    recipe = make_tiny_recipe()
+    del recipe["pretrain"]
+    recipe["finetune"]["train"]["epochs"] = 1
+    done = run(recipe, out=tmp_path / "run", console=Console(file=io.StringIO())).run_dir
+    out = tmp_path / "analysis"
+    code, _, stderr = main_exit(["analyze", str(done), "--out", str(out)], capsys)
+    assert code == 0, stderr
+    assert "alignment n/a (no pre-training views)" in stderr
+    report = json.loads((out / "analysis.json").read_text())
+    assert report["alignment"] is None and report["views"] == []
+    assert "did not pre-train" in report["definitions"]["alignment"]
+    assert 1.0 < report["effective_rank"] <= 16.0 and report["uniformity"] < 0.0
+
+
+def test_analyze_checks_the_run_before_making_its_out_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "analysis"
+    code, _, stderr = main_exit(["analyze", str(tmp_path / "missing"), "--out", str(out)], capsys)
+    assert code == 2 and "Traceback" not in stderr
+    assert not out.exists()
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [

@@ -15,6 +15,7 @@ import copy
 import gzip
 import io
 import json
+import os
 import pickle
 import struct
 from collections.abc import Callable, Mapping
@@ -90,8 +91,10 @@ TINY_YAML = yaml.safe_dump(TINY, sort_keys=False)
 SEQUENCES = {"format": "sequences", "path": "seq.txt", "max_len": 8}
 TABLE = {"format": "interactions", "path": "ratings.dat", "max_len": 8}
 
-Group = Literal["recipe", "override", "run directory", "data", "labels", "checkpoint", "plugins"]
-Command = Literal["run", "resume", "api"]
+Group = Literal[
+    "recipe", "override", "run directory", "data", "labels", "checkpoint", "plugins", "commands"
+]
+Command = Literal["run", "resume", "api", "cli"]
 
 
 @dataclass(frozen=True)
@@ -101,7 +104,9 @@ class Case:
     The case directory holds ``recipe.yaml``, the data root ``data/``, the ``--out``
     target ``out/`` (absent unless ``setup`` makes it) and, for ``resume`` cases,
     ``run/``: a copy of a finished tiny run (without ``metrics.json``) that ``damage``
-    may spoil.
+    may spoil. ``cli`` cases run ``clue ARGV`` (another command than ``clue run``) in a
+    case directory that also holds ``R0/``, a finished tiny run with its ``metrics.json``;
+    a refused command must leave every file there as it was.
     """
 
     id: str
@@ -122,6 +127,7 @@ class Case:
     creates_run_dir: bool = False  # fails after the run directory exists (no metrics.json)
     env: Mapping[str, str | None] = field(default_factory=dict)  # None: unset the variable
     entry_points: tuple[Any, ...] = ()  # installed plugins (entry-point loading switched on)
+    argv: tuple[str, ...] = ()  # command "cli": clue ARGV ({case} = the case directory)
 
     def recipe_bytes(self) -> bytes:
         if isinstance(self.recipe, bytes):
@@ -2614,6 +2620,95 @@ CASES: tuple[Case, ...] = (
         creates_run_dir=True,
     ),
 )
+
+
+# ------------------------------------------------- other commands on a finished run (issue 20)
+
+RUN_FILE = ("Refusing to write", "inside the run directory", "only that run may replace its files")
+FIFO_OUT = ("it is a named pipe (FIFO), not a regular file",)
+
+
+def fifo_in(folder: str, name: str) -> Callable[[Path], None]:
+    """A setup that makes ``folder/name`` (in the case directory) a named pipe."""
+
+    def setup(case_dir: Path) -> None:
+        (case_dir / folder).mkdir(parents=True, exist_ok=True)
+        os.mkfifo(case_dir / folder / name)
+
+    return setup
+
+
+COMMAND_CASES: tuple[Case, ...] = (
+    *(
+        Case(
+            f"{name}-replaces-run-file",
+            "commands",
+            f"clue {' '.join(argv[:1])} writing {target} of a finished run (it would replace the "
+            "run's own file)",
+            "ClueError",
+            (*RUN_FILE, f"R0/{target}"),
+            command="cli",
+            argv=(*argv, f"{{case}}/R0/{target}"),
+            files={"seq.txt": sequence_file()},
+        )
+        for name, argv, target in (
+            ("evaluate-out", ("evaluate", "{case}/R0", "--out"), "metrics.json"),
+            ("embed-out", ("embed", "{case}/R0", "--out"), "finetune/best.safetensors"),
+            (
+                "recommend-out",
+                ("recommend", "{case}/R0", "--data", "{case}/data/seq.txt", "--out"),
+                "finetune/history.csv",
+            ),
+            ("baseline-out", ("baseline", "{case}/recipe.yaml", "--out"), "metrics.json"),
+            ("compare-markdown", ("compare", "{case}/R0", "--markdown"), "recipe.yaml"),
+            ("schema-out", ("schema", "--out"), "pretrain/schema.json"),
+            ("plot-out", ("plot", "{case}/R0", "--out"), "finetune/curves.png"),
+            ("analyze-out", ("analyze", "{case}/R0", "--out"), "finetune"),
+        )
+    ),
+    Case(
+        "compare-markdown-fifo",
+        "commands",
+        "clue compare --markdown names a named pipe (a plain write would wait for a reader)",
+        "ClueError",
+        ("Cannot write --markdown", *FIFO_OUT),
+        command="cli",
+        argv=("compare", "{case}/R0", "--markdown", "{case}/x.md"),
+        setup=fifo("x.md"),
+    ),
+    Case(
+        "sweep-markdown-fifo",
+        "commands",
+        "clue sweep --markdown names a named pipe (refused before any run starts)",
+        "ClueError",
+        ("Cannot write --markdown", *FIFO_OUT),
+        command="cli",
+        argv=("sweep", "{case}/recipe.yaml", "--out", "{case}/sweep", "--markdown", "{case}/x.md"),
+        setup=fifo("x.md"),
+    ),
+    Case(
+        "analyze-json-fifo",
+        "commands",
+        "clue analyze --out a folder whose analysis.json is a named pipe",
+        "ClueError",
+        ("Cannot write --out", "analysis.json", *FIFO_OUT),
+        command="cli",
+        argv=("analyze", "{case}/R0", "--out", "{case}/an"),
+        setup=fifo_in("an", "analysis.json"),
+    ),
+    Case(
+        "plot-out-fifo",
+        "commands",
+        "clue plot --out names a named pipe",
+        "ClueError",
+        ("Cannot write --out", *FIFO_OUT),
+        command="cli",
+        argv=("plot", "{case}/R0", "--out", "{case}/c.png"),
+        setup=fifo("c.png"),
+    ),
+)
+
+CASES = CASES + COMMAND_CASES
 
 ERROR_CASES = tuple(case for case in CASES if case.error is not None)
 ACCEPTED_CASES = tuple(case for case in CASES if case.error is None)
