@@ -221,10 +221,10 @@ def compare(runs: RunsArgument, markdown: MarkdownOption = None) -> None:
 
     Such rows show mean ± std over the seeds (the mean alone for one run).
     """
-    from clue_fw.analysis.compare import comparison, group_by_recipe, read_result
+    from clue_fw.analysis.compare import comparison, group_by_recipe, read_results
 
     _check_markdown(markdown)
-    table = comparison(group_by_recipe(read_result(run) for run in runs))
+    table = comparison(group_by_recipe(read_results(runs)))
     _show_table(table, markdown)
 
 

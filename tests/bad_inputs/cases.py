@@ -2708,6 +2708,81 @@ COMMAND_CASES: tuple[Case, ...] = (
     ),
 )
 
+
+def copy_run(name: str) -> Callable[[Path], None]:
+    """A setup that copies the finished run R0 to ``name`` (same run id)."""
+
+    def setup(case_dir: Path) -> None:
+        import shutil
+
+        shutil.copytree(case_dir / "R0", case_dir / name)
+
+    return setup
+
+
+def edit_run_recipe(old: str, new: str) -> Callable[[Path], None]:
+    """A setup that edits the recipe in R0/recipe.yaml by hand (below its identity line)."""
+
+    def setup(case_dir: Path) -> None:
+        path = case_dir / "R0" / "recipe.yaml"
+        head, _, body = path.read_text(encoding="utf-8").partition("\n")
+        assert old in body
+        path.write_text(f"{head}\n{body.replace(old, new, 1)}", encoding="utf-8")
+
+    return setup
+
+
+def edit_run_id(case_dir: Path) -> None:
+    """A setup that changes the first digit of the run id on R0/recipe.yaml's first line."""
+    path = case_dir / "R0" / "recipe.yaml"
+    text = path.read_text(encoding="utf-8")
+    prefix = "# clue_fw run "
+    digit = text[len(prefix)]
+    path.write_text(f"{prefix}{'1' if digit == '0' else '0'}{text[len(prefix) + 1 :]}", "utf-8")
+
+
+COMMAND_CASES += (
+    Case(
+        "compare-same-run-twice",
+        "commands",
+        "clue compare R0 R0 (one run would be reported as two seeds)",
+        "ClueError",
+        ("R0 is the same directory as", "would count as two seeds", "Give each run once"),
+        command="cli",
+        argv=("compare", "{case}/R0", "{case}/R0"),
+    ),
+    Case(
+        "compare-copied-run",
+        "commands",
+        "clue compare R0 and a copy of its directory (the same run id)",
+        "ClueError",
+        ("R0copy is a copy of", "would count as two seeds"),
+        command="cli",
+        argv=("compare", "{case}/R0", "{case}/R0copy"),
+        setup=copy_run("R0copy"),
+    ),
+    Case(
+        "compare-edited-seed",
+        "commands",
+        "clue compare a run whose recipe.yaml seed was edited by hand",
+        "ClueError",
+        ("recipe.yaml was edited after the run started", "Restore the run's own recipe.yaml"),
+        command="cli",
+        argv=("compare", "{case}/R0"),
+        setup=edit_run_recipe("seed: 0", "seed: 7"),
+    ),
+    Case(
+        "compare-edited-identity-line",
+        "commands",
+        "clue compare a run whose recipe.yaml identity line was edited (not metrics.json's fault)",
+        "ClueError",
+        ("metrics.json and", "name different runs", "copied in from another run or edited"),
+        command="cli",
+        argv=("compare", "{case}/R0"),
+        setup=edit_run_id,
+    ),
+)
+
 CASES = CASES + COMMAND_CASES
 
 ERROR_CASES = tuple(case for case in CASES if case.error is not None)
