@@ -87,26 +87,40 @@ def atomic_write_bytes(path: Path, payload: bytes, create_parent: bool = True) -
 # write. ``clue evaluate R0 --out R0/metrics.json`` would otherwise replace the run's
 # metrics with numbers no run identity vouches for.
 
-RUN_MARKERS = ("recipe.yaml", ".lock")
-"""A folder holding one of these is a run directory (``--overwrite`` uses the same test)."""
 RUN_OWN_FILES = ("recipe.yaml", ".lock", "run.log", "metrics.json")
 RUN_OWN_FOLDERS = ("pretrain", "finetune")
 
 
+def is_run_directory(folder: Path) -> bool:
+    """Whether ``folder`` is a run directory: it holds a ``recipe.yaml`` whose first line
+    is a run identity, or a run's lock file ``.lock`` beside another file or folder a run
+    writes. (A recipe a user keeps in a project folder has no identity line, and other
+    tools make ``.lock`` files too, pytest in its temporary folders for one.)"""
+    from clue_fw.running.identity import directory_identity
+    from clue_fw.running.lock import LOCK_FILE
+
+    if directory_identity(folder) is not None:
+        return True
+    try:
+        return os.path.lexists(folder / LOCK_FILE) and any(
+            os.path.lexists(folder / name)
+            for name in (*RUN_OWN_FILES, *RUN_OWN_FOLDERS)
+            if name != LOCK_FILE
+        )
+    except (OSError, ValueError):
+        return False
+
+
 def run_directory_above(path: Path | str) -> Path | None:
-    """The innermost run directory that holds ``path`` (following symbolic links), or
-    None. A run directory holds ``recipe.yaml`` or ``.lock``."""
+    """The innermost run directory (:func:`is_run_directory`) that holds ``path``,
+    following symbolic links; None when no folder above it is one."""
     try:
         resolved = Path(os.path.realpath(path))
     except (OSError, ValueError):
         return None
     for folder in resolved.parents:
-        for marker in RUN_MARKERS:
-            try:
-                if os.path.lexists(folder / marker):
-                    return folder
-            except (OSError, ValueError):
-                continue
+        if is_run_directory(folder):
+            return folder
     return None
 
 
@@ -131,7 +145,7 @@ def check_user_output(path: Path | str, flag: str = "--out") -> None:
         what = "a file the run itself writes" if own else "a file that already exists there"
         raise ClueError(
             f"Refusing to write {flag} {quote(str(path), 200)}: it is {what} inside the run "
-            f"directory {run_dir} (which holds recipe.yaml or .lock), and only that run may "
+            f"directory {run_dir} (it holds a run's .lock or recipe.yaml), and only that run may "
             "replace its files. Write the output outside the run directory, or to a new file "
             "name."
         )
@@ -157,6 +171,7 @@ __all__ = [
     "atomic_write_bytes",
     "check_output_target",
     "check_user_output",
+    "is_run_directory",
     "run_directory_above",
     "write_output",
 ]
