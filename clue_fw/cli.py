@@ -69,6 +69,8 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where the run is like Ctrl-C: locks are released on the way out and
     the last checkpoint (written atomically) stays intact."""
 
+    signum = signal.SIGTERM  # what `clue sweep` forwards to its runs
+
 
 #: exit status of an interrupted run: 128 + the signal number, as shells report it
 _INTERRUPT_EXIT = {"SIGINT": 130, "SIGTERM": 143}

@@ -10,6 +10,8 @@ matplotlib) is a :class:`~clue_fw.errors.ClueError`: one paragraph on stderr, ex
 from __future__ import annotations
 
 import json
+import re
+import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -34,6 +36,7 @@ MarkdownOption = Annotated[
     str | None, typer.Option("--markdown", help="Also write the table to this markdown file.")
 ]
 LABEL_COLUMNS = ("gender", "age", "occupation")
+_SEED = re.compile(r"^-?[0-9]+$")  # ASCII digits only: int() would take 1_0, +5 and ٣
 
 
 # --------------------------------------------------------------------------- plot
@@ -264,16 +267,24 @@ def sweep(
     ] = None,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Runs at a time.")] = 1,
     markdown: MarkdownOption = None,
+    max_runs: Annotated[
+        int,
+        typer.Option(
+            "--max-runs", min=1, help="Refuse a sweep of more runs than this (grid points x seeds)."
+        ),
+    ] = 200,
 ) -> None:
     """Run a recipe over a grid of --set values times seeds, then tabulate them.
 
     Each run is `clue run RECIPE --set key=v ... --set seed=S --out OUT/<key=v,...>/seedS`
     in its own process, --jobs at a time; finished runs are skipped, interrupted ones
-    resumed. The table has one row per grid point (mean ± std over seeds).
+    resumed. Every run's recipe is checked before the first starts. The table has one row
+    per grid point (mean ± std over seeds). Stopped (Ctrl-C, SIGTERM), the sweep stops its
+    runs, waits for them and prints the command that continues it.
     """
     from clue_fw.analysis import sweep as sweeping
-    from clue_fw.analysis.compare import Group, comparison, is_finished, read_result
-    from clue_fw.errors import RecipeError
+    from clue_fw.analysis.compare import Group, comparison, read_result
+    from clue_fw.cli import _sigterm_interrupts
     from clue_fw.recipe import load_recipe
 
     _check_markdown(markdown)
@@ -283,13 +294,8 @@ def sweep(
         raise ClueError("--out is empty; give the folder for the sweep's runs.")
     if seed_list is None:
         seed_list = [int(load_recipe(recipe).seed)]
-    runs = sweeping.plan(axes, seed_list, Path(out))
-    for point in sweeping.grid_points(axes):  # every bad key or value, before any run starts
-        try:
-            load_recipe(recipe, sweeping.overrides(point, seed_list[0]))
-        except RecipeError as exc:
-            raise RecipeError(f"grid point {sweeping.point_name(point)}: {exc}") from None
-    waiting = sum(not is_finished(run.run_dir) for run in runs)
+    runs = sweeping.check_runs(recipe, sweeping.plan(axes, seed_list, Path(out)), max_runs)
+    waiting = sum(not run.finished() for run in runs)
     stderr.print(
         Text(
             f"sweep: {len(runs)} run(s) ({len(runs) // len(seed_list)} grid point(s) x "
@@ -299,7 +305,7 @@ def sweep(
     )
 
     def report(outcome: sweeping.Outcome) -> None:
-        if outcome.skipped:
+        if outcome.skipped or not outcome.started:
             return
         status = (
             "ok" if outcome.code == 0 else f"FAILED (exit {outcome.code}, see {outcome.run.log})"
@@ -308,23 +314,77 @@ def sweep(
             Text(f"{outcome.run.run_dir}: {status} in {outcome.seconds:.0f} s"), highlight=False
         )
 
-    outcomes = sweeping.execute(recipe, runs, jobs, report)
+    try:
+        with _sigterm_interrupts():
+            outcomes = sweeping.execute(recipe, runs, jobs, report)
+    except sweeping.SweepInterrupted as stopped:
+        name = "SIGTERM" if stopped.signum == signal.SIGTERM else "SIGINT"
+        again = _sweep_command(
+            recipe, out, grid or [], seed_list if seeds else None, jobs, markdown
+        )
+        stderr.print(
+            Text(
+                f"interrupted ({name}); {stopped.stopped} running run(s) stopped, each keeping "
+                f"its last checkpoint. Continue the sweep with: {again}"
+            ),
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(128 + stopped.signum) from None
     groups = []
     for point in sweeping.grid_points(axes):
-        done = [
-            read_result(run.run_dir)
-            for run in runs
-            if run.point == point and is_finished(run.run_dir)
-        ]
+        done = [read_result(run.run_dir) for run in runs if run.point == point and run.finished()]
         groups.append(Group(sweeping.point_name(point), done))
     _show_table(comparison(groups), markdown)
     failed = [o for o in outcomes if o.code != 0]
     if failed:
         for outcome in failed:
+            reason = _last_error(outcome.run.log)
             stderr.print(
-                Text(f"failed: {outcome.run.label}: see {outcome.run.log}"), highlight=False
+                Text(f"failed: {outcome.run.label} (exit {outcome.code}): {reason}"),
+                highlight=False,
+                soft_wrap=True,
             )
-        raise typer.Exit(1)
+        # A run that refused its input (exit 2) makes the sweep's input bad too.
+        raise typer.Exit(2 if any(o.code == 2 for o in failed) else 1)
+
+
+def _last_error(log: Path) -> str:
+    """The ``error:`` paragraph at the end of a run's log, or where to look."""
+    try:
+        with open(log, "rb") as handle:
+            handle.seek(0, 2)
+            handle.seek(max(0, handle.tell() - 8192))
+            tail = handle.read().decode("utf-8", "replace")
+    except OSError:
+        return f"see {log}"
+    found = tail.rfind("error:")
+    if found < 0:
+        return f"see {log}"
+    return " ".join(tail[found:].split())[:600] + f" (log: {log})"
+
+
+def _sweep_command(
+    recipe: Path,
+    out: str,
+    grid: list[str],
+    seeds: list[int] | None,
+    jobs: int,
+    markdown: str | None,
+) -> str:
+    """The ``clue sweep`` command that continues a stopped sweep."""
+    import shlex
+
+    words = ["clue", "sweep", str(recipe), "--out", out]
+    for spec in grid:
+        words += ["--grid", spec]
+    if seeds:
+        words += ["--seeds", ",".join(map(str, seeds))]
+    if jobs != 1:
+        words += ["--jobs", str(jobs)]
+    if markdown is not None:
+        words += ["--markdown", markdown]
+    return " ".join(shlex.quote(word) for word in words)
 
 
 def _seeds(given: list[str] | None, extra: list[str]) -> list[int] | None:
@@ -339,13 +399,13 @@ def _seeds(given: list[str] | None, extra: list[str]) -> list[int] | None:
     values = [v for text in [*given, *extra] for v in text.replace(",", " ").split()]
     seeds = []
     for value in values:
-        try:
+        if _SEED.match(value):
             seeds.append(int(value))
-        except ValueError:
+        else:
             raise ClueError(
                 f"--seeds takes whole numbers (--seeds 0 1 2), not {quote(value)}; a second "
                 "argument after --seeds is read as a seed, so give RECIPE before --seeds."
-            ) from None
+            )
     if not seeds:
         raise ClueError("--seeds is empty; give whole numbers, e.g. --seeds 0 1 2.")
     return seeds

@@ -2783,6 +2783,77 @@ COMMAND_CASES += (
     ),
 )
 
+
+def run_in_sweep_folder(folder: str) -> Callable[[Path], None]:
+    """A setup that puts a copy of R0 (a finished run of the tiny recipe, 2 fine-tuning
+    epochs) where a sweep would put one of its runs."""
+
+    def setup(case_dir: Path) -> None:
+        import shutil
+
+        shutil.copytree(case_dir / "R0", case_dir / "sweep" / folder)
+
+    return setup
+
+
+SWEEP = ("sweep", "{case}/recipe.yaml", "--out", "{case}/sweep")
+
+COMMAND_CASES += (
+    Case(
+        "sweep-second-seed-too-large",
+        "commands",
+        "clue sweep --seeds 0 10**23: every seed is checked before seed 0 trains",
+        "RecipeError",
+        ("grid point recipe, seed 100000000000000000000000", "does not fit in 64 bits"),
+        command="cli",
+        argv=(*SWEEP, "--seeds", "0", str(10**23)),
+    ),
+    Case(
+        "sweep-second-grid-value-invalid",
+        "commands",
+        "clue sweep --grid backbone.dropout=0.1,2.0: the second grid point is checked first",
+        "RecipeError",
+        ("grid point backbone.dropout=2.0, seed 0", "backbone.dropout"),
+        command="cli",
+        argv=(*SWEEP, "--grid", "backbone.dropout=0.1,2.0"),
+    ),
+    Case(
+        "sweep-seed-underscore",
+        "commands",
+        "clue sweep --seeds 1_0 (int() would read seed 10)",
+        "ClueError",
+        ("--seeds takes whole numbers", "not '1_0'"),
+        command="cli",
+        argv=(*SWEEP, "--seeds", "1_0"),
+    ),
+    Case(
+        "sweep-too-many-runs",
+        "commands",
+        "a 6,561-point grid (8 keys of 3 values each) is refused before it starts",
+        "ClueError",
+        ("The sweep has 6,561 runs, more than --max-runs 200", "--max-runs 6561"),
+        command="cli",
+        argv=(
+            *SWEEP,
+            *(
+                arg
+                for key in ("a", "b", "c", "d", "e", "f", "g", "h")
+                for arg in ("--grid", f"name_{key}=1,2,3")
+            ),
+        ),
+    ),
+    Case(
+        "sweep-finished-run-of-another-recipe",
+        "commands",
+        "a second sweep into the same --out with another recipe (its finished run is not ours)",
+        "ClueError",
+        ("holds a run of another recipe", "Give this sweep another --out"),
+        command="cli",
+        argv=(*SWEEP, "--grid", "finetune.train.epochs=1"),
+        setup=run_in_sweep_folder("finetune.train.epochs=1/seed0"),
+    ),
+)
+
 CASES = CASES + COMMAND_CASES
 
 ERROR_CASES = tuple(case for case in CASES if case.error is not None)
