@@ -2854,6 +2854,39 @@ COMMAND_CASES += (
     ),
 )
 
+COMMAND_CASES += (
+    Case(
+        "lr-overflows-float32",
+        "override",
+        "--set finetune.train.lr=1e39 (more than the largest float32: Adam's step overflowed)",
+        "RecipeError",
+        ("finetune.train.lr: Value error, 1e+39 is more than the largest float32",),
+        sets=("finetune.train.lr=1e39",),
+    ),
+    Case(
+        "lr-adam-step-overflows-float32",
+        "override",
+        "--set finetune.train.lr=1e38: below the float32 limit, but Adam divides it by 1 - beta1",
+        "RecipeError",
+        ("Adam's first step, lr / (1 - beta1), is 1e+39", "lower lr"),
+        sets=("finetune.train.lr=1e38",),
+    ),
+    Case(
+        "lr-scaled-overflows-float32",
+        "recipe",
+        "a valid lr that lr_scale: linear multiplies past the largest float32",
+        "RecipeError",
+        ("lr x batch_size / 256 (lr_scale linear) / (1 - beta1), is", "set lr_scale: none"),
+        edit=put_all(
+            {
+                "pretrain.train.lr": 1e36,
+                "pretrain.train.lr_scale": "linear",
+                "pretrain.train.batch_size": 100_000,
+            }
+        ),
+    ),
+)
+
 CASES = CASES + COMMAND_CASES
 
 ERROR_CASES = tuple(case for case in CASES if case.error is not None)
