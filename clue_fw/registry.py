@@ -20,7 +20,8 @@ that breaks its contract (:class:`~clue_fw.errors.PluginError`).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
 from types import ModuleType
@@ -30,7 +31,7 @@ import pluggy
 
 import clue_fw.hookspecs as hookspecs
 from clue_fw.components import FAMILIES, ComponentSpec
-from clue_fw.errors import RegistryError, quote
+from clue_fw.errors import ClueError, PluginError, RegistryError, quote
 
 DISABLE_ENV = "CLUE_DISABLE_PLUGINS"
 ALLOW_ENV = "CLUE_PLUGINS"
@@ -327,6 +328,42 @@ def describe_component(component: object) -> str:
             (e.provider for e in entries if e.spec.__module__.split(".")[0] == top), None
         )
     return text + (f", plugin {provider})" if provider else ")")
+
+
+def is_builtin(component: object) -> bool:
+    """Whether ``component`` (an object or class) is clue_fw's own code, not a plugin's."""
+    cls = component if isinstance(component, type) else type(component)
+    return cls.__module__.split(".")[0] == "clue_fw"
+
+
+#: Exceptions that pass through :func:`plugin_call` as they are: errors that already say
+#: what is wrong, interrupts, and running out of memory (the runner reports it).
+_NOT_WRAPPED = (ClueError, KeyboardInterrupt, MemoryError)
+
+
+@contextmanager
+def plugin_call(component: object, what: str) -> Iterator[None]:
+    """Attribute an exception raised inside a plugin's code to the plugin.
+
+    ``with plugin_call(head, "metric_sums"): head.metric_sums(...)``: an exception out of
+    a plugin's component (not clue_fw's own, not a ClueError, not out-of-memory) becomes
+    a :class:`PluginError` that names the component, its module, its plugin and ``what``
+    was called, so every command (``clue run``, ``evaluate``, ``embed``, ``analyze``,
+    ``recommend``) reports it as one paragraph with exit code 2.
+    """
+    try:
+        yield
+    except _NOT_WRAPPED:
+        raise
+    except Exception as exc:
+        if is_builtin(component) or type(exc).__name__ == "OutOfMemoryError":
+            raise
+        raise PluginError(
+            f"{describe_component(component)} raised {type(exc).__name__} in {what}: "
+            f"{str(exc)[:500]}. This is a bug in the plugin: report it to its authors, or "
+            "leave the plugin out (CLUE_PLUGINS names the plugins to load, "
+            "CLUE_DISABLE_PLUGINS=1 loads none)."
+        ) from exc
 
 
 _ON_RESET: list[Callable[[], None]] = []
