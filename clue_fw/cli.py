@@ -495,7 +495,7 @@ _register_evaluate(app)  # clue evaluate
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the app, turning ClueErrors into exit code 2."""
-    if not _started_by_torchrun():
+    if not _data_parallel_process():
         _run_app(argv)
         return
     # A data-parallel process leaves without tearing down the interpreter: by then it
@@ -503,14 +503,22 @@ def main(argv: list[str] | None = None) -> None:
     # C++ teardown of gloo's threads at interpreter exit still aborted a finished
     # process now and then ("terminate called without an active exception", exit -6,
     # after its metrics were written). Nothing is lost: output is flushed, and every
-    # file the run writes is closed when written (no atexit hooks).
+    # file the run writes is closed when written (no atexit hooks). A failed process
+    # leaves at once too: the others, waiting in a collective with it, see it go and
+    # stop (quietly, with its exit status, when it said so in the group's store).
     code = 0
     try:
         _run_app(argv)
     except SystemExit as exc:
         code = _exit_status(exc.code)
+    except BaseException as exc:  # a bug in one process, or a process that left
+        code = _parallel_failure(exc)
     sys.stdout.flush()
     sys.stderr.flush()
+    if _ANNOUNCED:  # the failing process: let the others see it go, and read why
+        from clue_fw.distributed import leave_after_failure
+
+        leave_after_failure()
     os._exit(code)
 
 
@@ -518,21 +526,93 @@ def _run_app(argv: list[str] | None) -> None:
     try:
         app(args=argv, prog_name="clue", standalone_mode=True)
     except ClueError as exc:
-        # A Text is printed as it is: messages quote user input, which may look like
-        # markup ("[/x]") or an emoji code (":x:").
-        message = Text.assemble(("error:", "bold red"), " ", str(exc))
-        stderr.print(message, highlight=False, soft_wrap=True)
+        if _speaks(exc):
+            # A Text is printed as it is: messages quote user input, which may look like
+            # markup ("[/x]") or an emoji code (":x:").
+            message = Text.assemble(("error:", "bold red"), " ", str(exc))
+            stderr.print(message, highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:  # outside `clue run`, which says how to resume
         stderr.print("interrupted.")
         sys.exit(130)
 
 
-def _started_by_torchrun() -> bool:
-    """Whether this process is one of several that torchrun started."""
-    return os.environ.get("TORCHELASTIC_RUN_ID") is not None and os.environ.get(
-        "WORLD_SIZE", "1"
-    ) not in ("", "1")
+def _data_parallel_process() -> bool:
+    """Whether this process is one of several of a data-parallel launch (torchrun, or a
+    launcher that sets WORLD_SIZE and RANK as torchrun does)."""
+    return os.environ.get("WORLD_SIZE", "1") not in ("", "1") and "RANK" in os.environ
+
+
+def _rank() -> int:
+    text = os.environ.get("RANK", "0")
+    return int(text) if text.isdigit() else 0
+
+
+def _speaks(exc: ClueError) -> bool:
+    """Whether this process prints ``exc``: always in a one-process run. Under a
+    data-parallel launch, one process speaks for all: not a copy of another rank's error,
+    not when another rank failed first, and only rank 0 for an error that every process
+    meets before they have joined (a bad recipe: the same paragraph N times otherwise)."""
+    if not _data_parallel_process():
+        return True
+    if exc.reported_by is not None:
+        return False
+    if "torch.distributed" not in sys.modules:  # no process group yet
+        return _rank() == 0
+    import torch.distributed as dist
+
+    from clue_fw.distributed import failure_elsewhere
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return _rank() == 0
+    if failure_elsewhere(_rank()) is not None:
+        return False
+    _announce(exc.exit_code)
+    return True
+
+
+_ANNOUNCED: list[int] = []  # the exit status this process announced as the failing one
+
+
+def _announce(code: int) -> None:
+    """Tell the other processes that this one fails with ``code`` (the group's store)."""
+    from clue_fw.distributed import announce_failure
+
+    announce_failure(_rank(), code)
+    _ANNOUNCED.append(code)
+
+
+def _parallel_failure(exc: BaseException) -> int:
+    """Report an exception that is not a ClueError in a data-parallel process; return the
+    exit status. When another process failed first (this one lost it mid-collective), stop
+    quietly with that process's status: its error is the one message."""
+    import traceback
+
+    if getattr(exc, "reported_by", None) is not None:
+        return 1
+    if "torch.distributed" in sys.modules:
+        from clue_fw.distributed import failure_elsewhere, lost_a_process, store_reachable
+
+        if lost_a_process(exc) and _rank() != 0 and not store_reachable():
+            # The process hosting the group's store (rank 0) is gone with it, mid-run: it
+            # reports its own failure, and this one stops with it.
+            return 1
+        other = failure_elsewhere(_rank())
+        if other is not None:
+            return other[1]
+        _announce(1)
+    world = os.environ.get("WORLD_SIZE", "?")
+    stderr.print(
+        Text(
+            f"error: process {_rank()} of {world} failed with {type(exc).__name__}: {exc}. "
+            "Every process of the run stops; this is a bug, please report it with the "
+            "traceback below."
+        ),
+        highlight=False,
+        soft_wrap=True,
+    )
+    traceback.print_exception(exc, file=sys.stderr)
+    return 1
 
 
 def _exit_status(code: object) -> int:

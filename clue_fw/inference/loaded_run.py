@@ -100,8 +100,7 @@ def whole_number(value: Any, name: str, least: int) -> int:
         if int(value) >= least:
             return int(value)
     raise ClueError(
-        f"{name} must be a whole number >= {least}, not {quote(value)} "
-        f"({type(value).__name__})."
+        f"{name} must be a whole number >= {least}, not {quote(value)} ({type(value).__name__})."
     )
 
 
