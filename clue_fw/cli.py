@@ -128,11 +128,26 @@ def _recipe_to_run(recipe: Path | None, resume: str | None, overrides: list[str]
             param_hint="'RECIPE'",
         )
     stored = Path(resume) / "recipe.yaml"
-    if not resume.strip() or not stored.is_file():
+    if not resume.strip():
+        raise ClueError("--resume is empty; give the run directory that `clue run` printed.")
+    from clue_fw.running.os_errors import kind_of
+
+    found = kind_of(Path(resume))
+    if found == "missing":
         raise ClueError(
-            f"Cannot resume {resume or '(empty path)'} without a recipe: it holds no "
-            "recipe.yaml, so it is not a clue_fw run directory (or the run was killed before "
-            "it wrote one). Check the path, or give the recipe: clue run RECIPE --resume DIR."
+            f"Cannot resume {resume}: no such directory. Check the path (the directory that "
+            "`clue run` printed), or start a new run with --out."
+        )
+    if found != "a directory":
+        raise ClueError(
+            f"Cannot resume {resume}: it is {found}, not a run directory. Give --resume the "
+            "directory a run wrote."
+        )
+    if kind_of(stored) == "missing":
+        raise ClueError(
+            f"Cannot resume {resume} without a recipe: it holds no recipe.yaml, so it is not "
+            "a clue_fw run directory (or the run was killed before it wrote one). Check the "
+            "path, or give the recipe: clue run RECIPE --resume DIR."
         )
     return load_recipe(stored, overrides)
 

@@ -142,8 +142,14 @@ def analyze(
         plot_spectrum,
         pyplot,
     )
+    from clue_fw.cli_export import one_process
     from clue_fw.output_target import check_user_output, write_output
 
+    one_process("analyze")
+    if not 0 <= seed < 2**63:
+        raise ClueError(
+            f"--seed must lie in 0 .. 2**63 - 1 (a 64-bit generator seed), not {quote(str(seed))}."
+        )
     if label_column is not None and labels is None:
         raise ClueError("--label-column picks a column of --labels; give --labels FILE too.")
     column = label_column or "gender"

@@ -142,10 +142,10 @@ def _entry_point_plugins() -> list[tuple[str, Any, str]]:
         provider = _provider(entry_point)
         try:
             plugin = entry_point.load()
-        except Exception as exc:  # a broken plugin must not look like a clue_fw bug
+        except (Exception, SystemExit) as exc:  # a broken plugin must not look like a bug
             raise RegistryError(
                 f"Plugin {entry_point.name!r} ({provider}, entry point {entry_point.value}) "
-                f"failed to import: {type(exc).__name__}: {exc}. Fix or uninstall it, or set "
+                f"failed to import: it {_raised(exc)}. Fix or uninstall it, or set "
                 f"{DISABLE_ENV}=1 to skip entry-point plugins."
             ) from exc
         loaded.append((entry_point.name, plugin, provider))
@@ -233,12 +233,18 @@ def _call_hook(function: Any, hook_name: str, provider: str) -> Any:
     """Call one plugin's hook implementation; whatever it raises names the plugin."""
     try:
         return function()
-    except Exception as exc:  # plugin code: attribute the failure to its plugin
+    except (Exception, SystemExit) as exc:  # plugin code: attribute the failure to its plugin
         raise RegistryError(
-            f"Plugin {provider}: its hook {hook_name} raised {type(exc).__name__}: "
-            f"{str(exc)[:300]}. Fix or uninstall it, or set {DISABLE_ENV}=1 to skip "
-            "entry-point plugins."
+            f"Plugin {provider}: its hook {hook_name} {_raised(exc)}. Fix or uninstall it, or "
+            f"set {DISABLE_ENV}=1 to skip entry-point plugins."
         ) from exc
+
+
+def _raised(exc: BaseException) -> str:
+    """``raised ValueError: ...``, or ``called sys.exit(3)``: what plugin code did."""
+    if isinstance(exc, SystemExit):
+        return f"called sys.exit({exc.code!r}) (a plugin must raise an exception, not exit)"
+    return f"raised {type(exc).__name__}: {str(exc)[:300]}"
 
 
 def build_registry(extra_plugins: Iterable[tuple[ModuleType | object, str]] = ()) -> Registry:
@@ -355,12 +361,17 @@ def plugin_call(component: object, what: str) -> Iterator[None]:
         yield
     except _NOT_WRAPPED:
         raise
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         if is_builtin(component) or type(exc).__name__ == "OutOfMemoryError":
             raise
+        did = (
+            f"called sys.exit({exc.code!r}) in {what} (a plugin must raise, not exit)"
+            if isinstance(exc, SystemExit)
+            else f"raised {type(exc).__name__} in {what}: {str(exc)[:500]}"
+        )
         raise PluginError(
-            f"{describe_component(component)} raised {type(exc).__name__} in {what}: "
-            f"{str(exc)[:500]}. This is a bug in the plugin: report it to its authors, or "
+            f"{describe_component(component)} {did}. This is a bug in the plugin: report it "
+            "to its authors, or "
             "leave the plugin out (CLUE_PLUGINS names the plugins to load, "
             "CLUE_DISABLE_PLUGINS=1 loads none)."
         ) from exc

@@ -369,6 +369,8 @@ def load_run(
     another run wrote or whose role is wrong, data that changed since the run.
     """
     chosen = check_stage(stage)
+    if not str(run_dir).strip():  # Path("") would be the current directory, shown as "."
+        raise ClueError("The run directory is empty; give the directory that `clue run` printed.")
     files = read_run(Path(run_dir), chosen)
     root = Path(data_root) if data_root is not None else None
     task_data = None

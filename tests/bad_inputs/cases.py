@@ -29,6 +29,7 @@ from input_paths import (
     BROKEN_PROVIDER,
     ArgumentPlugin,
     EmptyPlugin,
+    ExitingPlugin,
     MisspeltHookPlugin,
     RaisingPlugin,
     entry_point,
@@ -2884,6 +2885,102 @@ COMMAND_CASES += (
                 "pretrain.train.batch_size": 100_000,
             }
         ),
+    ),
+)
+
+
+def refuse_data_parallel(case_dir: Path) -> object:
+    from clue_fw.cli_export import one_process
+
+    return one_process("embed")
+
+
+COMMAND_CASES += (
+    Case(
+        "resume-missing-directory-without-recipe",
+        "commands",
+        "clue run --resume of a directory that does not exist (was: 'holds no recipe.yaml')",
+        "ClueError",
+        ("Cannot resume", "nowhere: no such directory", "start a new run with --out"),
+        command="cli",
+        argv=("run", "--resume", "{case}/nowhere"),
+    ),
+    Case(
+        "resume-fifo-without-recipe",
+        "commands",
+        "clue run --resume of a named pipe, without a recipe (was: 'holds no recipe.yaml')",
+        "ClueError",
+        ("Cannot resume", "it is a named pipe, not a run directory"),
+        command="cli",
+        argv=("run", "--resume", "{case}/pipe"),
+        setup=fifo("pipe"),
+    ),
+    Case(
+        "prepare-from-fifo",
+        "commands",
+        "clue data prepare --from a named pipe (was reported as missing)",
+        "DownloadError",
+        ("--from", "it is a named pipe (FIFO), not an archive file or a folder"),
+        command="cli",
+        argv=("data", "prepare", "ml-1m", "--from", "{case}/pipe", "--root", "{case}/data"),
+        setup=fifo("pipe"),
+    ),
+    Case(
+        "prepare-from-device",
+        "commands",
+        "clue data prepare --from /dev/null (was reported as missing)",
+        "DownloadError",
+        ("--from /dev/null: it is a character device", "ml-1m.zip, a regular file"),
+        command="cli",
+        argv=("data", "prepare", "ml-1m", "--from", "/dev/null", "--root", "{case}/data"),
+    ),
+    Case(
+        "embed-empty-run",
+        "commands",
+        "clue embed with an empty RUN argument (was shown as '.')",
+        "ClueError",
+        ("The run directory is empty",),
+        command="cli",
+        argv=("embed", "", "--out", "{case}/users.npy"),
+    ),
+    Case(
+        "analyze-seed-too-large",
+        "commands",
+        "clue analyze --seed 10**20 (was: 'Overflow when unpacking long long')",
+        "ClueError",
+        ("--seed must lie in 0 .. 2**63 - 1",),
+        command="cli",
+        argv=("analyze", "{case}/R0", "--out", "{case}/an", "--seed", str(10**20)),
+    ),
+    Case(
+        "embed-under-torchrun",
+        "commands",
+        "clue embed as one of two torchrun processes (each would write the same file)",
+        "ClueError",
+        ("clue embed runs in one process", "Run it without torchrun"),
+        command="api",
+        api=refuse_data_parallel,
+        env={"WORLD_SIZE": "2", "RANK": "0"},
+    ),
+    Case(
+        "data-too-short-at-the-floor",
+        "data",
+        "every user has 2 items: the advice no longer says to lower min_user_interactions below 3",
+        "DataError",
+        ("No interactions of", "Both thresholds are at their floor", "use longer sequences"),
+        edit=put("data", SEQUENCES),
+        files={"seq.txt": b"1 1 2\n2 3 4\n3 5 6\n"},
+    ),
+    Case(
+        "plugin-hook-calls-exit",
+        "plugins",
+        "an installed plugin whose hook calls sys.exit(3) (exited 3 silently)",
+        "RegistryError",
+        (
+            "Plugin clue-bad-plugin 0.1: its hook clue_register_backbones called sys.exit(3)",
+            "a plugin must raise an exception, not exit",
+        ),
+        entry_points=(entry_point("exiting", ExitingPlugin()),),
     ),
 )
 

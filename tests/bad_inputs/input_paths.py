@@ -285,3 +285,13 @@ class FlakyComponents:
 
 FLAKY = (entry_point("flaky", FlakyComponents(), "clue-flaky"),)
 FLAKY_PROVIDER = "clue-flaky 0.1"
+
+
+class ExitingPlugin:
+    """A plugin whose hook calls ``sys.exit(3)`` instead of raising."""
+
+    @hookimpl
+    def clue_register_backbones(self) -> list[type[BackboneSpec]]:
+        import sys
+
+        sys.exit(3)
