@@ -196,6 +196,7 @@ def check_figure_path(out: Path, flag: str = "--out") -> str:
 def _save(figure: Any, out: Path, flag: str = "--out") -> None:
     """Render ``figure`` in memory, then write it through the checked output target."""
     import io
+    import warnings
 
     import matplotlib.pyplot as plt
 
@@ -205,7 +206,9 @@ def _save(figure: Any, out: Path, flag: str = "--out") -> None:
         fmt = check_figure_path(out, flag)
         buffer = io.BytesIO()
         try:
-            figure.savefig(buffer, format=fmt, dpi=DPI)
+            with warnings.catch_warnings():  # overflow warnings come with the error below
+                warnings.simplefilter("ignore", RuntimeWarning)
+                figure.savefig(buffer, format=fmt, dpi=DPI)
         except (ValueError, OverflowError, RuntimeError, MemoryError) as exc:
             raise ClueError(
                 f"Cannot draw the figure {out}: matplotlib failed with {type(exc).__name__}: "

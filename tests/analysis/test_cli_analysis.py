@@ -77,6 +77,27 @@ def test_plot_refuses_a_directory_that_is_not_a_run(
     assert code == 2 and "not a clue_fw run directory" in stderr
 
 
+def test_plot_says_the_history_is_out_of_range_not_the_file_name(
+    runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    run_dir = tmp_path / "huge"
+    shutil.copytree(runs["a0"], run_dir)
+    history = run_dir / "finetune" / "history.csv"
+    header, *rows = history.read_text().splitlines()
+    rows = [",".join([row.split(",")[0], f"{(-1) ** i}e308", *row.split(",")[2:]])
+            for i, row in enumerate(rows)]  # fmt: skip
+    history.write_text("\n".join([header, *rows]) + "\n")
+    out = tmp_path / "curves.png"
+    code, _, stderr = main_exit(["plot", str(run_dir), "--out", str(out)], capsys)
+    message = " ".join(stderr.split())
+    assert code == 2 and "Traceback" not in stderr and "Warning" not in stderr
+    assert "The plotted values are probably out of range" in message, message
+    assert ".png, .svg or .pdf" not in message  # the file name is not to blame
+    assert not out.exists()
+
+
 def test_a_missing_matplotlib_names_the_extra(
     runs: dict[str, Path],
     tmp_path: Path,
