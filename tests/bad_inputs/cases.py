@@ -3043,6 +3043,18 @@ Decisions the corpus records:
 - A `--set` that creates a key the recipe does not know names the flag in the error;
   a `--set` into a list that does not exist is refused instead of creating a mapping.
 
+Other commands than `clue run` (issue 20): the `commands` cases run `clue ARGV` in a case
+directory that also holds a finished run `R0`, and check that a refused command exits
+with code 2 and one paragraph and leaves every file there as it was. No command may
+replace a file of a run directory (`clue evaluate R0 --out R0/metrics.json`), write to a
+named pipe, or trust a run's files without their identity (`clue compare R0 R0`, a
+`recipe.yaml` edited by hand); `clue sweep` checks every grid point and seed, and every
+run folder it reuses, before its first run starts. Processes and signals have tests of
+their own: `tests/analysis/test_sweep.py` (SIGTERM to a sweep), `tests/distributed/
+test_rank_crash.py` (an exception on one process of a data-parallel run, `slow`) and
+`tests/bad_inputs/test_plugin_inference_errors.py` (a plugin's exception in `evaluate`,
+`embed`, `analyze` and `run`).
+
 This page is generated: `python tests/bad_inputs/cases.py > docs/bad-inputs.md`.
 """
 
