@@ -1871,7 +1871,7 @@ CASES: tuple[Case, ...] = (
         "run directory",
         "--resume: metrics.json of another run",
         "RunDirectoryError",
-        ("metrics.json was not written by the run of", "Delete it and --resume"),
+        ("metrics.json and", "name different runs", "delete it and --resume"),
         command="resume",
         damage=write_metrics(foreign_metrics),
     ),
@@ -1880,7 +1880,7 @@ CASES: tuple[Case, ...] = (
         "run directory",
         "--resume: metrics.json without a run identity",
         "RunDirectoryError",
-        ("metrics.json was not written by the run of", "it carries no run identity"),
+        ("metrics.json carries no run identity", "Delete it and --resume"),
         command="resume",
         damage=write_metrics(b'{"valid": {}, "test": {}}'),
     ),
@@ -2896,6 +2896,16 @@ def refuse_data_parallel(case_dir: Path) -> object:
 
 
 COMMAND_CASES += (
+    Case(
+        "evaluate-edited-identity-line",
+        "commands",
+        "clue evaluate a run whose recipe.yaml identity line was edited (not metrics.json's fault)",
+        "RunDirectoryError",
+        ("name different runs", "edited by hand (the identity line of recipe.yaml, say)"),
+        command="cli",
+        argv=("evaluate", "{case}/R0"),
+        setup=edit_run_id,
+    ),
     Case(
         "resume-missing-directory-without-recipe",
         "commands",
