@@ -7,6 +7,10 @@ The library API in one place::
     recipe = load_recipe("recipes/quickstart.yaml", overrides=["seed=1"])
     result = run(recipe, out="runs/quickstart")
 
+Plugins read their side files (item attributes, say) with ``read_json_file`` or
+``read_file``: the same guards as the core's readers (a regular file, under
+``$CLUE_MAX_FILE_BYTES``, no traceback on hostile content).
+
 The names below are imported on first use (PEP 562), so ``import clue_fw`` (and the
 ``clue --help`` that imports it) does not load torch.
 """
@@ -20,6 +24,7 @@ from clue_fw._version import __version__
 
 if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from clue_fw.components import BuildContext
+    from clue_fw.data.files import read_file, read_json_file
     from clue_fw.errors import ClueError
     from clue_fw.inference import load_run
     from clue_fw.recipe import load_recipe, recipe_model, validate_recipe
@@ -34,6 +39,8 @@ _LAZY: dict[str, str] = {
     "load_recipe": "clue_fw.recipe",
     "recipe_model": "clue_fw.recipe",
     "validate_recipe": "clue_fw.recipe",
+    "read_file": "clue_fw.data.files",
+    "read_json_file": "clue_fw.data.files",
     "get_registry": "clue_fw.registry",
     "RunResult": "clue_fw.runner",
     "run": "clue_fw.runner",
@@ -47,6 +54,8 @@ __all__ = [
     "get_registry",
     "load_recipe",
     "load_run",
+    "read_file",
+    "read_json_file",
     "recipe_model",
     "run",
     "validate_recipe",

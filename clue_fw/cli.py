@@ -69,6 +69,8 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where the run is like Ctrl-C: locks are released on the way out and
     the last checkpoint (written atomically) stays intact."""
 
+    signum = signal.SIGTERM  # what `clue sweep` forwards to its runs
+
 
 #: exit status of an interrupted run: 128 + the signal number, as shells report it
 _INTERRUPT_EXIT = {"SIGINT": 130, "SIGTERM": 143}
@@ -126,11 +128,26 @@ def _recipe_to_run(recipe: Path | None, resume: str | None, overrides: list[str]
             param_hint="'RECIPE'",
         )
     stored = Path(resume) / "recipe.yaml"
-    if not resume.strip() or not stored.is_file():
+    if not resume.strip():
+        raise ClueError("--resume is empty; give the run directory that `clue run` printed.")
+    from clue_fw.running.os_errors import kind_of
+
+    found = kind_of(Path(resume))
+    if found == "missing":
         raise ClueError(
-            f"Cannot resume {resume or '(empty path)'} without a recipe: it holds no "
-            "recipe.yaml, so it is not a clue_fw run directory (or the run was killed before "
-            "it wrote one). Check the path, or give the recipe: clue run RECIPE --resume DIR."
+            f"Cannot resume {resume}: no such directory. Check the path (the directory that "
+            "`clue run` printed), or start a new run with --out."
+        )
+    if found != "a directory":
+        raise ClueError(
+            f"Cannot resume {resume}: it is {found}, not a run directory. Give --resume the "
+            "directory a run wrote."
+        )
+    if kind_of(stored) == "missing":
+        raise ClueError(
+            f"Cannot resume {resume} without a recipe: it holds no recipe.yaml, so it is not "
+            "a clue_fw run directory (or the run was killed before it wrote one). Check the "
+            "path, or give the recipe: clue run RECIPE --resume DIR."
         )
     return load_recipe(stored, overrides)
 
@@ -352,6 +369,7 @@ def schema(
 
     from clue_fw.reference import recipe_json_schema
 
+    _check_out(out)
     text = json.dumps(recipe_json_schema(), indent=2) + "\n"
     if out is None:
         stdout.print(Text(text), end="", highlight=False, soft_wrap=True)
@@ -361,12 +379,18 @@ def schema(
 
 
 def _write_text(out: str, text: str) -> None:
-    from clue_fw.training.checkpoint import atomic_write_bytes
+    """Write a command's ``--out`` through the checked output target."""
+    from clue_fw.output_target import write_output
 
-    try:
-        atomic_write_bytes(Path(out), text.encode("utf-8"), create_parent=False)
-    except OSError as exc:
-        raise ClueError(f"Cannot write --out {out}: {exc.strerror or exc}.") from None
+    write_output(out, text.encode("utf-8"))
+
+
+def _check_out(out: str | None) -> None:
+    """Refuse a bad ``--out`` before any work is done (see :func:`_write_text`)."""
+    if out is not None:
+        from clue_fw.output_target import check_user_output
+
+        check_user_output(out)
 
 
 @data_app.command("download")
@@ -522,6 +546,7 @@ def baseline(
     from clue_fw.baselines.popularity import evaluate_recipe
     from clue_fw.recipe import load_recipe
 
+    _check_out(out)
     result = evaluate_recipe(load_recipe(recipe, set_ or []))
     text = json.dumps(result, indent=2) + "\n"
     if out is None:
@@ -544,7 +569,7 @@ _register_probe(app)  # clue probe
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the app, turning ClueErrors into exit code 2."""
-    if not _started_by_torchrun():
+    if not _data_parallel_process():
         _run_app(argv)
         return
     # A data-parallel process leaves without tearing down the interpreter: by then it
@@ -552,14 +577,22 @@ def main(argv: list[str] | None = None) -> None:
     # C++ teardown of gloo's threads at interpreter exit still aborted a finished
     # process now and then ("terminate called without an active exception", exit -6,
     # after its metrics were written). Nothing is lost: output is flushed, and every
-    # file the run writes is closed when written (no atexit hooks).
+    # file the run writes is closed when written (no atexit hooks). A failed process
+    # leaves at once too: the others, waiting in a collective with it, see it go and
+    # stop (quietly, with its exit status, when it said so in the group's store).
     code = 0
     try:
         _run_app(argv)
     except SystemExit as exc:
         code = _exit_status(exc.code)
+    except BaseException as exc:  # a bug in one process, or a process that left
+        code = _parallel_failure(exc)
     sys.stdout.flush()
     sys.stderr.flush()
+    if _ANNOUNCED:  # the failing process: let the others see it go, and read why
+        from clue_fw.distributed import leave_after_failure
+
+        leave_after_failure()
     os._exit(code)
 
 
@@ -567,21 +600,93 @@ def _run_app(argv: list[str] | None) -> None:
     try:
         app(args=argv, prog_name="clue", standalone_mode=True)
     except ClueError as exc:
-        # A Text is printed as it is: messages quote user input, which may look like
-        # markup ("[/x]") or an emoji code (":x:").
-        message = Text.assemble(("error:", "bold red"), " ", str(exc))
-        stderr.print(message, highlight=False, soft_wrap=True)
+        if _speaks(exc):
+            # A Text is printed as it is: messages quote user input, which may look like
+            # markup ("[/x]") or an emoji code (":x:").
+            message = Text.assemble(("error:", "bold red"), " ", str(exc))
+            stderr.print(message, highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:  # outside `clue run`, which says how to resume
         stderr.print("interrupted.")
         sys.exit(130)
 
 
-def _started_by_torchrun() -> bool:
-    """Whether this process is one of several that torchrun started."""
-    return os.environ.get("TORCHELASTIC_RUN_ID") is not None and os.environ.get(
-        "WORLD_SIZE", "1"
-    ) not in ("", "1")
+def _data_parallel_process() -> bool:
+    """Whether this process is one of several of a data-parallel launch (torchrun, or a
+    launcher that sets WORLD_SIZE and RANK as torchrun does)."""
+    return os.environ.get("WORLD_SIZE", "1") not in ("", "1") and "RANK" in os.environ
+
+
+def _rank() -> int:
+    text = os.environ.get("RANK", "0")
+    return int(text) if text.isdigit() else 0
+
+
+def _speaks(exc: ClueError) -> bool:
+    """Whether this process prints ``exc``: always in a one-process run. Under a
+    data-parallel launch, one process speaks for all: not a copy of another rank's error,
+    not when another rank failed first, and only rank 0 for an error that every process
+    meets before they have joined (a bad recipe: the same paragraph N times otherwise)."""
+    if not _data_parallel_process():
+        return True
+    if exc.reported_by is not None:
+        return False
+    if "torch.distributed" not in sys.modules:  # no process group yet
+        return _rank() == 0
+    import torch.distributed as dist
+
+    from clue_fw.distributed import failure_elsewhere
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return _rank() == 0
+    if failure_elsewhere(_rank()) is not None:
+        return False
+    _announce(exc.exit_code)
+    return True
+
+
+_ANNOUNCED: list[int] = []  # the exit status this process announced as the failing one
+
+
+def _announce(code: int) -> None:
+    """Tell the other processes that this one fails with ``code`` (the group's store)."""
+    from clue_fw.distributed import announce_failure
+
+    announce_failure(_rank(), code)
+    _ANNOUNCED.append(code)
+
+
+def _parallel_failure(exc: BaseException) -> int:
+    """Report an exception that is not a ClueError in a data-parallel process; return the
+    exit status. When another process failed first (this one lost it mid-collective), stop
+    quietly with that process's status: its error is the one message."""
+    import traceback
+
+    if getattr(exc, "reported_by", None) is not None:
+        return 1
+    if "torch.distributed" in sys.modules:
+        from clue_fw.distributed import failure_elsewhere, lost_a_process, store_reachable
+
+        if lost_a_process(exc) and _rank() != 0 and not store_reachable():
+            # The process hosting the group's store (rank 0) is gone with it, mid-run: it
+            # reports its own failure, and this one stops with it.
+            return 1
+        other = failure_elsewhere(_rank())
+        if other is not None:
+            return other[1]
+        _announce(1)
+    world = os.environ.get("WORLD_SIZE", "?")
+    stderr.print(
+        Text(
+            f"error: process {_rank()} of {world} failed with {type(exc).__name__}: {exc}. "
+            "Every process of the run stops; this is a bug, please report it with the "
+            "traceback below."
+        ),
+        highlight=False,
+        soft_wrap=True,
+    )
+    traceback.print_exception(exc, file=sys.stderr)
+    return 1
 
 
 def _exit_status(code: object) -> int:

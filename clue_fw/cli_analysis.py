@@ -10,6 +10,8 @@ matplotlib) is a :class:`~clue_fw.errors.ClueError`: one paragraph on stderr, ex
 from __future__ import annotations
 
 import json
+import re
+import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -34,6 +36,7 @@ MarkdownOption = Annotated[
     str | None, typer.Option("--markdown", help="Also write the table to this markdown file.")
 ]
 LABEL_COLUMNS = ("gender", "age", "occupation")
+_SEED = re.compile(r"^-?[0-9]+$")  # ASCII digits only: int() would take 1_0, +5 and ٣
 
 
 # --------------------------------------------------------------------------- plot
@@ -51,13 +54,14 @@ def plot(
     those files existed: the history in last.safetensors).
     """
     from clue_fw.analysis.history_csv import run_history
-    from clue_fw.analysis.plots import plot_curves, pyplot
+    from clue_fw.analysis.plots import check_figure_path, plot_curves, pyplot
 
     pyplot()  # a missing matplotlib is said before anything is read
+    out_path = Path(out)
+    check_figure_path(out_path)  # a bad suffix or target, before anything is read
     paths = [_run_path(run) for run in runs]
     histories = [run_history(path) for path in paths]
     labels = run_labels(paths)
-    out_path = Path(out)
     panels = plot_curves(labels, histories, out_path)
     stderr.print(
         Text(f"wrote {len(panels)} panels of {len(paths)} run(s) to {out_path}"), highlight=False
@@ -131,8 +135,21 @@ def analyze(
     Writes analysis.json, pca.png (a 2-D PCA scatter, coloured by --labels) and
     spectrum.png (the normalised singular values) to --out.
     """
-    from clue_fw.analysis.plots import NO_LABEL, plot_pca, plot_spectrum, pyplot
+    from clue_fw.analysis.plots import (
+        NO_LABEL,
+        check_figure_path,
+        plot_pca,
+        plot_spectrum,
+        pyplot,
+    )
+    from clue_fw.cli_export import one_process
+    from clue_fw.output_target import check_user_output, write_output
 
+    one_process("analyze")
+    if not 0 <= seed < 2**63:
+        raise ClueError(
+            f"--seed must lie in 0 .. 2**63 - 1 (a 64-bit generator seed), not {quote(str(seed))}."
+        )
     if label_column is not None and labels is None:
         raise ClueError("--label-column picks a column of --labels; give --labels FILE too.")
     column = label_column or "gender"
@@ -148,13 +165,15 @@ def analyze(
     from clue_fw.inference import load_run
     from clue_fw.inference.run_files import check_stage
 
-    label_map = read_label_file(labels, column) if labels is not None else None  # type: ignore[arg-type]
+    if not out.strip():
+        raise ClueError("--out is empty; give the folder for analysis.json, pca.png, spectrum.png.")
     out_dir = Path(out)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ClueError(f"Cannot create --out {out_dir}: {exc.strerror or exc}.") from None
-    loaded = load_run(run_dir, check_stage(stage), device=device, data_root=data_root)
+    files = {"pca": "pca.png", "spectrum": "spectrum.png"}
+    for name in files.values():
+        check_figure_path(out_dir / name)
+    check_user_output(out_dir / "analysis.json")
+    label_map = read_label_file(labels, column) if labels is not None else None  # type: ignore[arg-type]
+    loaded = load_run(_run_path(run_dir), check_stage(stage), device=device, data_root=data_root)
     try:
         result = analyze_run(loaded, max_users=max_users, seed=seed, batch_size=batch_size)
     except ValueError as exc:
@@ -172,7 +191,10 @@ def analyze(
             )
         label_info = {"file": str(labels), "column": column, "users_without_label": missing}
     points, shares = pca_2d(result.vectors)
-    files = {"pca": "pca.png", "spectrum": "spectrum.png"}
+    try:  # made only now, once the run has been read and analysed
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ClueError(f"Cannot create --out {out_dir}: {exc.strerror or exc}.") from None
     plot_pca(points, shares, point_labels, f"user vectors of {name}, PCA", out_dir / files["pca"])
     plot_spectrum(
         result.singular_values,
@@ -190,13 +212,11 @@ def analyze(
         "files": files,
     }
     path = out_dir / "analysis.json"
-    try:
-        path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    except OSError as exc:
-        raise ClueError(f"Cannot write {path}: {exc.strerror or exc}.") from None
+    write_output(path, (json.dumps(report, indent=2) + "\n").encode("utf-8"))
     summary = ", ".join(
-        f"{key} {result.measures[key]:.4g}"
+        f"{key} {'n/a (no pre-training views)' if value is None else format(value, '.4g')}"
         for key in ("alignment", "uniformity", "effective_rank", "collapse_std")
+        for value in (result.measures[key],)
     )
     stderr.print(Text(f"{name}: {summary}"), highlight=False, soft_wrap=True)
     stdout.print(Text(str(path)), highlight=False, soft_wrap=True)
@@ -210,9 +230,10 @@ def compare(runs: RunsArgument, markdown: MarkdownOption = None) -> None:
 
     Such rows show mean ± std over the seeds (the mean alone for one run).
     """
-    from clue_fw.analysis.compare import comparison, group_by_recipe, read_result
+    from clue_fw.analysis.compare import comparison, group_by_recipe, read_results
 
-    table = comparison(group_by_recipe(read_result(run) for run in runs))
+    _check_markdown(markdown)
+    table = comparison(group_by_recipe(read_results(runs)))
     _show_table(table, markdown)
 
 
@@ -224,10 +245,9 @@ def _show_table(table: Comparison, markdown: str | None) -> None:
         rich_table.add_row(*(Text(cell) for cell in row))
     Console(width=max(stdout.width, 160), emoji=False).print(rich_table)
     if markdown is not None:
-        try:
-            Path(markdown).write_text(table.markdown(), encoding="utf-8")
-        except OSError as exc:
-            raise ClueError(f"Cannot write --markdown {markdown}: {exc.strerror or exc}.") from None
+        from clue_fw.output_target import write_output
+
+        write_output(markdown, table.markdown().encode("utf-8"), "--markdown")
         stderr.print(Text(f"wrote the table to {markdown}"), highlight=False, soft_wrap=True)
 
 
@@ -253,31 +273,35 @@ def sweep(
     ] = None,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Runs at a time.")] = 1,
     markdown: MarkdownOption = None,
+    max_runs: Annotated[
+        int,
+        typer.Option(
+            "--max-runs", min=1, help="Refuse a sweep of more runs than this (grid points x seeds)."
+        ),
+    ] = 200,
 ) -> None:
     """Run a recipe over a grid of --set values times seeds, then tabulate them.
 
     Each run is `clue run RECIPE --set key=v ... --set seed=S --out OUT/<key=v,...>/seedS`
     in its own process, --jobs at a time; finished runs are skipped, interrupted ones
-    resumed. The table has one row per grid point (mean ± std over seeds).
+    resumed. Every run's recipe is checked before the first starts. The table has one row
+    per grid point (mean ± std over seeds). Stopped (Ctrl-C, SIGTERM), the sweep stops its
+    runs, waits for them and prints the command that continues it.
     """
     from clue_fw.analysis import sweep as sweeping
-    from clue_fw.analysis.compare import Group, comparison, is_finished, read_result
-    from clue_fw.errors import RecipeError
+    from clue_fw.analysis.compare import Group, comparison, read_result
+    from clue_fw.cli import _sigterm_interrupts
     from clue_fw.recipe import load_recipe
 
+    _check_markdown(markdown)
     axes = sweeping.parse_grid(grid or [])
     seed_list = _seeds(seeds, ctx.args)
     if not out.strip():
         raise ClueError("--out is empty; give the folder for the sweep's runs.")
     if seed_list is None:
         seed_list = [int(load_recipe(recipe).seed)]
-    runs = sweeping.plan(axes, seed_list, Path(out))
-    for point in sweeping.grid_points(axes):  # every bad key or value, before any run starts
-        try:
-            load_recipe(recipe, sweeping.overrides(point, seed_list[0]))
-        except RecipeError as exc:
-            raise RecipeError(f"grid point {sweeping.point_name(point)}: {exc}") from None
-    waiting = sum(not is_finished(run.run_dir) for run in runs)
+    runs = sweeping.check_runs(recipe, sweeping.plan(axes, seed_list, Path(out)), max_runs)
+    waiting = sum(not run.finished() for run in runs)
     stderr.print(
         Text(
             f"sweep: {len(runs)} run(s) ({len(runs) // len(seed_list)} grid point(s) x "
@@ -287,7 +311,7 @@ def sweep(
     )
 
     def report(outcome: sweeping.Outcome) -> None:
-        if outcome.skipped:
+        if outcome.skipped or not outcome.started:
             return
         status = (
             "ok" if outcome.code == 0 else f"FAILED (exit {outcome.code}, see {outcome.run.log})"
@@ -296,23 +320,77 @@ def sweep(
             Text(f"{outcome.run.run_dir}: {status} in {outcome.seconds:.0f} s"), highlight=False
         )
 
-    outcomes = sweeping.execute(recipe, runs, jobs, report)
+    try:
+        with _sigterm_interrupts():
+            outcomes = sweeping.execute(recipe, runs, jobs, report)
+    except sweeping.SweepInterrupted as stopped:
+        name = "SIGTERM" if stopped.signum == signal.SIGTERM else "SIGINT"
+        again = _sweep_command(
+            recipe, out, grid or [], seed_list if seeds else None, jobs, markdown
+        )
+        stderr.print(
+            Text(
+                f"interrupted ({name}); {stopped.stopped} running run(s) stopped, each keeping "
+                f"its last checkpoint. Continue the sweep with: {again}"
+            ),
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(128 + stopped.signum) from None
     groups = []
     for point in sweeping.grid_points(axes):
-        done = [
-            read_result(run.run_dir)
-            for run in runs
-            if run.point == point and is_finished(run.run_dir)
-        ]
+        done = [read_result(run.run_dir) for run in runs if run.point == point and run.finished()]
         groups.append(Group(sweeping.point_name(point), done))
     _show_table(comparison(groups), markdown)
     failed = [o for o in outcomes if o.code != 0]
     if failed:
         for outcome in failed:
+            reason = _last_error(outcome.run.log)
             stderr.print(
-                Text(f"failed: {outcome.run.label}: see {outcome.run.log}"), highlight=False
+                Text(f"failed: {outcome.run.label} (exit {outcome.code}): {reason}"),
+                highlight=False,
+                soft_wrap=True,
             )
-        raise typer.Exit(1)
+        # A run that refused its input (exit 2) makes the sweep's input bad too.
+        raise typer.Exit(2 if any(o.code == 2 for o in failed) else 1)
+
+
+def _last_error(log: Path) -> str:
+    """The ``error:`` paragraph at the end of a run's log, or where to look."""
+    try:
+        with open(log, "rb") as handle:
+            handle.seek(0, 2)
+            handle.seek(max(0, handle.tell() - 8192))
+            tail = handle.read().decode("utf-8", "replace")
+    except OSError:
+        return f"see {log}"
+    found = tail.rfind("error:")
+    if found < 0:
+        return f"see {log}"
+    return " ".join(tail[found:].split())[:600] + f" (log: {log})"
+
+
+def _sweep_command(
+    recipe: Path,
+    out: str,
+    grid: list[str],
+    seeds: list[int] | None,
+    jobs: int,
+    markdown: str | None,
+) -> str:
+    """The ``clue sweep`` command that continues a stopped sweep."""
+    import shlex
+
+    words = ["clue", "sweep", str(recipe), "--out", out]
+    for spec in grid:
+        words += ["--grid", spec]
+    if seeds:
+        words += ["--seeds", ",".join(map(str, seeds))]
+    if jobs != 1:
+        words += ["--jobs", str(jobs)]
+    if markdown is not None:
+        words += ["--markdown", markdown]
+    return " ".join(shlex.quote(word) for word in words)
 
 
 def _seeds(given: list[str] | None, extra: list[str]) -> list[int] | None:
@@ -327,19 +405,27 @@ def _seeds(given: list[str] | None, extra: list[str]) -> list[int] | None:
     values = [v for text in [*given, *extra] for v in text.replace(",", " ").split()]
     seeds = []
     for value in values:
-        try:
+        if _SEED.match(value):
             seeds.append(int(value))
-        except ValueError:
+        else:
             raise ClueError(
                 f"--seeds takes whole numbers (--seeds 0 1 2), not {quote(value)}; a second "
                 "argument after --seeds is read as a seed, so give RECIPE before --seeds."
-            ) from None
+            )
     if not seeds:
         raise ClueError("--seeds is empty; give whole numbers, e.g. --seeds 0 1 2.")
     return seeds
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _check_markdown(markdown: str | None) -> None:
+    """Refuse a bad ``--markdown`` target before any run is read or started."""
+    if markdown is not None:
+        from clue_fw.output_target import check_user_output
+
+        check_user_output(markdown, "--markdown")
 
 
 def _run_path(run: str) -> Path:

@@ -63,11 +63,14 @@ def evaluate(
     same metrics, to the bit, in one process and in N (docs/distributed.md).
     """
     from clue_fw.inference.evaluation import check_evaluation_arguments, evaluate_run
+    from clue_fw.output_target import check_user_output
     from clue_fw.running.os_errors import is_dir
 
     chosen, splits = check_evaluation_arguments(checkpoint, split or ["valid", "test"])
     if out is not None and (not out.strip() or is_dir(Path(out))):
         raise ClueError(f"--out {out or '(empty)'} must name a file to write, not a directory.")
+    if out is not None:
+        check_user_output(out)
     result = evaluate_run(run_dir, chosen, splits, device=device, data_root=data_root)
     from clue_fw.distributed import launch_from_environment
 
@@ -81,13 +84,10 @@ def evaluate(
 
 
 def _write_json(out: str, text: str) -> None:
-    """Write ``text`` to ``out`` atomically (a temporary file beside it, then a rename)."""
-    from clue_fw.training.checkpoint import atomic_write_bytes
+    """Write ``text`` to ``out`` through the checked output target (atomically)."""
+    from clue_fw.output_target import write_output
 
-    try:
-        atomic_write_bytes(Path(out), text.encode("utf-8"), create_parent=False)
-    except OSError as exc:
-        raise ClueError(f"Cannot write --out {out}: {exc.strerror or exc}.") from None
+    write_output(out, text.encode("utf-8"))
 
 
 def register(app: typer.Typer) -> None:

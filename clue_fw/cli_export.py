@@ -95,6 +95,7 @@ def embed(
     from clue_fw.inference.export import vector_format, write_vectors
     from clue_fw.inference.run_files import check_stage
 
+    one_process("embed")
     out_path = Path(out)
     vector_format(out_path)
     if items and data is not None:
@@ -160,6 +161,7 @@ def recommend(
     from clue_fw.inference.export import check_csv, write_recommendations
     from clue_fw.inference.run_files import check_stage
 
+    one_process("recommend")
     out_path = Path(out)
     check_csv(out_path)
     if exclude_seen not in (None, "history", "none"):
@@ -188,6 +190,21 @@ def recommend(
         highlight=False,
     )
     stdout.print(Text(str(out_path)), highlight=False)
+
+
+def one_process(command: str) -> None:
+    """Refuse to run ``clue COMMAND`` as one of several processes of a data-parallel
+    launch: every process would do the whole work and write the same file."""
+    import os
+
+    world = os.environ.get("WORLD_SIZE", "1")
+    if world not in ("", "1") and "RANK" in os.environ:
+        raise ClueError(
+            f"clue {command} runs in one process, but this is one of {world} processes "
+            "started by torchrun (WORLD_SIZE is set): each would do the whole work and write "
+            f"the same file. Run it without torchrun: clue {command} ... (only `clue run` and "
+            "`clue evaluate` split their work over processes)."
+        )
 
 
 def register(app: typer.Typer) -> None:

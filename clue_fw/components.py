@@ -126,9 +126,13 @@ class SequenceEncoder(nn.Module, ABC):
         """``forward``, then a check of its output against the backbone contract.
 
         The check compares shapes only (no device sync); a backbone that breaks the
-        contract is a :class:`~clue_fw.errors.PluginError` naming its class and plugin.
+        contract, or a plugin's backbone whose ``forward`` raises, is a
+        :class:`~clue_fw.errors.PluginError` naming its class and plugin.
         """
-        output = super().__call__(items, *args, **kwargs)
+        from clue_fw.registry import plugin_call
+
+        with plugin_call(self, "forward"):
+            output = super().__call__(items, *args, **kwargs)
         problem = encoder_output_problem(self, items, output)
         if problem:
             from clue_fw.errors import PluginError

@@ -15,6 +15,9 @@ class ClueError(Exception):
     """Base class of every user-facing error in clue_fw."""
 
     exit_code: int = 2
+    reported_by: int | None = None
+    """In a data-parallel run: the rank whose own error this is a copy of (that process
+    prints it; this one stops quietly). None: this process's own error."""
 
 
 class RecipeError(ClueError):

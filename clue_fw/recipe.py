@@ -32,6 +32,9 @@ from clue_fw.data.seeds import GeneratorSeed
 from clue_fw.errors import QUOTE_LIMIT, RecipeError, quote
 from clue_fw.registry import Registry, get_registry, on_registry_reset
 
+FLOAT32_MAX = 3.4028234663852886e38
+"""The largest float32: a learning rate or weight decay above it overflows the optimiser."""
+
 MAX_CUDA_INDEX = 127
 MAX_OBJECTIVE_DIM = 65536
 """The largest ``projector_dim`` / ``predictor_dim`` of a pre-training objective."""
@@ -158,7 +161,8 @@ class TrainSpec(StrictModel):
         1e-3,
         gt=0.0,
         description="Learning rate (paper: Adam at 1e-3); the peak of a schedule, times "
-        "batch_size / 256 under lr_scale linear.",
+        "batch_size / 256 under lr_scale linear. At most the largest float32 (the optimiser "
+        "computes in float32), also once scaled.",
     )
     weight_decay: float = Field(
         0.0,
@@ -237,8 +241,42 @@ class TrainSpec(StrictModel):
             return self.lr * self.batch_size / LR_SCALE_BATCH
         return self.lr
 
+    def _check_step_fits_float32(self) -> None:
+        """Refuse a learning rate whose optimiser step overflows float32: the peak rate
+        (scaled under ``lr_scale: linear``), divided by Adam's first bias correction
+        ``1 - beta1``, and times ``weight_decay`` for adamw's decoupled decay."""
+        scaled = " x batch_size / 256 (lr_scale linear)" if self.lr_scale == "linear" else ""
+        if self.optimizer == "sgd":
+            terms = [(self.peak_lr, f"the learning rate lr{scaled}")]
+        else:
+            beta1 = (self.betas or [0.9, 0.999])[0]
+            terms = [
+                (self.peak_lr / (1.0 - beta1), f"Adam's first step, lr{scaled} / (1 - beta1),")
+            ]
+            if self.optimizer == "adamw":
+                terms.append((self.peak_lr * self.weight_decay, f"lr{scaled} x weight_decay"))
+        for value, what in terms:
+            if not value <= FLOAT32_MAX:
+                raise ValueError(
+                    f"{what} is {value:.4g}, more than the largest float32 ({FLOAT32_MAX:.4g}), "
+                    "so the optimiser step would overflow; lower lr (a value near 1e-3 is "
+                    "usual)" + (" or batch_size, or set lr_scale: none" if scaled else "")
+                )
+
+    @field_validator("lr", "min_lr", "weight_decay")
+    @classmethod
+    def _fits_float32(cls, value: float) -> float:
+        if value > FLOAT32_MAX:
+            raise ValueError(
+                f"{value:.4g} is more than the largest float32 ({FLOAT32_MAX:.4g}); the "
+                "optimiser computes in float32, so its step would overflow. Use a value below "
+                "it (a learning rate near 1e-3 is usual)"
+            )
+        return value
+
     @model_validator(mode="after")
     def _optimisation_fits(self) -> "TrainSpec":
+        self._check_step_fits_float32()
         if self.momentum is not None and self.optimizer != "sgd":
             raise ValueError(
                 f"momentum is a setting of optimizer sgd, not {self.optimizer}; remove it "

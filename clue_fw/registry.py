@@ -20,7 +20,8 @@ that breaks its contract (:class:`~clue_fw.errors.PluginError`).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
 from types import ModuleType
@@ -30,7 +31,7 @@ import pluggy
 
 import clue_fw.hookspecs as hookspecs
 from clue_fw.components import FAMILIES, ComponentSpec
-from clue_fw.errors import RegistryError, quote
+from clue_fw.errors import ClueError, PluginError, RegistryError, quote
 
 DISABLE_ENV = "CLUE_DISABLE_PLUGINS"
 ALLOW_ENV = "CLUE_PLUGINS"
@@ -141,10 +142,10 @@ def _entry_point_plugins() -> list[tuple[str, Any, str]]:
         provider = _provider(entry_point)
         try:
             plugin = entry_point.load()
-        except Exception as exc:  # a broken plugin must not look like a clue_fw bug
+        except (Exception, SystemExit) as exc:  # a broken plugin must not look like a bug
             raise RegistryError(
                 f"Plugin {entry_point.name!r} ({provider}, entry point {entry_point.value}) "
-                f"failed to import: {type(exc).__name__}: {exc}. Fix or uninstall it, or set "
+                f"failed to import: it {_raised(exc)}. Fix or uninstall it, or set "
                 f"{DISABLE_ENV}=1 to skip entry-point plugins."
             ) from exc
         loaded.append((entry_point.name, plugin, provider))
@@ -232,12 +233,18 @@ def _call_hook(function: Any, hook_name: str, provider: str) -> Any:
     """Call one plugin's hook implementation; whatever it raises names the plugin."""
     try:
         return function()
-    except Exception as exc:  # plugin code: attribute the failure to its plugin
+    except (Exception, SystemExit) as exc:  # plugin code: attribute the failure to its plugin
         raise RegistryError(
-            f"Plugin {provider}: its hook {hook_name} raised {type(exc).__name__}: "
-            f"{str(exc)[:300]}. Fix or uninstall it, or set {DISABLE_ENV}=1 to skip "
-            "entry-point plugins."
+            f"Plugin {provider}: its hook {hook_name} {_raised(exc)}. Fix or uninstall it, or "
+            f"set {DISABLE_ENV}=1 to skip entry-point plugins."
         ) from exc
+
+
+def _raised(exc: BaseException) -> str:
+    """``raised ValueError: ...``, or ``called sys.exit(3)``: what plugin code did."""
+    if isinstance(exc, SystemExit):
+        return f"called sys.exit({exc.code!r}) (a plugin must raise an exception, not exit)"
+    return f"raised {type(exc).__name__}: {str(exc)[:300]}"
 
 
 def build_registry(extra_plugins: Iterable[tuple[ModuleType | object, str]] = ()) -> Registry:
@@ -327,6 +334,47 @@ def describe_component(component: object) -> str:
             (e.provider for e in entries if e.spec.__module__.split(".")[0] == top), None
         )
     return text + (f", plugin {provider})" if provider else ")")
+
+
+def is_builtin(component: object) -> bool:
+    """Whether ``component`` (an object or class) is clue_fw's own code, not a plugin's."""
+    cls = component if isinstance(component, type) else type(component)
+    return cls.__module__.split(".")[0] == "clue_fw"
+
+
+#: Exceptions that pass through :func:`plugin_call` as they are: errors that already say
+#: what is wrong, interrupts, and running out of memory (the runner reports it).
+_NOT_WRAPPED = (ClueError, KeyboardInterrupt, MemoryError)
+
+
+@contextmanager
+def plugin_call(component: object, what: str) -> Iterator[None]:
+    """Attribute an exception raised inside a plugin's code to the plugin.
+
+    ``with plugin_call(head, "metric_sums"): head.metric_sums(...)``: an exception out of
+    a plugin's component (not clue_fw's own, not a ClueError, not out-of-memory) becomes
+    a :class:`PluginError` that names the component, its module, its plugin and ``what``
+    was called, so every command (``clue run``, ``evaluate``, ``embed``, ``analyze``,
+    ``recommend``) reports it as one paragraph with exit code 2.
+    """
+    try:
+        yield
+    except _NOT_WRAPPED:
+        raise
+    except (Exception, SystemExit) as exc:
+        if is_builtin(component) or type(exc).__name__ == "OutOfMemoryError":
+            raise
+        did = (
+            f"called sys.exit({exc.code!r}) in {what} (a plugin must raise, not exit)"
+            if isinstance(exc, SystemExit)
+            else f"raised {type(exc).__name__} in {what}: {str(exc)[:500]}"
+        )
+        raise PluginError(
+            f"{describe_component(component)} {did}. This is a bug in the plugin: report it "
+            "to its authors, or "
+            "leave the plugin out (CLUE_PLUGINS names the plugins to load, "
+            "CLUE_DISABLE_PLUGINS=1 loads none)."
+        ) from exc
 
 
 _ON_RESET: list[Callable[[], None]] = []

@@ -361,12 +361,12 @@ def test_torchrun_processes_leave_through_their_exit_status(
 ) -> None:
     from clue_fw import cli
 
-    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "none")
     monkeypatch.setenv("WORLD_SIZE", "2")
-    assert cli._started_by_torchrun()
+    monkeypatch.setenv("RANK", "1")
+    assert cli._data_parallel_process()  # torchrun, or a launcher that sets the same
     monkeypatch.setenv("WORLD_SIZE", "1")
-    assert not cli._started_by_torchrun()
-    monkeypatch.delenv("TORCHELASTIC_RUN_ID")
+    assert not cli._data_parallel_process()
     monkeypatch.setenv("WORLD_SIZE", "2")
-    assert not cli._started_by_torchrun()
+    monkeypatch.delenv("RANK")
+    assert not cli._data_parallel_process()
     assert [cli._exit_status(c) for c in (None, 0, 2, 143, 256 + 2)] == [0, 0, 2, 143, 2]

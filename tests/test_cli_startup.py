@@ -14,6 +14,8 @@ PUBLIC = [
     "RunResult",
     "get_registry",
     "load_recipe",
+    "read_file",
+    "read_json_file",
     "recipe_model",
     "run",
     "validate_recipe",

@@ -247,6 +247,17 @@ def test_recommend_refuses_bad_arguments(runs: dict[str, Any]) -> None:
         loaded.recommend([[1]], exclude_seen="all")
     with pytest.raises(ClueError, match="k must be a whole number >= 1, not '0'"):
         loaded.recommend([[1]], k=0)
+    with pytest.raises(ClueError, match=r"not 'True' \(bool\)"):
+        loaded.recommend([[1]], k=True)
+
+
+def test_recommend_takes_numpy_integers(runs: dict[str, Any]) -> None:
+    import numpy as np
+
+    loaded = load(runs, "pretrained")
+    sequence = [loaded.catalogue.raw_ids[:3].tolist()]
+    assert loaded.recommend(sequence, k=np.int64(2)).items.shape == (1, 2)
+    assert loaded.embed_users(sequence, batch_size=np.int32(1)).vectors.shape[0] == 1
 
 
 # --------------------------------------------------------------------------- refusals

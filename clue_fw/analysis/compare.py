@@ -1,6 +1,6 @@
 """Valid and test metrics of finished runs, grouped over seeds: ``clue compare``.
 
->>> results = [read_result(p) for p in ["runs/a/seed0", "runs/a/seed1"]]  # doctest: +SKIP
+>>> results = read_results(["runs/a/seed0", "runs/a/seed1"])               # doctest: +SKIP
 >>> print(comparison(group_by_recipe(results)).markdown())                # doctest: +SKIP
 | run | seeds | valid mrr@10 | ... |
 
@@ -22,7 +22,7 @@ from typing import Any
 
 from clue_fw.errors import ClueError
 from clue_fw.recipe import read_recipe_file
-from clue_fw.running.identity import RECIPE_FILE, RunIdentity, directory_identity
+from clue_fw.running.identity import RECIPE_FILE, RunIdentity, directory_identity, recipe_sha256
 from clue_fw.running.os_errors import exists, is_dir
 
 METRICS_FILE = "metrics.json"
@@ -33,11 +33,12 @@ DIGITS = 4
 
 @dataclass(frozen=True)
 class RunResult:
-    """A finished run: its directory, recipe mapping, seed and ``metrics.json``."""
+    """A finished run: its directory, recipe mapping, seed, ``metrics.json`` and run id."""
 
     path: Path
     recipe: dict[str, Any]
     metrics: dict[str, Any]
+    run_id: str = ""
 
     @property
     def seed(self) -> Any:
@@ -66,12 +67,17 @@ def is_finished(run_dir: Path) -> bool:
 
 
 def read_result(run_dir: str | Path) -> RunResult:
-    """Read a finished run; a ClueError saying what is missing otherwise."""
+    """Read a finished run; a ClueError saying what is missing or changed otherwise.
+
+    The run's ``recipe.yaml`` must hash to the recipe sha256 on its own first line (a
+    recipe edited by hand, a seed say, is refused), and its ``metrics.json`` must carry
+    the same run identity."""
+    if not str(run_dir).strip():
+        raise ClueError("A RUN argument is empty; give run directories (what `clue run` printed).")
     path = Path(run_dir)
     if not is_dir(path):
-        raise ClueError(
-            f"{path} is not a directory; give run directories (what `clue run` printed)."
-        )
+        what = "does not exist" if not exists(path) else "is not a directory"
+        raise ClueError(f"{path} {what}; give run directories (what `clue run` printed).")
     identity = directory_identity(path)
     if identity is None:
         raise ClueError(
@@ -85,6 +91,13 @@ def read_result(run_dir: str | Path) -> RunResult:
             f"(`clue run {path / RECIPE_FILE} --resume {path}`) or leave it out."
         )
     recipe = read_recipe_file(path / RECIPE_FILE)
+    if recipe_sha256(recipe) != identity.recipe_sha256:
+        raise ClueError(
+            f"{path / RECIPE_FILE} was edited after the run started: the recipe no longer "
+            "hashes to the recipe sha256 on its first line, so its seed and settings may not "
+            "be what the run trained with. Restore the run's own recipe.yaml, or leave the "
+            "run out."
+        )
     try:
         if metrics_path.stat().st_size > MAX_METRICS_BYTES:
             raise ClueError(f"{metrics_path} is too large to be a clue_fw metrics.json.")
@@ -95,13 +108,46 @@ def read_result(run_dir: str | Path) -> RunResult:
             f"--resume {path}` to evaluate the run again."
         ) from None
     found = RunIdentity.from_json(metrics.get("run")) if isinstance(metrics, dict) else None
+    if found is None:
+        raise ClueError(
+            f"{metrics_path} carries no run identity, so nothing shows that the run of {path} "
+            "wrote it. Leave the run out, or run it again."
+        )
     if found != identity:
         raise ClueError(
-            f"{metrics_path} was not written by the run of {path} (it carries "
-            f"{found or 'no run identity'}, the run is {identity}); it was copied in from "
-            "another run. Leave the run out, or run it again."
+            f"{metrics_path} and {path / RECIPE_FILE} name different runs ({found} against "
+            f"{identity}): one of them was copied in from another run or edited by hand. "
+            "Leave the run out, or restore its own files."
         )
-    return RunResult(path, recipe, metrics)
+    return RunResult(path, recipe, metrics, identity.run_id)
+
+
+def read_results(run_dirs: Iterable[str | Path]) -> list[RunResult]:
+    """:func:`read_result` of each run; the same run given twice (by one path or two, or a
+    copy of its directory) is refused, since it would count as two seeds."""
+    results: list[RunResult] = []
+    for run_dir in run_dirs:
+        result = read_result(run_dir)
+        for earlier in results:
+            if earlier.run_id == result.run_id:
+                same = (
+                    "is the same directory as"
+                    if _same_dir(earlier.path, result.path)
+                    else ("is a copy of")
+                )
+                raise ClueError(
+                    f"{result.path} {same} {earlier.path} (both are run {result.run_id}); a run "
+                    "given twice would count as two seeds. Give each run once."
+                )
+        results.append(result)
+    return results
+
+
+def _same_dir(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except (OSError, RuntimeError):
+        return False
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:

@@ -175,16 +175,46 @@ def plot_spectrum(singular: Any, title: str, out: Path) -> None:
     _save(figure, out)
 
 
-def _save(figure: Any, out: Path) -> None:
+FIGURE_FORMATS = (".png", ".svg", ".pdf")
+
+
+def check_figure_path(out: Path, flag: str = "--out") -> str:
+    """The figure format of ``out`` from its suffix; a ClueError for another suffix, a
+    target that is not a regular file, or a file of a run directory."""
+    from clue_fw.output_target import check_user_output
+
+    suffix = out.suffix.lower()
+    if suffix not in FIGURE_FORMATS:
+        raise ClueError(
+            f"{flag} {out}: cannot tell the figure format from the suffix "
+            f"{suffix or '(none)'!r}; end the file name with .png, .svg or .pdf."
+        )
+    check_user_output(out, flag)
+    return suffix[1:]
+
+
+def _save(figure: Any, out: Path, flag: str = "--out") -> None:
+    """Render ``figure`` in memory, then write it through the checked output target."""
+    import io
+    import warnings
+
     import matplotlib.pyplot as plt
 
+    from clue_fw.output_target import write_output
+
     try:
-        figure.savefig(out, dpi=DPI)
-    except OSError as exc:
-        raise ClueError(f"Cannot write the figure {out}: {exc.strerror or exc}.") from None
-    except ValueError as exc:  # an unknown format
-        raise ClueError(
-            f"Cannot write the figure {out}: {exc}. Use a .png, .svg or .pdf file name."
-        ) from None
+        fmt = check_figure_path(out, flag)
+        buffer = io.BytesIO()
+        try:
+            with warnings.catch_warnings():  # overflow warnings come with the error below
+                warnings.simplefilter("ignore", RuntimeWarning)
+                figure.savefig(buffer, format=fmt, dpi=DPI)
+        except (ValueError, OverflowError, RuntimeError, MemoryError) as exc:
+            raise ClueError(
+                f"Cannot draw the figure {out}: matplotlib failed with {type(exc).__name__}: "
+                f"{str(exc)[:300]}. The plotted values are probably out of range (huge or "
+                "infinite numbers in a history.csv); check the runs' history files."
+            ) from None
+        write_output(out, buffer.getvalue(), flag)
     finally:
         plt.close(figure)

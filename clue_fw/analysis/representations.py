@@ -19,7 +19,8 @@ What is measured, exactly (formulas: :mod:`clue_fw.analysis.measures`):
   (``pretrain.views``, the same views pre-training drew from, e.g. ``dropout``: the two
   passes differ only by their dropout masks; ``mask``/``crop``/``permute``: two random
   views). Randomness comes from ``seed``, so the numbers repeat. The encoder is back in
-  eval mode afterwards.
+  eval mode afterwards. A run that did not pre-train has no views: its alignment is
+  ``None`` (``null``), and the other measures are of its fine-tuned encoder.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from clue_fw.analysis import measures
 from clue_fw.augmentations.compose import ViewPipeline
 from clue_fw.components import BuildContext, user_vectors
 from clue_fw.data.csr import Csr
+from clue_fw.recipe import pretrains
 
 DEFAULT_MAX_USERS = 10_000
 
@@ -106,17 +108,22 @@ def analyze_run(
     if vectors.shape[0] < 2:
         raise ValueError(f"the run has {vectors.shape[0]} user(s); the measures need two")
     rows = sample_rows(len(users), max_users, seed)
-    first, second = positive_pairs(run, histories, rows, seed, batch_size or 512)
     sample = vectors[rows]
     singular = measures.singular_values(vectors)
-    views = [view.kind for view in run.recipe.pretrain.views]
+    # Alignment needs the run's own pre-training views to make positive pairs; a run that
+    # did not pre-train has none, and inventing views would measure something else.
+    views = [view.kind for view in run.recipe.pretrain.views] if pretrains(run.recipe) else []
+    alignment: float | None = None
+    if views:
+        first, second = positive_pairs(run, histories, rows, seed, batch_size or 512)
+        alignment = measures.alignment(first, second)
     result = {
         "users": len(users),
         "users_sampled": int(rows.numel()),
         "dim": int(vectors.shape[1]),
         "user_vector": run.user_vector,
         "views": views,
-        "alignment": measures.alignment(first, second),
+        "alignment": alignment,
         "uniformity": measures.uniformity(sample),
         "effective_rank": measures.effective_rank(vectors),
         "collapse_std": measures.collapse_std(vectors),
@@ -124,7 +131,10 @@ def analyze_run(
     }
     notes = {
         "alignment": "mean ||f(x) - f(y)||^2 of L2-normalised vectors; (x, y): two train-mode "
-        f"passes of each sampled user through the run's pre-training views ({'+'.join(views)})",
+        f"passes of each sampled user through the run's pre-training views ({'+'.join(views)})"
+        if views
+        else "null: the run did not pre-train, so it has no views to make positive pairs with; "
+        "the other measures are of its fine-tuned encoder",
         "uniformity": "log mean exp(-2 ||f(x_i) - f(x_j)||^2) over all pairs i < j of the "
         "sampled users' L2-normalised eval-mode vectors",
         "effective_rank": "exp of the entropy of the normalised singular values of the "

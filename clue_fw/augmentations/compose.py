@@ -15,6 +15,7 @@ from torch import nn
 
 from clue_fw.components import Augmentation, AugmentationSpec, BuildContext
 from clue_fw.errors import PluginError
+from clue_fw.registry import plugin_call
 
 
 class ViewPipeline(Augmentation):
@@ -60,7 +61,8 @@ class ViewPipeline(Augmentation):
         ):
             if probability <= 0.0:
                 continue
-            changed = view(items, generator)
+            with plugin_call(view, "forward"):
+                changed = view(items, generator)
             self._check(index, items, changed)
             if probability < 1.0:
                 rows = torch.rand(items.shape[0], generator=generator, device=items.device)

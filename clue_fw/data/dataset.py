@@ -109,10 +109,21 @@ def build_sequence_data(
     if not keep.all():
         dense, user_of = dense[keep], user_of[keep]
         if dense.size == 0:
+            lower = []
+            if min_user > MIN_LEAVE_ONE_OUT_LENGTH:
+                lower.append(f"`data.min_user_interactions` (down to {MIN_LEAVE_ONE_OUT_LENGTH})")
+            if min_item_interactions > 1:
+                lower.append("`data.min_item_interactions` (down to 1)")
+            advice = (
+                f"Lower {' or '.join(lower)}."
+                if lower
+                else f"Both thresholds are at their floor: leave-one-out needs "
+                f"{MIN_LEAVE_ONE_OUT_LENGTH} interactions per user (one to train on, a "
+                "validation and a test item), so this data has too few; use longer sequences."
+            )
             raise DataError(
                 f"No interactions of {source} survive filtering (users need >= {min_user} "
-                f"interactions, items >= {min_item_interactions}). Lower the thresholds in "
-                "`data.min_user_interactions` / `data.min_item_interactions`."
+                f"interactions, items >= {min_item_interactions}). {advice}"
             )
         present = np.bincount(dense, minlength=item_ids.size) > 0
         if not present.all():  # renumber the surviving items, still by original id

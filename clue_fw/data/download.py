@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from clue_fw.data.files import file_kind
 from clue_fw.data.readers import is_blank, split_fields, split_lines
 from clue_fw.data.root import DATA_DIR_ENV, data_root
 from clue_fw.errors import DownloadError, quote
@@ -160,6 +161,12 @@ def prepare_dataset(name: str, source_path: str | Path, root: Path | None = None
             with _zip_members(source, given, target) as open_member:
                 return _stage_files(source, open_member, target, temps)
 
+    elif given.exists():  # a named pipe, a device, a socket: never read
+        raise DownloadError(
+            f"--from {given}: it is {file_kind(os.stat(given).st_mode)}, not an archive file "
+            f"or a folder, so it is not read. Give the {source.name} archive "
+            f"({source.name}.zip, a regular file) or the folder it unpacks to."
+        )
     else:
         raise DownloadError(
             f"--from {given}: no such file or folder. Give the {source.name} archive "

@@ -135,3 +135,48 @@ def read_file(
     finally:
         os.close(fd)
     return b"".join(chunks)
+
+
+def read_json_file(
+    path: Path | str,
+    noun: str = "JSON file",
+    error: type[ClueError] = DataError,
+    limit: int | None = None,
+) -> object:
+    """The JSON value in the file ``path``, read with :func:`read_file`'s guards.
+
+    For plugins and core alike (``from clue_fw.data.files import read_json_file``): the
+    file must be a regular file under the cap (``limit``, default
+    ``$CLUE_MAX_FILE_BYTES`` or 4 GiB), UTF-8, and valid JSON. Nesting deeper than
+    Python's parser allows and integers longer than its digit limit (4,300 digits) are
+    refused too. Every problem is ``error`` (a :class:`~clue_fw.errors.ClueError`
+    subclass, :class:`~clue_fw.errors.DataError` by default) naming ``noun`` and the
+    path, never a traceback.
+
+    >>> import json, tempfile
+    >>> with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+    ...     _ = f.write(json.dumps({"4": [1, 2]}))
+    >>> read_json_file(f.name)
+    {'4': [1, 2]}
+    """
+    import json
+
+    path = Path(path)
+    title = noun[:1].upper() + noun[1:]
+    raw = read_file(path, noun, limit=limit, error=error)
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise error(f"Cannot read {noun} {path}: it is not UTF-8 ({exc.reason}).") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise error(
+            f"{title} {path} is not valid JSON ({exc.msg}, line {exc.lineno} column {exc.colno})."
+        ) from None
+    except RecursionError:
+        raise error(
+            f"{title} {path} is refused: it nests arrays or objects too deeply for the JSON reader."
+        ) from None
+    except ValueError as exc:  # an integer beyond Python's digit limit, and the like
+        raise error(f"{title} {path} is refused: {str(exc)[:200]}.") from None

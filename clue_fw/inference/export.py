@@ -30,8 +30,7 @@ import numpy as np
 import torch
 
 from clue_fw.errors import ClueError, quote
-from clue_fw.running.os_errors import os_reason
-from clue_fw.training.checkpoint import atomic_write_bytes
+from clue_fw.output_target import check_user_output, write_output
 
 VECTOR_FORMATS = (".npy", ".safetensors", ".parquet")
 PARQUET_EXTRA = "pip install 'clue_fw[parquet]'"
@@ -109,16 +108,16 @@ def write_recommendations(
 
 
 def write_bytes(out: Path, payload: bytes) -> None:
-    """Write ``payload`` atomically; an OS problem is a ClueError naming ``out``."""
+    """Write ``payload`` atomically through the checked output target
+    (:func:`~clue_fw.output_target.write_output`); a problem is a ClueError naming ``out``."""
     _check_folder(out)
-    try:
-        atomic_write_bytes(out, payload, create_parent=False)
-    except OSError as exc:
-        raise ClueError(f"Cannot write {out}: {os_reason(exc)}. Choose another --out.") from None
+    write_output(out, payload)
 
 
 def _check_folder(out: Path) -> None:
-    """Refuse ``out`` when its folder is missing (checked before any work is done)."""
+    """Refuse ``out`` when its folder is missing, or when it is not a place a command may
+    write (a named pipe, a file of a run directory); checked before any work is done."""
+    check_user_output(out)
     if not out.parent.is_dir():
         raise ClueError(
             f"Cannot write {out}: its folder {out.parent} does not exist. Create it first, or "

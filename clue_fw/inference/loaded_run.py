@@ -15,6 +15,7 @@ the run's ``next_item`` head and excludes seen items as its protocol does
 
 from __future__ import annotations
 
+import numbers
 import os
 import warnings
 from collections.abc import Callable, Hashable, Iterator
@@ -48,6 +49,7 @@ from clue_fw.inference.run_files import (
     read_run,
     stored_item_ids,
 )
+from clue_fw.registry import plugin_call
 from clue_fw.runner import resolve_device
 from clue_fw.running.identity import RunIdentity
 from clue_fw.training.checkpoint import load_module_tensors
@@ -89,6 +91,17 @@ class ItemVectors:
 
     item_ids: torch.Tensor
     vectors: torch.Tensor
+
+
+def whole_number(value: Any, name: str, least: int) -> int:
+    """``value`` as an ``int`` when it is a whole number (a Python or numpy integer, not a
+    bool) of at least ``least``; a ClueError naming ``name`` and its type otherwise."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):
+        if int(value) >= least:
+            return int(value)
+    raise ClueError(
+        f"{name} must be a whole number >= {least}, not {quote(value)} ({type(value).__name__})."
+    )
 
 
 class LoadedRun:
@@ -267,14 +280,15 @@ class LoadedRun:
         ``k`` larger than the catalogue returns the whole catalogue."""
         head = self._require_head()
         exclude = self._exclusion(exclude_seen)
-        if type(k) is not int or k < 1:
-            raise ClueError(f"k must be a whole number >= 1, not {quote(k)}.")
+        k = whole_number(k, "k", 1)
         k = min(k, len(self.catalogue))
         encoded = self._encode(sequences)
         items, scores = [], []
         with torch.no_grad():
             for rows, batch in self._batches(encoded.csr, batch_size):
-                logits = head.logits(self.encoder, self.encoder(batch).user).float()
+                user = self.encoder(batch).user
+                with plugin_call(head, "logits"):
+                    logits = head.logits(self.encoder, user).float()
                 if exclude == "history":
                     seen_row, seen = encoded.csr.batch_pairs(rows)
                     logits[seen_row.to(self.device), seen.to(self.device)] = float("-inf")
@@ -329,8 +343,7 @@ class LoadedRun:
         """(user rows, ``[B, max_len]`` windows on the device) of every batch; each window
         holds the user's most recent ``max_len`` items, left-padded, as evaluation has."""
         size = batch_size if batch_size is not None else self.recipe.finetune.eval.batch_size
-        if type(size) is not int or size < 1:
-            raise ClueError(f"batch_size must be a whole number >= 1, not {quote(size)}.")
+        size = whole_number(size, "batch_size", 1)
         self.encoder.eval()
         if self.head is not None:
             self.head.eval()
@@ -388,6 +401,8 @@ def load_run(
     another run wrote or whose role is wrong, data that changed since the run.
     """
     chosen = check_stage(stage)
+    if not str(run_dir).strip():  # Path("") would be the current directory, shown as "."
+        raise ClueError("The run directory is empty; give the directory that `clue run` printed.")
     files = read_run(Path(run_dir), chosen)
     root = Path(data_root) if data_root is not None else None
     task_data = None

@@ -29,6 +29,7 @@ from clue_fw.data.examples import Batches, ExampleSet
 from clue_fw.distributed import SINGLE, Distributed, GlobalView, convert_batchnorm
 from clue_fw.errors import CheckpointError, RecipeError, short_repr
 from clue_fw.recipe import pretrains
+from clue_fw.registry import plugin_call
 from clue_fw.running.identity import diff_keys, directory_identity, file_identity
 from clue_fw.running.os_errors import exists, is_dir
 from clue_fw.running.pretrain import ENCODER_FILE, ITEM_IDS_KEY
@@ -299,8 +300,13 @@ def training_step(
     sequences the batch feeds the encoder (their views drawn from ``generator``, the
     epoch's view generator). ``parallel`` (``batches`` sharded): each view is drawn for
     the global batch (:class:`~clue_fw.distributed.GlobalView`)."""
+
+    def head_loss(batch: dict[str, torch.Tensor]) -> Any:
+        with plugin_call(head, "loss"):
+            return head.loss(encoder, batch)
+
     if auxiliary is None:
-        return lambda batch: head.loss(encoder, batch)
+        return head_loss
 
     def global_view(view: Any) -> Any:
         return GlobalView(view, batches, head_spec.training_inputs)
@@ -308,7 +314,7 @@ def training_step(
     wrap = global_view if parallel else None
 
     def step(batch: dict[str, torch.Tensor]) -> Any:
-        output = head.loss(encoder, batch)
+        output = head_loss(batch)
         inputs = auxiliary_inputs(head_spec, batch)
         return auxiliary.add_to(output, encoder, inputs, generator, wrap)
 

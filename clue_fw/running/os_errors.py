@@ -37,15 +37,21 @@ def output_error(path: Path, exc: BaseException, run_dir: Path) -> RunDirectoryE
     """The :class:`RunDirectoryError` for an OS error while writing ``path`` of ``run_dir``."""
     code = os_errno(exc)
     what = f"Cannot write {path}: {os_reason(exc)}."
+    try:  # a run that stored its recipe is resumed; one that did not starts again
+        started = os.path.isfile(run_dir / "recipe.yaml")
+    except (OSError, ValueError):
+        started = False
+    again = (
+        f"continue with `clue run RECIPE --resume {run_dir}`"
+        if started
+        else f"start it again with `clue run RECIPE --out {run_dir}` (nothing of it was kept)"
+    )
     if code in _FULL:
-        advice = (
-            "Free disk space (or raise the file-size limit), then continue with `clue run "
-            f"RECIPE --resume {run_dir}`"
-        )
+        advice = f"Free disk space (or raise the file-size limit), then {again}"
     elif code in (errno.EACCES, errno.EPERM, errno.EROFS):
-        advice = f"Make {run_dir} writable, then continue with `clue run RECIPE --resume {run_dir}`"
+        advice = f"Make {run_dir.parent if not started else run_dir} writable, then {again}"
     else:
-        advice = f"Fix the cause, then continue with `clue run RECIPE --resume {run_dir}`"
+        advice = f"Fix the cause, then {again}"
     return RunDirectoryError(
         f"{what} The run stopped; the files it had written are intact (each is written to "
         f"a temp file and renamed into place). {advice}."

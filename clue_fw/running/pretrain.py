@@ -23,6 +23,7 @@ from clue_fw.data.csr import Csr
 from clue_fw.data.examples import ExampleSet
 from clue_fw.data.windows import training_windows
 from clue_fw.distributed import SINGLE, Distributed, GlobalView, convert_batchnorm
+from clue_fw.registry import plugin_call
 from clue_fw.running.os_errors import exists
 from clue_fw.running.run_directory import RunDirectory
 from clue_fw.running.stage import Stage
@@ -106,7 +107,8 @@ def run_pretrain(
         def step(
             batch: dict[str, torch.Tensor], generator: Any = view_generator, view: Any = view
         ) -> Any:
-            return objective(encoder, batch["items"], view, generator)
+            with plugin_call(objective, "forward"):
+                return objective(encoder, batch["items"], view, generator)
 
         stats = stage.train_epoch(
             epoch,

@@ -408,11 +408,18 @@ class RunDirectory:
         except (ValueError, RecursionError) as exc:
             raise _unreadable(self.path, METRICS_FILE, exc, damaged, redo) from None
         found = RunIdentity.from_json(metrics.get("run")) if isinstance(metrics, dict) else None
+        if found is None:
+            raise RunDirectoryError(
+                f"{path} carries no run identity, so nothing shows that the run of "
+                f"{self.path} wrote it. {redo}"
+            )
         if found != self.identity:
             raise RunDirectoryError(
-                f"{path} was not written by the run of {self.path} (it carries "
-                f"{found or 'no run identity'}, the run is {self.identity}); it was copied in "
-                f"from another run. {redo}"
+                f"{path} and {self.path / RECIPE_FILE} name different runs ({found} against "
+                f"{self.identity}): one of them was copied in from another run or edited by "
+                f"hand (the identity line of {RECIPE_FILE}, say). Restore the run's own files; "
+                f"if it is {METRICS_FILE} that came from elsewhere, delete it and --resume "
+                f"{self.path} again to evaluate the best checkpoint anew."
             )
         assert isinstance(metrics, dict)
         return metrics

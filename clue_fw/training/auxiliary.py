@@ -32,6 +32,7 @@ from clue_fw.augmentations.compose import ViewPipeline
 from clue_fw.components import BuildContext, LossOutput, SequenceEncoder
 from clue_fw.errors import PluginError
 from clue_fw.memory import Part, StepSizes
+from clue_fw.registry import plugin_call
 
 #: Prefix of the auxiliary terms' names in the epoch log (and ``history.csv``).
 TERM_PREFIX = "aux."
@@ -119,7 +120,8 @@ class AuxiliaryTerms(nn.Module):
         terms: dict[str, torch.Tensor] = {}
         for index, (objective, views) in enumerate(zip(self.objectives, self.views, strict=True)):
             view: Any = views if wrap_view is None else wrap_view(views)
-            output = objective(encoder, items, view, generator)
+            with plugin_call(objective, "forward"):
+                output = objective(encoder, items, view, generator)
             self._check(index, output)
             weighted = output.loss * self.weights[index]
             total = weighted if total is None else total + weighted

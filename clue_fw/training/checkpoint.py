@@ -23,46 +23,10 @@ from torch import nn
 
 from clue_fw.data.files import file_kind
 from clue_fw.errors import CheckpointError
-from clue_fw.output_target import check_output_target
+from clue_fw.output_target import _fsync_directory, atomic_write_bytes, check_output_target
 
 FORMAT = "clue_fw.checkpoint/1"
 METADATA_KEY = "clue_fw"
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make a rename durable: fsync the directory entry (a no-op where unsupported)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: Path, payload: bytes, create_parent: bool = True) -> None:
-    """Write ``payload`` to ``path`` through a temp file, fsync and rename.
-
-    ``create_parent=False`` requires the folder to exist: a run directory deleted while
-    its run is going is then not silently re-created.
-    """
-    check_output_target(path)
-    if create_parent:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-        _fsync_directory(path.parent)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
 
 
 def atomic_write_json(path: Path, value: Any, create_parent: bool = True) -> None:

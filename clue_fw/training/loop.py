@@ -16,6 +16,7 @@ from clue_fw.components import DownstreamHead, LossOutput, SequenceEncoder
 from clue_fw.data.examples import Batch, Batches, ExampleSet
 from clue_fw.errors import EvaluationError, NonFiniteError, PluginError, TrainingError
 from clue_fw.metrics.ranking import NAN_ROWS
+from clue_fw.registry import plugin_call
 from clue_fw.training.report import Reporter
 
 
@@ -366,7 +367,8 @@ def evaluate(
     kept: list[dict[str, torch.Tensor]] = []
     try:
         for batch in examples.batches(batch_size):
-            sums = head.metric_sums(encoder, batch)
+            with plugin_call(head, "metric_sums"):
+                sums = head.metric_sums(encoder, batch)
             if NAN_ROWS in sums:
                 nan_rows.append(sums.pop(NAN_ROWS).reshape(()))
             if reduce_batches is not None:
@@ -384,7 +386,8 @@ def evaluate(
     if reduce_batches is not None:
         for sums in reduce_batches(kept):
             _add_sums(totals, sums)
-    return head.finalize(totals)
+    with plugin_call(head, "finalize"):
+        return head.finalize(totals)
 
 
 def _add_sums(totals: dict[str, torch.Tensor], sums: dict[str, torch.Tensor]) -> None:

@@ -77,6 +77,27 @@ def test_plot_refuses_a_directory_that_is_not_a_run(
     assert code == 2 and "not a clue_fw run directory" in stderr
 
 
+def test_plot_says_the_history_is_out_of_range_not_the_file_name(
+    runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    run_dir = tmp_path / "huge"
+    shutil.copytree(runs["a0"], run_dir)
+    history = run_dir / "finetune" / "history.csv"
+    header, *rows = history.read_text().splitlines()
+    rows = [",".join([row.split(",")[0], f"{(-1) ** i}e308", *row.split(",")[2:]])
+            for i, row in enumerate(rows)]  # fmt: skip
+    history.write_text("\n".join([header, *rows]) + "\n")
+    out = tmp_path / "curves.png"
+    code, _, stderr = main_exit(["plot", str(run_dir), "--out", str(out)], capsys)
+    message = " ".join(stderr.split())
+    assert code == 2 and "Traceback" not in stderr and "Warning" not in stderr
+    assert "The plotted values are probably out of range" in message, message
+    assert ".png, .svg or .pdf" not in message  # the file name is not to blame
+    assert not out.exists()
+
+
 def test_a_missing_matplotlib_names_the_extra(
     runs: dict[str, Path],
     tmp_path: Path,
@@ -131,6 +152,36 @@ def test_analyze_writes_the_measures_and_figures(
     pre = json.loads((tmp_path / "pre" / "analysis.json").read_text())
     assert code == 0 and pre["stage"] == "pretrain"
     assert pre["effective_rank"] != report["effective_rank"]
+
+
+def test_analyze_a_run_without_pretraining_measures_its_fine_tuned_encoder(
+    make_tiny_recipe: Callable[[], dict[str, Any]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """No pre-training, no views to make positive pairs with: alignment is null (said on
+    stderr), every other measure is of the fine-tuned encoder (was an AttributeError)."""
+    recipe = make_tiny_recipe()
+    del recipe["pretrain"]
+    recipe["finetune"]["train"]["epochs"] = 1
+    done = run(recipe, out=tmp_path / "run", console=Console(file=io.StringIO())).run_dir
+    out = tmp_path / "analysis"
+    code, _, stderr = main_exit(["analyze", str(done), "--out", str(out)], capsys)
+    assert code == 0, stderr
+    assert "alignment n/a (no pre-training views)" in stderr
+    report = json.loads((out / "analysis.json").read_text())
+    assert report["alignment"] is None and report["views"] == []
+    assert "did not pre-train" in report["definitions"]["alignment"]
+    assert 1.0 < report["effective_rank"] <= 16.0 and report["uniformity"] < 0.0
+
+
+def test_analyze_checks_the_run_before_making_its_out_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "analysis"
+    code, _, stderr = main_exit(["analyze", str(tmp_path / "missing"), "--out", str(out)], capsys)
+    assert code == 2 and "Traceback" not in stderr
+    assert not out.exists()
 
 
 @pytest.mark.parametrize(

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cli_main import main_exit
+from conftest import clue_command, clue_env
 
 from clue_fw.analysis.sweep import grid_points, parse_grid, plan, point_name
 from clue_fw.errors import ClueError
@@ -103,3 +108,52 @@ def test_sweep_refuses_bad_input_before_running(
     assert code == 2, stderr
     assert message in " ".join(stderr.split())
     assert not (tmp_path / "sweep").exists()
+
+
+def test_sigterm_stops_the_sweep_and_the_run_it_started(
+    make_tiny_recipe: Callable[[], dict[str, Any]],
+    write_recipe: Callable[..., Path],
+    tmp_path: Path,
+) -> None:
+    """SIGTERM to the sweep reaches its `clue run`, which saves and leaves; the sweep waits
+    for it, says how to continue and exits 143 (it used to leave the run training)."""
+    recipe = make_tiny_recipe()
+    recipe["pretrain"]["train"]["epochs"] = 1000  # trains until it is stopped
+    path = write_recipe(recipe)
+    out = tmp_path / "sweep"
+    sweep = subprocess.Popen(
+        clue_command("sweep", path, "--out", out),
+        env=clue_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    run_dir = out / "recipe" / "seed0"
+    checkpoint = run_dir / "pretrain" / "last.safetensors"
+    try:
+        deadline = time.monotonic() + 120
+        while not checkpoint.is_file():  # the run is training (an epoch is done)
+            assert sweep.poll() is None and time.monotonic() < deadline, "the run did not start"
+            time.sleep(0.2)
+        pid = int((run_dir / ".lock").read_text().split()[0])
+        sweep.send_signal(signal.SIGTERM)
+        _, stderr = sweep.communicate(timeout=60)
+    finally:
+        if sweep.poll() is None:
+            sweep.kill()
+    assert sweep.returncode == 143, stderr
+    message = " ".join(stderr.split())
+    assert "interrupted (SIGTERM); 1 running run(s) stopped" in message, stderr
+    assert f"Continue the sweep with: clue sweep {path} --out {out}" in message
+    with pytest.raises(ProcessLookupError):  # the run is gone, not training on
+        os.kill(pid, 0)
+    log = (out / "recipe" / "seed0.log").read_text()
+    assert "interrupted (SIGTERM); continue with: clue run --resume" in " ".join(log.split())
+    assert not (run_dir / "metrics.json").exists()
+
+
+def test_list_values_can_be_swept() -> None:
+    axes = parse_grid(["pretrain.train.betas=[0.9, 0.99],[0.8,0.9]"])
+    assert axes[0].values == ("[0.9, 0.99]", "[0.8,0.9]")
+    with pytest.raises(ClueError, match="a bracket or quote is not closed"):
+        parse_grid(["pretrain.train.betas=[0.9,0.99"])

@@ -15,6 +15,7 @@ import copy
 import gzip
 import io
 import json
+import os
 import pickle
 import struct
 from collections.abc import Callable, Mapping
@@ -28,6 +29,7 @@ from input_paths import (
     BROKEN_PROVIDER,
     ArgumentPlugin,
     EmptyPlugin,
+    ExitingPlugin,
     MisspeltHookPlugin,
     RaisingPlugin,
     entry_point,
@@ -90,8 +92,10 @@ TINY_YAML = yaml.safe_dump(TINY, sort_keys=False)
 SEQUENCES = {"format": "sequences", "path": "seq.txt", "max_len": 8}
 TABLE = {"format": "interactions", "path": "ratings.dat", "max_len": 8}
 
-Group = Literal["recipe", "override", "run directory", "data", "labels", "checkpoint", "plugins"]
-Command = Literal["run", "resume", "probe", "api"]
+Group = Literal[
+    "recipe", "override", "run directory", "data", "labels", "checkpoint", "plugins", "commands"
+]
+Command = Literal["run", "resume", "probe", "api", "cli"]
 
 
 @dataclass(frozen=True)
@@ -104,7 +108,9 @@ class Case:
     may spoil. ``probe`` cases run ``clue probe`` with ``cli_args`` (the run directory
     first) on ``run/``, a copy of the finished run (with its ``metrics.json``); the library
     side calls :func:`clue_fw.probing.probe_run` with the same arguments
-    (:func:`probe_call`).
+    (:func:`probe_call`). ``cli`` cases run ``clue ARGV`` (another command than ``clue run``)
+    in a case directory that also holds ``R0/``, a finished tiny run with its
+    ``metrics.json``; a refused command must leave every file there as it was.
     """
 
     id: str
@@ -125,6 +131,7 @@ class Case:
     creates_run_dir: bool = False  # fails after the run directory exists (no metrics.json)
     env: Mapping[str, str | None] = field(default_factory=dict)  # None: unset the variable
     entry_points: tuple[Any, ...] = ()  # installed plugins (entry-point loading switched on)
+    argv: tuple[str, ...] = ()  # command "cli": clue ARGV ({case} = the case directory)
 
     def recipe_bytes(self) -> bytes:
         if isinstance(self.recipe, bytes):
@@ -1109,7 +1116,7 @@ CASES: tuple[Case, ...] = (
         "data",
         "every user has fewer than 3 interactions",
         "DataError",
-        ("No interactions of", "survive filtering", "data.min_user_interactions"),
+        ("No interactions of", "survive filtering", "Both thresholds are at their floor"),
         edit=put("data", SEQUENCES),
         files={"seq.txt": b"1 2 3\n2 4 5\n"},
     ),
@@ -1933,7 +1940,7 @@ CASES: tuple[Case, ...] = (
         "run directory",
         "--resume: metrics.json of another run",
         "RunDirectoryError",
-        ("metrics.json was not written by the run of", "Delete it and --resume"),
+        ("metrics.json and", "name different runs", "delete it and --resume"),
         command="resume",
         damage=write_metrics(foreign_metrics),
     ),
@@ -1942,7 +1949,7 @@ CASES: tuple[Case, ...] = (
         "run directory",
         "--resume: metrics.json without a run identity",
         "RunDirectoryError",
-        ("metrics.json was not written by the run of", "it carries no run identity"),
+        ("metrics.json carries no run identity", "Delete it and --resume"),
         command="resume",
         damage=write_metrics(b'{"valid": {}, "test": {}}'),
     ),
@@ -2885,6 +2892,380 @@ CASES: tuple[Case, ...] = (
     ),
 )
 
+
+# ------------------------------------------------- other commands on a finished run (issue 20)
+
+RUN_FILE = ("Refusing to write", "inside the run directory", "only that run may replace its files")
+FIFO_OUT = ("it is a named pipe (FIFO), not a regular file",)
+
+
+def fifo_in(folder: str, name: str) -> Callable[[Path], None]:
+    """A setup that makes ``folder/name`` (in the case directory) a named pipe."""
+
+    def setup(case_dir: Path) -> None:
+        (case_dir / folder).mkdir(parents=True, exist_ok=True)
+        os.mkfifo(case_dir / folder / name)
+
+    return setup
+
+
+COMMAND_CASES: tuple[Case, ...] = (
+    *(
+        Case(
+            f"{name}-replaces-run-file",
+            "commands",
+            f"clue {' '.join(argv[:1])} writing {target} of a finished run (it would replace the "
+            "run's own file)",
+            "ClueError",
+            (*RUN_FILE, f"R0/{target}"),
+            command="cli",
+            argv=(*argv, f"{{case}}/R0/{target}"),
+            files={"seq.txt": sequence_file()},
+        )
+        for name, argv, target in (
+            ("evaluate-out", ("evaluate", "{case}/R0", "--out"), "metrics.json"),
+            ("embed-out", ("embed", "{case}/R0", "--out"), "finetune/best.safetensors"),
+            (
+                "recommend-out",
+                ("recommend", "{case}/R0", "--data", "{case}/data/seq.txt", "--out"),
+                "finetune/history.csv",
+            ),
+            ("baseline-out", ("baseline", "{case}/recipe.yaml", "--out"), "metrics.json"),
+            ("compare-markdown", ("compare", "{case}/R0", "--markdown"), "recipe.yaml"),
+            ("schema-out", ("schema", "--out"), "pretrain/schema.json"),
+            ("plot-out", ("plot", "{case}/R0", "--out"), "finetune/curves.png"),
+            ("analyze-out", ("analyze", "{case}/R0", "--out"), "finetune"),
+        )
+    ),
+    Case(
+        "compare-markdown-fifo",
+        "commands",
+        "clue compare --markdown names a named pipe (a plain write would wait for a reader)",
+        "ClueError",
+        ("Cannot write --markdown", *FIFO_OUT),
+        command="cli",
+        argv=("compare", "{case}/R0", "--markdown", "{case}/x.md"),
+        setup=fifo("x.md"),
+    ),
+    Case(
+        "sweep-markdown-fifo",
+        "commands",
+        "clue sweep --markdown names a named pipe (refused before any run starts)",
+        "ClueError",
+        ("Cannot write --markdown", *FIFO_OUT),
+        command="cli",
+        argv=("sweep", "{case}/recipe.yaml", "--out", "{case}/sweep", "--markdown", "{case}/x.md"),
+        setup=fifo("x.md"),
+    ),
+    Case(
+        "analyze-json-fifo",
+        "commands",
+        "clue analyze --out a folder whose analysis.json is a named pipe",
+        "ClueError",
+        ("Cannot write --out", "analysis.json", *FIFO_OUT),
+        command="cli",
+        argv=("analyze", "{case}/R0", "--out", "{case}/an"),
+        setup=fifo_in("an", "analysis.json"),
+    ),
+    Case(
+        "plot-out-fifo",
+        "commands",
+        "clue plot --out names a named pipe",
+        "ClueError",
+        ("Cannot write --out", *FIFO_OUT),
+        command="cli",
+        argv=("plot", "{case}/R0", "--out", "{case}/c.png"),
+        setup=fifo("c.png"),
+    ),
+)
+
+
+def copy_run(name: str) -> Callable[[Path], None]:
+    """A setup that copies the finished run R0 to ``name`` (same run id)."""
+
+    def setup(case_dir: Path) -> None:
+        import shutil
+
+        shutil.copytree(case_dir / "R0", case_dir / name)
+
+    return setup
+
+
+def edit_run_recipe(old: str, new: str) -> Callable[[Path], None]:
+    """A setup that edits the recipe in R0/recipe.yaml by hand (below its identity line)."""
+
+    def setup(case_dir: Path) -> None:
+        path = case_dir / "R0" / "recipe.yaml"
+        head, _, body = path.read_text(encoding="utf-8").partition("\n")
+        assert old in body
+        path.write_text(f"{head}\n{body.replace(old, new, 1)}", encoding="utf-8")
+
+    return setup
+
+
+def edit_run_id(case_dir: Path) -> None:
+    """A setup that changes the first digit of the run id on R0/recipe.yaml's first line."""
+    path = case_dir / "R0" / "recipe.yaml"
+    text = path.read_text(encoding="utf-8")
+    prefix = "# clue_fw run "
+    digit = text[len(prefix)]
+    path.write_text(f"{prefix}{'1' if digit == '0' else '0'}{text[len(prefix) + 1 :]}", "utf-8")
+
+
+COMMAND_CASES += (
+    Case(
+        "compare-same-run-twice",
+        "commands",
+        "clue compare R0 R0 (one run would be reported as two seeds)",
+        "ClueError",
+        ("R0 is the same directory as", "would count as two seeds", "Give each run once"),
+        command="cli",
+        argv=("compare", "{case}/R0", "{case}/R0"),
+    ),
+    Case(
+        "compare-copied-run",
+        "commands",
+        "clue compare R0 and a copy of its directory (the same run id)",
+        "ClueError",
+        ("R0copy is a copy of", "would count as two seeds"),
+        command="cli",
+        argv=("compare", "{case}/R0", "{case}/R0copy"),
+        setup=copy_run("R0copy"),
+    ),
+    Case(
+        "compare-edited-seed",
+        "commands",
+        "clue compare a run whose recipe.yaml seed was edited by hand",
+        "ClueError",
+        ("recipe.yaml was edited after the run started", "Restore the run's own recipe.yaml"),
+        command="cli",
+        argv=("compare", "{case}/R0"),
+        setup=edit_run_recipe("seed: 0", "seed: 7"),
+    ),
+    Case(
+        "compare-edited-identity-line",
+        "commands",
+        "clue compare a run whose recipe.yaml identity line was edited (not metrics.json's fault)",
+        "ClueError",
+        ("metrics.json and", "name different runs", "copied in from another run or edited"),
+        command="cli",
+        argv=("compare", "{case}/R0"),
+        setup=edit_run_id,
+    ),
+)
+
+
+def run_in_sweep_folder(folder: str) -> Callable[[Path], None]:
+    """A setup that puts a copy of R0 (a finished run of the tiny recipe, 2 fine-tuning
+    epochs) where a sweep would put one of its runs."""
+
+    def setup(case_dir: Path) -> None:
+        import shutil
+
+        shutil.copytree(case_dir / "R0", case_dir / "sweep" / folder)
+
+    return setup
+
+
+SWEEP = ("sweep", "{case}/recipe.yaml", "--out", "{case}/sweep")
+
+COMMAND_CASES += (
+    Case(
+        "sweep-second-seed-too-large",
+        "commands",
+        "clue sweep --seeds 0 10**23: every seed is checked before seed 0 trains",
+        "RecipeError",
+        ("grid point recipe, seed 100000000000000000000000", "does not fit in 64 bits"),
+        command="cli",
+        argv=(*SWEEP, "--seeds", "0", str(10**23)),
+    ),
+    Case(
+        "sweep-second-grid-value-invalid",
+        "commands",
+        "clue sweep --grid backbone.dropout=0.1,2.0: the second grid point is checked first",
+        "RecipeError",
+        ("grid point backbone.dropout=2.0, seed 0", "backbone.dropout"),
+        command="cli",
+        argv=(*SWEEP, "--grid", "backbone.dropout=0.1,2.0"),
+    ),
+    Case(
+        "sweep-seed-underscore",
+        "commands",
+        "clue sweep --seeds 1_0 (int() would read seed 10)",
+        "ClueError",
+        ("--seeds takes whole numbers", "not '1_0'"),
+        command="cli",
+        argv=(*SWEEP, "--seeds", "1_0"),
+    ),
+    Case(
+        "sweep-too-many-runs",
+        "commands",
+        "a 6,561-point grid (8 keys of 3 values each) is refused before it starts",
+        "ClueError",
+        ("The sweep has 6,561 runs, more than --max-runs 200", "--max-runs 6561"),
+        command="cli",
+        argv=(
+            *SWEEP,
+            *(
+                arg
+                for key in ("a", "b", "c", "d", "e", "f", "g", "h")
+                for arg in ("--grid", f"name_{key}=1,2,3")
+            ),
+        ),
+    ),
+    Case(
+        "sweep-finished-run-of-another-recipe",
+        "commands",
+        "a second sweep into the same --out with another recipe (its finished run is not ours)",
+        "ClueError",
+        ("holds a run of another recipe", "Give this sweep another --out"),
+        command="cli",
+        argv=(*SWEEP, "--grid", "finetune.train.epochs=1"),
+        setup=run_in_sweep_folder("finetune.train.epochs=1/seed0"),
+    ),
+)
+
+COMMAND_CASES += (
+    Case(
+        "lr-overflows-float32",
+        "override",
+        "--set finetune.train.lr=1e39 (more than the largest float32: Adam's step overflowed)",
+        "RecipeError",
+        ("finetune.train.lr: Value error, 1e+39 is more than the largest float32",),
+        sets=("finetune.train.lr=1e39",),
+    ),
+    Case(
+        "lr-adam-step-overflows-float32",
+        "override",
+        "--set finetune.train.lr=1e38: below the float32 limit, but Adam divides it by 1 - beta1",
+        "RecipeError",
+        ("Adam's first step, lr / (1 - beta1), is 1e+39", "lower lr"),
+        sets=("finetune.train.lr=1e38",),
+    ),
+    Case(
+        "lr-scaled-overflows-float32",
+        "recipe",
+        "a valid lr that lr_scale: linear multiplies past the largest float32",
+        "RecipeError",
+        ("lr x batch_size / 256 (lr_scale linear) / (1 - beta1), is", "set lr_scale: none"),
+        edit=put_all(
+            {
+                "pretrain.train.lr": 1e36,
+                "pretrain.train.lr_scale": "linear",
+                "pretrain.train.batch_size": 100_000,
+            }
+        ),
+    ),
+)
+
+
+def refuse_data_parallel(case_dir: Path) -> object:
+    from clue_fw.cli_export import one_process
+
+    return one_process("embed")
+
+
+COMMAND_CASES += (
+    Case(
+        "evaluate-edited-identity-line",
+        "commands",
+        "clue evaluate a run whose recipe.yaml identity line was edited (not metrics.json's fault)",
+        "RunDirectoryError",
+        ("name different runs", "edited by hand (the identity line of recipe.yaml, say)"),
+        command="cli",
+        argv=("evaluate", "{case}/R0"),
+        setup=edit_run_id,
+    ),
+    Case(
+        "resume-missing-directory-without-recipe",
+        "commands",
+        "clue run --resume of a directory that does not exist (was: 'holds no recipe.yaml')",
+        "ClueError",
+        ("Cannot resume", "nowhere: no such directory", "start a new run with --out"),
+        command="cli",
+        argv=("run", "--resume", "{case}/nowhere"),
+    ),
+    Case(
+        "resume-fifo-without-recipe",
+        "commands",
+        "clue run --resume of a named pipe, without a recipe (was: 'holds no recipe.yaml')",
+        "ClueError",
+        ("Cannot resume", "it is a named pipe, not a run directory"),
+        command="cli",
+        argv=("run", "--resume", "{case}/pipe"),
+        setup=fifo("pipe"),
+    ),
+    Case(
+        "prepare-from-fifo",
+        "commands",
+        "clue data prepare --from a named pipe (was reported as missing)",
+        "DownloadError",
+        ("--from", "it is a named pipe (FIFO), not an archive file or a folder"),
+        command="cli",
+        argv=("data", "prepare", "ml-1m", "--from", "{case}/pipe", "--root", "{case}/data"),
+        setup=fifo("pipe"),
+    ),
+    Case(
+        "prepare-from-device",
+        "commands",
+        "clue data prepare --from /dev/null (was reported as missing)",
+        "DownloadError",
+        ("--from /dev/null: it is a character device", "ml-1m.zip, a regular file"),
+        command="cli",
+        argv=("data", "prepare", "ml-1m", "--from", "/dev/null", "--root", "{case}/data"),
+    ),
+    Case(
+        "embed-empty-run",
+        "commands",
+        "clue embed with an empty RUN argument (was shown as '.')",
+        "ClueError",
+        ("The run directory is empty",),
+        command="cli",
+        argv=("embed", "", "--out", "{case}/users.npy"),
+    ),
+    Case(
+        "analyze-seed-too-large",
+        "commands",
+        "clue analyze --seed 10**20 (was: 'Overflow when unpacking long long')",
+        "ClueError",
+        ("--seed must lie in 0 .. 2**63 - 1",),
+        command="cli",
+        argv=("analyze", "{case}/R0", "--out", "{case}/an", "--seed", str(10**20)),
+    ),
+    Case(
+        "embed-under-torchrun",
+        "commands",
+        "clue embed as one of two torchrun processes (each would write the same file)",
+        "ClueError",
+        ("clue embed runs in one process", "Run it without torchrun"),
+        command="api",
+        api=refuse_data_parallel,
+        env={"WORLD_SIZE": "2", "RANK": "0"},
+    ),
+    Case(
+        "data-too-short-for-min-user",
+        "data",
+        "data.min_user_interactions: 5 and users of 4 items: the advice names what can be lowered",
+        "DataError",
+        ("users need >= 5 interactions", "Lower `data.min_user_interactions` (down to 3)"),
+        edit=put("data", {**SEQUENCES, "min_user_interactions": 5}),
+        files={"seq.txt": b"1 1 2 3 4\n2 3 4 5 6\n3 5 6 7 8\n"},
+    ),
+    Case(
+        "plugin-hook-calls-exit",
+        "plugins",
+        "an installed plugin whose hook calls sys.exit(3) (exited 3 silently)",
+        "RegistryError",
+        (
+            "Plugin clue-bad-plugin 0.1: its hook clue_register_backbones called sys.exit(3)",
+            "a plugin must raise an exception, not exit",
+        ),
+        entry_points=(entry_point("exiting", ExitingPlugin()),),
+    ),
+)
+
+CASES = CASES + COMMAND_CASES
+
 ERROR_CASES = tuple(case for case in CASES if case.error is not None)
 ACCEPTED_CASES = tuple(case for case in CASES if case.error is None)
 
@@ -2942,6 +3323,18 @@ Decisions the corpus records:
   an emoji code.
 - A `--set` that creates a key the recipe does not know names the flag in the error;
   a `--set` into a list that does not exist is refused instead of creating a mapping.
+
+Other commands than `clue run` (issue 20): the `commands` cases run `clue ARGV` in a case
+directory that also holds a finished run `R0`, and check that a refused command exits
+with code 2 and one paragraph and leaves every file there as it was. No command may
+replace a file of a run directory (`clue evaluate R0 --out R0/metrics.json`), write to a
+named pipe, or trust a run's files without their identity (`clue compare R0 R0`, a
+`recipe.yaml` edited by hand); `clue sweep` checks every grid point and seed, and every
+run folder it reuses, before its first run starts. Processes and signals have tests of
+their own: `tests/analysis/test_sweep.py` (SIGTERM to a sweep), `tests/distributed/
+test_rank_crash.py` (an exception on one process of a data-parallel run, `slow`) and
+`tests/bad_inputs/test_plugin_inference_errors.py` (a plugin's exception in `evaluate`,
+`embed`, `analyze` and `run`).
 
 This page is generated: `python tests/bad_inputs/cases.py > docs/bad-inputs.md`.
 """

@@ -242,3 +242,56 @@ class BrokenComponents:
 
 BROKEN = (entry_point("broken", BrokenComponents(), "clue-broken-components"),)
 BROKEN_PROVIDER = "clue-broken-components 0.1"
+
+
+# ------------------------------------------------------- a backbone that raises when told to
+
+RAISE_ENV = "CLUE_TEST_BACKBONE_RAISES"
+"""``1``: :class:`FlakyEncoder` raises in every forward; a rank number (``rank1``): only
+in that process of a data-parallel run (its ``RANK``)."""
+
+
+class FlakyEncoder(SequenceEncoder):
+    """Mean of the item embeddings; raises RuntimeError in ``forward`` when
+    ``$CLUE_TEST_BACKBONE_RAISES`` says so (a plugin bug that shows only at some point)."""
+
+    def __init__(self, num_items: int, max_len: int, dim: int) -> None:
+        super().__init__()
+        self.init_vocabulary(num_items, max_len, dim)
+
+    def forward(self, items: torch.Tensor) -> EncoderOutput:
+        told = os.environ.get(RAISE_ENV, "")
+        if told == "1" or (told.startswith("rank") and told[4:] == os.environ.get("RANK")):
+            raise RuntimeError("the flaky encoder lost its weights")
+        states = self.item_embedding(items)
+        return EncoderOutput(states, states.mean(dim=1))
+
+
+class FlakySpec(BackboneSpec):
+    """A backbone that raises in forward when ``$CLUE_TEST_BACKBONE_RAISES`` is set."""
+
+    kind: Literal["flaky"] = "flaky"
+    dim: int = 16
+
+    def build(self, context: BuildContext) -> FlakyEncoder:
+        return FlakyEncoder(context.num_items, context.max_len, self.dim)
+
+
+class FlakyComponents:
+    @hookimpl
+    def clue_register_backbones(self) -> list[type[BackboneSpec]]:
+        return [FlakySpec]
+
+
+FLAKY = (entry_point("flaky", FlakyComponents(), "clue-flaky"),)
+FLAKY_PROVIDER = "clue-flaky 0.1"
+
+
+class ExitingPlugin:
+    """A plugin whose hook calls ``sys.exit(3)`` instead of raising."""
+
+    @hookimpl
+    def clue_register_backbones(self) -> list[type[BackboneSpec]]:
+        import sys
+
+        sys.exit(3)

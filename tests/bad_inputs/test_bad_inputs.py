@@ -22,7 +22,7 @@ import clue_fw.errors
 from clue_fw.errors import ClueError
 
 ROOT = Path(__file__).resolve().parents[2]
-LIBRARY_CASES = [case for case in CASES if not case.cli_only]
+LIBRARY_CASES = [case for case in CASES if not case.cli_only and case.command != "cli"]
 CLI_CASES = [case for case in CASES if case.command != "api"]
 
 
@@ -73,6 +73,8 @@ def case_dir(
             case.damage(tmp_path / "run")
         if (tmp_path / "run" / "metrics.json").is_file():  # the damage put one there
             INPUT_METRICS[tmp_path / "run"] = (tmp_path / "run" / "metrics.json").read_bytes()
+    if case.command == "cli":  # a finished run R0 (with metrics.json) for other commands
+        shutil.copytree(finished_run, tmp_path / "R0")
     if case.setup is not None:
         cleanup = case.setup(tmp_path)
         if callable(cleanup):  # e.g. release a lock the setup holds
@@ -98,6 +100,7 @@ def install_entry_points(monkeypatch: pytest.MonkeyPatch, points: tuple[object, 
 
 
 def snapshot(folder: Path) -> dict[str, bytes] | None:
+    """Every regular file below ``folder`` (a named pipe is skipped: reading would block)."""
     if not folder.exists():
         return None
     return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
@@ -121,6 +124,8 @@ def run_library(case: Case, folder: Path) -> object:
 def cli_argv(case: Case, folder: Path) -> list[str]:
     if case.command == "probe":
         return ["probe", *(arg.format(case=folder) for arg in case.cli_args)]
+    if case.command == "cli":
+        return [arg.format(case=folder) for arg in case.argv]
     argv = ["run", str(folder / "recipe.yaml")]
     for override in case.sets:
         argv += ["--set", override]
@@ -132,8 +137,12 @@ def cli_argv(case: Case, folder: Path) -> list[str]:
 
 
 def check_outcome(case: Case, folder: Path, out_before: dict[str, bytes] | None) -> None:
-    """Success: metrics.json written. Failure: nothing left looking complete."""
-    run_dir = folder / ("out" if case.command == "run" else "run")
+    """Success: metrics.json written. Failure: nothing left looking complete; a command
+    other than ``clue run`` leaves every file of the case directory as it was."""
+    if case.command == "cli":
+        assert snapshot(folder) == out_before, "a refused command changed a file"
+        return
+    run_dir = folder / ("run" if case.command in ("resume", "probe") else "out")
     if case.error is None:
         assert (run_dir / "metrics.json").is_file()
         if case.command == "probe":  # read, never written
@@ -175,7 +184,7 @@ def test_cli(
     case_dir: Path, request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]
 ) -> None:
     case: Case = request.node.callspec.params["case_dir"]
-    before = snapshot(case_dir / "out")
+    before = snapshot(case_dir if case.command == "cli" else case_dir / "out")
     code, out, err = main_exit(cli_argv(case, case_dir), capsys)
     assert "Traceback" not in err
     if case.error is None:
@@ -213,6 +222,7 @@ def test_corpus_is_well_formed() -> None:
         assert case.fragments, case.id
     for case in CASES:
         assert (case.command == "api") == (case.api is not None), case.id
+        assert (case.command == "cli") == bool(case.argv), case.id
     assert ACCEPTED_CASES and all(not case.fragments for case in ACCEPTED_CASES)
 
 

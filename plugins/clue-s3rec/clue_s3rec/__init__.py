@@ -55,6 +55,7 @@ from clue_fw.components import (
     SequenceEncoder,
 )
 from clue_fw.data.dataset import SequenceData
+from clue_fw.data.files import read_json_file
 from clue_fw.data.root import resolve_data_path
 from clue_fw.errors import DataError
 from clue_fw.hookspecs import hookimpl
@@ -86,16 +87,9 @@ def read_item_attributes(path: Path, item_ids: np.ndarray, field: str = FIELD) -
     data is a :class:`~clue_fw.errors.DataError` naming ``field`` and the file.
     """
     where = f"{field}: {path}"
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{where} does not exist.") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{where} cannot be read: {exc}.") from None
-    except json.JSONDecodeError as exc:
-        raise DataError(
-            f"{where} is not valid JSON ({exc.msg}, line {exc.lineno} column {exc.colno})."
-        ) from None
+    # The core's guarded reader: a regular file under $CLUE_MAX_FILE_BYTES, UTF-8 JSON,
+    # no nesting or integer that would end in a traceback.
+    raw = read_json_file(path, f"attribute file ({field})")
     if not isinstance(raw, dict):
         raise DataError(
             f"{where} holds a JSON {type(raw).__name__}; it must be an object mapping item "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import clue_s3rec
@@ -132,6 +133,9 @@ def test_attribute_file_aligns_with_item_ids(tmp_path: Path) -> None:
         ("[1, 2]", "holds a JSON list"),
         ('{"101": 3}', "must be a list of attribute ids"),
         ('{"555": [1]}', "names no attribute of any item in the data"),
+        # The core's guarded JSON reader (these were a RecursionError and a ValueError):
+        ("[" * 100_000 + "]" * 100_000, "nests arrays or objects too deeply"),
+        ('{"101": [' + "7" * 5000 + "]}", "is refused: Exceeds the limit"),
     ],
 )
 def test_invalid_attribute_file_is_a_data_error(tmp_path: Path, content: str, message: str) -> None:
@@ -143,6 +147,27 @@ def test_invalid_attribute_file_is_a_data_error(tmp_path: Path, content: str, me
         spec.build(ctx, encoder)
     assert "pretrain.objective.attributes" in str(caught.value)
     assert str(tmp_path / "bad.json") in str(caught.value)
+
+
+def test_attribute_file_over_the_cap_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "big.json").write_text('{"101": [1, 2, 3]}')
+    monkeypatch.setenv("CLUE_MAX_FILE_BYTES", "10")
+    spec = clue_s3rec.S3RecSpec(attributes="big.json")
+    ctx = context(tmp_path)
+    encoder = TransformerSpec(dim=16, blocks=1, heads=2).build(ctx)
+    with pytest.raises(DataError, match="is refused: it is larger than 10 bytes"):
+        spec.build(ctx, encoder)
+
+
+def test_attribute_file_that_is_a_named_pipe_is_refused(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe.json")
+    spec = clue_s3rec.S3RecSpec(attributes="pipe.json")
+    ctx = context(tmp_path)
+    encoder = TransformerSpec(dim=16, blocks=1, heads=2).build(ctx)
+    with pytest.raises(DataError, match="it is a named pipe"):
+        spec.build(ctx, encoder)
 
 
 def test_missing_attribute_file_names_the_field_and_file(tmp_path: Path) -> None:
