@@ -5,8 +5,11 @@ Usage (from the repository root)::
     CLUE_DATA_DIR=../shared/data python benchmarks/label_efficiency.py --seeds 0 1 2 \
         --jobs 24 --deadline 420 --runs-dir runs/label_efficiency
 
-Pre-trains once per method (``clue``, ``masked_item``), seed and distinct pre-training
-data, with the pre-training section of ``recipes/table2/<task>_<method>.yaml``. The
+Pre-trains once per method (``clue``, ``masked_item``; ``--methods`` also takes
+``infonce``: the CLUE recipe with the InfoNCE objective, cosine, temperature 0.2), seed
+and distinct pre-training data, with the pre-training section of
+``recipes/table2/<task>_<method>.yaml``. ``bag`` fine-tunes ``<task>_nfm.yaml`` (the
+bag-of-items backbone, no pre-training). The
 profile tasks (gender, age, occupation) pre-train on every user's whole sequence and
 share one pre-training; the cold-start tasks pre-train on the source domain of their
 genre cut (fewer items), so they share another. Tasks are grouped by what their
@@ -21,6 +24,9 @@ from the pre-trained encoder (``finetune.init_from``), or from a random one for
 labelled training users of a fraction are the first ceil(fraction x n_train) of one
 fixed order drawn from the split seed, so fractions are nested and validation and test
 users are the same for every run.
+
+The tables (tasks, methods, recipes) are a :class:`Study`; ``benchmarks/transfer.py``
+runs the same machinery with its own study on synthetic data.
 
 Everything runs through :mod:`pool` (``--jobs`` processes over ``--gpus`` GPUs), in
 two phases: the pre-trainings with the CLUEZero fine-tunings (which need none), then
