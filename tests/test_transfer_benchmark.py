@@ -10,6 +10,7 @@ import argparse
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 from benchmark_scripts import load_benchmark
@@ -27,7 +28,7 @@ Point = tr.Point
 # --------------------------------------------------------------------------- the plan
 
 
-def plan(runs: Path, users: int = 20_000, **extra: object) -> tuple[list, list]:  # type: ignore[type-arg]
+def plan(runs: Path, users: int = 20_000, **extra: object) -> tuple[list[Any], list[Any]]:
     study = tr.study(users)
     values: dict[str, object] = {
         "tasks": list(tr.TASKS),
@@ -38,7 +39,7 @@ def plan(runs: Path, users: int = 20_000, **extra: object) -> tuple[list, list]:
         "overrides": ["pretrain.train.epochs=1", "finetune.patience=2"],
     }
     values.update(extra)
-    return le.plan(  # type: ignore[no-any-return]
+    return le.plan(
         study.recipes_dir,
         runs,
         values["tasks"],
