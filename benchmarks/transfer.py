@@ -226,23 +226,24 @@ def payoff_lines(summary: dict[str, Any], task: str) -> list[str]:
         caveat = " (one seed: no standard error, so the rule compares means)" if seeds < 2 else ""
         counts = sorted({point.users for point in best} & {point.users for point in zero})
         span = f"{counts[0]:,} to {counts[-1]:,} labelled users"
+        sure = seeds >= 2
+        within = f"within {STANDARD_ERRORS:g} standard errors of" if sure else "level with"
+        above = f"more than {STANDARD_ERRORS:g} standard errors above" if sure else "above"
         if verdict == "stops":
             text = (
                 f"pre-training stops paying off from **{users:,} labelled users** on: from "
-                f"there CLUEZero is within {STANDARD_ERRORS:g} standard errors of the best "
-                f"pre-trained method (or above it); below, {names[counts[0]]} leads"
+                f"there CLUEZero is {within} the best pre-trained method (or above it); "
+                f"at {counts[0]:,}, {names[counts[0]]} leads"
             )
         elif verdict == "never stops":
             text = (
                 f"pre-training **never stops paying off** over {span}: at the largest count "
-                f"the best pre-trained method ({names[counts[-1]]}) is still more than "
-                f"{STANDARD_ERRORS:g} standard errors above CLUEZero"
+                f"the best pre-trained method ({names[counts[-1]]}) is still {above} CLUEZero"
             )
         else:
             text = (
-                f"pre-training **never pays off** over {span}: CLUEZero is within "
-                f"{STANDARD_ERRORS:g} standard errors of the best pre-trained method, or "
-                "above it, at every count"
+                f"pre-training **never pays off** over {span}: CLUEZero is {within} the "
+                "best pre-trained method, or above it, at every count"
             )
         lines.append(f"- {mode}: {text}{caveat}.")
     if not lines:
