@@ -739,7 +739,11 @@ def plot(
             )
         axes.set_xscale("log")
         axes.set_xticks([x_of[f] for f in fractions])
-        axes.set_xticklabels([fraction_header(summary, task, f) for f in fractions], fontsize=8)
+        labels = [
+            f"{users[f]:,} ({float(f) * 100:g}%)" if by_users else fraction_header(summary, task, f)
+            for f in fractions
+        ]
+        axes.set_xticklabels(labels, fontsize=8)
         axes.minorticks_off()
         unit = "count, share" if by_users else "share, count"
         axes.set_xlabel(f"labelled training users ({unit}; log scale)")
@@ -747,7 +751,9 @@ def plot(
         axes.set_ylabel(f"test {METRIC_TITLES[metric]}")
         if study.error != "std":
             axes.set_ylabel(f"test {METRIC_TITLES[metric]} (bars: {spread} over seeds)")
-        axes.set_title(f"{title}: label efficiency on {study.dataset}")
+        # a long dataset name (the synthetic study's) gets a smaller title than ML-1M's
+        size = {"fontsize": 9} if len(title) + len(study.dataset) > 45 else {}
+        axes.set_title(f"{title}: label efficiency on {study.dataset}", **size)
         axes.grid(True, alpha=0.3)
         axes.legend(fontsize=7)
         figure.tight_layout()
