@@ -313,3 +313,42 @@ def test_one_seed_is_said_to_compare_means(tmp_path: Path) -> None:
     data = le.build_data(args, tr.study(USERS))
     data["settings"].update(users=USERS, items=USERS, note="")
     assert "(one seed: no standard error, so the rule compares means)" in tr.markdown(data)
+
+
+@pytest.mark.slow
+def test_tiny_study_end_to_end(tmp_path: Path) -> None:
+    """The script at 300 users: data written, one shared pre-training, fine-tunings from
+    it and without, outputs; a second call reuses the data and skips every finished run."""
+    import subprocess
+    import sys
+
+    command = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "transfer.py"),
+        *("--users", "300", "--items", "120", "--data-root", str(tmp_path / "data")),
+        *("--runs-dir", str(tmp_path / "runs"), "--out-dir", str(tmp_path / "out")),
+        *("--tasks", "easy", "coldstart", "--methods", "infonce", "zero", "bag"),
+        *("--modes", "probe", "--fractions", "0.01", "--seeds", "0", "--jobs", "2"),
+        *("--gpus", "0"),
+    ]
+    for override in (
+        "device=cpu",
+        "pretrain.train.epochs=1",
+        "pretrain.train.precision=fp32",
+        "finetune.train.precision=fp32",
+        "finetune.train.epochs=2",
+        "backbone.dim=16",
+        "data.max_len=10",
+    ):
+        command += ["--set", override]
+    subprocess.run(command, check=True, cwd=ROOT, capture_output=True)
+    result = json.loads((tmp_path / "out" / "transfer.json").read_text())
+    assert len(result["runs"]) == 2 * 3  # tasks x methods
+    assert {r["train_users"] for r in result["runs"]} == {3}  # ceil(0.01 * 240)
+    assert sorted(p.name for p in (tmp_path / "runs" / "pretrain").iterdir()) == ["profile_infonce"]
+    assert (tmp_path / "out" / "transfer_coldstart.png").exists()
+    text = (tmp_path / "out" / "transfer.md").read_text()
+    assert "**Scale: 300 users** (120 items)" in text and "Where pre-training pays off" in text
+    again = subprocess.run(command, check=True, cwd=ROOT, capture_output=True, text=True)
+    assert "reusing the synthetic data" in again.stdout
+    assert '"skipped": 7' in again.stdout
