@@ -5,8 +5,11 @@ Usage (from the repository root)::
     CLUE_DATA_DIR=../shared/data python benchmarks/label_efficiency.py --seeds 0 1 2 \
         --jobs 24 --deadline 420 --runs-dir runs/label_efficiency
 
-Pre-trains once per method (``clue``, ``masked_item``), seed and distinct pre-training
-data, with the pre-training section of ``recipes/table2/<task>_<method>.yaml``. The
+Pre-trains once per method (``clue``, ``masked_item``; ``--methods`` also takes
+``infonce``: the CLUE recipe with the InfoNCE objective, cosine, temperature 0.2), seed
+and distinct pre-training data, with the pre-training section of
+``recipes/table2/<task>_<method>.yaml``. ``bag`` fine-tunes ``<task>_nfm.yaml`` (the
+bag-of-items backbone, no pre-training). The
 profile tasks (gender, age, occupation) pre-train on every user's whole sequence and
 share one pre-training; the cold-start tasks pre-train on the source domain of their
 genre cut (fewer items), so they share another. Tasks are grouped by what their
@@ -21,6 +24,9 @@ from the pre-trained encoder (``finetune.init_from``), or from a random one for
 labelled training users of a fraction are the first ceil(fraction x n_train) of one
 fixed order drawn from the split seed, so fractions are nested and validation and test
 users are the same for every run.
+
+The tables (tasks, methods, recipes) are a :class:`Study`; ``benchmarks/transfer.py``
+runs the same machinery with its own study on synthetic data.
 
 Everything runs through :mod:`pool` (``--jobs`` processes over ``--gpus`` GPUs), in
 two phases: the pre-trainings with the CLUEZero fine-tunings (which need none), then
@@ -46,9 +52,10 @@ import shlex
 import statistics
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pool import Job, run_jobs, visible_gpus
@@ -68,6 +75,7 @@ TASKS = {  # recipe prefix: (title, main metric, metrics kept per cell)
     "coldrec5": ("ColdRec g<=5", "mrr@10", ("mrr@10", "recall@10", "ndcg@10")),
 }
 METHODS = {"clue": "CLUE", "masked_item": "PeterRec (masked item)", "zero": "CLUEZero"}
+"""The methods this study runs by default (``--methods`` also takes ``infonce`` and ``bag``)."""
 MODES = {"full": "full", "probe": "probe"}
 FRACTIONS = (0.01, 0.1, 1.0, 0.05, 0.25)  # priority order: the ends and middle first
 METRIC_TITLES = {
@@ -80,6 +88,99 @@ METRIC_TITLES = {
 EVAL_BATCH = 4096
 """Evaluation batch of every fine-tuning: a profile split (906 test users) or a
 cold-start split (about 1,500 test pairs) is one batch; metrics are exact either way."""
+
+
+@dataclass(frozen=True)
+class Method:
+    """One way to get the encoder that fine-tuning starts from."""
+
+    label: str  # row label in tables and plots
+    pretrains: bool  # True: fine-tuning starts from its pre-training (finetune.init_from)
+    color: str
+    marker: str
+
+
+ALL_METHODS: dict[str, Method] = {  # the order of rows in tables and plots
+    "zero": Method("CLUEZero", False, "tab:gray", "o"),
+    "bag": Method("bag of items (NFM)", False, "tab:green", "D"),
+    "masked_item": Method("PeterRec (masked item)", True, "tab:blue", "s"),
+    "infonce": Method("InfoNCE", True, "tab:purple", "v"),
+    "clue": Method("CLUE", True, "tab:red", "^"),
+}
+"""Every method a study can run. ``zero`` fine-tunes a random encoder (CLUEZero); ``bag``
+fine-tunes the bag-of-items backbone (``clue_fw/backbones/bag.py``), no pre-training; the
+others pre-train once per group, method and seed, then fine-tune from it."""
+
+INFONCE_OBJECTIVE = "pretrain.objective={kind: infonce, similarity: cosine, temperature: 0.2}"
+"""InfoNCE as a change of a CLUE recipe's objective (same dropout views and schedule)."""
+
+
+@dataclass(frozen=True)
+class Study:
+    """What a label-efficiency sweep runs and how it reports it: the task and method tables
+    and the recipe of each (task, method). The machinery below is shared by every study
+    (``benchmarks/label_efficiency.py`` on ML-1M, ``benchmarks/transfer.py`` on synthetic
+    data)."""
+
+    name: str  # stem of the output files
+    title: str  # heading of the markdown
+    dataset: str  # named in plot titles
+    tasks: dict[str, tuple[str, str, tuple[str, ...]]]  # recipe prefix: title, metric, kept
+    methods: tuple[str, ...]  # run by default
+    fractions: tuple[float, ...]  # default label fractions, in priority order
+    recipes_dir: Path
+    intro: str  # the paragraph under the heading
+    pretrain_recipes: dict[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
+    """method -> (recipe file template, overrides); default ``{task}_{method}.yaml``."""
+    finetune_recipes: dict[str, str] = field(default_factory=dict)
+    """method -> recipe file template of its fine-tunings; default ``{task}_zero.yaml``."""
+    x_axis: Literal["fraction", "users"] = "fraction"  # plots: share, or count, of users
+    error: Literal["std", "sem"] = "std"  # plots' error bars: std or standard error
+    task_overrides: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """task -> overrides of all its runs (before ``--set``), e.g. its data files."""
+    notes: Callable[[dict[str, Any], str], list[str]] | None = None
+    """Extra markdown lines after a task's tables (summary, task) -> lines."""
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.methods) - set(ALL_METHODS))
+        if unknown:
+            raise ValueError(
+                f"Study {self.name}: unknown method(s) {unknown}; the known ones are "
+                f"{list(ALL_METHODS)} (add a Method to ALL_METHODS first)."
+            )
+
+    def pretrain_recipe(self, task: str, method: str) -> tuple[Path, tuple[str, ...]]:
+        """The recipe (and its overrides) that pre-trains ``method`` for ``task``."""
+        template, overrides = self.pretrain_recipes.get(method, ("{task}_{method}.yaml", ()))
+        return self.recipes_dir / template.format(task=task, method=method), overrides
+
+    def finetune_recipe(self, task: str, method: str) -> Path:
+        """The recipe that fine-tunes ``task`` for ``method`` (from its encoder, if any)."""
+        template = self.finetune_recipes.get(method, "{task}_zero.yaml")
+        return self.recipes_dir / template.format(task=task, method=method)
+
+
+ML1M = Study(
+    name="label_efficiency",
+    title="Label efficiency on MovieLens-1M",
+    dataset="ML-1M",
+    tasks=TASKS,
+    methods=tuple(METHODS),
+    fractions=FRACTIONS,
+    recipes_dir=ROOT / "recipes" / "table2",
+    intro="Test metric against the share of labelled training users (columns: share, and "
+    "the number of labelled users), mean ± std over seeds "
+    "({seeds}); bold: the best mean of each "
+    "column. Validation and test users are the same in every column. Pre-training as "
+    "in `recipes/table2` (20 epochs on all users' sequences, or on the source domain "
+    "for cold start); fine-tuning starts from it with `finetune.init_from`. `probe` "
+    "trains a linear layer on the frozen encoder; the probe of CLUEZero probes a "
+    "random encoder.",
+    # no table2 recipe of its own: InfoNCE is the CLUE recipe with another objective
+    pretrain_recipes={"infonce": ("{task}_clue.yaml", (INFONCE_OBJECTIVE,))},
+    finetune_recipes={"bag": "{task}_nfm.yaml"},
+)
+"""The ML-1M study of this script."""
 
 
 # --------------------------------------------------------------------------- planning
@@ -112,7 +213,11 @@ def pretrain_key(recipe: dict[str, Any]) -> str:
     """What a recipe's pre-training depends on: data, backbone, pre-training settings and
     the head's choice of sequences (profile: whole sequences; cold start: its source cut)."""
     head = recipe["finetune"]["head"]
-    reads = {"kind": head["kind"], "target": head.get("target")}
+    target = head.get("target")
+    # a target file of pairs leaves the recipe's data whole as the source domain, so the
+    # encoder pre-trains on the very sequences a profile head's does
+    whole = target is None or (isinstance(target, dict) and target.get("format") == "pairs")
+    reads = {"sequences": "whole"} if whole else {"kind": head["kind"], "target": target}
     parts = {
         "data": recipe["data"],
         "backbone": recipe["backbone"],
@@ -127,24 +232,42 @@ def load_yaml(path: Path, overrides: list[str]) -> dict[str, Any]:
 
 
 def pretrain_groups(
-    recipes_dir: Path, tasks: list[str], method: str, overrides: list[str]
+    recipes_dir: Path,
+    tasks: list[str],
+    method: str,
+    overrides: list[str],
+    study: Study = ML1M,
 ) -> dict[str, PretrainGroup]:
     """Task -> its pre-training group, for one pre-training ``method``."""
+    if not ALL_METHODS[method].pretrains:
+        raise ValueError(f"method {method!r} does not pre-train; it has no pre-training group")
+    study = replace_recipes_dir(study, recipes_dir)
     by_key: dict[str, list[str]] = {}
     kinds: dict[str, str] = {}
     for task in tasks:
-        recipe = load_yaml(recipes_dir / f"{task}_{method}.yaml", pretrain_overrides(overrides))
+        path, extra = study.pretrain_recipe(task, method)
+        own = study.task_overrides.get(task, ())
+        recipe = load_yaml(path, [*extra, *own, *pretrain_overrides(overrides)])
         key = pretrain_key(recipe)
         by_key.setdefault(key, []).append(task)
-        kinds[key] = recipe["finetune"]["head"]["kind"]
+        kinds.setdefault(key, recipe["finetune"]["head"]["kind"])
     groups: dict[str, PretrainGroup] = {}
     for key, members in by_key.items():
         same_kind = sum(kind == kinds[key] for kind in kinds.values())
         name = kinds[key] if same_kind == 1 else f"{kinds[key]}-{members[0]}"
-        group = PretrainGroup(name, recipes_dir / f"{members[0]}_{method}.yaml", tuple(members))
+        group = PretrainGroup(name, study.pretrain_recipe(members[0], method)[0], tuple(members))
         for task in members:
             groups[task] = group
     return groups
+
+
+def replace_recipes_dir(study: Study, recipes_dir: Path) -> Study:
+    """``study`` reading its recipes from ``recipes_dir`` (``--recipes-dir``)."""
+    if recipes_dir == study.recipes_dir:
+        return study
+    import dataclasses
+
+    return dataclasses.replace(study, recipes_dir=recipes_dir)
 
 
 def pretrain_dir(runs_dir: Path, group: PretrainGroup, method: str, seed: int) -> Path:
@@ -166,13 +289,19 @@ def plan(
     fractions: list[float],
     seeds: list[int],
     overrides: list[str],
+    study: Study = ML1M,
 ) -> tuple[list[Job], list[Job]]:
-    """(phase 1, phase 2): pre-trainings then CLUEZero fine-tunings; then the fine-tunings
-    of pre-trained encoders. Each in priority order (task, fraction, mode, method, seed)."""
+    """(phase 1, phase 2): pre-trainings then the fine-tunings that need none (CLUEZero,
+    bag of items); then the fine-tunings of pre-trained encoders. Each in priority order
+    (task, fraction, mode, method, seed)."""
+    unknown = sorted(set(methods) - set(ALL_METHODS))
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; choose among {list(ALL_METHODS)}")
+    study = replace_recipes_dir(study, recipes_dir)
     pretrain_jobs: list[Job] = []
     encoder_of: dict[tuple[str, str, int], Path] = {}
-    for method in (m for m in methods if m != "zero"):
-        groups = pretrain_groups(recipes_dir, tasks, method, overrides)
+    for method in (m for m in methods if ALL_METHODS[m].pretrains):
+        groups = pretrain_groups(recipes_dir, tasks, method, overrides, study)
         for seed in seeds:
             for task in tasks:
                 group = groups[task]
@@ -183,6 +312,8 @@ def plan(
                     run_dir,
                     (
                         f"seed={seed}",
+                        *study.pretrain_recipe(group.tasks[0], method)[1],
+                        *study.task_overrides.get(group.tasks[0], ()),
                         *pretrain_overrides(overrides),
                         # its own fine-tuning is not used: make it one cheap epoch
                         "finetune.train.epochs=1",
@@ -201,23 +332,25 @@ def plan(
                     for seed in seeds:
                         cell = (
                             f"seed={seed}",
+                            *study.task_overrides.get(task, ()),
                             *finetune_overrides(overrides),
                             f"finetune.head.label_fraction={fraction!r}",
                             f"finetune.mode={mode}",
                             f"finetune.eval.batch_size={EVAL_BATCH}",
                         )
-                        if method != "zero":
+                        pretrained = ALL_METHODS[method].pretrains
+                        if pretrained:
                             cell += (f"finetune.init_from={encoder_of[(task, method, seed)]}",)
                         job = Job(
-                            recipes_dir / f"{task}_zero.yaml",
+                            study.finetune_recipe(task, method),
                             finetune_dir(runs_dir, task, method, mode, fraction, seed),
                             cell,
                         )
-                        (zero_jobs if method == "zero" else encoder_jobs).append(job)
+                        (encoder_jobs if pretrained else zero_jobs).append(job)
     return pretrain_jobs + zero_jobs, encoder_jobs
 
 
-def run_study(args: argparse.Namespace) -> dict[str, Any]:
+def run_study(args: argparse.Namespace, study: Study = ML1M) -> dict[str, Any]:
     """Run both phases (skipping finished runs); return a record of this sweep."""
     first, second = plan(
         args.recipes_dir,
@@ -228,6 +361,7 @@ def run_study(args: argparse.Namespace) -> dict[str, Any]:
         args.fractions,
         args.seeds,
         args.overrides,
+        study,
     )
     gpus = visible_gpus() if args.gpus is None else args.gpus
     started = time.perf_counter()
@@ -236,7 +370,7 @@ def run_study(args: argparse.Namespace) -> dict[str, Any]:
     machine["gpus_used"] = gpus
     (args.runs_dir / "machine.json").write_text(json.dumps(machine, indent=1) + "\n")
     print(
-        f"{len(first)} runs in phase 1 (pre-trainings and CLUEZero), {len(second)} in "
+        f"{len(first)} runs in phase 1 (pre-trainings and runs without), {len(second)} in "
         f"phase 2; {args.jobs} at a time over {gpus} GPU(s)",
         flush=True,
     )
@@ -334,7 +468,7 @@ def collect(
     return found
 
 
-def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
+def summarize(runs: list[dict[str, Any]], study: Study = ML1M) -> dict[str, Any]:
     """Mean, std and count per (task, method, mode, fraction) for every kept metric, and
     the majority-class accuracy and labelled users per (task, fraction)."""
     cells: dict[str, Any] = {}
@@ -352,7 +486,7 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "best_epoch": [m["best_epoch"] for m in members],
             "epochs": [m["epochs"] for m in members],
         }
-        for metric in TASKS[task][2]:
+        for metric in study.tasks[task][2]:
             values = [m["test"][metric] for m in members if metric in m["test"]]
             if values:
                 mean, std = mean_std(values)
@@ -363,7 +497,7 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
         if members[0]["train_users"] is not None:
             users.setdefault(task, {})[f"{fraction:g}"] = members[0]["train_users"]
     return {
-        "metric": {task: spec[1] for task, spec in TASKS.items()},
+        "metric": {task: spec[1] for task, spec in study.tasks.items()},
         "cells": cells,
         "majority_acc": majority,
         "train_users": users,
@@ -379,9 +513,9 @@ def cell_value(summary: dict[str, Any], task: str, row: str, fraction: str) -> A
 def row_names(summary: dict[str, Any], task: str) -> list[tuple[str, str]]:
     present = summary["cells"].get(task, {})
     return [
-        (f"{method}/{mode}", f"{METHODS[method]}, {mode}")
+        (f"{method}/{mode}", f"{ALL_METHODS[method].label}, {mode}")
         for mode in MODES
-        for method in ("zero", "masked_item", "clue")
+        for method in ALL_METHODS
         if f"{method}/{mode}" in present
     ]
 
@@ -397,27 +531,20 @@ def fraction_header(summary: dict[str, Any], task: str, fraction: str) -> str:
     return f"{share} ({users:,})" if users else share
 
 
-def markdown(data: dict[str, Any]) -> str:
+def markdown(data: dict[str, Any], study: Study = ML1M) -> str:
     """One table per task (rows method x mode, columns fractions), the main test metric
     as mean ± std over seeds, and the difference to CLUEZero with the same mode."""
     summary = data["summary"]
     out = [
-        "# Label efficiency on MovieLens-1M",
+        f"# {study.title}",
         "",
-        "Test metric against the share of labelled training users (columns: share, and "
-        "the number of labelled users), mean ± std over seeds "
-        f"({', '.join(map(str, data['settings']['seeds']))}); bold: the best mean of each "
-        "column. Validation and test users are the same in every column. Pre-training as "
-        "in `recipes/table2` (20 epochs on all users' sequences, or on the source domain "
-        "for cold start); fine-tuning starts from it with `finetune.init_from`. `probe` "
-        "trains a linear layer on the frozen encoder; the probe of CLUEZero probes a "
-        "random encoder.",
+        study.intro.format(seeds=", ".join(map(str, data["settings"]["seeds"]))),
         "",
     ]
-    for task in TASKS:
+    for task in study.tasks:
         if task not in summary["cells"]:
             continue
-        title, metric, _ = TASKS[task]
+        title, metric, _ = study.tasks[task]
         fractions = task_fractions(summary, task)
         out += [f"## {title}: test {METRIC_TITLES[metric]}", ""]
         header = " | ".join(fraction_header(summary, task, f) for f in fractions)
@@ -451,7 +578,8 @@ def markdown(data: dict[str, Any]) -> str:
                 + " | ".join(f"{floor[f]:.4f}" if f in floor else "-" for f in fractions)
                 + " |"
             )
-        out += ["", *gain_table(summary, task, fractions), *epoch_notes(summary, task), ""]
+        out += ["", *gain_table(summary, task, fractions), *epoch_notes(summary, task)]
+        out += [*(study.notes(summary, task) if study.notes else []), ""]
     out += provenance(data)
     return "\n".join(out)
 
@@ -517,7 +645,7 @@ def gain_table(summary: dict[str, Any], task: str, fractions: list[str]) -> list
     lines = []
     for mode in MODES:
         base_row = f"zero/{mode}"
-        for method in ("masked_item", "clue"):
+        for method in (m for m in ALL_METHODS if m != "zero"):
             row = f"{method}/{mode}"
             cells = []
             for fraction in fractions:
@@ -533,7 +661,9 @@ def gain_table(summary: dict[str, Any], task: str, fractions: list[str]) -> list
                 cells.append(f"{gap:+.4f}{mark}")
             if any(c != "-" for c in cells):
                 lines.append(
-                    f"| {METHODS[method]} − CLUEZero, {mode} | " + " | ".join(cells) + " |"
+                    f"| {ALL_METHODS[method].label} − CLUEZero, {mode} | "
+                    + " | ".join(cells)
+                    + " |"
                 )
     if not lines:
         return []
@@ -548,25 +678,30 @@ def gain_table(summary: dict[str, Any], task: str, fractions: list[str]) -> list
     ]
 
 
-STYLE = {"zero": ("tab:gray", "o"), "masked_item": ("tab:blue", "s"), "clue": ("tab:red", "^")}
-
-
-def plot(data: dict[str, Any], out_dir: Path, stem: str = "label_efficiency") -> list[Path]:
+def plot(
+    data: dict[str, Any], out_dir: Path, stem: str | None = None, study: Study = ML1M
+) -> list[Path]:
     """One PNG per task, from the JSON alone: the main metric against the label fraction
-    (log x), mean ± std over seeds; full fine-tuning solid, probe dashed; for profile
-    tasks the majority-class accuracy of the labelled users as a grey line."""
+    or the number of labelled users (``study.x_axis``; log x), mean ± std or standard error
+    over seeds (``study.error``); full fine-tuning solid, probe dashed; for profile
+    tasks the majority-class accuracy of the labelled users as a dotted line."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     summary = data["summary"]
+    stem = stem or study.name
     written = []
-    for task in TASKS:
+    for task in study.tasks:
         if task not in summary["cells"]:
             continue
-        title, metric, _ = TASKS[task]
+        title, metric, _ = study.tasks[task]
         fractions = task_fractions(summary, task)
+        users = summary["train_users"].get(task, {})
+        by_users = study.x_axis == "users" and all(f in users for f in fractions)
+        x_of = {f: float(users[f]) if by_users else float(f) for f in fractions}
+
         figure, axes = plt.subplots(figsize=(6.4, 4.4))
         rows = row_names(summary, task)
         for index, (row, label) in enumerate(rows):
@@ -576,10 +711,12 @@ def plot(data: dict[str, Any], out_dir: Path, stem: str = "label_efficiency") ->
             for fraction in fractions:
                 value = cell_value(summary, task, row, fraction)
                 if value is not None:
-                    xs.append(float(fraction) * dodge)
-                    ys.append(value[0]["mean"])
-                    errors.append(value[0]["std"])
-            color, marker = STYLE[method]
+                    stats, count = value
+                    xs.append(x_of[fraction] * dodge)
+                    ys.append(stats["mean"])
+                    sem = study.error == "sem"
+                    errors.append(stats["std"] / math.sqrt(count) if sem else stats["std"])
+            color, marker = ALL_METHODS[method].color, ALL_METHODS[method].marker
             axes.errorbar(
                 xs,
                 ys,
@@ -592,7 +729,7 @@ def plot(data: dict[str, Any], out_dir: Path, stem: str = "label_efficiency") ->
             )
         floor = summary["majority_acc"].get(task)
         if floor:
-            points = sorted((float(f), v) for f, v in floor.items())
+            points = sorted((x_of[f], v) for f, v in floor.items() if f in x_of)
             axes.plot(
                 [p[0] for p in points],
                 [p[1] for p in points],
@@ -601,12 +738,22 @@ def plot(data: dict[str, Any], out_dir: Path, stem: str = "label_efficiency") ->
                 label="majority class",
             )
         axes.set_xscale("log")
-        axes.set_xticks([float(f) for f in fractions])
-        axes.set_xticklabels([fraction_header(summary, task, f) for f in fractions], fontsize=8)
+        axes.set_xticks([x_of[f] for f in fractions])
+        labels = [
+            f"{users[f]:,} ({float(f) * 100:g}%)" if by_users else fraction_header(summary, task, f)
+            for f in fractions
+        ]
+        axes.set_xticklabels(labels, fontsize=8)
         axes.minorticks_off()
-        axes.set_xlabel("labelled training users (share, count; log scale)")
+        unit = "count, share" if by_users else "share, count"
+        axes.set_xlabel(f"labelled training users ({unit}; log scale)")
+        spread = "standard error" if study.error == "sem" else "std"
         axes.set_ylabel(f"test {METRIC_TITLES[metric]}")
-        axes.set_title(f"{title}: label efficiency on ML-1M")
+        if study.error != "std":
+            axes.set_ylabel(f"test {METRIC_TITLES[metric]} (bars: {spread} over seeds)")
+        # a long dataset name (the synthetic study's) gets a smaller title than ML-1M's
+        size = {"fontsize": 9} if len(title) + len(study.dataset) > 45 else {}
+        axes.set_title(f"{title}: label efficiency on {study.dataset}", **size)
         axes.grid(True, alpha=0.3)
         axes.legend(fontsize=7)
         figure.tight_layout()
@@ -617,16 +764,19 @@ def plot(data: dict[str, Any], out_dir: Path, stem: str = "label_efficiency") ->
     return written
 
 
-def write_outputs(data: dict[str, Any], out_dir: Path, stem: str = "label_efficiency") -> None:
+def write_outputs(
+    data: dict[str, Any], out_dir: Path, stem: str | None = None, study: Study = ML1M
+) -> None:
+    stem = stem or study.name
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / f"{stem}.json").write_text(json.dumps(data, indent=1) + "\n")
-    (out_dir / f"{stem}.md").write_text(markdown(data))
-    for path in plot(data, out_dir, stem):
+    (out_dir / f"{stem}.md").write_text(markdown(data, study))
+    for path in plot(data, out_dir, stem, study):
         print(f"wrote {path}")
     print(f"wrote {out_dir / (stem + '.json')} and {out_dir / (stem + '.md')}")
 
 
-def build_data(args: argparse.Namespace) -> dict[str, Any]:
+def build_data(args: argparse.Namespace, study: Study = ML1M) -> dict[str, Any]:
     """The JSON of the study: settings, every run found, the summary, the machine the runs
     ran on (``runs_dir/machine.json``) and every sweep's command and wall time."""
     runs = collect(args.runs_dir, args.tasks, args.methods, args.modes, args.fractions, args.seeds)
@@ -648,7 +798,7 @@ def build_data(args: argparse.Namespace) -> dict[str, Any]:
             "recipes_dir": str(args.recipes_dir),
             "runs_dir": str(args.runs_dir),
         },
-        "summary": summarize(runs),
+        "summary": summarize(runs, study),
         "runs": runs,
     }
 
@@ -659,18 +809,23 @@ def command_line() -> str:
     return prefix + shlex.join(["python", *sys.argv])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+def add_arguments(parser: argparse.ArgumentParser, study: Study) -> None:
+    """The arguments every study takes (tasks, methods, fractions, seeds, the pool, the
+    deadline, directories, overrides, summarising)."""
+    parser.add_argument("--tasks", nargs="+", choices=list(study.tasks), default=list(study.tasks))
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        choices=list(ALL_METHODS),
+        default=list(study.methods),
+        help="Methods to run (default: %(default)s).",
     )
-    parser.add_argument("--tasks", nargs="+", choices=list(TASKS), default=list(TASKS))
-    parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
     parser.add_argument("--modes", nargs="+", choices=list(MODES), default=list(MODES))
     parser.add_argument(
         "--fractions",
         nargs="+",
         type=float,
-        default=list(FRACTIONS),
+        default=list(study.fractions),
         help="Label fractions in (0, 1], run in the order given (default: %(default)s).",
     )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -684,8 +839,8 @@ def main() -> None:
         default=None,
         help="Seconds after which no new run starts (runs already started finish).",
     )
-    parser.add_argument("--recipes-dir", type=Path, default=ROOT / "recipes" / "table2")
-    parser.add_argument("--runs-dir", type=Path, default=Path("runs/label_efficiency"))
+    parser.add_argument("--recipes-dir", type=Path, default=study.recipes_dir)
+    parser.add_argument("--runs-dir", type=Path, default=Path(f"runs/{study.name}"))
     parser.add_argument("--out-dir", type=Path, default=ROOT / "docs" / "results")
     parser.add_argument(
         "--data-root", type=Path, help="The data root of every run (sets CLUE_DATA_DIR)."
@@ -701,14 +856,22 @@ def main() -> None:
     parser.add_argument(
         "--from-json", type=Path, help="Only redraw the markdown and plots from this JSON."
     )
-    args = parser.parse_args()
+
+
+def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     for fraction in args.fractions:
         if not 0 < fraction <= 1:
             parser.error(f"--fractions: {fraction} is not in (0, 1]")
+    if args.jobs < 1:
+        parser.error(f"--jobs: {args.jobs} is not a positive number of runs at a time")
+
+
+def run_and_write(args: argparse.Namespace, study: Study) -> None:
+    """The sweep (unless ``--summarize-only`` or ``--from-json``), then its outputs."""
     if args.from_json:
         data = json.loads(args.from_json.read_text())
-        (args.out_dir / "label_efficiency.md").write_text(markdown(data))
-        for path in plot(data, args.out_dir):
+        (args.out_dir / f"{study.name}.md").write_text(markdown(data, study))
+        for path in plot(data, args.out_dir, study=study):
             print(f"wrote {path}")
         return
     if args.data_root:
@@ -716,10 +879,20 @@ def main() -> None:
     # many small runs at once: one CPU thread each unless told otherwise
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.jobs)))
     if not args.summarize_only:
-        run_study(args)
-    data = build_data(args)
-    print(markdown(data))
-    write_outputs(data, args.out_dir)
+        run_study(args, study)
+    data = build_data(args, study)
+    print(markdown(data, study))
+    write_outputs(data, args.out_dir, study=study)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_arguments(parser, ML1M)
+    args = parser.parse_args()
+    check_arguments(parser, args)
+    run_and_write(args, ML1M)
 
 
 if __name__ == "__main__":

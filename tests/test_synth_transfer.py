@@ -19,20 +19,27 @@ TINY = [
     "device=cpu",
     "data.max_len=8",
     "backbone.dim=16",
-    "backbone.blocks=1",
-    "backbone.heads=2",
     "finetune.train.epochs=2",
     "finetune.train.batch_size=64",
     "finetune.train.precision=fp32",
     "finetune.eval.batch_size=64",
 ]
+TINY_TRANSFORMER = ["backbone.blocks=1", "backbone.heads=2"]  # not the bag's (nfm) keys
 TINY_PRETRAIN = [
-    "pretrain.objective.projector_dim=16",
-    "pretrain.objective.predictor_dim=8",
     "pretrain.train.epochs=1",
     "pretrain.train.batch_size=64",
     "pretrain.train.precision=fp32",
 ]
+TINY_OBJECTIVE = {  # pre-training method: its objective's own tiny sizes
+    "clue": ["pretrain.objective.projector_dim=16", "pretrain.objective.predictor_dim=8"],
+    "masked_item": [],
+    "infonce": [],
+}
+METHODS = ("clue", "masked_item", "infonce", "zero", "bag")
+
+
+def method_of(path: Path) -> str:
+    return path.stem.split("_", 1)[1]
 
 
 @pytest.fixture(scope="module")
@@ -48,13 +55,18 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_the_grid_is_complete() -> None:
     names = {path.stem for path in RECIPES}
-    assert names == {
-        f"{t}_{m}" for t in ("easy", "hard", "taste", "coldstart") for m in ("clue", "zero")
-    }
+    assert names == {f"{t}_{m}" for t in ("easy", "hard", "taste", "coldstart") for m in METHODS}
     for path in RECIPES:
         recipe = load_recipe(path)
         assert recipe.data.path == "synth/synth_1m.txt"
-        assert (recipe.pretrain is not None) == path.stem.endswith("_clue")
+        method = method_of(path)
+        assert (recipe.pretrain is not None) == (method in TINY_OBJECTIVE)
+        assert (recipe.backbone.kind == "nfm") == (method == "bag")
+        if recipe.pretrain is not None:
+            assert recipe.pretrain.objective.kind == method
+        if method == "infonce":  # SimCLR-style: cosine similarity, temperature 0.2
+            assert recipe.pretrain.objective.similarity == "cosine"  # type: ignore[union-attr]
+            assert recipe.pretrain.objective.temperature == 0.2  # type: ignore[union-attr]
 
 
 #: run in the default suite (one pre-training recipe per head); the others are marked slow
@@ -74,7 +86,10 @@ def test_recipe_runs_on_the_synthetic_files(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("CLUE_DATA_DIR", str(data_root))
-    sets = TINY + (TINY_PRETRAIN if path.stem.endswith("_clue") else [])
+    method = method_of(path)
+    sets = TINY + ([] if method == "bag" else TINY_TRANSFORMER)
+    if method in TINY_OBJECTIVE:
+        sets += TINY_PRETRAIN + TINY_OBJECTIVE[method]
     argv = ["run", str(path), "--out", str(tmp_path / "run")]
     for override in sets:
         argv += ["--set", override]
