@@ -4,8 +4,9 @@ Usage (from the repository root)::
 
     # on a GPU machine (or slowly on a CPU): pre-train every variant, 20 epochs
     CLUE_DATA_DIR=../shared/data python benchmarks/collapse.py run --jobs 8
-    # anywhere: probe the pre-trained vectors, write docs/results/collapse.{md,json} and figures
+    # anywhere: probe the pre-trained vectors (docs/results/collapse.{md,json}), then the figures
     CLUE_DATA_DIR=../shared/data python benchmarks/collapse.py summarize
+    CLUE_DATA_DIR=../shared/data python benchmarks/collapse.py figures
 
 Every variant pre-trains the Table II encoder (``recipes/table2/gender_clue.yaml``: SASRec
 d=64, 2 blocks, dropout 0.5, every window of every user, batch 256, Adam 1e-3, 20 epochs)
@@ -84,25 +85,29 @@ def read_history(run: Path) -> list[dict[str, Any]]:
     return [dict(row) for row in read(path)] if path.exists() else []
 
 
-def probe(run: Path, data_root: Path, device: str) -> dict[str, Any]:
-    """Probe reports of ``run``'s pre-trained vectors for every task (JSON-ready)."""
+def probe(run: Path, data_root: Path, device: str, tasks: list[str], baselines: bool) -> dict:
+    """Probe reports of ``run``'s pre-trained vectors for ``tasks`` (JSON-ready); the
+    baselines (majority, random encoder, bag of items) only where ``baselines``."""
     from clue_fw.probing import probe_run
 
     reports = {}
-    for index, task in enumerate(TASKS):
+    for task in tasks:
         report = probe_run(
             run,
             labels=data_root / "ml-1m" / "users.dat",
             column=task,
             stage="pretrain",
             device=device,
-            next_item=index == 0,  # label-free: once per run
+            baselines=baselines,
+            next_item=False,
         )
         reports[task] = report.to_json()
     return reports
 
 
-def summarize(runs: Path, seeds: list[int], device: str, command: str) -> dict[str, Any]:
+def summarize(
+    runs: Path, seeds: list[int], tasks: list[str], device: str, command: str
+) -> dict[str, Any]:
     from clue_fw.data.root import data_root
 
     root = data_root()
@@ -110,8 +115,10 @@ def summarize(runs: Path, seeds: list[int], device: str, command: str) -> dict[s
         "command": command,
         "machine": machine_info(),
         "seeds": seeds,
+        "tasks": tasks,
         "variants": {},
     }
+    first = True
     for name, (recipe, overrides, what) in VARIANTS.items():
         entry: dict[str, Any] = {
             "what": what,
@@ -126,68 +133,174 @@ def summarize(runs: Path, seeds: list[int], device: str, command: str) -> dict[s
             started = time.perf_counter()
             entry["runs"][str(seed)] = {
                 "history": read_history(run),
-                "probes": probe(run, root, device),
+                "probes": probe(run, root, device, tasks, baselines=first),
             }
+            first = False
             print(f"{name} seed {seed}: probed in {time.perf_counter() - started:.0f} s")
         summary["variants"][name] = entry
     return summary
 
 
-def _row(report: dict[str, Any], name: str) -> dict[str, Any] | None:
-    for row in report["probes"]:
-        if row["features"] == name:
+def _linear(rows: list[dict[str, Any]], prefix: str) -> dict[str, Any] | None:
+    for row in rows:
+        if row["features"].startswith(prefix) and row["classifier"].startswith("logistic"):
             return row
     return None
 
 
+def _cell(row: dict[str, Any] | None) -> str:
+    if row is None:
+        return "-"
+    test = row["test"]
+    auc = f", AUC {test['roc_auc']:.3f}" if test.get("roc_auc") is not None else ""
+    return f"{test['accuracy']:.4f} (bal. {test['balanced_accuracy']:.3f}{auc})"
+
+
 def markdown(summary: dict[str, Any]) -> str:
+    tasks = summary["tasks"]
     lines = [
-        "# The collapse of CLUE's user vectors on ML-1M, and the fix",
+        "# The collapse of CLUE's user vectors on ML-1M, through the product",
         "",
-        f"Command: `{summary['command']}`; machine: {json.dumps(summary['machine'])}.",
+        f"Command: `{summary['command']}`; machine: {json.dumps(summary['machine'])}. The "
+        "runs pre-trained on one NVIDIA H100 (`benchmarks/device_collapse.sh`), 20 epochs "
+        "each; the probes ran on the machine above.",
         "",
-        "Pre-trained (frozen) user vectors of all ML-1M users, probed on the profile head's "
-        "80/5/15 user split: test accuracy of an L-BFGS logistic regression (L2 chosen on "
-        "validation) with macro-F1 in brackets; `erank` is the centred effective rank of the "
-        "L2-normalised vectors after the last pre-training epoch (`rep_erank`, of 64).",
+        "Frozen pre-trained `[UR]` vectors of all 6,040 ML-1M users (the last 50 items before "
+        "the held-out ones), probed by `clue probe`'s protocol on the profile head's 80/5/15 "
+        "user split: test accuracy of the converged L-BFGS logistic regression (L2 chosen on "
+        "validation), with balanced accuracy and, for gender, ROC-AUC. `erank`: the centred "
+        "effective rank of the normalised vectors after the last pre-training epoch "
+        "(`rep_erank` in `pretrain/history.csv`, of 64); `loss`: the last epoch's.",
         "",
+        "| features | erank | loss | " + " | ".join(tasks) + " |",
+        "|---|---|---|" + "---|" * len(tasks),
     ]
-    header = "| variant | seed | erank | " + " | ".join(TASKS) + " |"
-    lines += [header, "|---|---|---|" + "---|" * len(TASKS)]
-    baselines_done = False
+    baseline_rows: list[str] = []
     for name, entry in summary["variants"].items():
         for seed, found in entry["runs"].items():
-            erank = found["history"][-1].get("rep_erank") if found["history"] else None
-            cells = []
-            for task in TASKS:
-                row = _row(found["probes"][task], "encoder")
-                cells.append(
-                    f"{row['linear']['accuracy']:.4f} ({row['linear']['macro_f1']:.3f})"
-                    if row
-                    else "-"
-                )
-            erank_text = f"{erank:.1f}" if isinstance(erank, (int, float)) else "-"
-            lines.append(f"| `{name}` | {seed} | {erank_text} | " + " | ".join(cells) + " |")
-            if not baselines_done:
-                baselines_done = True
-                for baseline in ("majority", "random encoder", "bag of items", "bag SVD"):
+            last = found["history"][-1] if found["history"] else {}
+            erank, loss = last.get("rep_erank"), last.get("loss")
+            cells = [_cell(_linear(found["probes"][t]["probes"], "encoder")) for t in tasks]
+            lines.append(
+                f"| `{name}` (seed {seed}) | {erank:.1f} | {loss:.3f} | " + " | ".join(cells) + " |"
+                if isinstance(erank, (int, float)) and isinstance(loss, (int, float))
+                else f"| `{name}` (seed {seed}) | - | - | " + " | ".join(cells) + " |"
+            )
+            if not baseline_rows and any(
+                _linear(found["probes"][t]["probes"], "bag") for t in tasks
+            ):
+                for prefix, label in (
+                    ("majority", "majority class"),
+                    ("random encoder", "random encoder of the same recipe"),
+                    ("bag of items, tf-idf", "bag of the same items, tf-idf"),
+                    ("bag of items, SVD", "bag of the same items, SVD-64"),
+                ):
                     cells = []
-                    for task in TASKS:
-                        row = _row(found["probes"][task], baseline)
-                        cells.append(
-                            f"{row['linear']['accuracy']:.4f} ({row['linear']['macro_f1']:.3f})"
-                            if row and row.get("linear")
-                            else "-"
-                        )
-                    lines.insert(-1, f"| {baseline} | {seed} | - | " + " | ".join(cells) + " |")
+                    for t in tasks:
+                        rows = found["probes"][t]["probes"]
+                        row = next((r for r in rows if r["features"].startswith(prefix)), None)
+                        cells.append(_cell(row))
+                    baseline_rows.append(f"| {label} | - | - | " + " | ".join(cells) + " |")
+    lines[len(lines) : len(lines)] = []
+    lines += baseline_rows
+    lines += ["", "Variants:", ""]
+    for name, entry in summary["variants"].items():
+        overrides = " ".join(entry["overrides"]) or "as shipped"
+        lines.append(f"- `{name}`: {entry['what']} (`{entry['recipe']}`, `{overrides}`)")
     return "\n".join(lines) + "\n"
+
+
+def figure_6(runs: Path, path: Path) -> None:
+    """Pre-training loss and effective rank per epoch, with and without stop-gradient and
+    predictor (the paper's Fig. 6, plus the encoder's own effective rank)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (left, middle, right) = plt.subplots(1, 3, figsize=(13, 3.4))
+    for name in FIG6:
+        history = read_history(run_dir(runs, name, 0))
+        if not history:
+            continue
+        epochs = [row["epoch"] for row in history]
+        left.plot(epochs, [row["loss"] for row in history], marker=".", label=name)
+        middle.plot(epochs, [row["rep_erank"] for row in history], marker=".", label=name)
+        right.plot(epochs, [row["rep_std"] for row in history], marker=".", label=name)
+    left.set_title("pre-training loss (minimum -1)")
+    left.set_ylim(-1.05, 0.05)
+    middle.set_title("effective rank of the user vectors (of 64)")
+    middle.set_ylim(0, 64)
+    right.set_title("spread of the user vectors (rep_std; 0: one point)")
+    right.set_ylim(0, 1.05)
+    for axis in (left, middle, right):
+        axis.set_xlabel("epoch")
+    left.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+def figure_7(runs: Path, path: Path, data_root: Path) -> dict[str, Any]:
+    """2-D PCA of the pre-trained user vectors of FIG7's runs, coloured by gender, with
+    alignment, uniformity and effective rank in each title (the paper's Fig. 7)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from clue_fw import load_run
+    from clue_fw.analysis.measures import effective_rank, pca_2d
+    from clue_fw.analysis.representations import analyze_run
+    from clue_fw.data.labels import read_label_file
+
+    labels = read_label_file(data_root / "ml-1m" / "users.dat", "gender")
+    names = [n for n in FIG7 if (run_dir(runs, n, 0) / "pretrain" / "encoder.safetensors").exists()]
+    figure, axes = plt.subplots(1, len(names), figsize=(3.6 * len(names), 3.6), squeeze=False)
+    measured: dict[str, Any] = {}
+    for axis, name in zip(axes[0], names, strict=True):
+        run = load_run(run_dir(runs, name, 0), stage="pretrain", device="cpu")
+        analysis = analyze_run(run, seed=0)
+        points, shares = pca_2d(analysis.vectors)
+        gender = [labels.get(int(u)) for u in analysis.users]
+        for value, colour in (("M", "tab:blue"), ("F", "tab:red")):
+            chosen = [i for i, g in enumerate(gender) if g == value]
+            axis.scatter(
+                points[chosen, 0], points[chosen, 1], s=2, c=colour, label=value, alpha=0.5
+            )
+        found = {
+            "alignment": analysis.measures["alignment"],
+            "uniformity": analysis.measures["uniformity"],
+            "effective_rank_centred": effective_rank(
+                torch_normalize(analysis.vectors), centre=True
+            ),
+            "pca_shares": shares,
+        }
+        measured[name] = found
+        axis.set_title(
+            f"{name}\nalign {found['alignment']:.2f}, unif {found['uniformity']:.2f}, "
+            f"erank {found['effective_rank_centred']:.1f}",
+            fontsize=8,
+        )
+        axis.set_xlabel(f"PC1 ({shares[0]:.0%})")
+        axis.set_ylabel(f"PC2 ({shares[1]:.0%})")
+    axes[0][0].legend(fontsize=7, markerscale=4)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    return measured
+
+
+def torch_normalize(vectors: Any) -> Any:
+    import torch
+
+    return torch.nn.functional.normalize(vectors.double(), dim=-1)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("step", choices=("run", "summarize"))
+    parser.add_argument("step", choices=("run", "summarize", "figures"))
+    parser.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
     parser.add_argument("--jobs", type=int, default=4)
@@ -204,7 +317,17 @@ def main() -> None:
         gpus = visible_gpus() if args.gpus is None else args.gpus
         run_jobs(jobs(args.runs_dir, args.seeds, args.variants), args.jobs, gpus, args.deadline)
         return
-    summary = summarize(args.runs_dir, args.seeds, args.device, command)
+    if args.step == "figures":
+        from clue_fw.data.root import data_root
+
+        figure_6(args.runs_dir, RESULTS / "fig6_collapse_ablation.png")
+        measured = figure_7(args.runs_dir, RESULTS / "fig7_pca.png", data_root())
+        (RESULTS / "fig7_pca.json").write_text(
+            json.dumps({"command": command, "machine": machine_info(), **measured}, indent=1) + "\n"
+        )
+        print(json.dumps(measured, indent=1))
+        return
+    summary = summarize(args.runs_dir, args.seeds, args.tasks, args.device, command)
     (RESULTS / "collapse.json").write_text(json.dumps(summary, indent=1) + "\n")
     (RESULTS / "collapse.md").write_text(markdown(summary))
     print(markdown(summary))

@@ -22,7 +22,7 @@ under ``$LAB_DATA`` (default ``../shared/data``)::
 
     LAB_THREADS=2 python benchmarks/collapse_lab.py --epochs 6 --max_batches 24 \
         --eval_every 2 --out lab.jsonl --tag base
-    python benchmarks/collapse_lab.py --table lab.jsonl     # the markdown table of a results file
+    python benchmarks/collapse_lab.py --table lab.jsonl [--final]   # its markdown table
 
 ``--max_batches 24`` cuts every epoch to 24 batches (6,144 sequences) for a CPU.
 """
@@ -33,6 +33,9 @@ if "--table" in _sys.argv:  # summarise a results file without loading torch or 
     import json as _json
 
     rows = [_json.loads(line) for line in open(_sys.argv[_sys.argv.index("--table") + 1])]
+    if "--final" in _sys.argv:  # each variant's last measurement, and the untrained encoder
+        last = {row["args"]["tag"]: row for row in rows}
+        rows = [next(row for row in rows if row["tag"] == "init"), *last.values()]
     print("| variant | epoch | erank (of 64) | std | gender | age | occupation |")
     print("|---|---|---|---|---|---|---|")
     for row in rows:
@@ -46,6 +49,7 @@ if "--table" in _sys.argv:  # summarise a results file without loading torch or 
 import argparse
 import json
 import math
+import os
 import time
 
 import numpy as np
@@ -87,9 +91,9 @@ p.add_argument("--eval_every", type=int, default=1)
 a = p.parse_args()
 torch.manual_seed(0)
 np.random.seed(0)
-torch.set_num_threads(int(__import__("os").environ.get("LAB_THREADS", "1")))
+torch.set_num_threads(int(os.environ.get("LAB_THREADS", "1")))
 dev = torch.device(a.device)
-DATA = __import__("os").environ.get("LAB_DATA", "../shared/data")
+DATA = os.environ.get("LAB_DATA", "../shared/data")
 
 L = 50
 seqs = {}
