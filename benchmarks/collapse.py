@@ -153,7 +153,7 @@ def _cell(row: dict[str, Any] | None) -> str:
         return "-"
     test = row["test"]
     auc = f", AUC {test['roc_auc']:.3f}" if test.get("roc_auc") is not None else ""
-    return f"{test['accuracy']:.4f} (bal. {test['balanced_accuracy']:.3f}{auc})"
+    return f"{test['acc']:.4f} (bal. {test['balanced_acc']:.3f}{auc})"
 
 
 def markdown(summary: dict[str, Any]) -> str:
@@ -299,7 +299,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("step", choices=("run", "summarize", "figures"))
+    parser.add_argument(
+        "step",
+        choices=("run", "summarize", "figures", "table"),
+        help="table: rebuild collapse.md from collapse.json",
+    )
     parser.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
@@ -326,6 +330,11 @@ def main() -> None:
             json.dumps({"command": command, "machine": machine_info(), **measured}, indent=1) + "\n"
         )
         print(json.dumps(measured, indent=1))
+        return
+    if args.step == "table":
+        summary = json.loads((RESULTS / "collapse.json").read_text())
+        (RESULTS / "collapse.md").write_text(markdown(summary))
+        print(markdown(summary))
         return
     summary = summarize(args.runs_dir, args.seeds, args.tasks, args.device, command)
     (RESULTS / "collapse.json").write_text(json.dumps(summary, indent=1) + "\n")

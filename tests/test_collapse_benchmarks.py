@@ -26,7 +26,7 @@ def test_collapse_jobs_cover_every_variant_and_seed_with_a_short_finetune(tmp_pa
 
 
 def probe_rows(accuracy: float) -> dict:
-    metrics = {"accuracy": accuracy, "balanced_accuracy": 0.5, "roc_auc": 0.6, "macro_f1": 0.4}
+    metrics = {"acc": accuracy, "balanced_acc": 0.5, "roc_auc": 0.6, "macro_f1": 0.4}
     rows = [
         {"features": "majority class", "classifier": "majority", "test": metrics},
         {"features": "encoder (pretrain)", "classifier": "logistic (L-BFGS)", "test": metrics},
