@@ -17,17 +17,7 @@ source benchmarks/device_env.sh
 started=$(date +%s)
 
 if [ "${CLUE_MPS:-1}" = 1 ]; then
-    export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps CUDA_MPS_LOG_DIRECTORY=/tmp/mps-log
-    mkdir -p /tmp/mps /tmp/mps-log
-    nvidia-cuda-mps-control -d 2>/dev/null || true
-    probe='import torch; x = torch.randn(256, 256, device="cuda"); print((x @ x).sum().item() != 0)'
-    if timeout 60 python3 -c "$probe" >/dev/null 2>&1; then
-        echo "CUDA MPS: on"
-    else
-        echo "CUDA MPS: failed its check, off"
-        echo quit | nvidia-cuda-mps-control 2>/dev/null
-        unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
-    fi
+    start_mps
 fi
 
 left=$(( stop - 90 - ($(date +%s) - started) ))
