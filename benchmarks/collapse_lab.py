@@ -233,6 +233,17 @@ def view(x, g):
     return _pipe(x, g)
 
 
+def probe_accuracy(features: np.ndarray, y: np.ndarray) -> float:
+    """Test accuracy of a standardised L2 logistic regression, C chosen on validation."""
+    x = StandardScaler().fit(features[tr]).transform(features)
+    best = max(
+        (LogisticRegression(C=C, max_iter=1000).fit(x[tr], y[tr]).score(x[va], y[va]), C)
+        for C in (0.01, 0.1, 1)
+    )
+    fitted = LogisticRegression(C=best[1], max_iter=1000).fit(x[tr], y[tr])
+    return round(fitted.score(x[te], y[te]), 4)
+
+
 @torch.no_grad()
 def measure(tag):
     enc.eval()
@@ -275,43 +286,15 @@ def measure(tag):
     enc.train()
     Mn = F.normalize(M, dim=-1)
     res["mean_erank_c"] = round(er(Mn - Mn.mean(0)), 2)
-    Xm = StandardScaler().fit(M.numpy()[tr]).transform(M.numpy())
     for t, name in ((0, "mean_gender"), (1, "mean_age")):
-        y = Y[t]
-        best = max(
-            (LogisticRegression(C=C, max_iter=1000).fit(Xm[tr], y[tr]).score(Xm[va], y[va]), C)
-            for C in (0.01, 0.1, 1)
-        )
-        res[name] = round(
-            LogisticRegression(C=best[1], max_iter=1000).fit(Xm[tr], y[tr]).score(Xm[te], y[te]), 4
-        )
-    X = V.numpy()
-    s = StandardScaler().fit(X[tr])
-    Xs = s.transform(X)
+        res[name] = probe_accuracy(M.numpy(), Y[t])
     for t, name in enumerate(("gender", "age", "occ")):
-        y = Y[t]
-        best = max(
-            (LogisticRegression(C=C, max_iter=1000).fit(Xs[tr], y[tr]).score(Xs[va], y[va]), C)
-            for C in (0.01, 0.1, 1)
-        )
-        res[name] = round(
-            LogisticRegression(C=best[1], max_iter=1000).fit(Xs[tr], y[tr]).score(Xs[te], y[te]), 4
-        )
+        res[name] = probe_accuracy(V.numpy(), Y[t])
     if Z is not None:
         Zn = F.normalize(Z, dim=-1)
         res["z_erank_c"] = round(er(Zn - Zn.mean(0)), 2)
         res["z_std"] = round(float(Zn.std(0).mean() * math.sqrt(Z.shape[1])), 3)
-        X = Z.numpy()
-        s = StandardScaler().fit(X[tr])
-        Xs = s.transform(X)
-        y = Y[0]
-        best = max(
-            (LogisticRegression(C=C, max_iter=1000).fit(Xs[tr], y[tr]).score(Xs[va], y[va]), C)
-            for C in (0.01, 0.1, 1)
-        )
-        res["z_gender"] = round(
-            LogisticRegression(C=best[1], max_iter=1000).fit(Xs[tr], y[tr]).score(Xs[te], y[te]), 4
-        )
+        res["z_gender"] = probe_accuracy(Z.numpy(), Y[0])
     print(json.dumps(res), flush=True)
     if a.out:
         with open(a.out, "a") as f:
