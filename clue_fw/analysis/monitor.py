@@ -15,7 +15,8 @@ vectors the run's head reads (``[UR]`` output or the mean of the item states,
 Measured (formulas: :mod:`clue_fw.analysis.measures`), each a column of ``history.csv``:
 
 * ``rep_erank``: the effective rank of the L2-normalised vectors, centred (1 to ``dim``):
-  how many directions the users' differences use. Dimensional collapse drives it towards 1.
+  how many directions the users' differences use. Dimensional collapse drives it towards 1;
+  0 when every user gets the same vector.
 * ``rep_std``: the collapse monitor ``mean_k std_i(z_ik) * sqrt(dim)`` of the L2-normalised
   vectors; 0 when every user gets the same vector, about 1 when they spread evenly.
 * ``rep_align``: alignment (Wang and Isola, ICML 2020): the mean squared distance of the
@@ -142,8 +143,12 @@ class RepresentationMonitor:
         vectors = eval_vectors(encoder, windows, self.how)
         first, second = view_pairs(encoder, windows, self.view, self.how, self.seed)
         normalised = measures.normalize(vectors)
+        differences = normalised - normalised.mean(dim=0, keepdim=True)
         found = {
-            "rep_erank": measures.effective_rank(normalised, centre=True),
+            # Every user the same vector: no direction of difference at all.
+            "rep_erank": measures.effective_rank(normalised, centre=True)
+            if bool(differences.abs().amax() > 0)
+            else 0.0,
             "rep_std": measures.collapse_std(vectors),
             "rep_align": measures.alignment(first, second),
             "rep_uniform": measures.uniformity(vectors),

@@ -118,11 +118,13 @@ def run_pretrain(
             batches=batches,
             num_batches=examples.num_batches(spec.train.batch_size, smallest, shard),
         )
+        with plugin_call(encoder, "forward"):  # a plugin backbone's error names it
+            representation = monitor.measure(encoder)
         row = {
             "epoch": epoch,
             "loss": stats.loss,
             **stats.terms,
-            **monitor.measure(encoder),
+            **representation,
             "lr": stage.lr,
             "seq/s": round(stats.examples_per_second),
             "seconds": round(stats.seconds, 2),

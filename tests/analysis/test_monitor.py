@@ -121,6 +121,21 @@ def test_a_collapsed_encoder_is_measured_as_collapsed_and_warned_about() -> None
     assert collapse_warning({"epoch": 3, **healthy}, dim=16) is None
 
 
+class IdenticalEncoder(ConstantEncoder):
+    """Exactly the same vector for every user."""
+
+    def forward(self, items: torch.Tensor) -> EncoderOutput:
+        user = torch.ones(items.shape[0], self.dim) * self.scale
+        return EncoderOutput(torch.zeros(*items.shape, self.dim), user)
+
+
+def test_identical_vectors_have_rank_zero_instead_of_an_error() -> None:
+    monitor = RepresentationMonitor.from_sequences(rows(16), 8, identity_view)
+    found = monitor.measure(IdenticalEncoder())
+    assert found["rep_erank"] == 0.0 and found["rep_std"] == 0.0
+    assert collapse_warning({"epoch": 1, **found}, dim=16) is not None
+
+
 @pytest.mark.parametrize(
     ("erank", "dim", "warns"), [(6.3, 64, True), (6.4, 64, False), (1.0, 8, False), (0.7, 8, True)]
 )
