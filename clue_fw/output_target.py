@@ -14,6 +14,7 @@ import errno
 import os
 import stat
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from clue_fw.data.files import file_kind
@@ -56,8 +57,11 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: Path, payload: bytes, create_parent: bool = True) -> None:
-    """Write ``payload`` to ``path`` through a temp file, fsync and rename.
+def atomic_write(
+    path: Path, write: Callable[[Path], None], create_parent: bool = True
+) -> None:
+    """Make ``path`` through ``write(temp)`` on a temp file beside it, fsync and rename; the
+    temp file is removed if anything fails. Every file clue_fw writes goes through here.
 
     ``create_parent=False`` requires the folder to exist: a run directory deleted while
     its run is going is then not silently re-created.
@@ -66,16 +70,21 @@ def atomic_write_bytes(path: Path, payload: bytes, create_parent: bool = True) -
     if create_parent:
         path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
+        write(Path(temp))
+        with open(temp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(temp, path)
         _fsync_directory(path.parent)
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: Path, payload: bytes, create_parent: bool = True) -> None:
+    """Write ``payload`` to ``path`` atomically (:func:`atomic_write`)."""
+    atomic_write(path, lambda temp: temp.write_bytes(payload), create_parent)
 
 
 # --------------------------------------------------------------------------- user outputs

@@ -12,7 +12,6 @@ import json
 import math
 import os
 import stat
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from torch import nn
 
 from clue_fw.data.files import file_kind
 from clue_fw.errors import CheckpointError
-from clue_fw.output_target import _fsync_directory, atomic_write_bytes, check_output_target
+from clue_fw.output_target import atomic_write, atomic_write_bytes
 
 FORMAT = "clue_fw.checkpoint/1"
 METADATA_KEY = "clue_fw"
@@ -41,23 +40,10 @@ def save_checkpoint(
     create_parent: bool = True,
 ) -> None:
     """Save tensors (made contiguous, on CPU) and metadata atomically (``create_parent``:
-    as in :func:`atomic_write_bytes`)."""
-    check_output_target(path)
-    if create_parent:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    as in :func:`atomic_write`)."""
     cpu = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
     header = {METADATA_KEY: json.dumps({"format": FORMAT, **metadata})}
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(cpu, temp, metadata=header)
-        with open(temp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-        _fsync_directory(path.parent)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda temp: save_file(cpu, str(temp), metadata=header), create_parent)
 
 
 def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
