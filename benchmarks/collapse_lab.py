@@ -71,7 +71,7 @@ p.add_argument("--lr", type=float, default=1e-3)
 p.add_argument("--wd", type=float, default=0.0)
 p.add_argument("--dropout", type=float, default=0.5)
 p.add_argument("--obj", default="simsiam")  # simsiam | vicreg | infonce | barlow
-p.add_argument("--rep", default="ur")  # ur | mean
+p.add_argument("--rep", default="ur")  # ur | mean | emb
 p.add_argument("--fix_pred_lr", action="store_true")
 p.add_argument("--no_final_norm", action="store_true")
 p.add_argument("--batch", type=int, default=256)
@@ -88,6 +88,8 @@ p.add_argument("--cov_w", type=float, default=0.0)
 p.add_argument("--device", default="cpu")
 p.add_argument("--out", default="")
 p.add_argument("--eval_every", type=int, default=1)
+p.add_argument("--pair", default="same")  # same | split (two disjoint random halves) | subsample
+p.add_argument("--baseline", action="store_true")
 a = p.parse_args()
 torch.manual_seed(0)
 np.random.seed(0)
@@ -138,6 +140,15 @@ def rep(out):
     if a.rep == "ur":
         return out.user
     return out.states.sum(1) / out.states.abs().sum(-1).gt(0).sum(1, keepdim=True).clamp(min=1)
+
+
+def encode(x):
+    """The user vectors of a batch of windows (``--rep emb``: the mean of the input item
+    embeddings, a learnt bag of items with no Transformer)."""
+    if a.rep == "emb":
+        real = (x != 0).unsqueeze(-1).float()
+        return (enc.item_embedding(x) * real).sum(1) / real.sum(1).clamp(min=1)
+    return rep(enc(x))
 
 
 class SimSiam(nn.Module):
@@ -233,6 +244,21 @@ def view(x, g):
     return _pipe(x, g)
 
 
+def left_compact(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """The kept items of each row, in order, moved to the right end (left padding)."""
+    positions = torch.arange(x.shape[1], device=x.device).expand_as(x)
+    order = torch.argsort(keep.long() * x.shape[1] + positions, dim=1)
+    compact = torch.gather(x * keep, 1, order)
+    return compact
+
+
+def split_views(x: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two disjoint random halves of each window: every item goes to one view or the other."""
+    side = torch.rand(x.shape, generator=g, device=x.device) < 0.5
+    real = x != 0
+    return left_compact(x, side & real), left_compact(x, ~side & real)
+
+
 def probe_accuracy(features: np.ndarray, y: np.ndarray) -> float:
     """Test accuracy of a standardised L2 logistic regression, C chosen on validation."""
     x = StandardScaler().fit(features[tr]).transform(features)
@@ -247,7 +273,7 @@ def probe_accuracy(features: np.ndarray, y: np.ndarray) -> float:
 @torch.no_grad()
 def measure(tag):
     enc.eval()
-    V = torch.cat([rep(enc(evalx[i : i + 1024])) for i in range(0, len(evalx), 1024)])
+    V = torch.cat([encode(evalx[i : i + 1024]) for i in range(0, len(evalx), 1024)])
     obj.eval()
     Z = obj.proj(V).double().cpu() if a.obj not in ("infonce", "none") else None
     obj.train()
@@ -302,6 +328,41 @@ def measure(tag):
     return res
 
 
+if a.baseline:  # the bag-of-items baselines on the same users, items and split
+    from scipy.sparse import csr_matrix
+    from sklearn.decomposition import TruncatedSVD
+    from sklearn.feature_extraction.text import TfidfTransformer
+
+    ex = evalx.cpu().numpy()
+    r_, c_ = np.nonzero(ex)
+    bag = csr_matrix((np.ones(len(r_)), (r_, ex[r_, c_])), shape=(len(ex), N + 1))
+    bag.data[:] = 1.0
+    tfidf = TfidfTransformer().fit_transform(bag)
+    svd = TruncatedSVD(64, random_state=0).fit_transform(tfidf)
+    for name, feats in (("bag_svd64", svd), ("bag_tfidf", tfidf)):
+        res = {"tag": name}
+        for t, task in enumerate(("gender", "age", "occ")):
+            if name == "bag_tfidf":
+                best = max(
+                    (
+                        LogisticRegression(C=C, max_iter=3000)
+                        .fit(feats[tr], Y[t][tr])
+                        .score(feats[va], Y[t][va]),
+                        C,
+                    )
+                    for C in (0.01, 0.1, 1, 10)
+                )
+                res[task] = round(
+                    LogisticRegression(C=best[1], max_iter=3000)
+                    .fit(feats[tr], Y[t][tr])
+                    .score(feats[te], Y[t][te]),
+                    4,
+                )
+            else:
+                res[task] = probe_accuracy(feats, Y[t])
+        print(json.dumps(res), flush=True)
+    raise SystemExit(0)
+
 print(vars(a), len(wins), "windows", flush=True)
 measure("init")
 g = torch.Generator(device=dev).manual_seed(0)
@@ -315,8 +376,16 @@ for ep in range(1, a.epochs + 1):
         if len(idx) < 2:
             continue
         x = wins[idx]
-        out = enc(torch.cat([view(x, g), view(x, g)]))
-        h = rep(out)
+        if a.pair == "subsample":  # two independent random halves (they share a quarter)
+            keep1 = torch.rand(x.shape, generator=g, device=x.device) < 0.5
+            keep2 = torch.rand(x.shape, generator=g, device=x.device) < 0.5
+            v1, v2 = left_compact(x, keep1 & (x != 0)), left_compact(x, keep2 & (x != 0))
+            h = encode(torch.cat([view(v1, g), view(v2, g)]))
+        elif a.pair == "split":
+            v1, v2 = split_views(x, g)
+            h = encode(torch.cat([view(v1, g), view(v2, g)]))
+        else:
+            h = encode(torch.cat([view(x, g), view(x, g)]))
         h1, h2 = h[: len(x)], h[len(x) :]
         loss = obj(h1, h2)
         if a.mlm_w:

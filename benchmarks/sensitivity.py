@@ -10,7 +10,10 @@ of pre-training, then next-item fine-tuning with early stopping on validation ND
 once per strength: the backbone's dropout probability for the implicit (dropout) view, and
 the ratio rho of the mask, crop and permute views, each in {0.1, 0.3, 0.5, 0.7, 0.9}. The
 figure plots validation and test NDCG@10 against the strength, one panel per view, with
-CLUEZero (``recipes/ml30_zero.yaml``, no pre-training) as a horizontal line; it also
+CLUEZero (``recipes/ml30_zero.yaml``, no pre-training) as a horizontal line; since the
+dropout probability is also the fine-tuning dropout, CLUEZero runs at every dropout
+probability too (group ``zero_dropout``), and the dropout panel compares against that curve
+(``run --only GROUP ...`` runs some groups: ``zero``, ``zero_dropout`` and the views). It also
 plots the pre-trained encoder's effective rank after the last pre-training epoch
 (``rep_erank`` in ``pretrain/history.csv``). Writes ``docs/results/sensitivity.{md,json}``
 and ``docs/results/fig5_sensitivity.png``.
@@ -43,14 +46,31 @@ def run_dir(runs: Path, view: str, strength: float, seed: int) -> Path:
     return runs / view / f"{strength:.1f}" / f"seed{seed}"
 
 
-def jobs(runs: Path, seeds: list[int]) -> list[Job]:
-    found = [
-        Job(ROOT / "recipes" / "ml30_zero.yaml", runs / "zero" / f"seed{seed}", (f"seed={seed}",))
-        for seed in seeds
-    ]
+GROUPS = ("zero", "zero_dropout", *VIEWS)
+
+
+def zero_dropout_dir(runs: Path, strength: float, seed: int) -> Path:
+    return runs / "zero_dropout" / f"{strength:.1f}" / f"seed{seed}"
+
+
+def jobs(runs: Path, seeds: list[int], groups: tuple[str, ...] = GROUPS) -> list[Job]:
+    zero = ROOT / "recipes" / "ml30_zero.yaml"
+    found = []
+    if "zero" in groups:
+        found += [Job(zero, runs / "zero" / f"seed{seed}", (f"seed={seed}",)) for seed in seeds]
     for seed in seeds:
         for strength in STRENGTHS:
+            if "zero_dropout" in groups:
+                found.append(
+                    Job(
+                        zero,
+                        zero_dropout_dir(runs, strength, seed),
+                        (f"seed={seed}", *overrides("dropout", strength)),
+                    )
+                )
             for view in VIEWS:
+                if view not in groups:
+                    continue
                 found.append(
                     Job(
                         ROOT / "recipes" / f"ml30_{view}.yaml",
@@ -91,7 +111,19 @@ def summarize(runs: Path, seeds: list[int], command: str) -> dict[str, Any]:
             for strength in STRENGTHS
         }
     zero = {str(seed): _metrics(runs / "zero" / f"seed{seed}") for seed in seeds}
-    return {"command": command, "machine": machine_info(), "views": table, "zero": zero}
+    zero_dropout = {
+        f"{strength:.1f}": {
+            str(seed): _metrics(zero_dropout_dir(runs, strength, seed)) for seed in seeds
+        }
+        for strength in STRENGTHS
+    }
+    return {
+        "command": command,
+        "machine": machine_info(),
+        "views": table,
+        "zero": zero,
+        "zero_dropout": zero_dropout,
+    }
 
 
 def _mean(values: list[float]) -> float | None:
@@ -115,7 +147,10 @@ def markdown(summary: dict[str, Any]) -> str:
         "| view | " + " | ".join(f"{s:.1f}" for s in STRENGTHS) + " |",
         "|---|" + "---|" * len(STRENGTHS),
     ]
-    for view, cells in summary["views"].items():
+    rows = list(summary["views"].items())
+    if "zero_dropout" in summary:
+        rows.append(("CLUEZero at the same dropout p", summary["zero_dropout"]))
+    for view, cells in rows:
         texts = []
         for strength in STRENGTHS:
             found = [m for m in cells[f"{strength:.1f}"].values() if m]
@@ -148,6 +183,17 @@ def plot(summary: dict[str, Any], path: Path) -> None:
                     xs.append(strength)
                     ys.append(sum(found) / len(found))
             axis.plot(xs, ys, marker=marker, label=f"CLUE, {label}")
+        if view == "dropout" and "zero_dropout" in summary:
+            xs, ys = [], []
+            for strength in STRENGTHS:
+                found = [
+                    m["test_ndcg"] for m in summary["zero_dropout"][f"{strength:.1f}"].values() if m
+                ]
+                if found:
+                    xs.append(strength)
+                    ys.append(sum(found) / len(found))
+            if xs:
+                axis.plot(xs, ys, marker="^", color="grey", label="CLUEZero, test, same p")
         if zero:
             level = sum(zero) / len(zero)
             axis.axhline(level, color="grey", linestyle="--", label="CLUEZero, test")
@@ -170,11 +216,14 @@ def main() -> None:
     parser.add_argument("--gpus", type=int, default=None, help="Default: all visible.")
     parser.add_argument("--runs-dir", type=Path, default=Path("runs/sensitivity"))
     parser.add_argument("--deadline", type=float, default=None)
+    parser.add_argument(
+        "--only", nargs="+", choices=GROUPS, default=list(GROUPS), help="run: these groups only."
+    )
     args = parser.parse_args()
     command = "python benchmarks/sensitivity.py " + " ".join(sys.argv[1:])
     if args.step == "run":
         gpus = visible_gpus() if args.gpus is None else args.gpus
-        run_jobs(jobs(args.runs_dir, args.seeds), args.jobs, gpus, args.deadline)
+        run_jobs(jobs(args.runs_dir, args.seeds, tuple(args.only)), args.jobs, gpus, args.deadline)
         return
     summary = summarize(args.runs_dir, args.seeds, command)
     (RESULTS / "sensitivity.json").write_text(json.dumps(summary, indent=1) + "\n")
