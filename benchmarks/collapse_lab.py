@@ -74,6 +74,8 @@ p.add_argument("--obj", default="simsiam")  # simsiam | vicreg | infonce | barlo
 p.add_argument("--rep", default="ur")  # ur | mean | emb
 p.add_argument("--fix_pred_lr", action="store_true")
 p.add_argument("--no_final_norm", action="store_true")
+# --no_pos: no position embeddings, an order-agnostic Transformer
+p.add_argument("--no_pos", action="store_true")
 p.add_argument("--batch", type=int, default=256)
 p.add_argument("--tau", type=float, default=0.2)
 p.add_argument("--view", default="dropout")  # dropout | mask
@@ -131,6 +133,9 @@ tr, va, te = perm[: int(0.8 * n)], perm[int(0.8 * n) : int(0.85 * n)], perm[int(
 
 ctx = BuildContext(num_items=N, max_len=L)
 enc = TransformerSpec(dropout=a.dropout).build(ctx).to(dev)
+if a.no_pos:
+    nn.init.zeros_(enc.position_embedding.weight)
+    enc.position_embedding.weight.requires_grad_(False)
 if a.no_final_norm:
     enc.final_norm = nn.Identity()
 D = 64

@@ -43,7 +43,10 @@ elif [ "$set_name" = fix ]; then
     run ncesplitmean $E $NCE --pair split --rep mean
     run ncesplitemb $E $NCE --pair split --rep emb
     run ncesplitmean_t1 $E --obj infonce --tau 0.1 --pair split --rep mean
-    run ncesplitmean_t05 $E --obj infonce --tau 0.05 --pair split --rep mean
+    run ncesplit_d0 $E $NCE --pair split --dropout 0.0
+    run ncesplitmean_d0 $E $NCE --pair split --rep mean --dropout 0.0
+    run simsiamsplit_d0 $E --pair split --dropout 0.0
+    run ncesplit_mlm_d0 $E $NCE --pair split --mlm_w 1 --dropout 0.0
     run ncesplitmean_d1 $E $NCE --pair split --rep mean --dropout 0.1
     run ncesplit_d1 $E $NCE --pair split --dropout 0.1
     run ncesplit_d2 $E $NCE --pair split --dropout 0.2
@@ -52,7 +55,6 @@ elif [ "$set_name" = fix ]; then
     run ncesplit_mlm_d2 $E $NCE --pair split --mlm_w 1 --dropout 0.2
     run ncesubmean $E $NCE --pair subsample --rep mean
     run ncesub $E $NCE --pair subsample
-    run ncesub_d2 $E $NCE --pair subsample --dropout 0.2
     run ncesplitmean_b1024 $E $NCE --pair split --rep mean --batch 1024 --lr 0.002
     run ncesplit_vc $E $NCE --pair split --var_w 1 --cov_w 1
     run simsiamsplit $E --pair split

@@ -126,6 +126,23 @@ def summarize(runs: Path, seeds: list[int], command: str) -> dict[str, Any]:
     }
 
 
+def keep_earlier_cells(summary: dict[str, Any], earlier: dict[str, Any]) -> dict[str, Any]:
+    """``summary`` with each run that is not here (None) taken from an earlier summary,
+    so that groups run on different lent machines add up to one figure."""
+
+    def merge(new: Any, old: Any) -> Any:
+        if new is None:
+            return old
+        if isinstance(new, dict) and isinstance(old, dict):
+            return {key: merge(value, old.get(key)) for key, value in new.items()}
+        return new
+
+    merged = {
+        key: merge(summary[key], earlier.get(key)) for key in ("views", "zero", "zero_dropout")
+    }
+    return {**summary, **merged}
+
+
 def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
@@ -226,6 +243,9 @@ def main() -> None:
         run_jobs(jobs(args.runs_dir, args.seeds, tuple(args.only)), args.jobs, gpus, args.deadline)
         return
     summary = summarize(args.runs_dir, args.seeds, command)
+    previous = RESULTS / "sensitivity.json"
+    if previous.exists():  # cells whose runs were made (and summarised) on another machine
+        summary = keep_earlier_cells(summary, json.loads(previous.read_text()))
     (RESULTS / "sensitivity.json").write_text(json.dumps(summary, indent=1) + "\n")
     (RESULTS / "sensitivity.md").write_text(markdown(summary))
     plot(summary, RESULTS / "fig5_sensitivity.png")

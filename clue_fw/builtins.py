@@ -6,6 +6,7 @@ from clue_fw.augmentations.crop import CropViewSpec
 from clue_fw.augmentations.dropout import DropoutViewSpec
 from clue_fw.augmentations.mask import MaskViewSpec
 from clue_fw.augmentations.permute import PermuteViewSpec
+from clue_fw.augmentations.split import SplitViewSpec
 from clue_fw.backbones.bag import DeepFMSpec, NFMSpec
 from clue_fw.backbones.cnn import NextItNetSpec
 from clue_fw.backbones.gru import GRUSpec
@@ -28,7 +29,7 @@ def clue_register_backbones() -> list[type[BackboneSpec]]:
 
 @hookimpl
 def clue_register_augmentations() -> list[type[AugmentationSpec]]:
-    return [DropoutViewSpec, MaskViewSpec, CropViewSpec, PermuteViewSpec]
+    return [DropoutViewSpec, MaskViewSpec, CropViewSpec, PermuteViewSpec, SplitViewSpec]
 
 
 @hookimpl

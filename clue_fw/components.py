@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple
@@ -224,8 +225,25 @@ class Augmentation(nn.Module, ABC):
     def forward(self, items: torch.Tensor, generator: torch.Generator) -> torch.Tensor: ...
 
 
+class PairingView(Augmentation):
+    """A view that makes the two branches of a positive pair together (the ``split``
+    view gives each a disjoint part of the sequence). It comes first in a views list;
+    :class:`~clue_fw.augmentations.compose.ViewPipeline` applies the views after it to
+    each branch on its own."""
+
+    @abstractmethod
+    def split(
+        self, items: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The two branches ``(first, second)`` of ``items`` ``[B, n]``, each ``[B, n]``."""
+
+
 class AugmentationSpec(ComponentSpec):
     family: ClassVar[str] = "augmentation"
+
+    #: True for a spec that builds a :class:`PairingView`: the recipe requires it to be
+    #: the first entry of its views list.
+    pairs: ClassVar[bool] = False
 
     probability: float = Field(
         1.0, ge=0.0, le=1.0, description="Chance that this view changes a given sequence."
@@ -261,6 +279,20 @@ class PretrainObjective(nn.Module, ABC):
         makes one augmented copy per call; ``generator`` drives every random choice."""
 
 
+def view_pair(
+    view: Callable[[torch.Tensor, torch.Generator], torch.Tensor],
+    items: torch.Tensor,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two branches of a positive pair of ``items``: ``view.pair`` where the view
+    has one (a :class:`~clue_fw.augmentations.compose.ViewPipeline`, which knows pairing
+    views), else two independent calls of ``view``."""
+    pair = getattr(view, "pair", None)
+    if callable(pair):
+        return pair(items, generator)  # type: ignore[no-any-return]
+    return view(items, generator), view(items, generator)
+
+
 def two_view_users(
     encoder: SequenceEncoder,
     items: torch.Tensor,
@@ -270,8 +302,7 @@ def two_view_users(
     """The user vectors ``[B, d]`` of two views of ``items``, the positive pair of a
     contrastive objective. Each view draws its own randomness; both go through the
     encoder in one batched pass, in which every row still gets its own dropout mask."""
-    first = view(items, generator)
-    second = view(items, generator)
+    first, second = view_pair(view, items, generator)
     users = encoder(torch.cat([first, second])).user
     return users[: items.shape[0]], users[items.shape[0] :]
 

@@ -43,7 +43,7 @@ import torch.distributed as dist
 from torch import nn
 
 import clue_fw.errors as errors
-from clue_fw.components import LossOutput
+from clue_fw.components import LossOutput, view_pair
 from clue_fw.data.examples import Batch, Batches, ExampleSet, Shard
 from clue_fw.errors import ClueError, RecipeError
 
@@ -784,15 +784,36 @@ class GlobalView:
         self.name = name
 
     def __call__(self, items: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        whole = self.batches.current
-        if whole is not None:
-            start, stop = whole.rows
-            name = self.name
-            everything = name(whole.tensors) if callable(name) else whole.tensors[name]
-            mine = everything[start:stop]
-            if _same_rows(mine, items):
-                return self.view(everything, generator)[start:stop]
+        rows = self._global_rows(items)
+        if rows is not None:
+            everything, start, stop = rows
+            return self.view(everything, generator)[start:stop]
         return self.view(items, generator)
+
+    def pair(
+        self, items: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both branches of a positive pair (:func:`~clue_fw.components.view_pair`), drawn
+        on the global batch as in one process."""
+        rows = self._global_rows(items)
+        if rows is not None:
+            everything, start, stop = rows
+            first, second = view_pair(self.view, everything, generator)
+            return first[start:stop], second[start:stop]
+        return view_pair(self.view, items, generator)
+
+    def _global_rows(self, items: torch.Tensor) -> tuple[torch.Tensor, int, int] | None:
+        """The global batch's viewed sequences and this process's rows of them, when
+        ``items`` are those rows; else None."""
+        whole = self.batches.current
+        if whole is None:
+            return None
+        start, stop = whole.rows
+        name = self.name
+        everything = name(whole.tensors) if callable(name) else whole.tensors[name]
+        if _same_rows(everything[start:stop], items):
+            return everything, start, stop
+        return None
 
 
 def _same_rows(mine: torch.Tensor, items: torch.Tensor) -> bool:

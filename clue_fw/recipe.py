@@ -411,6 +411,18 @@ def _check_objective_dims(objective: Any, where: str) -> None:
             raise ValueError(f"{where}.{name} must be at most {MAX_OBJECTIVE_DIM}, got {value}")
 
 
+def _check_pairing_views(views: list[Any], where: str) -> None:
+    """Refuse a pairing view (``split``) anywhere but first in a views list."""
+    for index, view in enumerate(views):
+        if getattr(view, "pairs", False) and index > 0:
+            raise ValueError(
+                f"{where}.{index}: the {view.kind!r} view makes the two branches of a pair "
+                "(each gets its own part of the sequence), so it must be the first entry of "
+                "the views list, and there can be only one; move it to the top (the views "
+                "after it then change each part on its own)"
+            )
+
+
 @functools.lru_cache(maxsize=8)
 def _recipe_model_for(registry_id: int) -> type[BaseModel]:
     return _make_recipe_model(_REGISTRIES[registry_id])
@@ -461,6 +473,7 @@ def _make_recipe_model(registry: Registry) -> type[BaseModel]:
                     f"statistics), got {self.train.batch_size}"
                 )
             _check_objective_dims(self.objective, "pretrain.objective")
+            _check_pairing_views(self.views, "pretrain.views")
             return self
 
     class AuxiliaryTerm(StrictModel):
@@ -492,6 +505,7 @@ def _make_recipe_model(registry: Registry) -> type[BaseModel]:
                     "the entry"
                 )
             _check_objective_dims(self.objective, "objective")
+            _check_pairing_views(self.views, "views")
             return self
 
     class FinetuneStage(StrictModel):

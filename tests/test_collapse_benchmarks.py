@@ -74,7 +74,15 @@ def write_run(run: Path, valid: float, test: float, erank: float | None) -> None
 
 def test_sensitivity_plans_every_view_and_strength_plus_cluezero(tmp_path: Path) -> None:
     jobs = sensitivity.jobs(tmp_path, [0])
-    assert len(jobs) == 1 + len(sensitivity.VIEWS) * len(sensitivity.STRENGTHS)
+    # CLUEZero once, then per strength each view and CLUEZero at that dropout p
+    assert len(jobs) == 1 + (len(sensitivity.VIEWS) + 1) * len(sensitivity.STRENGTHS)
+    zero_at_p = [job for job in jobs if "zero_dropout" in job.run_dir.parts]
+    assert {job.overrides[1] for job in zero_at_p} == {
+        f"backbone.dropout={s}" for s in sensitivity.STRENGTHS
+    }
+    assert {job.recipe.name for job in zero_at_p} == {"ml30_zero.yaml"}
+    only = sensitivity.jobs(tmp_path, [0], ("zero_dropout",))
+    assert [job.run_dir for job in only] == [job.run_dir for job in zero_at_p]
     dropout = [job for job in jobs if job.recipe.name == "ml30_dropout.yaml"]
     assert {job.overrides[1] for job in dropout} == {
         f"backbone.dropout={s}" for s in sensitivity.STRENGTHS
@@ -83,6 +91,24 @@ def test_sensitivity_plans_every_view_and_strength_plus_cluezero(tmp_path: Path)
     assert {job.overrides[1] for job in mask} == {
         f"pretrain.views.0.rho={s}" for s in sensitivity.STRENGTHS
     }
+
+
+def test_sensitivity_summary_keeps_cells_measured_elsewhere() -> None:
+    here = {
+        "views": {"mask": {"0.3": {"0": None}, "0.5": {"0": {"test_ndcg": 0.2}}}},
+        "zero": {"0": None},
+        "zero_dropout": {"0.1": {"0": {"test_ndcg": 0.3}}},
+    }
+    earlier = {
+        "views": {"mask": {"0.3": {"0": {"test_ndcg": 0.1}}, "0.5": {"0": {"test_ndcg": 0.9}}}},
+        "zero": {"0": {"test_ndcg": 0.12}},
+    }
+    merged = sensitivity.keep_earlier_cells({"command": "c", **here}, earlier)
+    assert merged["views"]["mask"]["0.3"]["0"] == {"test_ndcg": 0.1}  # not here: kept
+    assert merged["views"]["mask"]["0.5"]["0"] == {"test_ndcg": 0.2}  # here: the new run wins
+    assert merged["zero"]["0"] == {"test_ndcg": 0.12}
+    assert merged["zero_dropout"]["0.1"]["0"] == {"test_ndcg": 0.3}
+    assert merged["command"] == "c"
 
 
 def test_sensitivity_summary_and_markdown_from_runs(tmp_path: Path) -> None:

@@ -730,3 +730,12 @@ def test_32_bit_generator_seeds_and_large_run_seeds_are_accepted(
         apply_overrides(tiny_recipe, ["data.seed=4294967295", "seed=1099511627776"])
     )
     assert recipe.data.seed == 4294967295
+
+
+def test_the_split_view_must_come_first(tiny_recipe: dict[str, Any]) -> None:
+    tiny_recipe["pretrain"]["views"] = [{"kind": "mask", "rho": 0.2}, {"kind": "split"}]
+    message = invalid(tiny_recipe)
+    assert "pretrain.views.1: the 'split' view makes the two branches" in message
+    assert "move it to the top" in message
+    tiny_recipe["pretrain"]["views"] = [{"kind": "split"}, {"kind": "mask", "rho": 0.2}]
+    validate_recipe(tiny_recipe)

@@ -39,7 +39,7 @@ from typing import Any
 import torch
 
 from clue_fw.analysis import measures
-from clue_fw.components import SequenceEncoder, user_vectors
+from clue_fw.components import SequenceEncoder, user_vectors, view_pair
 from clue_fw.data.csr import Csr
 
 DEFAULT_SAMPLE_USERS = 1024
@@ -84,12 +84,9 @@ def view_pairs(
         try:
             for start in range(0, windows.shape[0], batch_size):
                 batch = windows[start : start + batch_size]
-                pair = []
-                for _ in range(2):
-                    drawn = view(batch, generator)
-                    pair.append(user_vectors(encoder(drawn), drawn, how).float())
-                firsts.append(pair[0])
-                seconds.append(pair[1])
+                first, second = view_pair(view, batch, generator)
+                firsts.append(user_vectors(encoder(first), first, how).float())
+                seconds.append(user_vectors(encoder(second), second, how).float())
         finally:
             encoder.train(was_training)
     return torch.cat(firsts), torch.cat(seconds)

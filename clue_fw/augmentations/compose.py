@@ -10,10 +10,12 @@ names the view, its class and its plugin.
 
 from __future__ import annotations
 
+from typing import NoReturn
+
 import torch
 from torch import nn
 
-from clue_fw.components import Augmentation, AugmentationSpec, BuildContext
+from clue_fw.components import Augmentation, AugmentationSpec, BuildContext, PairingView
 from clue_fw.errors import PluginError
 from clue_fw.registry import plugin_call
 
@@ -56,10 +58,39 @@ class ViewPipeline(Augmentation):
         )
 
     def forward(self, items: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return self._through(items, generator, start=0)
+
+    def pair(
+        self, items: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The two branches of a positive pair. Without a pairing view: two independent
+        calls. With one (first in the list, say ``split``): it divides each row between
+        the branches (a row it does not change, at its ``probability``, goes whole to
+        both), and the views after it change each branch on its own."""
+        if not (self.views and isinstance(self.views[0], PairingView)):
+            return self._through(items, generator, 0), self._through(items, generator, 0)
+        first, second = items, items
+        if self.probabilities[0] > 0.0:
+            with plugin_call(self.views[0], "split"):
+                parts = self.views[0].split(items, generator)
+            if not (isinstance(parts, tuple) and len(parts) == 2):
+                self._raise(0, f"its split returned {type(parts).__name__}, not two tensors")
+            for part in parts:
+                self._check(0, items, part)
+            first, second = parts
+            if self.probabilities[0] < 1.0:
+                rows = torch.rand(items.shape[0], generator=generator, device=items.device)
+                chosen = (rows < self.probabilities[0]).unsqueeze(1)
+                first = torch.where(chosen, first, items)
+                second = torch.where(chosen, second, items)
+        return self._through(first, generator, 1), self._through(second, generator, 1)
+
+    def _through(self, items: torch.Tensor, generator: torch.Generator, start: int) -> torch.Tensor:
+        """``items`` through the views from index ``start`` on."""
         for index, (view, probability) in enumerate(
             zip(self.views, self.probabilities, strict=True)
         ):
-            if probability <= 0.0:
+            if index < start or probability <= 0.0:
                 continue
             with plugin_call(view, "forward"):
                 changed = view(items, generator)
@@ -78,15 +109,18 @@ class ViewPipeline(Augmentation):
         else:
             problem = view_output_problem(items, out, self.max_id)
         if problem:
-            from clue_fw.registry import describe_component
+            self._raise(index, problem)
 
-            view = self.views[index]
-            raise PluginError(
-                f"View {self.kinds[index]!r} ({describe_component(view)}) broke the view "
-                f"contract: {problem}. A view returns a tensor of its input's shape and dtype "
-                "in which padding (id 0) stays padding and rows stay left-padded"
-                + (f", with ids in 0..{self.max_id}." if self.max_id is not None else ".")
-            )
+    def _raise(self, index: int, problem: str) -> NoReturn:
+        from clue_fw.registry import describe_component
+
+        view = self.views[index]
+        raise PluginError(
+            f"View {self.kinds[index]!r} ({describe_component(view)}) broke the view "
+            f"contract: {problem}. A view returns a tensor of its input's shape and dtype "
+            "in which padding (id 0) stays padding and rows stay left-padded"
+            + (f", with ids in 0..{self.max_id}." if self.max_id is not None else ".")
+        )
 
 
 #: Modules whose views are the framework's own (see ``ViewPipeline.trusted``).

@@ -1,0 +1,98 @@
+"""The split view: each sequence's items are divided between the two branches.
+
+The views of the paper (dropout, mask, crop, permute) make both branches of a positive
+pair from the *same* items. A user's two branches then share every item, and an encoder
+can match them by the items alone without learning which *different* items go together;
+on ML-1M the user vectors this gives collapse to a few dimensions that carry no profile
+signal (``docs/results.md``, "Collapse"). The split view gives each branch a disjoint
+random part of the sequence instead, so that matching the two branches means predicting
+one part of a user's behaviour from the other, the signal a bag-of-items SVD reads.
+
+Exact rule, per row with ``L`` real items: when ``L >= 2``, ``k = floor(share * L)``
+clamped to ``1..L - 1`` items, chosen uniformly at random, form the first part and the
+other ``L - k`` the second; a row of fewer than two items goes whole to both branches.
+Each part keeps the items' order and is re-packed to the right (left-padded).
+
+As the first entry of ``pretrain.views`` it divides each sequence between the branches;
+the views after it then change each part on its own. Called as a single view (the
+:class:`~clue_fw.components.Augmentation` interface) it returns the first part.
+
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+import torch
+from pydantic import Field
+
+from clue_fw.components import AugmentationSpec, BuildContext, PairingView
+
+_SHARE_SCALE = 1_000_000
+
+
+def left_pack(items: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """The items of ``items`` ``[B, n]`` where ``keep`` is true, in order, re-packed to
+    the right of each row (left-padded with 0)."""
+    kept_sorted, order = torch.sort(keep.to(torch.uint8), dim=1, stable=True)
+    return torch.where(kept_sorted.bool(), items.gather(1, order), torch.zeros_like(items))
+
+
+class SplitView(PairingView):
+    """Divide the items of each row of ``items`` ``[B, n]`` into two disjoint parts."""
+
+    def __init__(self, share: float) -> None:
+        super().__init__()
+        if not 0.0 < share < 1.0:
+            raise ValueError(
+                f"split view: share must be in (0, 1) (fraction of each sequence's items in "
+                f"the first branch), got {share}"
+            )
+        self.share = share
+
+    def first_part(self, items: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """``[B, n]`` bool: the real positions of the first part; rows of fewer than two
+        items are whole."""
+        real = items != 0
+        lengths = real.sum(dim=1)
+        size = lengths * round(self.share * _SHARE_SCALE) // _SHARE_SCALE
+        size = torch.minimum(size.clamp(min=1), (lengths - 1).clamp(min=0))
+        # A uniformly random subset of `size` real positions: the `size` smallest keys.
+        keys = torch.rand(items.shape, generator=generator, device=items.device)
+        keys = keys.masked_fill(~real, 2.0)
+        rank = keys.argsort(dim=1).argsort(dim=1)
+        first = real & (rank < size.unsqueeze(1))
+        return torch.where((lengths < 2).unsqueeze(1), real, first)
+
+    def split(
+        self, items: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The two parts of every row: ``(first, second)``, each ``[B, n]`` left-padded;
+        their items are disjoint and together those of the row (rows of fewer than two
+        items: the row twice)."""
+        real = items != 0
+        first = self.first_part(items, generator)
+        lengths = real.sum(dim=1, keepdim=True)
+        second = torch.where(lengths < 2, real, real & ~first)
+        return left_pack(items, first), left_pack(items, second)
+
+    def forward(self, items: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return left_pack(items, self.first_part(items, generator))
+
+
+class SplitViewSpec(AugmentationSpec):
+    """Pair view: each branch of a pair gets a disjoint random part of the sequence."""
+
+    kind: Literal["split"] = "split"
+    pairs: ClassVar[bool] = True
+    share: float = Field(
+        0.5,
+        gt=0.0,
+        lt=1.0,
+        description="Fraction of each sequence's items in the first branch (floor(share * L), "
+        "at least one item in each); the second branch gets the rest. Must be the first "
+        "entry of the views list; the views after it change each part on its own.",
+    )
+
+    def build(self, context: BuildContext) -> SplitView:
+        return SplitView(self.share)
