@@ -35,7 +35,8 @@ from seeds_table import machine_info
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results"
-BASE = ROOT / "recipes" / "table2" / "gender_clue.yaml"
+BASE = ROOT / "recipes" / "table2" / "gender_clue_paper.yaml"
+FIXED = ROOT / "recipes" / "table2" / "gender_clue.yaml"
 MASKED = ROOT / "recipes" / "table2" / "gender_masked_item.yaml"
 TASKS = ("gender", "age", "occupation")
 OBJ = "pretrain.objective."
@@ -57,6 +58,21 @@ VARIANTS: dict[str, tuple[Path, tuple[str, ...], str]] = {
         "InfoNCE (cosine, tau 0.2, in-batch negatives) with the same dropout views",
     ),
     "masked_item": (MASKED, (), "masked-item pre-training (PeterRec / BERT4Rec style)"),
+    "clue": (
+        FIXED,
+        (),
+        "CLUE fixed: InfoNCE between split views (disjoint halves of each user's items), "
+        "mean-of-item-embeddings encoder",
+    ),
+    "infonce_split_transformer": (
+        BASE,
+        (
+            'pretrain.objective={"kind": "infonce", "similarity": "cosine", "temperature": 0.2}',
+            'pretrain.views=[{"kind": "split"}]',
+            "backbone.dropout=0.0",
+        ),
+        "the fix's objective and split views on the Transformer ([UR]), dropout 0",
+    ),
 }
 FIG6 = ("clue_paper", "clue_no_stop_gradient", "clue_no_predictor")
 FIG7 = ("masked_item", "clue_paper", "clue_spread", "infonce")
@@ -141,6 +157,17 @@ def summarize(
     return summary
 
 
+def keep_earlier_variants(summary: dict[str, Any], earlier: dict[str, Any]) -> dict[str, Any]:
+    """``summary`` with each variant that has no run here taken from an earlier summary
+    (its runs made elsewhere), in ``VARIANTS`` order; the earlier commands are kept."""
+    variants = {}
+    for name, entry in summary["variants"].items():
+        old = earlier.get("variants", {}).get(name)
+        variants[name] = old if not entry["runs"] and old and old.get("runs") else entry
+    commands = [c for c in (earlier.get("command"), summary["command"]) if c]
+    return {**summary, "variants": variants, "command": " ; then ".join(dict.fromkeys(commands))}
+
+
 def _linear(rows: list[dict[str, Any]], prefix: str) -> dict[str, Any] | None:
     for row in rows:
         if row["features"].startswith(prefix) and row["classifier"].startswith("logistic"):
@@ -162,8 +189,9 @@ def markdown(summary: dict[str, Any]) -> str:
         "# The collapse of CLUE's user vectors on ML-1M, through the product",
         "",
         f"Command: `{summary['command']}`; machine: {json.dumps(summary['machine'])}. The "
-        "runs pre-trained on one NVIDIA H100 (`benchmarks/device_collapse.sh`), 20 epochs "
-        "each; the probes ran on the machine above.",
+        "paper-form variants (up to `masked_item`) pre-trained on one NVIDIA H100 "
+        "(`benchmarks/device_collapse.sh`), the fix's (`clue`, `infonce_split_transformer`) "
+        "on a 2-core CPU, 20 epochs each; the probes ran on the machine above.",
         "",
         "Frozen pre-trained `[UR]` vectors of all 6,040 ML-1M users (the last 50 items before "
         "the held-out ones), probed by `clue probe`'s protocol on the profile head's 80/5/15 "
@@ -337,6 +365,9 @@ def main() -> None:
         print(markdown(summary))
         return
     summary = summarize(args.runs_dir, args.seeds, args.tasks, args.device, command)
+    previous = RESULTS / "collapse.json"
+    if previous.exists():  # variants pre-trained and probed on another machine
+        summary = keep_earlier_variants(summary, json.loads(previous.read_text()))
     (RESULTS / "collapse.json").write_text(json.dumps(summary, indent=1) + "\n")
     (RESULTS / "collapse.md").write_text(markdown(summary))
     print(markdown(summary))

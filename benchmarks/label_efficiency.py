@@ -5,11 +5,14 @@ Usage (from the repository root)::
     CLUE_DATA_DIR=../shared/data python benchmarks/label_efficiency.py --seeds 0 1 2 \
         --jobs 24 --deadline 420 --runs-dir runs/label_efficiency
 
-Pre-trains once per method (``clue``, ``masked_item``; ``--methods`` also takes
-``infonce``: the CLUE recipe with the InfoNCE objective, cosine, temperature 0.2), seed
-and distinct pre-training data, with the pre-training section of
-``recipes/table2/<task>_<method>.yaml``. ``bag`` fine-tunes ``<task>_nfm.yaml`` (the
-bag-of-items backbone, no pre-training). The
+Pre-trains once per method, seed and distinct pre-training data, with the pre-training
+section of ``recipes/table2/<task>_<method>.yaml``: ``clue`` (CLUE as fixed: InfoNCE over
+split views, mean-of-item-embeddings encoder), ``clue_paper`` (CLUE as the paper states
+it: SimSiam, dropout views, Transformer), ``masked_item``; ``--methods`` also takes
+``infonce`` (the paper recipe with the InfoNCE objective, cosine, temperature 0.2). The
+methods without pre-training: ``zero`` (the Transformer, CLUEZero), ``item_mean`` (the
+fixed CLUE's encoder untrained, ``<task>_item_mean.yaml``) and ``bag`` (``<task>_nfm.yaml``,
+the bag-of-items backbone). The
 profile tasks (gender, age, occupation) pre-train on every user's whole sequence and
 share one pre-training; the cold-start tasks pre-train on the source domain of their
 genre cut (fewer items), so they share another. Tasks are grouped by what their
@@ -18,7 +21,8 @@ domain), not by a list kept here.
 
 Then every task x label fraction x mode (``full`` fine-tuning, ``probe``: a linear
 probe of the frozen encoder) x method x seed fine-tunes
-``recipes/table2/<task>_zero.yaml`` with ``finetune.head.label_fraction``, starting
+``recipes/table2/<task>_zero.yaml`` (``<task>_item_mean.yaml`` for ``clue`` and
+``item_mean``, ``<task>_nfm.yaml`` for ``bag``) with ``finetune.head.label_fraction``, starting
 from the pre-trained encoder (``finetune.init_from``), or from a random one for
 ``zero`` (CLUEZero; its probe is a probe of random features, the honest floor). The
 labelled training users of a fraction are the first ceil(fraction x n_train) of one
@@ -34,7 +38,9 @@ the fine-tunings of pre-trained encoders. Within a phase, runs start in priority
 ``--tasks`` in the order given, then ``--fractions`` in the order given (the default
 puts 1%, 10% and 100% first), so a sweep cut off by ``--deadline`` (seconds after which
 no run starts) still has whole curves for its first tasks. Finished runs are skipped
-and interrupted ones resumed: repeat the command to complete a sweep.
+and interrupted ones resumed: repeat the command to complete a sweep. ``--keep-earlier
+JSON`` adds the runs of an earlier output that are not on disk here (a sweep summarised on
+another machine), ``--rename-earlier OLD=NEW`` renaming a method of it.
 
 Writes ``docs/results/label_efficiency.json`` (every run's test metrics, mean and std
 per cell, the machine, the command), ``docs/results/label_efficiency.md`` (a table per
@@ -74,7 +80,13 @@ TASKS = {  # recipe prefix: (title, main metric, metrics kept per cell)
     "coldrec3": ("ColdRec g<=3", "mrr@10", ("mrr@10", "recall@10", "ndcg@10")),
     "coldrec5": ("ColdRec g<=5", "mrr@10", ("mrr@10", "recall@10", "ndcg@10")),
 }
-METHODS = {"clue": "CLUE", "masked_item": "PeterRec (masked item)", "zero": "CLUEZero"}
+METHODS = {
+    "clue": "CLUE (fixed)",
+    "item_mean": "item-mean encoder, untrained",
+    "clue_paper": "CLUE as stated",
+    "masked_item": "PeterRec (masked item)",
+    "zero": "CLUEZero",
+}
 """The methods this study runs by default (``--methods`` also takes ``infonce`` and ``bag``)."""
 MODES = {"full": "full", "probe": "probe"}
 FRACTIONS = (0.01, 0.1, 1.0, 0.05, 0.25)  # priority order: the ends and middle first
@@ -105,14 +117,21 @@ ALL_METHODS: dict[str, Method] = {  # the order of rows in tables and plots
     "bag": Method("bag of items (NFM)", False, "tab:green", "D"),
     "masked_item": Method("PeterRec (masked item)", True, "tab:blue", "s"),
     "infonce": Method("InfoNCE", True, "tab:purple", "v"),
-    "clue": Method("CLUE", True, "tab:red", "^"),
+    "clue_paper": Method("CLUE as stated (SimSiam)", True, "tab:orange", "x"),
+    "item_mean": Method("item-mean encoder, no pre-training", False, "tab:olive", "P"),
+    "clue": Method("CLUE (fixed: InfoNCE, split views)", True, "tab:red", "^"),
 }
 """Every method a study can run. ``zero`` fine-tunes a random encoder (CLUEZero); ``bag``
 fine-tunes the bag-of-items backbone (``clue_fw/backbones/bag.py``), no pre-training; the
 others pre-train once per group, method and seed, then fine-tune from it."""
 
+SAME_ENCODER_BASES = {"clue": "item_mean"}
+"""Pre-training methods whose encoder is not CLUEZero's Transformer -> the method that
+fine-tunes the same encoder untrained (their gain is also shown against it)."""
+
 INFONCE_OBJECTIVE = "pretrain.objective={kind: infonce, similarity: cosine, temperature: 0.2}"
-"""InfoNCE as a change of a CLUE recipe's objective (same dropout views and schedule)."""
+"""InfoNCE as a change of the paper's CLUE recipe's objective (same dropout views and
+schedule)."""
 
 
 @dataclass(frozen=True)
@@ -176,9 +195,13 @@ ML1M = Study(
     "for cold start); fine-tuning starts from it with `finetune.init_from`. `probe` "
     "trains a linear layer on the frozen encoder; the probe of CLUEZero probes a "
     "random encoder.",
-    # no table2 recipe of its own: InfoNCE is the CLUE recipe with another objective
-    pretrain_recipes={"infonce": ("{task}_clue.yaml", (INFONCE_OBJECTIVE,))},
-    finetune_recipes={"bag": "{task}_nfm.yaml"},
+    # no table2 recipe of its own: InfoNCE is the paper's CLUE recipe with another objective
+    pretrain_recipes={"infonce": ("{task}_clue_paper.yaml", (INFONCE_OBJECTIVE,))},
+    finetune_recipes={
+        "bag": "{task}_nfm.yaml",
+        "clue": "{task}_item_mean.yaml",
+        "item_mean": "{task}_item_mean.yaml",
+    },
 )
 """The ML-1M study of this script."""
 
@@ -643,10 +666,10 @@ def gain_table(summary: dict[str, Any], task: str, fractions: list[str]) -> list
     """Mean minus CLUEZero's mean (same mode); * where the gap exceeds two standard errors
     of the difference (a rough mark with 3 seeds, not a test)."""
     lines = []
+    pairs = [(m, "zero") for m in ALL_METHODS if m != "zero"] + list(SAME_ENCODER_BASES.items())
     for mode in MODES:
-        base_row = f"zero/{mode}"
-        for method in (m for m in ALL_METHODS if m != "zero"):
-            row = f"{method}/{mode}"
+        for method, base_method in pairs:
+            row, base_row = f"{method}/{mode}", f"{base_method}/{mode}"
             cells = []
             for fraction in fractions:
                 ours = cell_value(summary, task, row, fraction)
@@ -660,8 +683,9 @@ def gain_table(summary: dict[str, Any], task: str, fractions: list[str]) -> list
                 mark = "*" if n > 1 and m > 1 and abs(gap) > 2 * error else ""
                 cells.append(f"{gap:+.4f}{mark}")
             if any(c != "-" for c in cells):
+                base_label = "CLUEZero" if base_method == "zero" else ALL_METHODS[base_method].label
                 lines.append(
-                    f"| {ALL_METHODS[method].label} − CLUEZero, {mode} | "
+                    f"| {ALL_METHODS[method].label} − {base_label}, {mode} | "
                     + " | ".join(cells)
                     + " |"
                 )
@@ -669,8 +693,8 @@ def gain_table(summary: dict[str, Any], task: str, fractions: list[str]) -> list
         return []
     header = " | ".join(fraction_header(summary, task, f) for f in fractions)
     return [
-        "Gain over CLUEZero with the same mode (* : more than two standard errors of the "
-        "difference):",
+        "Gain over CLUEZero with the same mode, and of a pre-training over its own encoder "
+        "untrained (* : more than two standard errors of the difference):",
         "",
         f"| | {header} |",
         "|---" * (len(fractions) + 1) + "|",
@@ -780,6 +804,10 @@ def build_data(args: argparse.Namespace, study: Study = ML1M) -> dict[str, Any]:
     """The JSON of the study: settings, every run found, the summary, the machine the runs
     ran on (``runs_dir/machine.json``) and every sweep's command and wall time."""
     runs = collect(args.runs_dir, args.tasks, args.methods, args.modes, args.fractions, args.seeds)
+    if getattr(args, "keep_earlier", None):
+        earlier = json.loads(args.keep_earlier.read_text())
+        rename = dict(getattr(args, "rename_earlier", []))
+        runs = keep_earlier_runs(runs, earlier.get("runs", []), rename)
     machine_file = args.runs_dir / "machine.json"
     machine = json.loads(machine_file.read_text()) if machine_file.exists() else machine_info()
     sweeps_file = args.runs_dir / "sweeps.json"
@@ -801,6 +829,35 @@ def build_data(args: argparse.Namespace, study: Study = ML1M) -> dict[str, Any]:
         "summary": summarize(runs, study),
         "runs": runs,
     }
+
+
+def run_key(run: dict[str, Any]) -> tuple[Any, ...]:
+    return (run["task"], run["method"], run["mode"], float(run["fraction"]), run["seed"])
+
+
+def keep_earlier_runs(
+    runs: list[dict[str, Any]], earlier: list[dict[str, Any]], rename: dict[str, str]
+) -> list[dict[str, Any]]:
+    """``runs`` plus each run of ``earlier`` (an earlier output's ``runs``) that is not
+    among them, its method renamed by ``rename`` (old name -> new)."""
+    here = {run_key(run) for run in runs}
+    kept = list(runs)
+    for run in earlier:
+        run = {**run, "method": rename.get(run["method"], run["method"])}
+        if run_key(run) not in here:
+            kept.append(run)
+            here.add(run_key(run))
+    return kept
+
+
+def rename_pair(text: str) -> tuple[str, str]:
+    """``OLD=NEW`` -> (OLD, NEW), for ``--rename-earlier``."""
+    old, sep, new = text.partition("=")
+    if not sep or not old or new not in ALL_METHODS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give OLD=NEW with NEW one of {list(ALL_METHODS)}, e.g. clue=clue_paper"
+        )
+    return old, new
 
 
 def command_line() -> str:
@@ -853,6 +910,18 @@ def add_arguments(parser: argparse.ArgumentParser, study: Study) -> None:
         help="A recipe override for every run (pretrain.* only for the pre-trainings).",
     )
     parser.add_argument("--summarize-only", action="store_true")
+    parser.add_argument(
+        "--keep-earlier",
+        type=Path,
+        help="An earlier output JSON whose runs not found here are kept in the summary.",
+    )
+    parser.add_argument(
+        "--rename-earlier",
+        type=rename_pair,
+        action="append",
+        default=[],
+        help="OLD=NEW: a method of the --keep-earlier runs under its new name.",
+    )
     parser.add_argument(
         "--from-json", type=Path, help="Only redraw the markdown and plots from this JSON."
     )

@@ -15,9 +15,12 @@ matches; otherwise they are written again.
 
 Then it runs the label-efficiency study of ``benchmarks/label_efficiency.py`` (the same
 machinery, with this study's tables) on the recipes ``recipes/synth_transfer/``:
-pre-training once per method (``clue``, ``masked_item``, ``infonce``) and seed on all
-users' sequences (the four tasks read the same sequence file, so they share it), no
-pre-training (``zero``, CLUEZero) and a bag of items (``bag``, the NFM backbone);
+pre-training once per method (``clue``: CLUE as fixed, InfoNCE over split views with the
+mean-of-item-embeddings encoder; ``clue_paper``: the paper's SimSiam form with dropout
+views; ``masked_item``; ``infonce``: InfoNCE with dropout views on the Transformer) and seed
+on all users' sequences (the four tasks read the same sequence file, so they share it), no
+pre-training (``zero``, CLUEZero; ``item_mean``, the fixed CLUE's encoder untrained) and a
+bag of items (``bag``, the NFM backbone);
 fine-tuning each task's head with 0.01%, 0.1%, 1%, 10% and 100% of the labelled
 training users (nested subsets; validation and test users fixed), in full fine-tuning
 and ``probe`` mode. The smallest fraction keeps ``ceil(fraction x n_train)`` users, at
@@ -53,7 +56,7 @@ TASKS = {  # recipe prefix: (title, main metric, metrics kept per cell)
     "taste": ("Taste (6 classes, best ~0.92)", "acc", ("acc", "macro_f1", "majority_acc")),
     "coldstart": ("Cold-start target domain", "mrr@10", ("mrr@10", "recall@10", "ndcg@10")),
 }
-METHODS = ("clue", "masked_item", "infonce", "zero", "bag")
+METHODS = ("clue", "item_mean", "clue_paper", "masked_item", "infonce", "zero", "bag")
 FRACTIONS = (0.0001, 0.01, 1.0, 0.001, 0.1)  # priority order: the ends and middle first
 GENERATOR_SEED = 0
 STANDARD_ERRORS = 2.0
@@ -277,7 +280,11 @@ def study(users: int) -> le.Study:
         "sequences, shared by the four tasks; fine-tuning starts from it with "
         "`finetune.init_from`. `probe` trains a linear layer on the frozen encoder; the "
         "probe of CLUEZero probes a random encoder. The plots show the standard error.",
-        finetune_recipes={"bag": "{task}_bag.yaml"},
+        finetune_recipes={
+            "bag": "{task}_bag.yaml",
+            "clue": "{task}_item_mean.yaml",
+            "item_mean": "{task}_item_mean.yaml",
+        },
         x_axis="users",
         error="sem",
         task_overrides=task_overrides(users),

@@ -4,10 +4,12 @@ plots built from a fake runs directory."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import random
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from benchmark_scripts import load_benchmark
@@ -76,6 +78,32 @@ def test_a_changed_target_domain_splits_the_cold_start_group(tmp_path: Path) -> 
     assert {g.name for g in groups.values()} == {"cold_start-coldrec3", "cold_start-coldrec5"}
 
 
+def test_earlier_runs_are_kept_renamed_where_not_run_here() -> None:
+    def run(method: str, seed: int, acc: float) -> dict[str, Any]:
+        return {
+            "task": "gender",
+            "method": method,
+            "mode": "full",
+            "fraction": 0.1,
+            "seed": seed,
+            "test": {"acc": acc},
+        }
+
+    here = [run("clue", 0, 0.8)]
+    earlier = [run("clue", 0, 0.6), run("clue", 1, 0.61), run("zero", 0, 0.7)]
+    kept = le.keep_earlier_runs(here, earlier, {"clue": "clue_paper"})
+    assert {(r["method"], r["seed"], r["test"]["acc"]) for r in kept} == {
+        ("clue", 0, 0.8),
+        ("clue_paper", 0, 0.6),
+        ("clue_paper", 1, 0.61),
+        ("zero", 0, 0.7),
+    }
+    assert le.keep_earlier_runs(here, [run("clue", 0, 0.6)], {}) == here  # here wins
+    assert le.rename_pair("clue=clue_paper") == ("clue", "clue_paper")
+    with pytest.raises(argparse.ArgumentTypeError, match="OLD=NEW"):
+        le.rename_pair("clue")
+
+
 def test_plan_counts_order_and_overrides(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     first, second = le.plan(
@@ -89,10 +117,12 @@ def test_plan_counts_order_and_overrides(tmp_path: Path) -> None:
         ["pretrain.train.epochs=1", "finetune.patience=5"],
     )
     pretrainings = [job for job in first if "pretrain" in job.run_dir.parts]
-    assert len(pretrainings) == 2 * 2 * 3  # (profile, cold start) x (clue, masked item) x seeds
+    # (profile, cold start) x (clue, clue_paper, masked item) x seeds
+    assert len(pretrainings) == 2 * 3 * 3
     assert first[: len(pretrainings)] == pretrainings  # they start first
-    assert len(first) - len(pretrainings) == 5 * 5 * 2 * 3  # CLUEZero: no encoder to wait for
-    assert len(second) == 5 * 5 * 2 * 2 * 3
+    # CLUEZero and the untrained item-mean encoder: no encoder to wait for
+    assert len(first) - len(pretrainings) == 5 * 5 * 2 * 2 * 3
+    assert len(second) == 5 * 5 * 2 * 3 * 3
     for job in pretrainings:
         assert "pretrain.train.epochs=1" in job.overrides
         assert job.overrides[-3:] == (
@@ -101,7 +131,10 @@ def test_plan_counts_order_and_overrides(tmp_path: Path) -> None:
             "finetune.head.label_fraction=0.01",
         )
     for job in first[len(pretrainings) :] + second:
-        assert job.recipe.name.endswith("_zero.yaml")
+        method = job.run_dir.parts[-3].rsplit("_", 1)[0]
+        # the fixed CLUE fine-tunes its own (item-mean) encoder, the others the Transformer
+        encoder = "_item_mean.yaml" if method in ("clue", "item_mean") else "_zero.yaml"
+        assert job.recipe.name.endswith(encoder), (method, job.recipe.name)
         assert "pretrain.train.epochs=1" not in job.overrides  # a zero recipe has no pretrain
         assert "finetune.patience=5" in job.overrides
     # priority: tasks in order, then fractions in the order given
@@ -229,10 +262,16 @@ def test_summary_markdown_and_plots_from_a_runs_directory(tmp_path: Path) -> Non
     assert "## Gender (2 classes): test accuracy" in text
     assert "## ColdRec g<=3: test MRR@10" in text
     assert "| model, mode | 1% (49) | 100% (4,832) |" in text
-    assert "| CLUE, full | **0.7220 ± 0.0010** | **0.8210 ± 0.0010** |" in text
-    assert "| CLUE, probe | 0.7220 ± 0.0010 | 0.8205 ± 0.0007 (n=2) |" in text  # 2 seeds
+    assert (
+        "| CLUE (fixed: InfoNCE, split views), full | **0.7220 ± 0.0010** | **0.8210 ± 0.0010** |"
+        in text
+    )
+    assert (
+        "| CLUE (fixed: InfoNCE, split views), probe | 0.7220 ± 0.0010 | 0.8205 ± 0.0007 (n=2) |"
+        in text
+    )  # 2 seeds
     assert "| majority class | 0.7400 | 0.7400 |" in text
-    assert "| CLUE − CLUEZero, full | +0.0200* | +0.0200* |" in text
+    assert "| CLUE (fixed: InfoNCE, split views) − CLUEZero, full | +0.0200* | +0.0200* |" in text
     assert "Best fine-tuning epoch: mean 3.0; longest run 13 epochs." in text
     assert "never beat the untrained head" not in text
     assert "Age" not in text  # no runs, no table

@@ -27,7 +27,7 @@ from clue_fw.registry import build_registry, reset_registry
 REPO = Path(__file__).resolve().parent.parent
 RECIPES = sorted((REPO / "recipes").rglob("*.yaml"))
 TABLE2_TASKS = ("coldrec3", "coldrec5", "gender", "age", "occupation")
-TABLE2_MODELS = ("nfm", "deepfm", "zero", "masked_item", "clue")
+TABLE2_MODELS = ("nfm", "deepfm", "zero", "masked_item", "clue_paper", "clue", "item_mean")
 #: Shipped recipes that need a plugin of plugins/ (the suite loads no entry points, so it is
 #: registered in code): recipe file name -> plugin module, on pytest's pythonpath.
 PLUGIN_RECIPES = {"beauty50_s3rec.yaml": "clue_s3rec"}
@@ -58,10 +58,19 @@ def test_table2_grid_is_complete_and_consistent() -> None:
         heads = {r.finetune.model_dump_json() for r in recipes.values()}
         assert len(heads) == 1, f"{task}: fine-tuning differs between models"
         assert (
-            recipes["zero"].backbone == recipes["clue"].backbone == recipes["masked_item"].backbone
+            recipes["zero"].backbone
+            == recipes["clue_paper"].backbone
+            == recipes["masked_item"].backbone
         )
-        assert recipes["zero"].pretrain is None and recipes["nfm"].pretrain is None
-        assert recipes["clue"].pretrain.objective.kind == "clue"
+        assert recipes["clue"].backbone == recipes["item_mean"].backbone
+        assert recipes["clue"].backbone.kind == "item_mean"
+        for untrained in ("zero", "nfm", "deepfm", "item_mean"):
+            assert recipes[untrained].pretrain is None
+        assert recipes["clue_paper"].pretrain.objective.kind == "clue"
+        # the fix: InfoNCE over split views; otherwise the paper's pre-training schedule
+        fixed, paper = recipes["clue"].pretrain, recipes["clue_paper"].pretrain
+        assert fixed.objective.kind == "infonce" and [v.kind for v in fixed.views] == ["split"]
+        assert [v.kind for v in paper.views] == ["dropout"] and fixed.train == paper.train
         assert recipes["masked_item"].pretrain.objective.kind == "masked_item"
         assert recipes["nfm"].backbone.kind == "nfm"
         assert recipes["deepfm"].backbone.kind == "deepfm"

@@ -31,11 +31,13 @@ TINY_PRETRAIN = [
     "pretrain.train.precision=fp32",
 ]
 TINY_OBJECTIVE = {  # pre-training method: its objective's own tiny sizes
-    "clue": ["pretrain.objective.projector_dim=16", "pretrain.objective.predictor_dim=8"],
+    "clue": [],
+    "clue_paper": ["pretrain.objective.projector_dim=16", "pretrain.objective.predictor_dim=8"],
     "masked_item": [],
     "infonce": [],
 }
-METHODS = ("clue", "masked_item", "infonce", "zero", "bag")
+METHODS = ("clue", "item_mean", "clue_paper", "masked_item", "infonce", "zero", "bag")
+BAGS = {"bag": "nfm", "clue": "item_mean", "item_mean": "item_mean"}  # method -> bag backbone
 
 
 def method_of(path: Path) -> str:
@@ -61,10 +63,13 @@ def test_the_grid_is_complete() -> None:
         assert recipe.data.path == "synth/synth_1m.txt"
         method = method_of(path)
         assert (recipe.pretrain is not None) == (method in TINY_OBJECTIVE)
-        assert (recipe.backbone.kind == "nfm") == (method == "bag")
+        assert recipe.backbone.kind == BAGS.get(method, "transformer")
         if recipe.pretrain is not None:
-            assert recipe.pretrain.objective.kind == method
-        if method == "infonce":  # SimCLR-style: cosine similarity, temperature 0.2
+            objective = {"clue": "infonce", "clue_paper": "clue"}.get(method, method)
+            assert recipe.pretrain.objective.kind == objective
+        if method == "clue":  # the fix: InfoNCE between split views
+            assert [view.kind for view in recipe.pretrain.views] == ["split"]  # type: ignore[union-attr]
+        if method in ("infonce", "clue"):  # SimCLR-style: cosine similarity, temperature 0.2
             assert recipe.pretrain.objective.similarity == "cosine"  # type: ignore[union-attr]
             assert recipe.pretrain.objective.temperature == 0.2  # type: ignore[union-attr]
 
@@ -87,7 +92,7 @@ def test_recipe_runs_on_the_synthetic_files(
 ) -> None:
     monkeypatch.setenv("CLUE_DATA_DIR", str(data_root))
     method = method_of(path)
-    sets = TINY + ([] if method == "bag" else TINY_TRANSFORMER)
+    sets = TINY + ([] if method in BAGS else TINY_TRANSFORMER)
     if method in TINY_OBJECTIVE:
         sets += TINY_PRETRAIN + TINY_OBJECTIVE[method]
     argv = ["run", str(path), "--out", str(tmp_path / "run")]

@@ -57,18 +57,20 @@ def test_the_four_tasks_share_one_pretraining_per_method_and_seed(tmp_path: Path
     pretrainings = [job for job in first if "pretrain" in job.run_dir.parts]
     # the cold-start target is a file of pairs: its source is the whole sequence file,
     # the very data the profile tasks pre-train on, so one pre-training serves all four
-    assert len(pretrainings) == 3 * 3  # (clue, masked_item, infonce) x seeds
+    assert len(pretrainings) == 4 * 3  # (clue, clue_paper, masked_item, infonce) x seeds
     assert first[: len(pretrainings)] == pretrainings
     assert {job.recipe.name for job in pretrainings} == {
         "easy_clue.yaml",
+        "easy_clue_paper.yaml",
         "easy_masked_item.yaml",
         "easy_infonce.yaml",
     }
     for job in pretrainings:
         assert "data.path=synth/transfer_u20000.txt" in job.overrides
         assert "pretrain.train.epochs=1" in job.overrides
-    assert len(first) - len(pretrainings) == 4 * 5 * 2 * 2 * 3  # zero and bag: no encoder
-    assert len(second) == 4 * 5 * 2 * 3 * 3
+    # zero, item_mean and bag: no encoder to wait for
+    assert len(first) - len(pretrainings) == 4 * 5 * 2 * 3 * 3
+    assert len(second) == 4 * 5 * 2 * 4 * 3
     cold = next(j for j in second if j.run_dir == tmp_path / "coldstart/infonce_probe/f0.001/seed1")
     assert "finetune.init_from=" + str(tmp_path / "pretrain/profile_infonce/seed1") in (
         cold.overrides
@@ -123,8 +125,8 @@ def test_fractions_are_nested_and_the_smallest_keeps_a_user(users: int, smallest
 
 
 def test_ml1m_study_runs_infonce_and_bag(tmp_path: Path) -> None:
-    """label_efficiency.py's study gets infonce (the CLUE recipe with the InfoNCE objective)
-    and bag (the table2 NFM recipes) without recipes of its own."""
+    """label_efficiency.py's study gets infonce (the paper's CLUE recipe with the InfoNCE
+    objective) and bag (the table2 NFM recipes) without recipes of its own."""
     first, second = le.plan(
         le.ML1M.recipes_dir,
         tmp_path,
@@ -141,7 +143,7 @@ def test_ml1m_study_runs_infonce_and_bag(tmp_path: Path) -> None:
         "cold_start_infonce",
     ]
     for job in pretrainings:
-        assert job.recipe.name.endswith("_clue.yaml")
+        assert job.recipe.name.endswith("_clue_paper.yaml")
         recipe = load_recipe(job.recipe, list(job.overrides))
         assert recipe.pretrain is not None
         objective = recipe.pretrain.objective

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import ValidationError
 
-from clue_fw.backbones.bag import BagEncoder, DeepFMSpec, NFMSpec, bi_interaction
+from clue_fw.backbones.bag import BagEncoder, DeepFMSpec, ItemMeanSpec, NFMSpec, bi_interaction
 from clue_fw.components import BackboneSpec, BuildContext
 
 NUM_ITEMS, MAX_LEN, DIM = 30, 8, 16
@@ -18,6 +18,7 @@ CONTEXT = BuildContext(num_items=NUM_ITEMS, max_len=MAX_LEN)
 SPECS: dict[str, BackboneSpec] = {
     "deepfm": DeepFMSpec(dim=DIM, hidden=[32, 32]),
     "nfm": NFMSpec(dim=DIM, hidden=[32]),
+    "item_mean": ItemMeanSpec(dim=DIM),
 }
 KINDS = list(SPECS)
 
@@ -150,3 +151,16 @@ def test_learns_a_bag_label_task(kind: str) -> None:
     with torch.no_grad():
         accuracy = (output(model(items[test]).user).argmax(1) == labels[test]).float().mean()
     assert accuracy > 0.6, f"{kind}: test accuracy {accuracy:.2f} (chance 0.25)"
+
+
+def test_item_mean_is_the_mean_of_the_item_embeddings_by_hand() -> None:
+    model = encoder("item_mean")
+    table = model.item_embedding.weight
+    user = model(ITEMS).user
+    for row, items in zip(user, ROWS, strict=True):
+        torch.testing.assert_close(row, table[items].mean(dim=0))
+    assert torch.equal(model(torch.zeros(1, MAX_LEN, dtype=torch.long)).user, torch.zeros(1, DIM))
+    # the default initialisation is the Transformer's std 0.02
+    assert 0.015 < table[1:].std().item() < 0.025
+    with pytest.raises(ValidationError):
+        ItemMeanSpec(init_std=0.0)
