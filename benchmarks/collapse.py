@@ -8,9 +8,11 @@ Usage (from the repository root)::
     CLUE_DATA_DIR=../shared/data python benchmarks/collapse.py summarize
     CLUE_DATA_DIR=../shared/data python benchmarks/collapse.py figures
 
-Every variant pre-trains the Table II encoder (``recipes/table2/gender_clue.yaml``: SASRec
-d=64, 2 blocks, dropout 0.5, every window of every user, batch 256, Adam 1e-3, 20 epochs)
-with one objective; the gender fine-tuning after it is cut to one epoch, since only the
+The paper-form variants pre-train the Table II encoder
+(``recipes/table2/gender_clue_paper.yaml``: SASRec d=64, 2 blocks, dropout 0.5, every window
+of every user, batch 256, Adam 1e-3, 20 epochs) with one objective, the fix
+(``recipes/table2/gender_clue.yaml``) its mean-of-item-embeddings encoder; the gender
+fine-tuning after it is cut to one epoch, since only the
 pre-trained encoder is judged here. ``summarize`` then reads each run's
 ``pretrain/history.csv`` (loss and the encoder's own ``rep_*`` measures per epoch) and probes
 the frozen pre-trained vectors of all 6,040 users with :func:`clue_fw.probing.probe_run`

@@ -39,7 +39,9 @@ MODELS = {  # recipe suffix: row title
     "deepfm": "DeepFM",
     "zero": "CLUEZero",
     "masked_item": "PeterRec (masked item)",
-    "clue": "CLUE",
+    "clue_paper": "CLUE as stated (SimSiam, dropout views)",
+    "item_mean": "item-mean encoder, untrained",
+    "clue": "CLUE fixed (InfoNCE, split views, item-mean encoder)",
 }
 METRIC_TITLES = {"mrr@10": "MRR@10", "recall@10": "Recall@10", "acc": "Acc", "macro_f1": "F1"}
 
@@ -154,7 +156,8 @@ def main() -> None:
             for name in names
         ]
         # pre-training runs are the longest: start them first
-        jobs.sort(key=lambda job: not job[0].stem.endswith(("_clue", "_masked_item")))
+        pretraining = ("_clue", "_clue_paper", "_masked_item")
+        jobs.sort(key=lambda job: not job[0].stem.endswith(pretraining))
         run_all(jobs, args.jobs, args.overrides)
     text, runs = summarize(args.runs_dir, args.seeds)
     if args.note:
