@@ -161,11 +161,18 @@ def summarize(
 
 def keep_earlier_variants(summary: dict[str, Any], earlier: dict[str, Any]) -> dict[str, Any]:
     """``summary`` with each variant that has no run here taken from an earlier summary
-    (its runs made elsewhere), in ``VARIANTS`` order; the earlier commands are kept."""
+    (its runs made elsewhere), in ``VARIANTS`` order; the earlier commands are kept. Apply
+    it to a summary of this version's ``VARIANTS`` (``table`` re-applies it to refresh the
+    names)."""
     variants = {}
     for name, entry in summary["variants"].items():
         old = earlier.get("variants", {}).get(name)
-        variants[name] = old if not entry["runs"] and old and old.get("runs") else entry
+        if not entry["runs"] and old and old.get("runs"):
+            # its runs from before; what, recipe and overrides as defined now (a recipe
+            # renamed since, gender_clue.yaml -> gender_clue_paper.yaml, is named as it is now)
+            variants[name] = {**old, **{k: entry[k] for k in ("what", "recipe", "overrides")}}
+        else:
+            variants[name] = entry
     commands = [c for c in (earlier.get("command"), summary["command"]) if c]
     return {**summary, "variants": variants, "command": " ; then ".join(dict.fromkeys(commands))}
 
@@ -195,7 +202,8 @@ def markdown(summary: dict[str, Any]) -> str:
         "(`benchmarks/device_collapse.sh`), the fix's (`clue`, `infonce_split_transformer`) "
         "on a 2-core CPU, 20 epochs each; the probes ran on the machine above.",
         "",
-        "Frozen pre-trained `[UR]` vectors of all 6,040 ML-1M users (the last 50 items before "
+        "Frozen pre-trained user vectors (`[UR]`; `clue`: the item mean) of all 6,040 ML-1M "
+        "users (the last 50 items before "
         "the held-out ones), probed by `clue probe`'s protocol on the profile head's 80/5/15 "
         "user split: test accuracy of the converged L-BFGS logistic regression (L2 chosen on "
         "validation), with balanced accuracy and, for gender, ROC-AUC. `erank`: the centred "
@@ -205,34 +213,48 @@ def markdown(summary: dict[str, Any]) -> str:
         "| features | erank | loss | " + " | ".join(tasks) + " |",
         "|---|---|---|" + "---|" * len(tasks),
     ]
-    baseline_rows: list[str] = []
+
+    def rows_of(found: dict[str, Any], task: str) -> list[dict[str, Any]]:
+        return found["probes"].get(task, {}).get("probes", [])
+
+    def baseline_cells(found: dict[str, Any], prefix: str) -> list[str]:
+        return [
+            _cell(next((r for r in rows_of(found, t) if r["features"].startswith(prefix)), None))
+            for t in tasks
+        ]
+
+    with_baselines: list[tuple[str, dict[str, Any]]] = []
     for name, entry in summary["variants"].items():
         for seed, found in entry["runs"].items():
             last = found["history"][-1] if found["history"] else {}
             erank, loss = last.get("rep_erank"), last.get("loss")
-            cells = [_cell(_linear(found["probes"][t]["probes"], "encoder")) for t in tasks]
+            cells = [_cell(_linear(rows_of(found, t), "encoder")) for t in tasks]
             lines.append(
                 f"| `{name}` (seed {seed}) | {erank:.1f} | {loss:.3f} | " + " | ".join(cells) + " |"
                 if isinstance(erank, (int, float)) and isinstance(loss, (int, float))
                 else f"| `{name}` (seed {seed}) | - | - | " + " | ".join(cells) + " |"
             )
-            if not baseline_rows and any(
-                _linear(found["probes"][t]["probes"], "bag") for t in tasks
-            ):
-                for prefix, label in (
-                    ("majority", "majority class"),
-                    ("random encoder", "random encoder of the same recipe"),
-                    ("bag of items, tf-idf", "bag of the same items, tf-idf"),
-                    ("bag of items, SVD", "bag of the same items, SVD-64"),
-                ):
-                    cells = []
-                    for t in tasks:
-                        rows = found["probes"][t]["probes"]
-                        row = next((r for r in rows if r["features"].startswith(prefix)), None)
-                        cells.append(_cell(row))
-                    baseline_rows.append(f"| {label} | - | - | " + " | ".join(cells) + " |")
-    lines[len(lines) : len(lines)] = []
-    lines += baseline_rows
+            covered = sum(bool(_linear(rows_of(found, t), "bag")) for t in tasks)
+            if covered:
+                with_baselines.append((name, found))
+    if with_baselines:
+        # the data baselines from the run probed on the most tasks; every random encoder
+        widest = max(
+            with_baselines, key=lambda pair: sum(bool(rows_of(pair[1], t)) for t in tasks)
+        )[1]
+        for prefix, label in (
+            ("majority", "majority class"),
+            ("bag of items, tf-idf", "bag of the same items, tf-idf"),
+            ("bag of items, SVD", "bag of the same items, SVD-64"),
+        ):
+            lines.append(
+                f"| {label} | - | - | " + " | ".join(baseline_cells(widest, prefix)) + " |"
+            )
+        for name, found in with_baselines:
+            cells = baseline_cells(found, "random encoder")
+            lines.append(
+                f"| random encoder of `{name}`'s recipe | - | - | " + " | ".join(cells) + " |"
+            )
     lines += ["", "Variants:", ""]
     for name, entry in summary["variants"].items():
         overrides = " ".join(entry["overrides"]) or "as shipped"
@@ -363,6 +385,18 @@ def main() -> None:
         return
     if args.step == "table":
         summary = json.loads((RESULTS / "collapse.json").read_text())
+        empty = {
+            name: {
+                "what": what,
+                "recipe": str(recipe.relative_to(ROOT)),
+                "overrides": list(o),
+                "runs": {},
+            }
+            for name, (recipe, o, what) in VARIANTS.items()
+        }
+        summary = keep_earlier_variants({**summary, "variants": empty}, summary)
+        summary["command"] = json.loads((RESULTS / "collapse.json").read_text())["command"]
+        (RESULTS / "collapse.json").write_text(json.dumps(summary, indent=1) + "\n")
         (RESULTS / "collapse.md").write_text(markdown(summary))
         print(markdown(summary))
         return

@@ -343,6 +343,8 @@ def plan(
                         "finetune.mode=probe",
                         "finetune.head.label_fraction=0.01",
                     ),
+                    # keep only the encoder that the fine-tunings start from
+                    prune=("finetune/*.safetensors", "pretrain/last.safetensors"),
                 )
                 if job not in pretrain_jobs:
                     pretrain_jobs.append(job)
@@ -368,6 +370,7 @@ def plan(
                             study.finetune_recipe(task, method),
                             finetune_dir(runs_dir, task, method, mode, fraction, seed),
                             cell,
+                            prune=("**/*.safetensors",),  # the study reads metrics.json
                         )
                         (encoder_jobs if pretrained else zero_jobs).append(job)
     return pretrain_jobs + zero_jobs, encoder_jobs
@@ -625,6 +628,20 @@ def provenance(data: dict[str, Any]) -> list[str]:
         wall = f"{sweep['wall_seconds']:.0f} s" if "wall_seconds" in sweep else "did not finish"
         when = f"{sweep['started']}, " if "started" in sweep else ""
         lines.append(f"- {when}{wall}: `{sweep['command']}`")
+    earlier = data.get("earlier")
+    if earlier:
+        machine = earlier.get("machine") or {}
+        renamed = ", ".join(f"`{a}` as `{b}`" for a, b in earlier.get("renamed", {}).items())
+        lines += [
+            "",
+            f"{earlier['runs']} more runs come from an earlier output (`{earlier['file']}`"
+            + (f"; its method {renamed}" if renamed else "")
+            + f"), made on {machine.get('gpu', 'CPU')} by:",
+            "",
+        ]
+        for sweep in earlier.get("sweeps", []):
+            wall = f"{sweep['wall_seconds']:.0f} s" if "wall_seconds" in sweep else "cut off"
+            lines.append(f"- {wall}: `{sweep['command']}`")
     return [*lines, ""]
 
 
@@ -804,10 +821,19 @@ def build_data(args: argparse.Namespace, study: Study = ML1M) -> dict[str, Any]:
     """The JSON of the study: settings, every run found, the summary, the machine the runs
     ran on (``runs_dir/machine.json``) and every sweep's command and wall time."""
     runs = collect(args.runs_dir, args.tasks, args.methods, args.modes, args.fractions, args.seeds)
+    kept: dict[str, Any] | None = None
     if getattr(args, "keep_earlier", None):
         earlier = json.loads(args.keep_earlier.read_text())
         rename = dict(getattr(args, "rename_earlier", []))
+        found_here = len(runs)
         runs = keep_earlier_runs(runs, earlier.get("runs", []), rename)
+        kept = {
+            "file": str(args.keep_earlier),
+            "renamed": rename,
+            "runs": len(runs) - found_here,
+            "machine": earlier.get("machine"),
+            "sweeps": earlier.get("sweeps", []),
+        }
     machine_file = args.runs_dir / "machine.json"
     machine = json.loads(machine_file.read_text()) if machine_file.exists() else machine_info()
     sweeps_file = args.runs_dir / "sweeps.json"
@@ -828,6 +854,7 @@ def build_data(args: argparse.Namespace, study: Study = ML1M) -> dict[str, Any]:
         },
         "summary": summarize(runs, study),
         "runs": runs,
+        **({"earlier": kept} if kept else {}),
     }
 
 

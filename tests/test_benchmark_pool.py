@@ -44,3 +44,33 @@ def test_no_job_starts_after_the_deadline(tmp_path: Path) -> None:
     )
     assert [result.status for result in results] == ["not started"]
     assert not (tmp_path / "a").exists()
+
+
+def test_a_finished_run_sheds_the_files_it_was_told_to(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    module = pool()
+    run = tmp_path / "run"
+
+    def fake_run(command, stdout, stderr, env):  # type: ignore[no-untyped-def]
+        for name in (
+            "pretrain/encoder.safetensors",
+            "pretrain/last.safetensors",
+            "finetune/last.safetensors",
+            "finetune/history.csv",
+        ):
+            (run / name).parent.mkdir(parents=True, exist_ok=True)
+            (run / name).write_text("x")
+        return 0
+
+    monkeypatch.setattr(module.subprocess, "call", fake_run)
+    job = module.Job(
+        tmp_path / "r.yaml", run, prune=("finetune/*.safetensors", "pretrain/last.safetensors")
+    )
+    assert module.run_job(job, None, 0.0, None).status == "done"
+    left = sorted(str(p.relative_to(run)) for p in run.rglob("*") if p.is_file())
+    assert left == ["finetune/history.csv", "pretrain/encoder.safetensors"]
+    monkeypatch.setattr(module.subprocess, "call", lambda *a, **k: 1)  # a failed run keeps all
+    failed = module.Job(tmp_path / "r.yaml", tmp_path / "failed", prune=("**/*",))
+    (tmp_path / "failed").mkdir()
+    (tmp_path / "failed" / "last.safetensors").write_text("x")
+    assert module.run_job(failed, None, 0.0, None).status == "failed"
+    assert (tmp_path / "failed" / "last.safetensors").exists()
