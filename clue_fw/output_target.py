@@ -57,9 +57,7 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(
-    path: Path, write: Callable[[Path], None], create_parent: bool = True
-) -> None:
+def atomic_write(path: Path, write: Callable[[Path], None], create_parent: bool = True) -> None:
     """Make ``path`` through ``write(temp)`` on a temp file beside it, fsync and rename; the
     temp file is removed if anything fails. Every file clue_fw writes goes through here.
 

@@ -95,7 +95,8 @@ def effective_rank(x: torch.Tensor, centre: bool = False) -> float:
     total = s.sum()
     if float(total) == 0.0:
         raise ValueError(
-            "x is all zeros" + (" after centring (every row is the same)" if centre else "")
+            "x is all zeros"
+            + (" after centring (every row is the same)" if centre else "")
             + "; its effective rank is undefined"
         )
     p = s / total

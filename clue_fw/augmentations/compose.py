@@ -39,6 +39,13 @@ class ViewPipeline(Augmentation):
         super().__init__()
         if len(views) != len(probabilities):
             raise ValueError("one probability per view")
+        late = [i for i, view in enumerate(views) if i > 0 and isinstance(view, PairingView)]
+        if late:
+            raise ValueError(
+                f"view {late[0]} ({type(views[late[0]]).__name__}) makes the two branches of a "
+                "pair, so it must be the first view of the list (its spec should set "
+                "pairs = True, which makes recipes check this)"
+            )
         self.views = nn.ModuleList(views)
         self.probabilities = list(probabilities)
         self.kinds = list(kinds) if kinds is not None else [type(v).__name__ for v in views]

@@ -4,7 +4,7 @@ The views of the paper (dropout, mask, crop, permute) make both branches of a po
 pair from the *same* items. A user's two branches then share every item, and an encoder
 can match them by the items alone without learning which *different* items go together;
 on ML-1M the user vectors this gives collapse to a few dimensions that carry no profile
-signal (``docs/results.md``, "Collapse"). The split view gives each branch a disjoint
+signal (``docs/results.md``, "Pre-training collapse"). The split view gives each branch a disjoint
 random part of the sequence instead, so that matching the two branches means predicting
 one part of a user's behaviour from the other, the signal a bag-of-items SVD reads.
 
@@ -16,7 +16,6 @@ Each part keeps the items' order and is re-packed to the right (left-padded).
 As the first entry of ``pretrain.views`` it divides each sequence between the branches;
 the views after it then change each part on its own. Called as a single view (the
 :class:`~clue_fw.components.Augmentation` interface) it returns the first part.
-
 """
 
 from __future__ import annotations

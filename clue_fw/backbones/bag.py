@@ -134,7 +134,7 @@ class ItemMeanEncoder(BagEncoder):
     InfoNCE over split views (each branch half of a user's items), it learns item
     embeddings whose averages identify users from disjoint parts of their behaviour; on
     ML-1M its user vectors carry more profile signal than a 64-d SVD of the same items
-    (``docs/results.md``, "The fix").
+    (``docs/results.md``, "Pre-training collapse").
     """
 
     def forward(self, items: torch.Tensor) -> EncoderOutput:

@@ -33,8 +33,10 @@ def identity_view(items: torch.Tensor, generator: torch.Generator) -> torch.Tens
 def rows(count: int, length: int = 6, items: int = 30) -> Csr:
     generator = torch.Generator().manual_seed(1)
     return Csr.from_lists(
-        [torch.randint(1, items + 1, (length + r % 4,), generator=generator).tolist()
-         for r in range(count)]
+        [
+            torch.randint(1, items + 1, (length + r % 4,), generator=generator).tolist()
+            for r in range(count)
+        ]
     )
 
 

@@ -135,3 +135,8 @@ def test_spec_bounds_and_build() -> None:
             SplitViewSpec(share=bad)
     with pytest.raises(ValueError, match="share must be in"):
         SplitView(1.0)
+
+
+def test_a_pairing_view_after_the_first_is_refused_by_the_pipeline() -> None:
+    with pytest.raises(ValueError, match="view 1 \\(SplitView\\) makes the two branches"):
+        ViewPipeline([MaskView(0.5, 99), SplitView(0.5)], [1.0, 1.0])
