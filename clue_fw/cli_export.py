@@ -135,13 +135,18 @@ def embed(
 
 def recommend(
     run_dir: RunArgument,
-    data: Annotated[
-        str,
-        typer.Option("--data", help="A sequence file (`user item item ...`, oldest first)."),
-    ],
     out: Annotated[
         str, typer.Option("--out", "-o", help="Output CSV: columns user, rank, item, score.")
     ],
+    data: Annotated[
+        str | None,
+        typer.Option(
+            "--data",
+            help="A sequence file (`user item item ...`, oldest first) whose users to "
+            "recommend for. Default: the run's own users, each from its whole sequence in "
+            "the run's data (the held-out items included: what comes after all of it).",
+        ),
+    ] = None,
     k: Annotated[int, typer.Option("-k", min=1, help="How many items per user.")] = 10,
     exclude_seen: Annotated[
         str | None,
@@ -156,7 +161,8 @@ def recommend(
     device: DeviceOption = "auto",
     batch_size: BatchOption = None,
 ) -> None:
-    """Write the top-k items for each user of a sequence file (the run's next_item head)."""
+    """Write the top-k items for each user of the run (or of a sequence file), by the run's
+    next_item head."""
     from clue_fw.inference import load_run
     from clue_fw.inference.export import check_csv, write_recommendations
     from clue_fw.inference.run_files import check_stage
@@ -170,17 +176,24 @@ def recommend(
             f"item is ranked), not {quote(exclude_seen)}."
         )
     loaded = load_run(run_dir, check_stage(stage), device=device, data_root=data_root)
-    sequences = _read_sequences(data)
-    with _progress("recommending", sequences.num_users) as advance:
-        result = _quietly(
-            loaded.recommend,
-            sequences,
-            k,
-            exclude_seen=exclude_seen,
-            batch_size=batch_size,
-            progress=advance,
-        )
-    _report(result.report, data)
+    if data is None:
+        users = len(loaded.task_data().sequences.user_ids)
+        with _progress("recommending for the run's users", users) as advance:
+            result = loaded.recommend_run_users(
+                k, exclude_seen=exclude_seen, batch_size=batch_size, progress=advance
+            )
+    else:
+        sequences = _read_sequences(data)
+        with _progress("recommending", sequences.num_users) as advance:
+            result = _quietly(
+                loaded.recommend,
+                sequences,
+                k,
+                exclude_seen=exclude_seen,
+                batch_size=batch_size,
+                progress=advance,
+            )
+        _report(result.report, data)
     rows = write_recommendations(out_path, result.users, result.items, result.scores)
     stderr.print(
         Text(

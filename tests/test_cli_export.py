@@ -146,6 +146,28 @@ def test_recommend_writes_top_k_per_user(
         assert all(int(r["item"]) not in seen[int(r["user"])] for r in rows)
 
 
+def test_recommend_without_data_serves_the_runs_own_users(
+    exported: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "own.csv"
+    argv = ["recommend", str(exported["run"]), "-k", "3", "--out", str(out)]
+    code, stdout, stderr = main_exit(argv, capsys)
+    assert code == 0, stderr
+    assert "wrote 600 recommendations for 200 users" in " ".join(stderr.split())
+    rows = read_csv(out)
+    loaded = exported["loaded"]
+    data = loaded.task_data().sequences
+    # the same as recommending from each user's whole sequence, given as raw ids
+    whole = {
+        int(user): loaded.catalogue.to_raw(np.asarray(data.sequences.row(i))).tolist()
+        for i, user in enumerate(data.user_ids)
+    }
+    expected = loaded.recommend(whole, k=3)
+    assert [int(r["user"]) for r in rows[::3]] == expected.users
+    assert [int(r["item"]) for r in rows] == expected.items.reshape(-1).tolist()
+    assert all(int(r["item"]) not in whole[int(r["user"])] for r in rows)  # history excluded
+
+
 @pytest.mark.parametrize(
     ("argv", "fragment"),
     [

@@ -278,11 +278,41 @@ class LoadedRun:
         scores every known item of the user's sequence ``-inf`` (all of it, not only the
         ``max_len`` the encoder reads), as evaluation does; ``none`` ranks every item.
         ``k`` larger than the catalogue returns the whole catalogue."""
-        head = self._require_head()
+        self._require_head()
         exclude = self._exclusion(exclude_seen)
         k = whole_number(k, "k", 1)
+        return self._recommend_encoded(self._encode(sequences), k, exclude, batch_size, progress)
+
+    def recommend_run_users(
+        self,
+        k: int = 10,
+        *,
+        exclude_seen: str | None = None,
+        batch_size: int | None = None,
+        progress: Progress | None = None,
+    ) -> Recommendations:
+        """:meth:`recommend` for the run's own users, each from its whole sequence in the
+        run's data (every interaction, the held-out ones included: what comes next after
+        all that is known). Reads the run's data (checked against its fingerprint)."""
+        self._require_head()
+        exclude = self._exclusion(exclude_seen)
+        k = whole_number(k, "k", 1)
+        data = self.task_data().sequences
+        users: list[Hashable] = [int(u) for u in data.user_ids]
+        report = InputReport(sequences=len(users), catalogue_size=len(self.catalogue))
+        encoded = EncodedSequences(users, data.sequences, report)
+        return self._recommend_encoded(encoded, k, exclude, batch_size, progress)
+
+    def _recommend_encoded(
+        self,
+        encoded: EncodedSequences,
+        k: int,
+        exclude: str,
+        batch_size: int | None,
+        progress: Progress | None,
+    ) -> Recommendations:
+        head = self._require_head()
         k = min(k, len(self.catalogue))
-        encoded = self._encode(sequences)
         items, scores = [], []
         with torch.no_grad():
             for rows, batch in self._batches(encoded.csr, batch_size):
