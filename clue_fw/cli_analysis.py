@@ -48,7 +48,7 @@ def plot(
         str, typer.Option("--out", "-o", help="Figure file: .png, .svg or .pdf.")
     ] = "curves.png",
 ) -> None:
-    """Plot the loss, validation metrics and collapse monitor (z_std) of runs, per epoch.
+    """Plot the losses, validation metrics and collapse monitors of runs, per epoch.
 
     Reads each run's pretrain/history.csv and finetune/history.csv (for runs made before
     those files existed: the history in last.safetensors).

@@ -8,7 +8,8 @@ overlaps.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,9 @@ class Panel:
     column: str
     title: str
     ylabel: str
+    #: Fixed y-axis limits of a bounded measure (None: that end follows the data), so
+    #: that a flat curve near a bound is not blown up into noise by autoscaling.
+    bounds: tuple[float | None, float | None] = (None, None)
 
 
 def curve_panels(histories: Sequence[Mapping[str, list[Row]]]) -> list[Panel]:
@@ -63,8 +67,21 @@ def curve_panels(histories: Sequence[Mapping[str, list[Row]]]) -> list[Panel]:
         panels.append(Panel("pretrain", "loss", "pre-training loss", "loss"))
     if "z_std" in pre:
         panels.append(
-            Panel("pretrain", "z_std", "collapse monitor (z_std; 0 = collapsed)", "z_std")
+            Panel(
+                "pretrain", "z_std", "projector spread (z_std; 0 = collapsed)", "z_std", (0, 1.05)
+            )
         )
+    if "rep_erank" in pre:  # the encoder's own vectors: what z_std cannot see
+        panels.append(
+            Panel(
+                "pretrain", "rep_erank", "encoder's effective rank (rep_erank)", "rank", (0, None)
+            )
+        )
+    if "rep_std" in pre:
+        panels.append(
+            Panel("pretrain", "rep_std", "encoder's spread (rep_std; 0 = one point)", "rep_std",
+                  (0, 1.05))
+        )  # fmt: skip
     if "loss" in fine:
         panels.append(Panel("finetune", "loss", "fine-tuning loss", "loss"))
     for column in fine:
@@ -74,11 +91,29 @@ def curve_panels(histories: Sequence[Mapping[str, list[Row]]]) -> list[Panel]:
     return panels
 
 
+def best_epoch(rows: Sequence[Row]) -> float | None:
+    """The epoch that early stopping kept: the last row marked ``*`` in ``best``."""
+    marked = [row["epoch"] for row in rows if row.get("best") == "*"]
+    return marked[-1] if marked and isinstance(marked[-1], float) else None
+
+
 def plot_curves(
     labels: Sequence[str], histories: Sequence[Mapping[str, list[Row]]], out: Path
 ) -> list[Panel]:
     """Draw the curves of runs (``labels[i]`` names run ``i``, ``histories[i]`` maps a
     stage to its rows) to ``out`` (PNG, SVG or PDF); return the panels drawn."""
+    with matplotlib_failures(out):
+        figure, panels = draw_curves(labels, histories)
+    _save(figure, out)
+    return panels
+
+
+def draw_curves(
+    labels: Sequence[str], histories: Sequence[Mapping[str, list[Row]]]
+) -> tuple[Any, list[Panel]]:
+    """The figure of :func:`plot_curves` and its panels. Bounded measures keep fixed
+    limits, no axis uses an offset, and each fine-tuning panel marks every run's best
+    epoch (dotted)."""
     panels = curve_panels(histories)
     if not panels:
         raise ClueError(
@@ -112,6 +147,13 @@ def plot_curves(
                 linestyle=("-", "--", ":", "-.")[(run // len(colours)) % 4], label=label,
             )  # fmt: skip
             handles.setdefault(label, line)
+            best = best_epoch(history.get(panel.stage, [])) if panel.stage == "finetune" else None
+            if best is not None:
+                axis.axvline(best, color=line.get_color(), linestyle=":", linewidth=1)
+        low, high = panel.bounds
+        if low is not None or high is not None:
+            axis.set_ylim(bottom=low, top=high)
+        axis.ticklabel_format(axis="y", useOffset=False, style="plain")
         axis.set_title(panel.title, fontsize=10)
         axis.set_xlabel(f"{panel.stage} epoch")
         axis.set_ylabel(panel.ylabel)
@@ -123,8 +165,7 @@ def plot_curves(
         list(handles.values()), list(handles), loc="outside lower center",
         ncols=min(len(handles), 3), fontsize=9, frameon=False,
     )  # fmt: skip
-    _save(figure, out)
-    return panels
+    return figure, panels
 
 
 def plot_pca(
@@ -193,10 +234,27 @@ def check_figure_path(out: Path, flag: str = "--out") -> str:
     return suffix[1:]
 
 
+@contextlib.contextmanager
+def matplotlib_failures(out: Path) -> Iterator[None]:
+    """Turn matplotlib's failure to draw values it cannot lay out (huge or infinite
+    numbers) into a ClueError that blames the values, not the file name ``out``."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings():  # overflow warnings come with the error below
+            warnings.simplefilter("ignore", RuntimeWarning)
+            yield
+    except (ValueError, OverflowError, RuntimeError, MemoryError) as exc:
+        raise ClueError(
+            f"Cannot draw the figure {out}: matplotlib failed with {type(exc).__name__}: "
+            f"{str(exc)[:300]}. The plotted values are probably out of range (huge or "
+            "infinite numbers in a history.csv); check the runs' history files."
+        ) from None
+
+
 def _save(figure: Any, out: Path, flag: str = "--out") -> None:
     """Render ``figure`` in memory, then write it through the checked output target."""
     import io
-    import warnings
 
     import matplotlib.pyplot as plt
 
@@ -205,16 +263,8 @@ def _save(figure: Any, out: Path, flag: str = "--out") -> None:
     try:
         fmt = check_figure_path(out, flag)
         buffer = io.BytesIO()
-        try:
-            with warnings.catch_warnings():  # overflow warnings come with the error below
-                warnings.simplefilter("ignore", RuntimeWarning)
-                figure.savefig(buffer, format=fmt, dpi=DPI)
-        except (ValueError, OverflowError, RuntimeError, MemoryError) as exc:
-            raise ClueError(
-                f"Cannot draw the figure {out}: matplotlib failed with {type(exc).__name__}: "
-                f"{str(exc)[:300]}. The plotted values are probably out of range (huge or "
-                "infinite numbers in a history.csv); check the runs' history files."
-            ) from None
+        with matplotlib_failures(out):
+            figure.savefig(buffer, format=fmt, dpi=DPI)
         write_output(out, buffer.getvalue(), flag)
     finally:
         plt.close(figure)

@@ -57,9 +57,10 @@ def test_plot_draws_every_panel_of_many_runs(
     code, stdout, stderr = main_exit(argv, capsys)
     assert code == 0, stderr
     assert stdout.strip() == str(out)
-    # pre-training loss and z_std, fine-tuning loss, three validation metrics: 2 x 3 panels
-    assert "wrote 6 panels of 3 run(s)" in stderr
-    assert png_size(out) == (1380, 740) and out.stat().st_size > 10_000
+    # pre-training loss, z_std, rep_erank and rep_std, fine-tuning loss, three validation
+    # metrics: 3 x 3 panels, one empty
+    assert "wrote 8 panels of 3 run(s)" in stderr
+    assert png_size(out) == (1380, 1080) and out.stat().st_size > 10_000
 
 
 def test_plot_labels_runs_apart_when_their_folders_share_a_name(runs: dict[str, Path]) -> None:
