@@ -25,7 +25,7 @@ import torch
 from clue_fw.components import BuildContext
 from clue_fw.data.loading import load_data
 from clue_fw.recipe import load_recipe
-from clue_fw.runner import training_item_counts
+from clue_fw.running.assembly import training_item_counts
 from clue_fw.training.loop import evaluate, train_epoch
 from clue_fw.training.report import Reporter
 

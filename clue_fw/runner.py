@@ -28,7 +28,7 @@ import torch
 from pydantic import BaseModel
 from rich.console import Console
 
-from clue_fw.components import BuildContext, TaskData
+from clue_fw.components import TaskData
 from clue_fw.data.loading import load_data
 from clue_fw.distributed import (
     Distributed,
@@ -41,6 +41,7 @@ from clue_fw.distributed import (
 from clue_fw.errors import DataError, RecipeError, RunDirectoryError
 from clue_fw.recipe import pretrains, validate_recipe
 from clue_fw.resources import check_memory, translate_memory_errors
+from clue_fw.running.assembly import run_context
 from clue_fw.running.finetune import check_encoder_checkpoint, run_finetune
 from clue_fw.running.identity import DataIdentity, RunIdentity
 from clue_fw.running.os_errors import is_file
@@ -116,15 +117,6 @@ def _check_run_arguments(recipe: Any, out: Any, resume: Any) -> None:
                 f"{flag} is empty; give the run directory's path (an empty path would mean "
                 "the current directory)."
             )
-
-
-def training_item_counts(recipe: Any, task_data: Any) -> torch.Tensor:
-    """``[num_items + 1]`` counts of each item in the sequences training may see (the
-    head's :meth:`pretrain_sequences`: valid and test targets left out), for
-    components that sample items by popularity."""
-    num_items = task_data.sequences.num_items
-    values = recipe.finetune.head.pretrain_sequences(task_data).values
-    return torch.bincount(values.reshape(-1), minlength=num_items + 1)[: num_items + 1]
 
 
 def _init_from_inside(init_from: str, out: Path) -> bool:
@@ -204,13 +196,7 @@ def _run_process(
     data_identity = DataIdentity.of(task_data)  # --resume refuses data that changed
     if distributed.parallel:
         _check_same_data(distributed, data_identity)
-    context = BuildContext(
-        num_items=data.num_items,
-        max_len=r.data.max_len,
-        item_ids=data.item_ids,
-        data_root=data_root,
-        item_counts=training_item_counts(r, task_data),
-    )
+    context = run_context(r, task_data, data_root)
     out_path = Path(out) if out is not None else None
     resume_path = Path(resume) if resume is not None else None
     initial_encoder: tuple[Path, dict[str, torch.Tensor]] | None = None

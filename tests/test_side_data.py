@@ -14,6 +14,7 @@ import pytest
 import torch
 from torch import nn
 
+from clue_fw.backbones.transformer import TransformerSpec
 from clue_fw.components import (
     Augmentation,
     BuildContext,
@@ -107,3 +108,53 @@ def test_side_data_fields_do_not_change_context_equality() -> None:
     rich = BuildContext(3, 5, item_ids=np.array([10, 20, 30]), data_root=Path("/data"))
     assert plain == rich and hash(plain) == hash(rich)
     assert plain.item_ids is None and plain.data_root is None
+
+
+# ------------------------------------------------------- a backbone that reads side data
+
+#: Every context a SideBackbone was built with (what `run`, `evaluate` and `load_run` gave).
+CONTEXTS: list[BuildContext] = []
+
+
+class SideBackboneSpec(TransformerSpec):
+    """The Transformer, but its build reads a side file by the data's original item ids,
+    as a backbone with item-attribute embeddings would."""
+
+    kind: Literal["side_transformer"] = "side_transformer"  # type: ignore[assignment]
+
+    def build(self, context: BuildContext) -> Any:
+        if context.item_ids is None:
+            raise AssertionError("the backbone was built without the data's item ids")
+        resolve_data_path("weights.json", context.data_root, "backbone")  # it must be found
+        CONTEXTS.append(context)
+        return super().build(context)
+
+
+BACKBONE_PLUGIN = SimpleNamespace(clue_register_backbones=hookimpl(lambda: [SideBackboneSpec]))
+
+
+def test_a_backbone_reading_side_data_gets_the_same_context_everywhere(tmp_path: Path) -> None:
+    from clue_fw.inference import load_run
+    from clue_fw.inference.evaluation import evaluate_run
+
+    (tmp_path / "seq.txt").write_text("1 30 10 20 30\n2 10 20 30 10\n3 20 30 10 20\n")
+    (tmp_path / "weights.json").write_text("{}")
+    side = recipe("seq.txt")
+    side["backbone"]["kind"] = "side_transformer"
+    side["pretrain"] = {"objective": {"kind": "none"}}
+    CONTEXTS.clear()
+    reset_registry(build_registry(extra_plugins=[(BACKBONE_PLUGIN, "side-backbone (test)")]))
+    try:
+        run_dir = run(side, out=tmp_path / "run", console=None, data_root=tmp_path).run_dir
+        trained = CONTEXTS[-1]
+        loaded = load_run(run_dir, device="cpu", data_root=tmp_path)  # clue embed, recommend
+        evaluate_run(run_dir, data_root=tmp_path, device="cpu")  # clue evaluate
+        loaded.untrained()  # clue probe's random encoder
+    finally:
+        reset_registry(None)
+    assert len(CONTEXTS) >= 4
+    for context in CONTEXTS:
+        assert (context.num_items, context.max_len) == (trained.num_items, trained.max_len)
+        assert np.array_equal(context.item_ids, trained.item_ids)
+        assert context.data_root == trained.data_root == tmp_path
+    assert loaded.context.item_ids is not None

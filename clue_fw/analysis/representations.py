@@ -32,7 +32,7 @@ import torch
 
 from clue_fw.analysis import measures
 from clue_fw.augmentations.compose import ViewPipeline
-from clue_fw.components import BuildContext, user_vectors
+from clue_fw.components import user_vectors
 from clue_fw.data.csr import Csr
 from clue_fw.recipe import pretrains
 
@@ -67,8 +67,7 @@ def positive_pairs(
     recipe = run.recipe
     encoder = run.encoder
     device = run.device
-    context = BuildContext(num_items=len(run.catalogue), max_len=run.max_len)
-    views = ViewPipeline.from_specs(list(recipe.pretrain.views), context).to(device)
+    views = ViewPipeline.from_specs(list(recipe.pretrain.views), run.context).to(device)
     generator = torch.Generator(device=device).manual_seed(seed)
     lengths = histories.lengths
     firsts, seconds = [], []

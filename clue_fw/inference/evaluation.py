@@ -24,12 +24,12 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from clue_fw.components import BuildContext
 from clue_fw.distributed import Distributed, launch_from_environment, session
 from clue_fw.errors import CheckpointError, ClueError, RunDirectoryError, quote
 from clue_fw.inference.run_files import checked_task_data, read_recipe, run_reader
 from clue_fw.recipe import validate_recipe
-from clue_fw.runner import process_device, training_item_counts
+from clue_fw.runner import process_device
+from clue_fw.running.assembly import run_context
 from clue_fw.running.finetune import BEST_FILE
 from clue_fw.running.identity import RunIdentity
 from clue_fw.running.os_errors import exists
@@ -129,13 +129,7 @@ def _evaluate(
     task_data = distributed.together(
         lambda: checked_task_data(run_dir, recipe, identity, data_root)
     )
-    context = BuildContext(
-        num_items=task_data.sequences.num_items,
-        max_len=recipe.data.max_len,
-        item_ids=task_data.sequences.item_ids,
-        data_root=data_root,
-        item_counts=training_item_counts(recipe, task_data),
-    )
+    context = run_context(recipe, task_data, data_root)
     spec = recipe.finetune
     with torch.random.fork_rng(devices=[]):  # building must not move the caller's RNG
         encoder = recipe.backbone.build(context)

@@ -51,6 +51,7 @@ from clue_fw.inference.run_files import (
 )
 from clue_fw.registry import plugin_call
 from clue_fw.runner import resolve_device
+from clue_fw.running.assembly import catalogue_context, run_context
 from clue_fw.running.identity import RunIdentity
 from clue_fw.training.checkpoint import load_module_tensors
 
@@ -121,8 +122,11 @@ class LoadedRun:
         device: torch.device,
         data_root: Path | None,
         task_data: TaskData | None,
+        context: BuildContext | None = None,
     ) -> None:
         self.files = files
+        #: What the run's components were built with (:mod:`clue_fw.running.assembly`).
+        self.context = context or catalogue_context(files.recipe, catalogue.raw_ids, data_root)
         self.encoder = encoder
         self.head = head
         self._no_head = no_head
@@ -234,10 +238,9 @@ class LoadedRun:
         """The same run with a freshly built, untrained encoder of its recipe's backbone,
         initialised under ``seed`` (the caller's random state is left as it was): the
         random-features baseline of a probe. It has no head (it scores no items)."""
-        context = BuildContext(num_items=len(self.catalogue), max_len=self.max_len)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            encoder = self.recipe.backbone.build(context)
+            encoder = self.recipe.backbone.build(self.context)
         encoder.to(self.device).eval()
         return LoadedRun(
             self.files,
@@ -248,6 +251,7 @@ class LoadedRun:
             self.device,
             self.data_root,
             self._task_data,
+            self.context,
         )
 
     def item_vectors(self) -> ItemVectors:
@@ -442,7 +446,10 @@ def load_run(
         item_ids = task_data.sequences.item_ids
     catalogue = ItemCatalogue(item_ids)
     recipe = files.recipe
-    context = BuildContext(num_items=len(catalogue), max_len=recipe.data.max_len)
+    if task_data is not None:
+        context = run_context(recipe, task_data, root)
+    else:
+        context = catalogue_context(recipe, catalogue.raw_ids, root)
     head_spec = recipe.finetune.head
     head: NextItemHead | None = None
     no_head = ""
@@ -468,7 +475,9 @@ def load_run(
     encoder.to(torch_device).eval()
     if head is not None:
         head.to(torch_device).eval()
-    return LoadedRun(files, encoder, head, no_head, catalogue, torch_device, root, task_data)
+    return LoadedRun(
+        files, encoder, head, no_head, catalogue, torch_device, root, task_data, context
+    )
 
 
 def _empty_sequences(catalogue: ItemCatalogue) -> SequenceData:
