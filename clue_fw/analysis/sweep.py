@@ -18,6 +18,7 @@ for them.
 from __future__ import annotations
 
 import itertools
+import os
 import re
 import signal
 import subprocess
@@ -260,14 +261,21 @@ class Children:
         self._live: set[subprocess.Popen[bytes]] = set()
         self.stopping = False
 
-    def start(self, args: list[str], log: IO[str]) -> subprocess.Popen[bytes] | None:
+    def start(
+        self, args: list[str], log: IO[str], env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes] | None:
         with self._lock:
             if self.stopping:
                 return None
             # A session of its own: a Ctrl-C at the terminal reaches the sweep, which
             # forwards it once, instead of every run at the same moment.
             process = subprocess.Popen(
-                args, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+                env=env,
             )
             self._live.add(process)
             return process
@@ -295,17 +303,69 @@ class Children:
         return len(live)
 
 
-def run_one(recipe: Path, run: SweepRun, children: Children | None = None) -> Outcome:
+class Slots:
+    """``jobs`` numbered places for runs at a time: each run takes the lowest free one and
+    gets its share of the CPU threads and, with several GPUs, GPU ``slot % gpus``."""
+
+    def __init__(self, jobs: int, environ: dict[str, str] | None = None) -> None:
+        self.environ = dict(os.environ if environ is None else environ)
+        self._free = list(range(jobs))
+        self._lock = threading.Lock()
+        cpus = os.cpu_count() or 1
+        #: Threads per run: the user's OMP_NUM_THREADS, else the CPU cores shared out.
+        self.threads = self.environ.get("OMP_NUM_THREADS") or str(max(1, cpus // jobs))
+        self.gpus = visible_gpus(self.environ)
+
+    def take(self) -> int:
+        with self._lock:
+            return self._free.pop(0)
+
+    def give_back(self, slot: int) -> None:
+        with self._lock:
+            self._free.append(slot)
+            self._free.sort()
+
+    def environment(self, slot: int) -> dict[str, str]:
+        env = {**self.environ, "OMP_NUM_THREADS": self.threads}
+        env.setdefault("MKL_NUM_THREADS", self.threads)
+        if len(self.gpus) > 1:
+            env["CUDA_VISIBLE_DEVICES"] = self.gpus[slot % len(self.gpus)]
+        return env
+
+
+def visible_gpus(environ: dict[str, str]) -> list[str]:
+    """The GPUs a run may see: ``CUDA_VISIBLE_DEVICES``'s entries, else every CUDA device
+    (none when torch sees none; torch is imported only to count them)."""
+    listed = environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [gpu.strip() for gpu in listed.split(",") if gpu.strip()]
+    import torch
+
+    return [str(index) for index in range(torch.cuda.device_count())]
+
+
+def run_one(
+    recipe: Path, run: SweepRun, children: Children | None = None, slots: Slots | None = None
+) -> Outcome:
     """Run (or skip) one run in a subprocess; its output goes to ``run.log``."""
     if run.finished():
         return Outcome(run, 0, 0.0, skipped=True)
     children = children or Children()
+    slots = slots or Slots(1)
+    slot = slots.take()
+    try:
+        return _run_in_slot(recipe, run, children, slots.environment(slot))
+    finally:
+        slots.give_back(slot)
+
+
+def _run_in_slot(recipe: Path, run: SweepRun, children: Children, env: dict[str, str]) -> Outcome:
     started = time.perf_counter()
     try:
         run.run_dir.parent.mkdir(parents=True, exist_ok=True)
         check_user_output(run.log, "the sweep's log")  # a named pipe would block the open
         with open(run.log, "w", encoding="utf-8") as log:
-            process = children.start(command(recipe, run), log)
+            process = children.start(command(recipe, run), log, env)
             if process is None:
                 return Outcome(run, 0, 0.0, started=False)
             try:
@@ -342,9 +402,10 @@ def execute(
         raise ClueError(f"--jobs must be at least 1, not {jobs}.")
     outcomes = []
     children = Children()
+    slots = Slots(jobs)
     pool = ThreadPoolExecutor(max_workers=jobs)
     try:
-        futures = [pool.submit(run_one, recipe, run, children) for run in runs]
+        futures = [pool.submit(run_one, recipe, run, children, slots) for run in runs]
         for future in as_completed(futures):
             outcome = future.result()
             outcomes.append(outcome)

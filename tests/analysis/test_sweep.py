@@ -157,3 +157,42 @@ def test_list_values_can_be_swept() -> None:
     assert axes[0].values == ("[0.9, 0.99]", "[0.8,0.9]")
     with pytest.raises(ClueError, match="a bracket or quote is not closed"):
         parse_grid(["pretrain.train.betas=[0.9,0.99"])
+
+
+def test_each_run_gets_its_share_of_threads_and_its_own_gpu(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from clue_fw.analysis import sweep
+
+    monkeypatch.setattr(sweep.os, "cpu_count", lambda: 16)
+    slots = sweep.Slots(4, environ={"CUDA_VISIBLE_DEVICES": "2,5", "PATH": "/bin"})
+    envs = [slots.environment(slot) for slot in range(4)]
+    assert {env["OMP_NUM_THREADS"] for env in envs} == {"4"}  # 16 cores / 4 runs
+    assert [env["CUDA_VISIBLE_DEVICES"] for env in envs] == ["2", "5", "2", "5"]
+    assert all(env["PATH"] == "/bin" for env in envs)
+    # the user's own thread count wins; one GPU is left as it is
+    mine = sweep.Slots(2, environ={"OMP_NUM_THREADS": "3", "CUDA_VISIBLE_DEVICES": "1"})
+    assert mine.environment(1)["OMP_NUM_THREADS"] == "3"
+    assert mine.environment(1)["CUDA_VISIBLE_DEVICES"] == "1"
+    # slots are reused: a run takes the lowest free one
+    first, second = slots.take(), slots.take()
+    slots.give_back(first)
+    assert (first, second, slots.take()) == (0, 1, 0)
+
+
+def test_the_run_process_sees_the_slot_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    from clue_fw.analysis import sweep
+
+    script = "import os; print('threads', os.environ['OMP_NUM_THREADS'])"
+    monkeypatch.setattr(sweep, "command", lambda recipe, run: [sys.executable, "-c", script])
+    monkeypatch.setattr(sweep.os, "cpu_count", lambda: 6)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    runs = [sweep.SweepRun((), seed, tmp_path / f"seed{seed}") for seed in range(3)]
+    outcomes = sweep.execute(tmp_path / "r.yaml", runs, jobs=3)
+    assert [o.code for o in outcomes] == [0, 0, 0]
+    assert all(run.log.read_text().strip() == "threads 2" for run in runs)
