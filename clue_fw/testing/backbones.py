@@ -73,8 +73,16 @@ def check_empty_row(case: ContractCase, folder: Path) -> None:
     """A row of padding only gives zero states and a finite user vector."""
     model = make_backbone(case.entry, folder).eval()
     out = model(torch.zeros(2, MAX_LEN, dtype=torch.long))
-    assert torch.equal(out.states, torch.zeros(2, MAX_LEN, model.dim))
-    assert torch.isfinite(out.user).all()
+    largest = float(out.states.abs().max())
+    assert torch.equal(out.states, torch.zeros(2, MAX_LEN, model.dim)), (
+        f"for a row of padding only (items all 0) every state must be exactly zero, but "
+        f"states up to {largest:.3g} in absolute value came back; multiply the states by "
+        "the mask `items != 0` before returning them"
+    )
+    assert torch.isfinite(out.user).all(), (
+        "for a row of padding only the user vector must be finite (a mean over zero items "
+        "divides by zero: clamp the count to at least 1)"
+    )
 
 
 def check_backward(case: ContractCase, folder: Path) -> None:
@@ -90,7 +98,14 @@ def check_backward(case: ContractCase, folder: Path) -> None:
     assert (grad[used].abs().sum(dim=1) > 0).all(), "an item used in the batch gets no gradient"
     assert grad[0].abs().sum() == 0, "the padding row (padding_idx 0) must get no gradient"
     for name, parameter in model.named_parameters():
-        assert parameter.grad is not None, f"{name} gets no gradient"
+        hint = (
+            " (init_vocabulary creates a [UR] `user_token` parameter; a backbone without a "
+            "[UR] read-out removes it with `del self.user_token` after init_vocabulary, as "
+            "clue_fw.backbones.bag does)"
+            if name == "user_token"
+            else ""
+        )
+        assert parameter.grad is not None, f"{name} gets no gradient{hint}"
 
 
 def check_causal(case: ContractCase, folder: Path) -> None:

@@ -130,6 +130,40 @@ def test_a_bidirectional_backbone_fails_only_the_causal_check(tmp_path: Path) ->
     run_cases(module, "left_padding", tmp_path)
 
 
+class PooledKeepsToken(SequenceEncoder):
+    """A pooled backbone that forgot to remove the [UR] token, and whose empty rows give
+    a bias instead of zero states."""
+
+    def __init__(self, context: BuildContext, dim: int) -> None:
+        super().__init__()
+        self.init_vocabulary(context.num_items, context.max_len, dim)
+        self.bias = torch.nn.Parameter(torch.full((dim,), 0.5))
+
+    def forward(self, items: torch.Tensor) -> EncoderOutput:
+        real = (items != 0).unsqueeze(-1)
+        embedded = self.item_embedding(items) * real
+        states = embedded + self.bias  # the bias lands on padding too
+        return EncoderOutput(states, embedded.sum(dim=1))
+
+
+class PooledKeepsTokenSpec(BackboneSpec):
+    """A broken pooled backbone (unused user_token, non-zero padding states)."""
+
+    kind: Literal["pooled_keeps_token"] = "pooled_keeps_token"
+    dim: int = Field(8, gt=0)
+
+    def build(self, context: BuildContext) -> PooledKeepsToken:
+        return PooledKeepsToken(context, self.dim)
+
+
+def test_contract_failures_of_a_pooled_backbone_say_what_to_do(tmp_path: Path) -> None:
+    module = plugin_module("pooled", clue_register_backbones=[PooledKeepsTokenSpec])
+    with pytest.raises(AssertionError, match=r"del self\.user_token"):
+        run_cases(module, "backward", tmp_path)
+    with pytest.raises(AssertionError, match="padding only .* must be exactly zero"):
+        run_cases(module, "empty_row", tmp_path)
+
+
 def test_skip_marks_the_named_check_with_its_reason() -> None:
     module = plugin_module("bidirectional", clue_register_backbones=[BidirectionalSpec])
     test = contract_test(module, skip={"backbone_causal": "bidirectional by design"})
