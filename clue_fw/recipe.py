@@ -734,7 +734,25 @@ def _describe_problems(
         lines.append(f"{f'--set {_flag(flag)}: ' if flag else ''}{where}: {problem.message}")
     count = len(lines)
     head = f"Recipe {source} is invalid ({count} problem{'s' if count > 1 else ''}):"
-    return head + " " + "; ".join(lines) + "."
+    return head + " " + "; ".join(lines) + "." + _kind_switch_hint(problems, overrides or [])
+
+
+def _kind_switch_hint(problems: list[_Problem], overrides: list["Override"]) -> str:
+    """Advice for ``--set SECTION.kind=NEW`` that left the old kind's fields behind."""
+    for override in overrides:
+        if len(override.path) < 2 or override.path[-1] != "kind":
+            continue
+        section = override.path[:-1]
+        if any(tuple(p.parts[:-1]) == section and "Extra inputs" in p.message for p in problems):
+            where = _dotted(list(section))
+            kind = override.flag.partition("=")[2].strip()
+            return (
+                f" --set {where}.kind=... changes only the kind and keeps the fields of the "
+                f"old one; replace the whole section instead, with the fields you want: "
+                f"--set '{where}={{kind: {_clip(kind)}}}' (`clue show {kind}` lists its "
+                "fields)."
+            )
+    return ""
 
 
 def format_validation_error(

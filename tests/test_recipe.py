@@ -748,3 +748,20 @@ def test_the_split_view_must_come_first(tiny_recipe: dict[str, Any]) -> None:
     assert "move it to the top" in message
     tiny_recipe["pretrain"]["views"] = [{"kind": "split"}, {"kind": "mask", "rho": 0.2}]
     validate_recipe(tiny_recipe)
+
+
+def test_switching_a_kind_from_the_command_line_shows_the_form_that_works(
+    tiny_recipe: dict[str, Any],
+) -> None:
+    from clue_fw.recipe import _apply_overrides, _validate
+
+    data, applied = _apply_overrides(tiny_recipe, ["backbone.kind=gru"])
+    with pytest.raises(RecipeError) as info:
+        _validate(data, "tiny.yaml", None, applied)
+    message = str(info.value)
+    assert "backbone.heads: Extra inputs are not permitted" in message
+    assert "replace the whole section instead" in message
+    assert "--set 'backbone={kind: gru}'" in message and "clue show gru" in message
+    # the advised form validates
+    fixed, applied = _apply_overrides(tiny_recipe, ["backbone={kind: gru, dim: 16}"])
+    _validate(fixed, "tiny.yaml", None, applied)
