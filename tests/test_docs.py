@@ -4,6 +4,7 @@ reference matches the code, and the README's library example runs."""
 from __future__ import annotations
 
 import inspect
+import json
 import re
 from pathlib import Path
 
@@ -78,3 +79,37 @@ def test_readme_result_tables_are_the_benchmark_outputs() -> None:
         assert len(table) >= 3, f"no table under the {name} marker"
         source = (ROOT / "docs" / "results" / f"{name}.md").read_text(encoding="utf-8")
         assert "\n".join(table) in source, f"README table {name} differs from its source"
+
+
+def test_readme_own_data_example_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The "Your own data" section: its CSV format and its recipe, as written, through
+    `clue validate` and `clue run` (a longer log in the same format; fewer epochs)."""
+    import random
+
+    from cli_main import main_exit
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Your own data", 1)[1].split("\n## ", 1)[0]
+    csv_head = re.findall(r"```text\n(.*?)```", section, flags=re.S)[0]
+    recipe_text = re.findall(r"```yaml\n(.*?)```", section, flags=re.S)[0]
+    rows = csv_head.strip().splitlines()
+    assert rows[0] == "user,item,timestamp"
+    rng = random.Random(0)
+    for user in range(3, 63):  # users 1 and 2 of the README, then 60 more like them
+        for step in range(rng.randint(4, 12)):
+            rows.append(f"{user},{rng.randint(1, 40)},{1700000000 + 100 * step + user}")
+    rows += ["1,5,1700000300", "2,4,1700000300"]  # README users get 3 interactions each
+    (tmp_path / "my_log.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "my_data.yaml").write_text(recipe_text)
+    monkeypatch.setenv("CLUE_DATA_DIR", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    code, _, stderr = main_exit(["validate", "my_data.yaml"], capsys)
+    assert code == 0, stderr
+    argv = ["run", "my_data.yaml", "--out", "runs/mine", "--set", "device=cpu"]
+    argv += ["--set", "pretrain.train.epochs=1", "--set", "finetune.train.epochs=1"]
+    code, _, stderr = main_exit(argv, capsys)
+    assert code == 0, stderr
+    metrics = json.loads((tmp_path / "runs" / "mine" / "metrics.json").read_text())
+    assert metrics["data"]["users"] == 62 and "ndcg@10" in metrics["test"]
