@@ -439,11 +439,20 @@ def data_prepare(
 
 @data_app.command("stats")
 def data_stats(
-    file: Annotated[Path, typer.Argument(help="A sequence file (`user item item ...` lines).")],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="A sequence file (`user item item ...` lines): a path as given, else "
+            "relative to the data root, as recipes name it (ml-1m/ml-1m_sequences.txt)."
+        ),
+    ],
 ) -> None:
     """Print users, items, interactions, length percentiles and the repeat rate of a file."""
+    from clue_fw.data.root import resolve_data_path
     from clue_fw.data.stats import sequence_stats
 
+    if not file.exists():  # not here: where a recipe would find it (or say where it looked)
+        file = resolve_data_path(file, None, "FILE")
     stats = sequence_stats(file)
     stdout.print(Text("\n".join(stats.lines())), highlight=False, soft_wrap=True)
 

@@ -169,3 +169,21 @@ def test_clue_data_errors(runs: dict[str, Any], case: str, fragment: str) -> Non
     assert result.returncode == 2, result
     assert "Traceback" not in result.stderr
     assert fragment in " ".join(result.stderr.split())
+
+
+def test_stats_finds_a_file_under_the_data_root_as_recipes_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cli_main import main_exit
+
+    root = tmp_path / "root"
+    (root / "mine").mkdir(parents=True)
+    (root / "mine" / "seq.txt").write_text("1 5 6 5 5\n2 7 8\n3 9 9 10\n")
+    monkeypatch.setenv("CLUE_DATA_DIR", str(root))
+    monkeypatch.chdir(tmp_path)  # mine/seq.txt is not here: the data root has it
+    code, stdout, stderr = main_exit(["data", "stats", "mine/seq.txt"], capsys)
+    assert code == 0, stderr
+    assert stdout.splitlines()[0] == "users: 3"
+    code, _, stderr = main_exit(["data", "stats", "mine/absent.txt"], capsys)
+    message = " ".join(stderr.split())
+    assert code == 2 and "Data file not found" in message and str(root) in message
