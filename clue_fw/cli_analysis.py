@@ -237,13 +237,44 @@ def compare(runs: RunsArgument, markdown: MarkdownOption = None) -> None:
     _show_table(table, markdown)
 
 
-def _show_table(table: Comparison, markdown: str | None) -> None:
-    rich_table = Table()
+def comparison_table(table: Comparison, width: int) -> Table:
+    """``table`` for a terminal ``width`` columns wide, nothing cut with an ellipsis: the
+    ``key=value`` parts every row shares go to the caption, the run column (what tells
+    rows apart) is never wrapped while it fits, and the other columns fold instead."""
+    labels, shared = _shorten_labels([row[0] for row in table.rows])
+    caption = f"every row: {','.join(shared)}" if shared else None
+    rich_table = Table(caption=Text(caption) if caption else None, caption_justify="left")
+    longest = max((len(label) for label in labels), default=0)
     for index, column in enumerate(table.header):
-        rich_table.add_column(Text(column), justify="left" if index < 2 else "right")
-    for row in table.rows:
-        rich_table.add_row(*(Text(cell) for cell in row))
-    Console(width=max(stdout.width, 160), emoji=False).print(rich_table)
+        if index == 0:
+            rich_table.add_column(
+                Text(column), no_wrap=True, min_width=min(longest, max(width - 40, 10))
+            )
+        else:
+            justify = "left" if index < 2 else "right"
+            rich_table.add_column(Text(column), justify=justify, overflow="fold")
+    for label, row in zip(labels, table.rows, strict=True):
+        rich_table.add_row(Text(label), *(Text(cell) for cell in row[1:]))
+    return rich_table
+
+
+def _shorten_labels(labels: list[str]) -> tuple[list[str], list[str]]:
+    """Row labels without the ``key=value`` parts that all of them share (a sweep's fixed
+    settings), and those parts; labels that are not such lists stay as they are."""
+    parts = [label.split(",") for label in labels]
+    if len(labels) < 2 or not all(all("=" in p for p in row) for row in parts):
+        return labels, []
+    shared = [p for p in parts[0] if all(p in row for row in parts[1:])]
+    if not shared:
+        return labels, []
+    short = [",".join(p for p in row if p not in shared) or "(the same)" for row in parts]
+    return short, shared
+
+
+def _show_table(table: Comparison, markdown: str | None) -> None:
+    # a terminal's own width (rows folded by the terminal are unreadable); else wide
+    width = stdout.width if stdout.is_terminal else max(stdout.width, 160)
+    Console(width=width, emoji=False).print(comparison_table(table, width))
     if markdown is not None:
         from clue_fw.output_target import write_output
 

@@ -196,3 +196,30 @@ def test_the_run_process_sees_the_slot_environment(
     outcomes = sweep.execute(tmp_path / "r.yaml", runs, jobs=3)
     assert [o.code for o in outcomes] == [0, 0, 0]
     assert all(run.log.read_text().strip() == "threads 2" for run in runs)
+
+
+@pytest.mark.parametrize("width", [80, 60])
+def test_a_sweep_table_at_terminal_width_shows_every_grid_value_in_full(width: int) -> None:
+    from rich.console import Console
+
+    from clue_fw.analysis.compare import Comparison
+    from clue_fw.cli_analysis import comparison_table
+
+    names = [
+        "backbone.dropout=0.1,finetune.train.lr=0.001",
+        "backbone.dropout=0.3,finetune.train.lr=0.001",
+        "backbone.dropout=0.5,finetune.train.lr=0.001",
+    ]
+    header = ["run", "seeds", "valid ndcg@10", "test ndcg@10", "test recall@10", "best epoch"]
+    rows = [[name, "0 1 2", "0.1234 ± 0.0012", "0.1201 ± 0.0034", "0.2345 ± 0.0045", "12"]
+            for name in names]  # fmt: skip
+    console = Console(record=True, width=width, emoji=False)
+    console.print(comparison_table(Comparison(header, rows), width))
+    text = console.export_text()
+    assert all(line and len(line) <= width for line in text.splitlines())
+    assert "…" not in text, text  # nothing cut
+    for value in ("backbone.dropout=0.1", "backbone.dropout=0.3", "backbone.dropout=0.5"):
+        assert value in text, text  # each row's own grid value, on one line
+    assert "every row: finetune.train.lr=0.001" in " ".join(text.split())
+    if width == 80:  # wide enough for every metric cell on its row's lines
+        assert "0.1234 ±" in text and "0.0012" in text
