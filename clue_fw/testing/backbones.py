@@ -73,7 +73,7 @@ def check_empty_row(case: ContractCase, folder: Path) -> None:
     """A row of padding only gives zero states and a finite user vector."""
     model = make_backbone(case.entry, folder).eval()
     out = model(torch.zeros(2, MAX_LEN, dtype=torch.long))
-    largest = float(out.states.abs().max())
+    largest = float(out.states.detach().abs().max())
     assert torch.equal(out.states, torch.zeros(2, MAX_LEN, model.dim)), (
         f"for a row of padding only (items all 0) every state must be exactly zero, but "
         f"states up to {largest:.3g} in absolute value came back; multiply the states by "

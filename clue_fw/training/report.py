@@ -45,13 +45,22 @@ class Reporter:
         self.heartbeat_s = heartbeat_s
 
     def log(self, message: str, style: str | None = None) -> None:
-        self.console.print(Text(message, style=style or ""), highlight=False)
-        self._append(message)
+        stamp = _stamp()
+        if self.console.is_terminal:
+            self.console.print(Text(message, style=style or ""), highlight=False)
+        else:
+            self._plain(stamp, message)
+        self._append(message, stamp)
 
-    def _append(self, message: str) -> None:
+    def _plain(self, stamp: str, line: str) -> None:
+        """Off a terminal: ``line`` as run.log has it, with its time stamp, never wrapped
+        (logs and CI are read and grepped, not watched)."""
+        self.console.print(Text(f"{stamp} {line}"), highlight=False, soft_wrap=True)
+
+    def _append(self, message: str, stamp: str | None = None) -> None:
         if self.log_path is None:
             return
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        stamp = stamp or _stamp()
         try:
             if self.guard is not None:  # e.g. the run directory is still this run's
                 self.guard()
@@ -107,13 +116,8 @@ class Reporter:
             if now - last < self.heartbeat_s:
                 return
             last = now
-            self.console.print(
-                Text(
-                    f"{description}: {done}/{total} batches, {now - started:.0f} s, loss {loss:.4f}"
-                ),
-                highlight=False,
-                soft_wrap=True,
-            )
+            line = f"{description}: {done}/{total} batches, {now - started:.0f} s, loss {loss:.4f}"
+            self._plain(_stamp(), line)
 
         yield update
 
@@ -126,14 +130,16 @@ class Reporter:
                 continue
             parts.append(f"{key}={_cell(value) if isinstance(value, float) else value}")
         line = " ".join(parts)
+        stamp = _stamp()
         if not self.console.is_terminal:
-            self.console.print(Text(line), highlight=False, soft_wrap=True)
-        self._append(line)
+            self._plain(stamp, line)
+        self._append(line, stamp)
 
     def epoch_table(self, stage: str, rows: list[dict[str, Any]]) -> None:
         """The epochs of a stage, as one table or, when too wide for the console, several
-        (each repeating the epoch column), so no value is ever cut."""
-        if not rows:
+        (each repeating the epoch column), so no value is ever cut. On a terminal only: off
+        one, the epoch lines already said it (no boxes in logs)."""
+        if not rows or not self.console.is_terminal:
             return
         keys = list(dict.fromkeys(k for row in rows for k in row))
         key, others = keys[0], keys[1:]  # "epoch" first
@@ -141,14 +147,20 @@ class Reporter:
         self._print_tables(f"{stage} epochs", key, others, cells)
 
     def metrics_table(self, metrics: dict[str, dict[str, float]]) -> None:
-        """Final metrics, one row per split; split into several tables when too wide."""
+        """Final metrics, one row per split; split into several tables when too wide. Off a
+        terminal, the lines run.log gets, one per split."""
         names = list(dict.fromkeys(k for split in metrics.values() for k in split))
         cells = [
             [split, *(_cell(values.get(n)) for n in names)] for split, values in metrics.items()
         ]
-        self._print_tables("final metrics", "split", names, cells)
+        if self.console.is_terminal:
+            self._print_tables("final metrics", "split", names, cells)
         for split, values in metrics.items():
-            self._append(f"{split}: " + " ".join(f"{k}={v:.4f}" for k, v in values.items()))
+            line = f"{split}: " + " ".join(f"{k}={v:.4f}" for k, v in values.items())
+            stamp = _stamp()
+            if not self.console.is_terminal:
+                self._plain(stamp, line)
+            self._append(line, stamp)
 
     def _print_tables(
         self, title: str, key: str, columns: list[str], cells: list[list[str]]
@@ -173,6 +185,10 @@ class Reporter:
             for row in cells:
                 table.add_row(*(Text(row[i]) for i in (0, *(i + 1 for i in group))))
             self.console.print(table)
+
+
+def _stamp() -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S")
 
 
 _BORDER = 3

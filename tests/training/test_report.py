@@ -16,10 +16,18 @@ KS = (5, 10, 20)
 METRICS = ("mrr", "recall", "ndcg")
 
 
-def reporter(width: int, log: Path | None = None, heartbeat_s: float = 30.0) -> Reporter:
-    """A Reporter on a non-terminal console of ``width`` columns, as under nohup or CI."""
-    console = Console(file=io.StringIO(), width=width, emoji=False, force_terminal=False)
+def reporter(
+    width: int, log: Path | None = None, heartbeat_s: float = 30.0, terminal: bool = False
+) -> Reporter:
+    """A Reporter on a console of ``width`` columns: not a terminal (as under nohup or CI)
+    unless ``terminal``."""
+    console = Console(
+        file=io.StringIO(), width=width, emoji=False, force_terminal=terminal, color_system=None
+    )
     return Reporter(console, log, heartbeat_s=heartbeat_s)
+
+
+STAMP = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d "
 
 
 def output(r: Reporter) -> str:
@@ -49,7 +57,7 @@ def metrics() -> dict[str, dict[str, float]]:
 
 @pytest.mark.parametrize("width", [80, 60])
 def test_epoch_and_metrics_tables_show_every_value_in_full(width: int) -> None:
-    r = reporter(width)
+    r = reporter(width, terminal=True)
     rows = epoch_rows()
     r.epoch_table("finetune", rows)
     r.metrics_table(metrics())
@@ -70,7 +78,7 @@ def test_epoch_and_metrics_tables_show_every_value_in_full(width: int) -> None:
 
 
 def test_a_narrow_table_is_one_table_when_it_fits() -> None:
-    r = reporter(200)
+    r = reporter(200, terminal=True)
     r.metrics_table(metrics())
     assert "final metrics" in output(r) and "(1/" not in output(r)
 
@@ -80,8 +88,8 @@ def test_off_a_terminal_epoch_lines_go_to_the_console_and_the_log(tmp_path: Path
     r = reporter(80, log)
     r.epoch_line("finetune", {"epoch": 2, "loss": 0.5, "valid ndcg@10": 0.25, "best": "*"})
     line = "finetune epoch 2 loss=0.5000 valid ndcg@10=0.2500 best=*"
-    assert output(r).strip() == line
-    assert log.read_text().strip().endswith(line)
+    assert re.fullmatch(STAMP + re.escape(line), output(r).strip())
+    assert output(r) == log.read_text()  # the same line, time stamp included
 
 
 def test_on_a_terminal_epoch_lines_go_to_the_log_only(tmp_path: Path) -> None:
@@ -99,7 +107,9 @@ def test_off_a_terminal_long_epochs_print_heartbeats() -> None:
         update(60, 1.25, 1000.0)
     lines = output(r).splitlines()
     assert len(lines) == 2
-    assert re.fullmatch(r"finetune epoch 3/200: 120/139 batches, \d+ s, loss 1\.2500", lines[1])
+    assert re.fullmatch(
+        STAMP + r"finetune epoch 3/200: 120/139 batches, \d+ s, loss 1\.2500", lines[1]
+    )
 
 
 def test_heartbeats_wait_for_their_interval() -> None:
@@ -119,3 +129,16 @@ def test_other_ranks_print_nothing() -> None:
         update(4, 0.5, 10.0)
     r.metrics_table({"valid": {"mrr@10": 0.5}})
     assert buffer.getvalue() == ""
+
+
+def test_off_a_terminal_the_console_says_what_run_log_says_line_by_line(tmp_path: Path) -> None:
+    log = tmp_path / "run.log"
+    r = reporter(40, log)  # narrow: nothing may wrap
+    r.log("run directory: " + "/a/very/long/path/" * 6 + "run")
+    r.epoch_line("finetune", {"epoch": 1, "loss": 0.5, "valid ndcg@10": 0.25, "best": "*"})
+    r.epoch_table("finetune", epoch_rows())  # no boxes off a terminal
+    r.metrics_table(metrics())
+    printed = output(r).splitlines()
+    assert printed == log.read_text().splitlines()
+    assert len(printed) == 4 and all(re.match(STAMP, line) for line in printed)
+    assert not any(ch in output(r) for ch in "┏━│└")
