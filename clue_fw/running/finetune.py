@@ -46,6 +46,26 @@ BEST_FILE = "best.safetensors"
 EXTRA_FIELDS: dict[str, type] = {"best": float, "best_epoch": int, "bad_epochs": int}
 
 
+def validation_status(
+    epoch: int, spec: Any, monitor: str, valid: dict[str, float], extra: dict[str, Any]
+) -> str:
+    """``finetune epoch 3/100: valid ndcg@10 0.1234, best 0.1301 (epoch 2); stops after
+    9 more epochs without a gain``: what a terminal shows after each validation."""
+    others = ", ".join(f"{k} {v:.4f}" for k, v in valid.items() if k != monitor)
+    left = spec.patience - extra["bad_epochs"]
+    if epoch >= spec.train.epochs:
+        ending = "the last epoch"
+    elif left <= 0:
+        ending = f"early stopping: no gain in {spec.patience} epochs"
+    else:
+        ending = f"stops after {left} more epoch{'s' if left != 1 else ''} without a gain"
+    return (
+        f"finetune epoch {epoch}/{spec.train.epochs}: valid {monitor} {valid[monitor]:.4f}"
+        f"{f' ({others})' if others else ''}, best {extra['best']:.4f} (epoch "
+        f"{extra['best_epoch']}); {ending}"
+    )
+
+
 def encoder_checkpoint_path(init_from: str) -> Path:
     """``finetune.init_from`` as a file: a run directory means its pre-trained encoder."""
     path = Path(init_from)
@@ -260,6 +280,7 @@ def run_finetune(
         stage.history.append(row)
         stage.epoch = epoch
         stage.finished = epoch >= spec.train.epochs or stage.extra["bad_epochs"] >= spec.patience
+        reporter.status(validation_status(epoch, spec, monitor, valid, stage.extra))
         stage.save(report=lambda row=row: reporter.epoch_line("finetune", row))
     reporter.epoch_table("finetune", stage.history)
 

@@ -52,6 +52,12 @@ class Reporter:
             self._plain(stamp, message)
         self._append(message, stamp)
 
+    def status(self, line: str) -> None:
+        """A line for someone watching a terminal (the last validation, the best so far,
+        how long early stopping waits); off a terminal the epoch lines already say it."""
+        if self.console.is_terminal:
+            self.console.print(Text(line), highlight=False)
+
     def _plain(self, stamp: str, line: str) -> None:
         """Off a terminal: ``line`` as run.log has it, with its time stamp, never wrapped
         (logs and CI are read and grepped, not watched)."""

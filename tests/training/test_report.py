@@ -142,3 +142,41 @@ def test_off_a_terminal_the_console_says_what_run_log_says_line_by_line(tmp_path
     assert printed == log.read_text().splitlines()
     assert len(printed) == 4 and all(re.match(STAMP, line) for line in printed)
     assert not any(ch in output(r) for ch in "┏━│└")
+
+
+def test_status_lines_are_for_terminals_only() -> None:
+    on = reporter(80, terminal=True)
+    on.status("finetune epoch 2/10: valid ndcg@10 0.2500, best 0.2500 (epoch 2)")
+    assert "best 0.2500 (epoch 2)" in output(on)
+    off = reporter(80)
+    off.status("finetune epoch 2/10: valid ndcg@10 0.2500")
+    assert output(off) == ""
+
+
+def test_validation_status_says_the_best_and_when_early_stopping_comes() -> None:
+    from types import SimpleNamespace
+
+    from clue_fw.running.finetune import validation_status
+
+    spec = SimpleNamespace(patience=10, train=SimpleNamespace(epochs=100))
+    valid = {"ndcg@10": 0.1234, "recall@10": 0.2}
+    line = validation_status(3, spec, "ndcg@10", valid, {"best": 0.1301, "best_epoch": 2,
+                                                          "bad_epochs": 1})  # fmt: skip
+    assert line == (
+        "finetune epoch 3/100: valid ndcg@10 0.1234 (recall@10 0.2000), best 0.1301 "
+        "(epoch 2); stops after 9 more epochs without a gain"
+    )
+    last = validation_status(10, spec, "ndcg@10", valid, {"best": 0.2, "best_epoch": 1,
+                                                            "bad_epochs": 10})  # fmt: skip
+    assert last.endswith("early stopping: no gain in 10 epochs")
+
+
+def test_a_run_on_a_terminal_shows_each_validation_live(tmp_path: Path, tiny_recipe: Any) -> None:
+    from clue_fw.runner import run
+
+    console = Console(file=io.StringIO(), width=120, force_terminal=True, color_system=None)
+    tiny_recipe["finetune"]["train"]["epochs"] = 2
+    run(tiny_recipe, out=tmp_path / "run", console=console)
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert re.search(r"finetune epoch 1/2: valid ndcg@10 \d\.\d{4} .*best \d\.\d{4} \(epoch", text)
+    assert "finetune epoch 2/2:" in text and "the last epoch" in text
