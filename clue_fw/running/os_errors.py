@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import shlex
 import stat
 from pathlib import Path
 
@@ -42,7 +43,7 @@ def output_error(path: Path, exc: BaseException, run_dir: Path) -> RunDirectoryE
     except (OSError, ValueError):
         started = False
     again = (
-        f"continue with `clue run RECIPE --resume {run_dir}`"
+        f"continue with: clue run --resume {shlex.quote(str(run_dir))}"
         if started
         else f"start it again with `clue run RECIPE --out {run_dir}` (nothing of it was kept)"
     )
