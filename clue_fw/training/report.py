@@ -134,7 +134,7 @@ class Reporter:
         for key, value in row.items():
             if key == "epoch":
                 continue
-            parts.append(f"{key}={_cell(value) if isinstance(value, float) else value}")
+            parts.append(f"{key}={_cell(value, key) if isinstance(value, float) else value}")
         line = " ".join(parts)
         stamp = _stamp()
         if not self.console.is_terminal:
@@ -149,7 +149,7 @@ class Reporter:
             return
         keys = list(dict.fromkeys(k for row in rows for k in row))
         key, others = keys[0], keys[1:]  # "epoch" first
-        cells = [[_cell(row.get(k)) for k in keys] for row in rows]
+        cells = [[_cell(row.get(k), k) for k in keys] for row in rows]
         self._print_tables(f"{stage} epochs", key, others, cells)
 
     def metrics_table(self, metrics: dict[str, dict[str, float]]) -> None:
@@ -222,9 +222,11 @@ def _pack(widths: list[int], room: int) -> list[list[int]]:
     return groups
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any, key: str = "") -> str:
     if value is None:
         return ""
+    if isinstance(value, float) and key.endswith("seconds"):
+        return f"{value:g}"  # timings as measured (rounded to 2-3 decimals), not 0.3200
     if isinstance(value, float):
         # 4 decimals, but a small non-zero value (a decayed lr: 2.5e-06) keeps 3 digits
         return f"{value:.3g}" if 0 < abs(value) < 1e-3 else f"{value:.4f}"

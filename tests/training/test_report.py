@@ -67,7 +67,8 @@ def test_epoch_and_metrics_tables_show_every_value_in_full(width: int) -> None:
     for row in rows:
         for key, value in row.items():
             if isinstance(value, float):
-                assert f"{value:.4f}" in text, (key, value, text)
+                shown = f"{value:g}" if key.endswith("seconds") else f"{value:.4f}"
+                assert shown in text, (key, value, text)
     for values in metrics().values():
         for name, value in values.items():
             assert f"{value:.4f}" in text, (name, text)
@@ -180,3 +181,11 @@ def test_a_run_on_a_terminal_shows_each_validation_live(tmp_path: Path, tiny_rec
     text = console.file.getvalue()  # type: ignore[attr-defined]
     assert re.search(r"finetune epoch 1/2: valid ndcg@10 \d\.\d{4} .*best \d\.\d{4} \(epoch", text)
     assert "finetune epoch 2/2:" in text and "the last epoch" in text
+
+
+def test_timings_are_shown_as_measured_not_padded_to_four_decimals(tmp_path: Path) -> None:
+    r = reporter(120, tmp_path / "run.log")
+    r.epoch_line("pretrain", {"epoch": 1, "loss": 0.5, "seconds": 0.32, "eval seconds": 0.004})
+    assert (
+        output(r).rstrip().endswith("pretrain epoch 1 loss=0.5000 seconds=0.32 eval seconds=0.004")
+    )
