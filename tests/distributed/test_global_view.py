@@ -49,3 +49,23 @@ def test_gradient_flags_are_made_once_per_pattern() -> None:
     other = sync._flags_tensor([True, False], torch.float32, torch.device("cpu"))
     assert first is again and other is not first
     assert other.tolist() == [1.0, 0.0]
+
+
+def test_a_pair_of_split_views_is_drawn_on_the_global_batch() -> None:
+    """Each process's two branches are its rows of the pair one process would draw from
+    the whole global batch (so the halves are the same as in a one-process run)."""
+    from clue_fw.augmentations.compose import ViewPipeline
+    from clue_fw.augmentations.split import SplitView
+    from clue_fw.components import view_pair
+
+    whole = torch.arange(1, 49).reshape(6, 8)
+    pipeline = ViewPipeline([SplitView(0.5)], [1.0])
+    batches = SimpleNamespace(current=GlobalBatch({"items": whole}, (2, 4)))
+    view = GlobalView(pipeline, batches, "items")
+    first, second = view_pair(view, whole[2:4], torch.Generator().manual_seed(3))
+    one_first, one_second = pipeline.pair(whole, torch.Generator().manual_seed(3))
+    assert torch.equal(first, one_first[2:4]) and torch.equal(second, one_second[2:4])
+    # other sequences (not this process's rows) are paired on their own
+    other = view_pair(view, whole[:2] + 100, torch.Generator().manual_seed(3))
+    alone = pipeline.pair(whole[:2] + 100, torch.Generator().manual_seed(3))
+    assert all(torch.equal(a, b) for a, b in zip(other, alone, strict=True))
