@@ -60,6 +60,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from clue_fw.augmentations.compose import ViewPipeline
+from clue_fw.augmentations.rows import left_pack
 from clue_fw.backbones.transformer import TransformerSpec
 from clue_fw.components import BuildContext
 from clue_fw.objectives.clue import prediction_mlp, projection_mlp
@@ -249,19 +250,11 @@ def view(x, g):
     return _pipe(x, g)
 
 
-def left_compact(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """The kept items of each row, in order, moved to the right end (left padding)."""
-    positions = torch.arange(x.shape[1], device=x.device).expand_as(x)
-    order = torch.argsort(keep.long() * x.shape[1] + positions, dim=1)
-    compact = torch.gather(x * keep, 1, order)
-    return compact
-
-
 def split_views(x: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Two disjoint random halves of each window: every item goes to one view or the other."""
     side = torch.rand(x.shape, generator=g, device=x.device) < 0.5
     real = x != 0
-    return left_compact(x, side & real), left_compact(x, ~side & real)
+    return left_pack(x, side & real), left_pack(x, ~side & real)
 
 
 def probe_accuracy(features: np.ndarray, y: np.ndarray) -> float:
@@ -384,7 +377,7 @@ for ep in range(1, a.epochs + 1):
         if a.pair == "subsample":  # two independent random halves (they share a quarter)
             keep1 = torch.rand(x.shape, generator=g, device=x.device) < 0.5
             keep2 = torch.rand(x.shape, generator=g, device=x.device) < 0.5
-            v1, v2 = left_compact(x, keep1 & (x != 0)), left_compact(x, keep2 & (x != 0))
+            v1, v2 = left_pack(x, keep1 & (x != 0)), left_pack(x, keep2 & (x != 0))
             h = encode(torch.cat([view(v1, g), view(v2, g)]))
         elif a.pair == "split":
             v1, v2 = split_views(x, g)

@@ -25,9 +25,8 @@ from typing import Literal
 import torch
 from pydantic import Field
 
+from clue_fw.augmentations.rows import floor_fraction, left_pack
 from clue_fw.components import Augmentation, AugmentationSpec, BuildContext
-
-_RHO_SCALE = 1_000_000
 
 
 class CropView(Augmentation):
@@ -48,8 +47,7 @@ class CropView(Augmentation):
         n = items.shape[1]
         real = items != 0
         lengths = real.sum(dim=1)  # [B]
-        # Integer floor(rho * L): exact on every device, no float rounding at integers.
-        removed = lengths * round(self.rho * _RHO_SCALE) // _RHO_SCALE
+        removed = floor_fraction(lengths, self.rho)
         removed = torch.minimum(removed, (lengths - 1).clamp(min=0))
         span = removed if self.mode == "drop" else lengths - removed
         # Start of the span among the row's real items, uniform over 0..L - span.
@@ -60,9 +58,7 @@ class CropView(Augmentation):
         rank = torch.arange(n, device=items.device) - (n - lengths).unsqueeze(1)  # [B, n]
         in_span = (rank >= start.unsqueeze(1)) & (rank < (start + span).unsqueeze(1))
         keep = real & ~in_span if self.mode == "drop" else real & in_span
-        # A stable sort moves removed positions left and kept ones right, in order.
-        kept_sorted, order = torch.sort(keep.to(torch.uint8), dim=1, stable=True)
-        return torch.where(kept_sorted.bool(), items.gather(1, order), torch.zeros_like(items))
+        return left_pack(items, keep)
 
 
 class CropViewSpec(AugmentationSpec):

@@ -14,9 +14,8 @@ from typing import Literal
 import torch
 from pydantic import Field
 
+from clue_fw.augmentations.rows import floor_fraction
 from clue_fw.components import Augmentation, AugmentationSpec, BuildContext
-
-_RHO_SCALE = 1_000_000
 
 
 class PermuteView(Augmentation):
@@ -33,7 +32,7 @@ class PermuteView(Augmentation):
     def forward(self, items: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         n = items.shape[1]
         lengths = (items != 0).sum(dim=1)  # [B]
-        span = lengths * round(self.rho * _RHO_SCALE) // _RHO_SCALE
+        span = floor_fraction(lengths, self.rho)
         choices = lengths - span + 1
         draws = torch.rand(lengths.shape, generator=generator, device=items.device)
         first = n - lengths + torch.minimum((draws * choices).long(), choices - 1)  # [B]

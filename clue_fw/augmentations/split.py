@@ -25,16 +25,8 @@ from typing import ClassVar, Literal
 import torch
 from pydantic import Field
 
+from clue_fw.augmentations.rows import floor_fraction, left_pack
 from clue_fw.components import AugmentationSpec, BuildContext, PairingView
-
-_SHARE_SCALE = 1_000_000
-
-
-def left_pack(items: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """The items of ``items`` ``[B, n]`` where ``keep`` is true, in order, re-packed to
-    the right of each row (left-padded with 0)."""
-    kept_sorted, order = torch.sort(keep.to(torch.uint8), dim=1, stable=True)
-    return torch.where(kept_sorted.bool(), items.gather(1, order), torch.zeros_like(items))
 
 
 class SplitView(PairingView):
@@ -54,7 +46,7 @@ class SplitView(PairingView):
         items are whole."""
         real = items != 0
         lengths = real.sum(dim=1)
-        size = lengths * round(self.share * _SHARE_SCALE) // _SHARE_SCALE
+        size = floor_fraction(lengths, self.share)
         size = torch.minimum(size.clamp(min=1), (lengths - 1).clamp(min=0))
         # A uniformly random subset of `size` real positions: the `size` smallest keys.
         keys = torch.rand(items.shape, generator=generator, device=items.device)
