@@ -282,10 +282,8 @@ class LoadedRun:
         scores every known item of the user's sequence ``-inf`` (all of it, not only the
         ``max_len`` the encoder reads), as evaluation does; ``none`` ranks every item.
         ``k`` larger than the catalogue returns the whole catalogue."""
-        self._require_head()
-        exclude = self._exclusion(exclude_seen)
-        k = whole_number(k, "k", 1)
-        return self._recommend_encoded(self._encode(sequences), k, exclude, batch_size, progress)
+        checked = self._recommend_settings(k, exclude_seen)
+        return self._rank(self._encode(sequences), *checked, batch_size, progress)
 
     def recommend_run_users(
         self,
@@ -298,25 +296,32 @@ class LoadedRun:
         """:meth:`recommend` for the run's own users, each from its whole sequence in the
         run's data (every interaction, the held-out ones included: what comes next after
         all that is known). Reads the run's data (checked against its fingerprint)."""
-        self._require_head()
-        exclude = self._exclusion(exclude_seen)
-        k = whole_number(k, "k", 1)
+        checked = self._recommend_settings(k, exclude_seen)
         data = self.task_data().sequences
         users: list[Hashable] = [int(u) for u in data.user_ids]
         report = InputReport(sequences=len(users), catalogue_size=len(self.catalogue))
         encoded = EncodedSequences(users, data.sequences, report)
-        return self._recommend_encoded(encoded, k, exclude, batch_size, progress)
+        return self._rank(encoded, *checked, batch_size, progress)
 
-    def _recommend_encoded(
+    def _recommend_settings(
+        self, k: int, exclude_seen: str | None
+    ) -> tuple[NextItemHead, int, str]:
+        """The head that scores, ``k`` (at most the catalogue) and the exclusion, checked
+        before any sequence is read."""
+        head = self._require_head()
+        exclude = self._exclusion(exclude_seen)
+        return head, min(whole_number(k, "k", 1), len(self.catalogue)), exclude
+
+    def _rank(
         self,
         encoded: EncodedSequences,
+        head: NextItemHead,
         k: int,
         exclude: str,
         batch_size: int | None,
         progress: Progress | None,
     ) -> Recommendations:
-        head = self._require_head()
-        k = min(k, len(self.catalogue))
+        """Top-``k`` items of each of ``encoded``'s users (see :meth:`recommend`)."""
         items, scores = [], []
         with torch.no_grad():
             for rows, batch in self._batches(encoded.csr, batch_size):

@@ -45,12 +45,9 @@ class Reporter:
         self.heartbeat_s = heartbeat_s
 
     def log(self, message: str, style: str | None = None) -> None:
-        stamp = _stamp()
         if self.console.is_terminal:
             self.console.print(Text(message, style=style or ""), highlight=False)
-        else:
-            self._plain(stamp, message)
-        self._append(message, stamp)
+        self._record(message)
 
     def status(self, line: str) -> None:
         """A line for someone watching a terminal (the last validation, the best so far,
@@ -58,15 +55,21 @@ class Reporter:
         if self.console.is_terminal:
             self.console.print(Text(line), highlight=False)
 
+    def _record(self, line: str) -> None:
+        """``line`` into run.log and, off a terminal, onto the console as run.log has it."""
+        stamp = _stamp()
+        if not self.console.is_terminal:
+            self._plain(stamp, line)
+        self._append(line, stamp)
+
     def _plain(self, stamp: str, line: str) -> None:
         """Off a terminal: ``line`` as run.log has it, with its time stamp, never wrapped
         (logs and CI are read and grepped, not watched)."""
         self.console.print(Text(f"{stamp} {line}"), highlight=False, soft_wrap=True)
 
-    def _append(self, message: str, stamp: str | None = None) -> None:
+    def _append(self, message: str, stamp: str) -> None:
         if self.log_path is None:
             return
-        stamp = stamp or _stamp()
         try:
             if self.guard is not None:  # e.g. the run directory is still this run's
                 self.guard()
@@ -135,11 +138,7 @@ class Reporter:
             if key == "epoch":
                 continue
             parts.append(f"{key}={_cell(value, key) if isinstance(value, float) else value}")
-        line = " ".join(parts)
-        stamp = _stamp()
-        if not self.console.is_terminal:
-            self._plain(stamp, line)
-        self._append(line, stamp)
+        self._record(" ".join(parts))
 
     def epoch_table(self, stage: str, rows: list[dict[str, Any]]) -> None:
         """The epochs of a stage, as one table or, when too wide for the console, several
@@ -155,18 +154,14 @@ class Reporter:
     def metrics_table(self, metrics: dict[str, dict[str, float]]) -> None:
         """Final metrics, one row per split; split into several tables when too wide. Off a
         terminal, the lines run.log gets, one per split."""
-        names = list(dict.fromkeys(k for split in metrics.values() for k in split))
-        cells = [
-            [split, *(_cell(values.get(n)) for n in names)] for split, values in metrics.items()
-        ]
         if self.console.is_terminal:
+            names = list(dict.fromkeys(k for split in metrics.values() for k in split))
+            cells = [
+                [split, *(_cell(values.get(n)) for n in names)] for split, values in metrics.items()
+            ]
             self._print_tables("final metrics", "split", names, cells)
         for split, values in metrics.items():
-            line = f"{split}: " + " ".join(f"{k}={v:.4f}" for k, v in values.items())
-            stamp = _stamp()
-            if not self.console.is_terminal:
-                self._plain(stamp, line)
-            self._append(line, stamp)
+            self._record(f"{split}: " + " ".join(f"{k}={v:.4f}" for k, v in values.items()))
 
     def _print_tables(
         self, title: str, key: str, columns: list[str], cells: list[list[str]]
