@@ -123,6 +123,12 @@ def probe(run: Path, data_root: Path, device: str, tasks: list[str], baselines: 
     return reports
 
 
+def described(name: str) -> dict[str, Any]:
+    """What variant ``name`` is, as ``VARIANTS`` defines it now: what, recipe, overrides."""
+    recipe, overrides, what = VARIANTS[name]
+    return {"what": what, "recipe": str(recipe.relative_to(ROOT)), "overrides": list(overrides)}
+
+
 def summarize(
     runs: Path, seeds: list[int], tasks: list[str], device: str, command: str
 ) -> dict[str, Any]:
@@ -137,13 +143,8 @@ def summarize(
         "variants": {},
     }
     first = True
-    for name, (recipe, overrides, what) in VARIANTS.items():
-        entry: dict[str, Any] = {
-            "what": what,
-            "recipe": str(recipe.relative_to(ROOT)),
-            "overrides": list(overrides),
-            "runs": {},
-        }
+    for name in VARIANTS:
+        entry: dict[str, Any] = {**described(name), "runs": {}}
         for seed in seeds:
             run = run_dir(runs, name, seed)
             if not (run / "pretrain" / "encoder.safetensors").exists():
@@ -161,16 +162,14 @@ def summarize(
 
 def keep_earlier_variants(summary: dict[str, Any], earlier: dict[str, Any]) -> dict[str, Any]:
     """``summary`` with each variant that has no run here taken from an earlier summary
-    (its runs made elsewhere), in ``VARIANTS`` order; the earlier commands are kept. Apply
-    it to a summary of this version's ``VARIANTS`` (``table`` re-applies it to refresh the
-    names)."""
+    (its runs made elsewhere), in ``VARIANTS`` order; the earlier commands are kept."""
     variants = {}
     for name, entry in summary["variants"].items():
         old = earlier.get("variants", {}).get(name)
         if not entry["runs"] and old and old.get("runs"):
             # its runs from before; what, recipe and overrides as defined now (a recipe
             # renamed since, gender_clue.yaml -> gender_clue_paper.yaml, is named as it is now)
-            variants[name] = {**old, **{k: entry[k] for k in ("what", "recipe", "overrides")}}
+            variants[name] = {**old, **described(name)}
         else:
             variants[name] = entry
     commands = [c for c in (earlier.get("command"), summary["command"]) if c]
@@ -385,17 +384,9 @@ def main() -> None:
         return
     if args.step == "table":
         summary = json.loads((RESULTS / "collapse.json").read_text())
-        empty = {
-            name: {
-                "what": what,
-                "recipe": str(recipe.relative_to(ROOT)),
-                "overrides": list(o),
-                "runs": {},
-            }
-            for name, (recipe, o, what) in VARIANTS.items()
-        }
-        summary = keep_earlier_variants({**summary, "variants": empty}, summary)
-        summary["command"] = json.loads((RESULTS / "collapse.json").read_text())["command"]
+        for name, entry in summary["variants"].items():
+            if name in VARIANTS:  # described as now (a recipe renamed since is named anew)
+                entry.update(described(name))
         (RESULTS / "collapse.json").write_text(json.dumps(summary, indent=1) + "\n")
         (RESULTS / "collapse.md").write_text(markdown(summary))
         print(markdown(summary))
