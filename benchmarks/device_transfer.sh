@@ -14,7 +14,9 @@
 #
 # TRANSFER_METHODS and LABEL_METHODS choose the methods (defaults below: the fix, its
 # untrained encoder, CLUEZero and the bag; the Transformer pre-trainings of the paper's
-# form cost most of a call at 1M users).
+# form cost most of a call at 1M users). TRANSFER_FRACTIONS, TRANSFER_MODES and
+# TRANSFER_TASKS narrow the 1M-user grid (default: all of benchmarks/transfer.py's), in
+# the order given, which is the order the runs start in.
 #
 # No run starts after STOP_SECONDS - 90 s; at STOP_SECONDS the runs still going get
 # SIGTERM, which makes each save its state and stop, and the next call on the same warm
@@ -53,6 +55,8 @@ if [ "$study" != ml1m ]; then
     python3 benchmarks/transfer.py --users "${TRANSFER_USERS:-1000000}" \
         --data-root runs/transfer_data --runs-dir runs/transfer --seeds ${TRANSFER_SEEDS:-0 1 2} \
         --methods ${TRANSFER_METHODS:-clue item_mean zero bag} \
+        ${TRANSFER_FRACTIONS:+--fractions $TRANSFER_FRACTIONS} \
+        ${TRANSFER_MODES:+--modes $TRANSFER_MODES} ${TRANSFER_TASKS:+--tasks $TRANSFER_TASKS} \
         --jobs "${TRANSFER_JOBS:-6}" --gpus 1 --deadline "$left" \
         --note "${TRANSFER_NOTE:-}" > "$OUT/transfer.log" 2>&1
     runs+=(runs/transfer)
