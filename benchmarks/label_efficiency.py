@@ -32,12 +32,13 @@ users are the same for every run.
 The tables (tasks, methods, recipes) are a :class:`Study`; ``benchmarks/transfer.py``
 runs the same machinery with its own study on synthetic data.
 
-Everything runs through :mod:`pool` (``--jobs`` processes over ``--gpus`` GPUs), in
-two phases: the pre-trainings with the CLUEZero fine-tunings (which need none), then
-the fine-tunings of pre-trained encoders. Within a phase, runs start in priority order:
-``--tasks`` in the order given, then ``--fractions`` in the order given (the default
-puts 1%, 10% and 100% first), so a sweep cut off by ``--deadline`` (seconds after which
-no run starts) still has whole curves for its first tasks. Finished runs are skipped
+Everything runs through :mod:`pool` (``--jobs`` processes over ``--gpus`` GPUs): the
+pre-trainings first, then the fine-tunings in priority order, each fine-tuning of a
+pre-trained encoder as soon as its pre-training is done and the CLUEZero fine-tunings
+(which need none) in the slots meanwhile. Priority: ``--tasks`` in the order given,
+then ``--fractions`` in the order given (the default puts 1%, 10% and 100% first), so
+a sweep cut off by ``--deadline`` (seconds after which no run starts) still has whole
+curves for its first tasks. Finished runs are skipped
 and interrupted ones resumed: repeat the command to complete a sweep. ``--keep-earlier
 JSON`` adds the runs of an earlier output that are not on disk here (a sweep summarised on
 another machine), ``--rename-earlier OLD=NEW`` renaming a method of it.
@@ -307,10 +308,11 @@ def plan(
     seeds: list[int],
     overrides: list[str],
     study: Study = ML1M,
-) -> tuple[list[Job], list[Job]]:
-    """(phase 1, phase 2): pre-trainings then the fine-tunings that need none (CLUEZero,
-    bag of items); then the fine-tunings of pre-trained encoders. Each in priority order
-    (task, fraction, mode, method, seed)."""
+) -> list[Job]:
+    """Every run of the study in start order: the pre-trainings, then the fine-tunings in
+    priority order (task, fraction, mode, method, seed). A fine-tuning of a pre-trained
+    encoder names its pre-training in ``after``; the pool starts it once that is done and
+    runs the fine-tunings that need none (CLUEZero, the bag of items) meanwhile."""
     unknown = sorted(set(methods) - set(ALL_METHODS))
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; choose among {list(ALL_METHODS)}")
@@ -342,8 +344,7 @@ def plan(
                 )
                 if job not in pretrain_jobs:
                     pretrain_jobs.append(job)
-    zero_jobs: list[Job] = []
-    encoder_jobs: list[Job] = []
+    finetune_jobs: list[Job] = []
     for task in tasks:
         for fraction in fractions:
             for mode in modes:
@@ -357,22 +358,24 @@ def plan(
                             f"finetune.mode={mode}",
                             f"finetune.eval.batch_size={EVAL_BATCH}",
                         )
-                        pretrained = ALL_METHODS[method].pretrains
-                        if pretrained:
-                            cell += (f"finetune.init_from={encoder_of[(task, method, seed)]}",)
-                        job = Job(
-                            study.finetune_recipe(task, method),
-                            finetune_dir(runs_dir, task, method, mode, fraction, seed),
-                            cell,
-                            prune=("**/*.safetensors",),  # the study reads metrics.json
+                        encoder = encoder_of.get((task, method, seed))
+                        if encoder is not None:
+                            cell += (f"finetune.init_from={encoder}",)
+                        finetune_jobs.append(
+                            Job(
+                                study.finetune_recipe(task, method),
+                                finetune_dir(runs_dir, task, method, mode, fraction, seed),
+                                cell,
+                                prune=("**/*.safetensors",),  # the study reads metrics.json
+                                after=() if encoder is None else (encoder,),
+                            )
                         )
-                        (encoder_jobs if pretrained else zero_jobs).append(job)
-    return pretrain_jobs + zero_jobs, encoder_jobs
+    return pretrain_jobs + finetune_jobs
 
 
 def run_study(args: argparse.Namespace, study: Study = ML1M) -> dict[str, Any]:
     """Run both phases (skipping finished runs); return a record of this sweep."""
-    first, second = plan(
+    jobs = plan(
         args.recipes_dir,
         args.runs_dir,
         args.tasks,
@@ -389,9 +392,10 @@ def run_study(args: argparse.Namespace, study: Study = ML1M) -> dict[str, Any]:
     machine = machine_info()
     machine["gpus_used"] = gpus
     (args.runs_dir / "machine.json").write_text(json.dumps(machine, indent=1) + "\n")
+    waiting = sum(bool(job.after) for job in jobs)
     print(
-        f"{len(first)} runs in phase 1 (pre-trainings and runs without), {len(second)} in "
-        f"phase 2; {args.jobs} at a time over {gpus} GPU(s)",
+        f"{len(jobs)} runs ({waiting} wait for a pre-training); {args.jobs} at a time over "
+        f"{gpus} GPU(s)",
         flush=True,
     )
     # recorded before it starts, so a sweep killed by a time limit still leaves its command
@@ -404,9 +408,7 @@ def run_study(args: argparse.Namespace, study: Study = ML1M) -> dict[str, Any]:
         "finished": False,
     }
     index = note_sweep(args.runs_dir, record)
-    results = run_jobs(first, args.jobs, gpus, args.deadline)
-    left = None if args.deadline is None else max(args.deadline - elapsed(started), 0.0)
-    results += run_jobs(second, args.jobs, gpus, left)
+    results = run_jobs(jobs, args.jobs, gpus, args.deadline)
     counts: dict[str, int] = {}
     for result in results:
         counts[result.status] = counts.get(result.status, 0) + 1

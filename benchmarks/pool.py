@@ -4,7 +4,11 @@ Every benchmark sweep in this folder runs its runs through :func:`run_jobs`. A j
 recipe with its ``--set`` overrides and its run directory. Each job runs as
 ``python -m clue_fw run RECIPE --set ... --out DIR`` in its own process, ``workers`` at a
 time; with ``gpus > 1`` the processes are spread over the GPUs (``CUDA_VISIBLE_DEVICES``
-names one GPU per process, the least busy one when the job starts). A job whose
+names one GPU per process, the least busy one when the job starts). Jobs start in the
+order given, except that a job waits for the runs it names in ``after`` (a fine-tuning
+for its pre-training) and the next job that can start takes its slot: a free slot never
+waits while a later job could run, and a job is started as soon as what it needs is
+done, ahead of later ones. A job whose
 ``metrics.json`` exists is skipped and an interrupted one resumed (``--resume``), so a
 sweep can be repeated until every run is done. ``deadline_s`` stops starting jobs once
 that many seconds have passed (jobs already running are let finish by the caller's own
@@ -35,15 +39,21 @@ class Job:
     #: does not read again. At 1M items each checkpoint is about 0.8 GB, and a study of
     #: hundreds of runs filled a 64 GiB disk (ENOSPC) before it did this.
     prune: tuple[str, ...] = ()
+    #: Run directories of jobs that must have finished (``metrics.json``) before this one
+    #: starts: the pre-training whose encoder a fine-tuning starts from.
+    after: tuple[Path, ...] = ()
 
 
 @dataclass
 class JobResult:
     job: Job
-    status: str  # "done" (finished now), "skipped" (finished before), "failed", "not started"
+    #: "done" (finished now), "skipped" (finished before), "failed", "not started" (the
+    #: deadline passed, or a run it needs did not finish: ``reason`` says which)
+    status: str
     exit_code: int | None = None
     seconds: float = 0.0
     gpu: int | None = None
+    reason: str = ""
 
 
 @dataclass
@@ -94,7 +104,7 @@ def run_job(
     if (job.run_dir / "metrics.json").exists():
         return JobResult(job, "skipped", 0)
     if deadline_s is not None and time.perf_counter() - started > deadline_s:
-        return JobResult(job, "not started")
+        return JobResult(job, "not started", reason="the deadline passed")
     job.run_dir.parent.mkdir(parents=True, exist_ok=True)
     environment = dict(os.environ)
     gpu = gpus.take() if gpus is not None else None
@@ -115,6 +125,66 @@ def run_job(
     return JobResult(job, status, code, time.perf_counter() - began, gpu)
 
 
+class _Queue:
+    """The jobs not started yet, in priority order; hands out the first one whose ``after``
+    runs have finished. Thread-safe: the pool's workers share it."""
+
+    def __init__(self, jobs: Sequence[Job]) -> None:
+        self.waiting = list(jobs)
+        self.pending = {job.run_dir for job in jobs}
+        self.running: set[Path] = set()
+        self.finished: set[Path] = set()
+        self.lost: dict[Path, str] = {}  # run dir -> why it will not finish in this sweep
+        self.changed = threading.Condition()
+
+    def _ready(self, job: Job) -> bool:
+        return all(need in self.finished or (need / "metrics.json").exists() for need in job.after)
+
+    def _blocked_by(self, job: Job) -> str | None:
+        for need in job.after:
+            if need in self.lost:
+                return f"{need} {self.lost[need]}"
+            if not (
+                need in self.finished
+                or need in self.running
+                or (need / "metrics.json").exists()
+                or need in self.pending
+            ):
+                return f"{need} is not part of this sweep and has not finished"
+        return None
+
+    def take(self, expired: bool) -> Job | JobResult | None:
+        """The next job to start; a "not started" result for a job that cannot (the deadline
+        passed, or a run it needs is lost); None when nothing is left."""
+        with self.changed:
+            while self.waiting:
+                for index, job in enumerate(self.waiting):
+                    blocker = self._blocked_by(job)
+                    if expired or blocker is not None:
+                        del self.waiting[index]
+                        self.pending.discard(job.run_dir)
+                        self.lost[job.run_dir] = "did not start"
+                        self.changed.notify_all()
+                        reason = "the deadline passed" if expired else f"it needs {blocker}"
+                        return JobResult(job, "not started", reason=reason)
+                    if self._ready(job):
+                        del self.waiting[index]
+                        self.pending.discard(job.run_dir)
+                        self.running.add(job.run_dir)
+                        return job
+                self.changed.wait()  # every waiting job needs a run still going
+            return None
+
+    def settle(self, result: JobResult) -> None:
+        with self.changed:
+            self.running.discard(result.job.run_dir)
+            if result.status in ("done", "skipped"):
+                self.finished.add(result.job.run_dir)
+            else:
+                self.lost[result.job.run_dir] = result.status
+            self.changed.notify_all()
+
+
 def run_jobs(
     jobs: Sequence[Job],
     workers: int,
@@ -122,29 +192,62 @@ def run_jobs(
     deadline_s: float | None = None,
     quiet: bool = False,
 ) -> list[JobResult]:
-    """Run ``jobs``, ``workers`` at a time (over ``gpus`` GPUs when > 0); report each."""
+    """Run ``jobs``, ``workers`` at a time (over ``gpus`` GPUs when > 0); report each as it
+    ends. Returns the results in the order of ``jobs``."""
     started = time.perf_counter()
     slots = _GpuSlots(gpus) if gpus > 0 else None
-    results: list[JobResult] = []
+    queue = _Queue(jobs)
+    by_run: dict[Path, JobResult] = {}
+    report = threading.Lock()
+
+    def worker() -> None:
+        while True:
+            expired = deadline_s is not None and time.perf_counter() - started > deadline_s
+            taken = queue.take(expired)
+            if taken is None:
+                return
+            if isinstance(taken, JobResult):
+                result = taken
+            else:
+                try:
+                    result = run_job(taken, slots, started, deadline_s)
+                except BaseException:
+                    queue.settle(JobResult(taken, "failed"))
+                    raise
+            queue.settle(result)
+            with report:
+                by_run[result.job.run_dir] = result
+                if not quiet:
+                    _report(result)
+
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures = [pool.submit(run_job, job, slots, started, deadline_s) for job in jobs]
-        for future in futures:
-            result = future.result()
-            results.append(result)
-            if quiet or result.status in ("skipped", "not started"):
-                continue
-            where = f" on GPU {result.gpu}" if result.gpu is not None else ""
-            status = (
-                "ok"
-                if result.status == "done"
-                else f"FAILED (exit {result.exit_code}, see {result.job.run_dir}.stderr.log)"
-            )
-            print(f"{result.job.run_dir}: {status} in {result.seconds:.0f} s{where}", flush=True)
-    skipped = sum(result.status == "not started" for result in results)
-    if skipped:
-        print(f"{skipped} runs not started: the {deadline_s:.0f} s deadline passed", flush=True)
+        for future in [pool.submit(worker) for _ in range(max(1, workers))]:
+            future.result()
+    results = [by_run[job.run_dir] for job in jobs]
+    unstarted = [result for result in results if result.status == "not started"]
+    late = sum(result.reason == "the deadline passed" for result in unstarted)
+    if late:
+        print(f"{late} runs not started: the {deadline_s:.0f} s deadline passed", flush=True)
+    if len(unstarted) > late:
+        print(f"{len(unstarted) - late} runs not started: a run they need failed", flush=True)
     print(f"all runs: {time.perf_counter() - started:.0f} s wall", flush=True)
     return results
+
+
+def _report(result: JobResult) -> None:
+    if result.status == "skipped" or result.reason == "the deadline passed":
+        return
+    where = f" on GPU {result.gpu}" if result.gpu is not None else ""
+    if result.status == "done":
+        print(f"{result.job.run_dir}: ok in {result.seconds:.0f} s{where}", flush=True)
+    elif result.status == "failed":
+        print(
+            f"{result.job.run_dir}: FAILED (exit {result.exit_code}, see "
+            f"{result.job.run_dir}.stderr.log) in {result.seconds:.0f} s{where}",
+            flush=True,
+        )
+    else:
+        print(f"{result.job.run_dir}: not started, {result.reason}", flush=True)
 
 
 def visible_gpus() -> int:

@@ -104,9 +104,14 @@ def test_earlier_runs_are_kept_renamed_where_not_run_here() -> None:
         le.rename_pair("clue")
 
 
+def without_and_with_prerequisite(jobs: list[Any]) -> tuple[list[Any], list[Any]]:
+    """(pre-trainings and runs that need none, fine-tunings that wait for a pre-training)."""
+    return [job for job in jobs if not job.after], [job for job in jobs if job.after]
+
+
 def test_plan_counts_order_and_overrides(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
-    first, second = le.plan(
+    jobs = le.plan(
         RECIPES,
         runs,
         list(le.TASKS),
@@ -116,6 +121,7 @@ def test_plan_counts_order_and_overrides(tmp_path: Path) -> None:
         [0, 1, 2],
         ["pretrain.train.epochs=1", "finetune.patience=5"],
     )
+    first, second = without_and_with_prerequisite(jobs)
     pretrainings = [job for job in first if "pretrain" in job.run_dir.parts]
     # (profile, cold start) x (clue, clue_paper, masked item) x seeds
     assert len(pretrainings) == 2 * 3 * 3
@@ -145,6 +151,7 @@ def test_plan_counts_order_and_overrides(tmp_path: Path) -> None:
     # fine-tunings start from the pre-training of their group, method and seed
     job = next(j for j in second if j.run_dir == runs / "age/clue_probe/f0.1/seed2")
     assert "finetune.init_from=" + str(runs / "pretrain/profile_clue/seed2") in job.overrides
+    assert job.after == (runs / "pretrain/profile_clue/seed2",)  # the pool waits for it
     assert "finetune.head.label_fraction=0.1" in job.overrides
     assert "finetune.mode=probe" in job.overrides
     cold = next(j for j in second if j.run_dir == runs / "coldrec5/masked_item_full/f1/seed0")
@@ -159,7 +166,7 @@ def test_planned_fine_tunings_validate(tmp_path: Path) -> None:
     """Every kind of planned run is a valid recipe (init_from is checked at run time)."""
     from clue_fw.recipe import load_recipe
 
-    first, second = le.plan(
+    jobs = le.plan(
         RECIPES,
         tmp_path,
         ["gender", "coldrec3"],
@@ -169,7 +176,7 @@ def test_planned_fine_tunings_validate(tmp_path: Path) -> None:
         [0],
         [],
     )
-    for job in first + second:
+    for job in jobs:
         recipe = load_recipe(job.recipe, list(job.overrides))
         assert recipe.finetune.head.label_fraction in (0.01,)
 
