@@ -1,4 +1,5 @@
-"""``clue embed`` and ``clue recommend``: a finished run's vectors and top-k items, to files.
+"""``clue embed``, ``clue recommend`` and ``clue neighbours``: a finished run's vectors, top-k
+items and nearest users, to files.
 
 Thin wrappers over :func:`clue_fw.inference.load_run` and
 :mod:`clue_fw.inference.export`; :func:`register` adds them to the ``clue`` app. Torch
@@ -205,6 +206,133 @@ def recommend(
     stdout.print(Text(str(out_path)), highlight=False)
 
 
+def neighbours(
+    source: Annotated[
+        str,
+        typer.Argument(
+            metavar="RUN_OR_VECTORS",
+            help="A finished run directory (its own users are embedded), or a vector file "
+            "that `clue embed` wrote (.npy, .safetensors, .parquet).",
+        ),
+    ],
+    out: Annotated[
+        str, typer.Option("--out", "-o", help="Output CSV: columns user, rank, neighbour, score.")
+    ],
+    users: Annotated[
+        str | None,
+        typer.Option(
+            "--users",
+            help="A file of the user ids to find neighbours for (whitespace-separated, e.g. one "
+            "per line). Default: every user.",
+        ),
+    ] = None,
+    k: Annotated[int, typer.Option("-k", min=1, help="How many neighbours per user.")] = 10,
+    stage: Annotated[
+        str | None,
+        typer.Option(
+            "--stage",
+            help="For a run directory: finetune (default) or pretrain, as for `clue embed`.",
+        ),
+    ] = None,
+    data_root: DataRootOption = None,
+    device: DeviceOption = "auto",
+    batch_size: BatchOption = None,
+) -> None:
+    """Write each user's k nearest users by cosine similarity of their vectors (exact, in
+    blocks: bounded memory at any number of users; a GPU makes it fast)."""
+    from clue_fw.inference.export import check_csv, write_recommendations
+    from clue_fw.inference.neighbours import nearest_users
+    from clue_fw.runner import resolve_device
+
+    one_process("neighbours")
+    out_path = Path(out)
+    check_csv(out_path, "neighbour")
+    ids, vectors, what = _vectors_of(source, stage, data_root, device, batch_size)
+    queries = None if users is None else _query_rows(users, ids, what)
+    total = len(ids) if queries is None else int(queries.numel())
+    with _progress(f"finding each {what}'s {k} nearest", total) as advance:
+        found = nearest_users(
+            vectors, k, queries=queries, device=resolve_device(device), progress=advance
+        )
+    neighbour_ids = ids[found.indices.clamp(min=0)]
+    neighbour_ids[found.indices < 0] = -1
+    rows = write_recommendations(
+        out_path, ids[found.queries].tolist(), neighbour_ids, found.scores, "neighbour"
+    )
+    stderr.print(
+        Text(f"wrote {rows:,} neighbours of {total:,} {what}s (of {len(ids):,}) to {out_path}"),
+        highlight=False,
+    )
+    stdout.print(Text(str(out_path)), highlight=False)
+
+
+def _vectors_of(
+    source: str, stage: str | None, data_root: Path | None, device: str, batch_size: int | None
+) -> tuple[Any, Any, str]:
+    """(ids int64 ``[N]``, vectors ``[N, d]``, ``user`` or ``item``) of a run directory's
+    own users or of a vector file."""
+    import torch
+
+    from clue_fw.inference import load_run
+    from clue_fw.inference.export import read_vectors
+    from clue_fw.inference.run_files import check_stage
+
+    path = Path(source)
+    if path.is_dir():
+        loaded = load_run(
+            path, check_stage(stage or "finetune"), device=device, data_root=data_root
+        )
+        with _progress(
+            "embedding the run's users", len(loaded.task_data().sequences.user_ids)
+        ) as advance:
+            found = loaded.embed_run_users(batch_size=batch_size, progress=advance)
+        return torch.as_tensor(_int_ids(found.users)), found.vectors, "user"
+    for flag, value in (("--stage", stage), ("--data-root", data_root)):
+        if value is not None:
+            raise ClueError(
+                f"{flag} applies to a run directory; {source} is a vector file, which already "
+                f"holds one stage's vectors. Leave {flag} out, or give the run directory."
+            )
+    read = read_vectors(path, "RUN_OR_VECTORS")
+    if read.name != "user":
+        raise ClueError(
+            f"{source} holds {read.name} vectors (its id field is {quote(read.name)}); nearest "
+            "users need user vectors: give a file of `clue embed`, or the run directory."
+        )
+    return torch.from_numpy(read.ids), torch.from_numpy(read.vectors), "user"
+
+
+def _query_rows(users: str, ids: Any, what: str) -> Any:
+    """Rows of ``ids`` for the ids listed in the file ``users``; unknown ids are an error."""
+    import torch
+
+    path = Path(users)
+    if not path.is_file():
+        raise ClueError(f"--users {quote(users)}: no such file.")
+    wanted: list[int] = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        for token in line.split():
+            try:
+                wanted.append(int(token))
+            except ValueError:
+                raise ClueError(
+                    f"--users {quote(users)}, line {number}: {quote(token)} is not a whole-"
+                    f"number {what} id; list the ids separated by spaces or new lines."
+                ) from None
+    if not wanted:
+        raise ClueError(f"--users {quote(users)} lists no id; there is nobody to look up.")
+    row_of = {int(value): row for row, value in enumerate(ids.tolist())}
+    unknown = [value for value in dict.fromkeys(wanted) if value not in row_of]
+    if unknown:
+        shown = ", ".join(str(value) for value in unknown[:5])
+        more = f" and {len(unknown) - 5:,} more" if len(unknown) > 5 else ""
+        raise ClueError(
+            f"--users {quote(users)}: {len(unknown):,} id(s) are not among the {len(ids):,} "
+            f"{what}s of the vectors: {shown}{more}. Use ids of the same data as the run."
+        )
+    return torch.tensor([row_of[value] for value in wanted], dtype=torch.int64)
+
+
 def one_process(command: str) -> None:
     """Refuse to run ``clue COMMAND`` as one of several processes of a data-parallel
     launch: every process would do the whole work and write the same file."""
@@ -224,6 +352,7 @@ def register(app: typer.Typer) -> None:
     """Add ``embed`` and ``recommend`` to the ``clue`` app."""
     app.command("embed")(embed)
     app.command("recommend")(recommend)
+    app.command("neighbours")(neighbours)
 
 
 # --------------------------------------------------------------------------- helpers

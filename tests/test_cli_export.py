@@ -227,3 +227,80 @@ def test_embed_help_needs_no_run(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0 and "--items" in stdout and "--stage" in stdout
     code, stdout, _ = main_exit(["recommend", "--help"], capsys)
     assert code == 0 and "--exclude-seen" in stdout
+
+
+def test_neighbours_of_a_run_match_the_library_and_a_vector_file_gives_the_same(
+    exported: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from clue_fw.inference.neighbours import nearest_users
+
+    out = tmp_path / "neighbours.csv"
+    code, stdout, stderr = main_exit(
+        ["neighbours", str(exported["run"]), "--out", str(out), "-k", "3"], capsys
+    )
+    assert code == 0, stderr
+    assert stdout.strip() == str(out) and "wrote 600 neighbours of 200 users" in stderr
+    rows = read_csv(out)
+    assert list(rows[0]) == ["user", "rank", "neighbour", "score"]
+    embedded = exported["loaded"].embed_run_users()
+    expected = nearest_users(embedded.vectors, 3)
+    users = embedded.users
+    assert [int(r["user"]) for r in rows[:3]] == [users[0]] * 3
+    assert [int(r["neighbour"]) for r in rows[:3]] == [users[i] for i in expected.indices[0]]
+    assert [float(r["score"]) for r in rows[:3]] == pytest.approx(expected.scores[0].tolist())
+    assert all(r["user"] != r["neighbour"] for r in rows)
+    # the same from `clue embed`'s file, for two users listed in a file
+    vectors = tmp_path / "users.npy"
+    assert main_exit(["embed", str(exported["run"]), "--out", str(vectors)], capsys)[0] == 0
+    wanted = tmp_path / "wanted.txt"
+    wanted.write_text(f"{users[5]}\n{users[0]}\n", encoding="utf-8")
+    again = tmp_path / "again.csv"
+    argv = ["neighbours", str(vectors), "--users", str(wanted), "--out", str(again), "-k", "3"]
+    code, _, stderr = main_exit(argv, capsys)
+    assert code == 0, stderr
+    from_file = read_csv(again)
+    assert [int(r["user"]) for r in from_file] == [users[5]] * 3 + [users[0]] * 3
+    assert [r["neighbour"] for r in from_file[3:]] == [r["neighbour"] for r in rows[:3]]
+    # float32 sums in another order (2 queries, not 200, per product): equal to ~1e-7
+    assert [float(r["score"]) for r in from_file[3:]] == pytest.approx(
+        [float(r["score"]) for r in rows[:3]], abs=1e-6
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["neighbours", "{run}", "--out", "{tmp}/n.txt"], "end the file name with .csv"),
+        (["neighbours", "{run}", "--users", "{tmp}/none.txt", "--out", "{tmp}/n.csv"], "no such"),
+        (["neighbours", "{run}", "--users", "{ids}", "--out", "{tmp}/n.csv"], "not among the 200"),
+        (["neighbours", "{run}", "--users", "{words}", "--out", "{tmp}/n.csv"], "line 2: 'x'"),
+        (["neighbours", "{vectors}", "--stage", "pretrain", "--out", "{tmp}/n.csv"], "--stage"),
+        (["neighbours", "{items}", "--out", "{tmp}/n.csv"], "holds item vectors"),
+        (["neighbours", "{damaged}", "--out", "{tmp}/n.csv"], "is not a vector file"),
+        (["neighbours", "{tmp}/v.pkl", "--out", "{tmp}/n.csv"], "cannot tell the format"),
+    ],
+)
+def test_neighbours_bad_inputs_exit_2_with_one_message(
+    exported: dict[str, Any],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    fragment: str,
+) -> None:
+    files = exported["root"]
+    vectors, items = files / "n_users.safetensors", files / "n_items.safetensors"
+    if not vectors.exists():
+        main_exit(["embed", str(exported["run"]), "--out", str(vectors)], capsys)
+        main_exit(["embed", str(exported["run"]), "--items", "--out", str(items)], capsys)
+    damaged = files / "damaged.npy"
+    damaged.write_bytes(b"\x93NUMPY not really")
+    ids, words = files / "ids.txt", files / "words.txt"
+    ids.write_text("999999 888888\n", encoding="utf-8")
+    words.write_text(f"{exported['loaded'].embed_run_users().users[0]}\nx\n", encoding="utf-8")
+    names = {"run": exported["run"], "tmp": tmp_path, "vectors": vectors, "items": items}
+    names.update(damaged=damaged, ids=ids, words=words)
+    code, stdout, stderr = main_exit([a.format(**names) for a in argv], capsys)
+    assert code == 2, stderr
+    assert stderr.startswith("error:") and fragment in " ".join(stderr.split())
+    assert "Traceback" not in stderr and stdout == ""
+    assert not [p for p in tmp_path.iterdir() if p.suffix == ".csv"]

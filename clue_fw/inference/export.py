@@ -10,7 +10,10 @@ Vectors (ids plus ``[N, d]`` float32 vectors; ``name`` is ``user`` or ``item``):
 - ``.parquet``: columns ``<name>`` (int64) and ``vector`` (fixed-size list of float32),
   the same metadata in the schema; needs pyarrow (``pip install 'clue_fw[parquet]'``).
 
-Recommendations: ``.csv`` with columns ``user,rank,item,score`` (rank 1 is the best).
+:func:`read_vectors` reads any of the three back (``clue neighbours`` does).
+
+Recommendations: ``.csv`` with columns ``user,rank,item,score`` (rank 1 is the best);
+nearest users (``clue neighbours``): ``user,rank,neighbour,score``.
 
 Every file is written atomically (a temp file beside it, renamed into place); its folder
 must exist. Any problem is a :class:`~clue_fw.errors.ClueError` that names the path.
@@ -22,6 +25,7 @@ import csv
 import importlib
 import io
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -51,12 +55,13 @@ def vector_format(out: Path, flag: str = "--out") -> str:
     return suffix
 
 
-def check_csv(out: Path, flag: str = "--out") -> None:
-    """Refuse a recommendations file that does not end in ``.csv``."""
+def check_csv(out: Path, what: str = "item", flag: str = "--out") -> None:
+    """Refuse a ranking file (recommendations, nearest users) that does not end in ``.csv``."""
     if out.suffix.lower() != ".csv":
+        rows = "recommendations" if what == "item" else "nearest users"
         raise ClueError(
-            f"{flag} {quote(str(out))}: recommendations are written as CSV (columns user, "
-            "rank, item, score); end the file name with .csv."
+            f"{flag} {quote(str(out))}: {rows} are written as CSV (columns user, "
+            f"rank, {what}, score); end the file name with .csv."
         )
     _check_folder(out)
 
@@ -87,15 +92,122 @@ def write_vectors(
     write_bytes(out, payload)
 
 
+@dataclass(frozen=True)
+class VectorFile:
+    """What :func:`read_vectors` found: ``ids`` (int64 ``[N]``, named ``name``: ``user`` or
+    ``item``), ``vectors`` (float32 ``[N, d]``) and the file's metadata (run, stage...;
+    empty for ``.npy``)."""
+
+    name: str
+    ids: np.ndarray
+    vectors: np.ndarray
+    metadata: dict[str, str]
+
+
+def read_vectors(path: Path, flag: str = "VECTORS") -> VectorFile:
+    """Read a vector file that :func:`write_vectors` (``clue embed``) wrote; anything else
+    is a ClueError that names the file and says what was expected."""
+    suffix = path.suffix.lower()
+    if suffix not in VECTOR_FORMATS:
+        raise ClueError(
+            f"{flag} {quote(str(path))}: cannot tell the format from the suffix "
+            f"{quote(path.suffix or '(none)')}; give a file that `clue embed` wrote (.npy, "
+            ".safetensors or .parquet), or a run directory."
+        )
+    if not path.is_file():
+        raise ClueError(f"{flag} {quote(str(path))}: no such file.")
+    expected = (
+        f"{flag} {quote(str(path))} is not a vector file of `clue embed`, which holds ids "
+        "(int64) and vectors (float32, one row per id)"
+    )
+    try:
+        if suffix == ".npy":
+            found = _read_npy(path)
+        elif suffix == ".safetensors":
+            found = _read_safetensors(path)
+        else:
+            found = _read_parquet(path)
+    except ClueError:
+        raise
+    except Exception as error:  # a damaged or foreign file: say which, not where it broke
+        raise ClueError(f"{expected}: {type(error).__name__}: {error}") from None
+    name, ids, vectors, metadata = found
+    if (
+        vectors.ndim != 2
+        or ids.ndim != 1
+        or ids.shape[0] != vectors.shape[0]
+        or vectors.shape[1] == 0
+    ):
+        raise ClueError(f"{expected}; found ids {ids.shape} and vectors {vectors.shape}.")
+    if np.unique(ids).size != ids.size:
+        raise ClueError(f"{expected}; its ids repeat, so a row cannot be told from another.")
+    return VectorFile(name, ids.astype(np.int64), vectors.astype(np.float32), metadata)
+
+
+def _read_npy(path: Path) -> tuple[str, np.ndarray, np.ndarray, dict[str, str]]:
+    table = np.load(path, allow_pickle=False)
+    fields = table.dtype.names or ()
+    names = [field for field in fields if field != "vector"]
+    if "vector" not in fields or len(names) != 1:
+        raise ClueError(
+            f"{path}: expected a structured array with an id field (user or item) and a "
+            f"'vector' field; found fields {list(fields) or 'none'}."
+        )
+    return names[0], table[names[0]], table["vector"], {}
+
+
+def _read_safetensors(path: Path) -> tuple[str, np.ndarray, np.ndarray, dict[str, str]]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="np") as handle:
+        keys = set(handle.keys())
+        metadata = dict(handle.metadata() or {})
+        id_keys = sorted(key for key in keys if key.endswith("_ids"))
+        if "vectors" not in keys or len(id_keys) != 1:
+            raise ClueError(
+                f"{path}: expected the tensors 'vectors' and one '<user|item>_ids'; found "
+                f"{sorted(keys) or 'none'}."
+            )
+        return (
+            id_keys[0].removesuffix("_ids"),
+            handle.get_tensor(id_keys[0]),
+            handle.get_tensor("vectors"),
+            metadata,
+        )
+
+
+def _read_parquet(path: Path) -> tuple[str, np.ndarray, np.ndarray, dict[str, str]]:
+    _pyarrow()
+    parquet = importlib.import_module("pyarrow.parquet")
+    table = parquet.read_table(path)
+    names = [name for name in table.column_names if name != "vector"]
+    if "vector" not in table.column_names or len(names) != 1:
+        raise ClueError(
+            f"{path}: expected an id column (user or item) and a 'vector' column; found "
+            f"{table.column_names}."
+        )
+    column = table.column("vector").combine_chunks()
+    width = column.type.list_size
+    vectors = column.flatten().to_numpy(zero_copy_only=False).reshape(-1, width)
+    raw = table.schema.metadata or {}
+    metadata = {key.decode().removeprefix("clue_fw."): value.decode() for key, value in raw.items()}
+    return names[0], table.column(names[0]).to_numpy(), vectors, metadata
+
+
 def write_recommendations(
-    out: Path, users: Sequence[Any], items: torch.Tensor, scores: torch.Tensor
+    out: Path,
+    users: Sequence[Any],
+    items: torch.Tensor,
+    scores: torch.Tensor,
+    what: str = "item",
 ) -> int:
-    """Write ``user,rank,item,score`` rows (slots without an item, ``-1``, are left out);
-    return the number of rows."""
-    check_csv(out)
+    """Write ``user,rank,<what>,score`` rows (slots without an item, ``-1``, are left out);
+    return the number of rows. ``what`` names the ranked column (``neighbour`` for
+    ``clue neighbours``)."""
+    check_csv(out, what)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["user", "rank", "item", "score"])
+    writer.writerow(["user", "rank", what, "score"])
     rows = 0
     for user, row_items, row_scores in zip(users, items.tolist(), scores.tolist(), strict=True):
         for rank, (item, score) in enumerate(zip(row_items, row_scores, strict=True), start=1):
