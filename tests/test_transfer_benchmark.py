@@ -205,6 +205,33 @@ def test_payoff_with_one_seed_compares_means() -> None:
     assert tr.payoff(zero, curve([0.51, 0.80], sem=0.0, n=1)) == ("stops", 100)
 
 
+def test_the_verdict_does_not_credit_an_encoders_untrained_gain_to_pretraining() -> None:
+    """clue beats CLUEZero, but the same encoder untrained (item_mean) beats clue: pre-training
+    itself never pays off; the verdict names the baseline it was measured against."""
+
+    def cell(mean: float) -> dict[str, Any]:
+        return {"acc": {"mean": mean, "std": 0.001}, "n": 3}
+
+    summary = {
+        "metric": {"easy": "acc"},
+        "train_users": {"easy": {"0.01": 80, "1": 8000}},
+        "cells": {
+            "easy": {
+                "zero/full": {"0.01": cell(0.60), "1": cell(0.70)},
+                "item_mean/full": {"0.01": cell(0.66), "1": cell(0.75)},
+                "clue/full": {"0.01": cell(0.63), "1": cell(0.75)},
+                "zero/probe": {"0.01": cell(0.50), "1": cell(0.51)},
+                "item_mean/probe": {"0.01": cell(0.50), "1": cell(0.52)},
+                "clue/probe": {"0.01": cell(0.53), "1": cell(0.55)},
+            }
+        },
+    }
+    lines = "\n".join(tr.payoff_lines(summary, "easy"))
+    assert "- full: pre-training **never pays off** over 80 to 8,000 labelled users" in lines
+    assert "80: clue − item_mean -0.0300*; 8,000: clue − item_mean +0.0000." in lines
+    assert "- probe: pre-training **never stops paying off**" in lines
+
+
 # --------------------------------------------------------------------------- data
 
 
