@@ -157,6 +157,15 @@ def recommend(
             "item. Default: the run's own finetune.head.exclude_seen.",
         ),
     ] = None,
+    candidates: Annotated[
+        str | None,
+        typer.Option(
+            "--candidates",
+            help="A file of the item ids that may be recommended (whitespace-separated, e.g. "
+            "one per line): ranking is restricted to them. Ids the run does not know are "
+            "skipped and reported. Default: every item.",
+        ),
+    ] = None,
     stage: StageOption = "finetune",
     data_root: DataRootOption = None,
     device: DeviceOption = "auto",
@@ -176,30 +185,34 @@ def recommend(
             f"--exclude-seen must be history (seen items are not recommended) or none (every "
             f"item is ranked), not {quote(exclude_seen)}."
         )
+    allowed = None if candidates is None else _read_ids(candidates, "--candidates", "item")
     loaded = load_run(run_dir, check_stage(stage), device=device, data_root=data_root)
+    settings = {"exclude_seen": exclude_seen, "candidates": allowed, "batch_size": batch_size}
     if data is None:
         users = len(loaded.task_data().sequences.user_ids)
         with _progress("recommending for the run's users", users) as advance:
-            result = loaded.recommend_run_users(
-                k, exclude_seen=exclude_seen, batch_size=batch_size, progress=advance
-            )
+            result = loaded.recommend_run_users(k, progress=advance, **settings)
     else:
         sequences = _read_sequences(data)
         with _progress("recommending", sequences.num_users) as advance:
-            result = _quietly(
-                loaded.recommend,
-                sequences,
-                k,
-                exclude_seen=exclude_seen,
-                batch_size=batch_size,
-                progress=advance,
-            )
+            result = _quietly(loaded.recommend, sequences, k, progress=advance, **settings)
         _report(result.report, data)
+    if result.candidates_unknown:
+        shown = ", ".join(map(str, result.candidates_unknown[:5]))
+        stderr.print(
+            Text.assemble(
+                ("warning:", "yellow"),
+                f" --candidates {candidates}: skipped {len(result.candidates_unknown):,} item "
+                f"id(s) the run does not know ({shown}"
+                f"{', ...' if len(result.candidates_unknown) > 5 else ''})",
+            )
+        )
     rows = write_recommendations(out_path, result.users, result.items, result.scores)
+    among = "" if result.candidates is None else f", among {result.candidates:,} candidates"
     stderr.print(
         Text(
             f"wrote {rows:,} recommendations for {len(result.users):,} users to {out_path} "
-            f"(exclude_seen: {result.exclude_seen})"
+            f"(exclude_seen: {result.exclude_seen}{among})"
         ),
         highlight=False,
     )
@@ -306,21 +319,7 @@ def _query_rows(users: str, ids: Any, what: str) -> Any:
     """Rows of ``ids`` for the ids listed in the file ``users``; unknown ids are an error."""
     import torch
 
-    path = Path(users)
-    if not path.is_file():
-        raise ClueError(f"--users {quote(users)}: no such file.")
-    wanted: list[int] = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        for token in line.split():
-            try:
-                wanted.append(int(token))
-            except ValueError:
-                raise ClueError(
-                    f"--users {quote(users)}, line {number}: {quote(token)} is not a whole-"
-                    f"number {what} id; list the ids separated by spaces or new lines."
-                ) from None
-    if not wanted:
-        raise ClueError(f"--users {quote(users)} lists no id; there is nobody to look up.")
+    wanted = _read_ids(users, "--users", what)
     row_of = {int(value): row for row, value in enumerate(ids.tolist())}
     unknown = [value for value in dict.fromkeys(wanted) if value not in row_of]
     if unknown:
@@ -331,6 +330,30 @@ def _query_rows(users: str, ids: Any, what: str) -> Any:
             f"{what}s of the vectors: {shown}{more}. Use ids of the same data as the run."
         )
     return torch.tensor([row_of[value] for value in wanted], dtype=torch.int64)
+
+
+def _read_ids(file: str, flag: str, what: str) -> list[int]:
+    """The whole-number ids listed in ``file`` (separated by spaces or new lines)."""
+    path = Path(file)
+    if not path.is_file():
+        raise ClueError(f"{flag} {quote(file)}: no such file.")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ClueError(f"{flag} {quote(file)} cannot be read as text: {error}.") from None
+    ids: list[int] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        for token in line.split():
+            try:
+                ids.append(int(token))
+            except ValueError:
+                raise ClueError(
+                    f"{flag} {quote(file)}, line {number}: {quote(token)} is not a whole-"
+                    f"number {what} id; list the ids separated by spaces or new lines."
+                ) from None
+    if not ids:
+        raise ClueError(f"{flag} {quote(file)} lists no {what} id.")
+    return ids
 
 
 def one_process(command: str) -> None:

@@ -168,6 +168,62 @@ def test_recommend_without_data_serves_the_runs_own_users(
     assert all(int(r["item"]) not in whole[int(r["user"])] for r in rows)  # history excluded
 
 
+def test_recommend_candidates_restrict_the_ranking_and_unknown_ids_are_reported(
+    exported: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    loaded = exported["loaded"]
+    known = loaded.catalogue.raw_ids.tolist()
+    allowed = known[::7]
+    listed = tmp_path / "candidates.txt"
+    listed.write_text(
+        " ".join(map(str, allowed[:4])) + "\n" + "\n".join(map(str, [*allowed[4:], 99999])) + "\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "recs.csv"
+    argv = ["recommend", str(exported["run"]), "-k", "5", "--candidates", str(listed)]
+    code, _, stderr = main_exit(argv + ["--out", str(out)], capsys)
+    assert code == 0, stderr
+    flat = " ".join(stderr.split())
+    assert "skipped 1 item id(s) the run does not know (99999)" in flat
+    assert f"among {len(allowed):,} candidates" in flat
+    rows = read_csv(out)
+    assert {int(r["item"]) for r in rows} <= set(allowed)
+    expected = loaded.recommend_run_users(5, candidates=[*allowed, 99999])
+    assert [int(r["item"]) for r in rows] == [
+        item for item in expected.items.reshape(-1).tolist() if item != -1
+    ]
+    assert expected.candidates == len(allowed) and expected.candidates_unknown == [99999]
+    # unrestricted, the same users get items outside the set
+    free = loaded.recommend_run_users(5)
+    assert not set(free.items.reshape(-1).tolist()) <= set(allowed)
+
+
+def test_candidates_are_the_unrestricted_ranking_filtered_and_are_checked(
+    exported: dict[str, Any],
+) -> None:
+    from clue_fw.errors import ClueError
+
+    loaded = exported["loaded"]
+    known = loaded.catalogue.raw_ids.tolist()
+    users = {"a": known[:3], "b": known[10:12]}
+    whole = loaded.recommend(users, k=len(known))  # every item, best first
+    allowed = [known[1], known[5], known[6], known[20]]
+    found = loaded.recommend(users, k=3, candidates=allowed)
+    for row in range(len(users)):
+        # the candidates in the order of the full ranking, seen ones (known[1] for a) left out
+        order = [item for item in whole.items[row].tolist() if item in allowed]
+        assert found.items[row].tolist()[: len(order)] == order[:3]
+    assert known[1] not in found.items[0].tolist()  # a saw it: history excluded
+    few = loaded.recommend(users, k=5, candidates=[known[5]])
+    assert few.items[:, 1:].eq(-1).all() and torch.isinf(few.scores[:, 1:]).all()
+    with pytest.raises(ClueError, match="None of the 2 candidate item id"):
+        loaded.recommend(users, k=3, candidates=[99999, 88888])
+    with pytest.raises(ClueError, match="whole numbers; got '7'"):
+        loaded.recommend(users, k=3, candidates=[known[0], "7"])
+    with pytest.raises(ClueError, match="whole numbers; got True"):
+        loaded.recommend(users, k=3, candidates=[True])
+
+
 @pytest.mark.parametrize(
     ("argv", "fragment"),
     [
@@ -196,6 +252,9 @@ def test_recommend_without_data_serves_the_runs_own_users(
             "--exclude-seen must be history",
         ),
         (["recommend", "{root}/missing", "--data", "{data}", "--out", "{tmp}/r.csv"], "not found"),
+        (["recommend", "{run}", "--candidates", "{bad}", "--out", "{tmp}/r.csv"], "line 1: 'x3'"),
+        (["recommend", "{run}", "--candidates", "{strangers}", "--out", "{tmp}/r.csv"], "None of"),
+        (["recommend", "{run}", "--candidates", "{tmp}/no", "--out", "{tmp}/r.csv"], "no such"),
     ],
 )
 def test_bad_inputs_exit_2_with_one_message(
@@ -207,7 +266,10 @@ def test_bad_inputs_exit_2_with_one_message(
 ) -> None:
     bad = tmp_path / "bad.txt"
     bad.write_text("1 2 x3\n", encoding="utf-8")
+    strangers = tmp_path / "strangers.txt"
+    strangers.write_text("99999\n88888\n", encoding="utf-8")
     names = {
+        "strangers": strangers,
         "root": exported["root"],
         "run": exported["run"],
         "data": exported["data"],

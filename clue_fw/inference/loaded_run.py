@@ -18,8 +18,8 @@ from __future__ import annotations
 import numbers
 import os
 import warnings
-from collections.abc import Callable, Hashable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +84,20 @@ class Recommendations:
     scores: torch.Tensor
     report: InputReport
     exclude_seen: str
+    #: How many items ranking was restricted to (``candidates=``), None when unrestricted;
+    #: ``candidates_unknown``: the candidate ids the run does not know (skipped).
+    candidates: int | None = None
+    candidates_unknown: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """The items a ranking may return: ``allowed`` (bool ``[items + 1]`` over internal ids,
+    on the run's device), how many, and the raw ids asked for that the run does not know."""
+
+    allowed: torch.Tensor
+    count: int
+    unknown: list[int]
 
 
 @dataclass(frozen=True)
@@ -274,6 +288,7 @@ class LoadedRun:
         k: int = 10,
         *,
         exclude_seen: str | None = None,
+        candidates: Iterable[int] | None = None,
         batch_size: int | None = None,
         progress: Progress | None = None,
     ) -> Recommendations:
@@ -281,8 +296,10 @@ class LoadedRun:
         run's ``next_item`` head. ``exclude_seen`` (default: the run's own) ``history``
         scores every known item of the user's sequence ``-inf`` (all of it, not only the
         ``max_len`` the encoder reads), as evaluation does; ``none`` ranks every item.
-        ``k`` larger than the catalogue returns the whole catalogue."""
-        checked = self._recommend_settings(k, exclude_seen)
+        ``candidates`` (raw item ids) restricts the ranking to those items: ids the run
+        does not know are skipped and counted in the result's ``candidates_unknown``; none
+        known is an error. ``k`` larger than the items left leaves ``-1`` slots."""
+        checked = self._recommend_settings(k, exclude_seen, candidates)
         return self._rank(self._encode(sequences), *checked, batch_size, progress)
 
     def recommend_run_users(
@@ -290,13 +307,14 @@ class LoadedRun:
         k: int = 10,
         *,
         exclude_seen: str | None = None,
+        candidates: Iterable[int] | None = None,
         batch_size: int | None = None,
         progress: Progress | None = None,
     ) -> Recommendations:
         """:meth:`recommend` for the run's own users, each from its whole sequence in the
         run's data (every interaction, the held-out ones included: what comes next after
         all that is known). Reads the run's data (checked against its fingerprint)."""
-        checked = self._recommend_settings(k, exclude_seen)
+        checked = self._recommend_settings(k, exclude_seen, candidates)
         data = self.task_data().sequences
         users: list[Hashable] = [int(u) for u in data.user_ids]
         report = InputReport(sequences=len(users), catalogue_size=len(self.catalogue))
@@ -304,13 +322,35 @@ class LoadedRun:
         return self._rank(encoded, *checked, batch_size, progress)
 
     def _recommend_settings(
-        self, k: int, exclude_seen: str | None
-    ) -> tuple[NextItemHead, int, str]:
-        """The head that scores, ``k`` (at most the catalogue) and the exclusion, checked
-        before any sequence is read."""
+        self, k: int, exclude_seen: str | None, candidates: Iterable[int] | None
+    ) -> tuple[NextItemHead, int, str, Candidates | None]:
+        """The head that scores, ``k`` (at most the catalogue), the exclusion and the
+        candidate items, checked before any sequence is read."""
         head = self._require_head()
         exclude = self._exclusion(exclude_seen)
-        return head, min(whole_number(k, "k", 1), len(self.catalogue)), exclude
+        k = min(whole_number(k, "k", 1), len(self.catalogue))
+        return head, k, exclude, None if candidates is None else self._candidates(candidates)
+
+    def _candidates(self, candidates: Iterable[int]) -> Candidates:
+        """The allowed items as a mask over internal ids ``0..items`` (0, padding, never)."""
+        raw = list(candidates)
+        bad = [value for value in raw if not isinstance(value, numbers.Integral)]
+        if bad or any(isinstance(value, (bool, np.bool_)) for value in raw):
+            shown = bad[0] if bad else next(v for v in raw if isinstance(v, (bool, np.bool_)))
+            raise ClueError(f"Candidate item ids must be whole numbers; got {shown!r}.")
+        wanted = np.unique(np.asarray(raw, dtype=np.int64))
+        internal = self.catalogue.to_internal(wanted)
+        known = internal[internal > 0]
+        if known.size == 0:
+            raise ClueError(
+                f"None of the {wanted.size:,} candidate item id(s) is in the run's catalogue "
+                f"({len(self.catalogue):,} items), so there is nothing to rank. Are they ids of "
+                "the same dataset as the run?"
+            )
+        allowed = torch.zeros(len(self.catalogue) + 1, dtype=torch.bool)
+        allowed[torch.from_numpy(known)] = True
+        unknown = wanted[internal == 0]
+        return Candidates(allowed.to(self.device), int(known.size), unknown.tolist())
 
     def _rank(
         self,
@@ -318,6 +358,7 @@ class LoadedRun:
         head: NextItemHead,
         k: int,
         exclude: str,
+        candidates: Candidates | None,
         batch_size: int | None,
         progress: Progress | None,
     ) -> Recommendations:
@@ -331,6 +372,8 @@ class LoadedRun:
                 if exclude == "history":
                     seen_row, seen = encoded.csr.batch_pairs(rows)
                     logits[seen_row.to(self.device), seen.to(self.device)] = float("-inf")
+                if candidates is not None:
+                    logits[:, ~candidates.allowed] = float("-inf")
                 if bool(torch.isnan(logits).any()):
                     raise EvaluationError(
                         f"The model of {self.run_dir} ({self.stage}) scored items NaN for "
@@ -350,6 +393,8 @@ class LoadedRun:
             torch.cat(scores) if scores else torch.empty(0, k),
             encoded.report,
             exclude,
+            None if candidates is None else candidates.count,
+            [] if candidates is None else candidates.unknown,
         )
 
     # ------------------------------------------------------------------ internals
