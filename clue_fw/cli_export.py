@@ -93,7 +93,7 @@ def embed(
     # profile and cold-start runs). With --data: the users of that file; item ids the run
     # does not know are skipped and reported, users left with no known item left out.
     from clue_fw.inference import load_run
-    from clue_fw.inference.export import vector_format, write_vectors
+    from clue_fw.inference.export import vector_format, write_vector_chunks, write_vectors
     from clue_fw.inference.run_files import check_stage
 
     one_process("embed")
@@ -105,31 +105,28 @@ def embed(
         )
     loaded = load_run(run_dir, check_stage(stage), device=device, data_root=data_root)
     meta = _metadata(loaded)
+    meta["user_vector"] = loaded.user_vector
     if items:
         found = loaded.item_vectors()
-        ids, vectors, name = found.item_ids.numpy(), found.vectors.numpy(), "item"
+        ids, dim, name = found.item_ids.numpy(), found.vectors.shape[1], "item"
         meta["source"] = "items: the vectors that score items against user vectors"
+        write_vectors(out_path, name, ids, found.vectors.numpy(), meta)
     else:
+        # streamed: each batch of vectors goes to the file as it is computed
         if data is None:
-            users, histories = loaded.run_user_histories()
-            with _progress("embedding the run's users", len(users)) as advance:
-                result = loaded.embed_run_users(batch_size=batch_size, progress=advance)
+            stream = loaded.stream_users(batch_size=batch_size)
             meta["source"] = "the run's users: the history its test split reads"
+            what = "embedding the run's users"
         else:
-            sequences = _read_sequences(data)
-            with _progress("embedding users", sequences.num_users) as advance:
-                result = _quietly(
-                    loaded.embed_users, sequences, batch_size=batch_size, progress=advance
-                )
-            _report(result.report, data)
+            stream = _quietly(loaded.stream_users, _read_sequences(data), batch_size=batch_size)
+            _report(stream.report, data)
             meta["source"] = f"sequence file {data}"
-        ids = _int_ids(result.users)
-        vectors, name = result.vectors.numpy(), "user"
-    meta["user_vector"] = loaded.user_vector
-    write_vectors(out_path, name, ids, vectors, meta)
+            what = "embedding users"
+        ids, dim, name = _int_ids(stream.users), stream.dim, "user"
+        with _progress(what, len(ids)) as advance:
+            write_vector_chunks(out_path, name, len(ids), dim, meta, _chunks(ids, stream, advance))
     stderr.print(
-        Text(f"wrote {len(ids):,} {name} vectors (dim {vectors.shape[1]}) to {out_path}"),
-        highlight=False,
+        Text(f"wrote {len(ids):,} {name} vectors (dim {dim}) to {out_path}"), highlight=False
     )
     stdout.print(Text(str(out_path)), highlight=False)
 
@@ -408,6 +405,15 @@ def _report(report: Any, data: str) -> None:
         )
     if not report.clean:
         stderr.print(Text.assemble(("warning:", "yellow"), f" {data}: {report.summary()}"))
+
+
+def _chunks(ids: Any, stream: Any, advance: Callable[[int], None]) -> Iterator[tuple[Any, Any]]:
+    """(ids, vectors) pieces of a :class:`~clue_fw.inference.loaded_run.UserVectorStream`."""
+    start = 0
+    for vectors in stream.chunks:
+        yield ids[start : start + len(vectors)], vectors.numpy()
+        start += len(vectors)
+        advance(len(vectors))
 
 
 def _int_ids(users: list[Any]) -> Any:

@@ -24,17 +24,19 @@ from __future__ import annotations
 import csv
 import importlib
 import io
-from collections.abc import Sequence
+import json
+import struct
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
 
 from clue_fw.errors import ClueError, quote
-from clue_fw.output_target import check_user_output, write_output
+from clue_fw.output_target import atomic_write, check_user_output, write_output
 
 VECTOR_FORMATS = (".npy", ".safetensors", ".parquet")
 PARQUET_EXTRA = "pip install 'clue_fw[parquet]'"
@@ -66,30 +68,149 @@ def check_csv(out: Path, what: str = "item", flag: str = "--out") -> None:
     _check_folder(out)
 
 
+VectorChunks = Iterable[tuple[np.ndarray, np.ndarray]]
+"""``(ids [n], vectors [n, d])`` pieces of a vector file, in order."""
+
+
 def write_vectors(
     out: Path, name: str, ids: np.ndarray, vectors: np.ndarray, metadata: dict[str, str]
 ) -> None:
-    """Write ``ids`` ``[N]`` and ``vectors`` ``[N, d]`` in the format of ``out``'s suffix."""
-    ids = np.ascontiguousarray(ids, dtype=np.int64)
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    if vectors.ndim != 2 or ids.shape != (vectors.shape[0],):
-        raise ValueError(f"ids {ids.shape} and vectors {vectors.shape} do not match")
-    suffix = vector_format(out)
-    meta = {"format": "clue_fw.vectors/1", "ids": name, **metadata}
-    if suffix == ".npy":
-        table = np.empty(ids.size, dtype=[(name, "<i8"), ("vector", "<f4", (vectors.shape[1],))])
-        table[name], table["vector"] = ids, vectors
-        buffer = io.BytesIO()
-        np.save(buffer, table)  # int64 and float32 fields only: no Python objects inside
-        payload = buffer.getvalue()
-    elif suffix == ".safetensors":
-        from safetensors.torch import save
+    """Write ``ids`` ``[N]`` and ``vectors`` ``[N, d]`` in the format of ``out``'s suffix
+    (:func:`write_vector_chunks` with one chunk)."""
+    vectors = np.asarray(vectors)
+    if vectors.ndim != 2 or np.shape(ids) != (vectors.shape[0],):
+        raise ValueError(f"ids {np.shape(ids)} and vectors {vectors.shape} do not match")
+    write_vector_chunks(out, name, vectors.shape[0], vectors.shape[1], metadata, [(ids, vectors)])
 
-        tensors = {f"{name}_ids": torch.from_numpy(ids), "vectors": torch.from_numpy(vectors)}
-        payload = save(tensors, metadata=meta)
-    else:
-        payload = _parquet(name, ids, vectors, meta)
-    write_bytes(out, payload)
+
+def write_vector_chunks(
+    out: Path, name: str, count: int, dim: int, metadata: dict[str, str], chunks: VectorChunks
+) -> None:
+    """Write ``count`` ids and ``[count, dim]`` vectors that arrive in ``chunks``, each
+    written as it comes: memory holds one chunk, whatever ``count`` is (``clue embed``
+    streams 1M users through here). The file appears only when every chunk is in
+    (atomically, through a temp file); a failure leaves no file behind."""
+    suffix = vector_format(out)
+    _check_folder(out)
+    meta = {"format": "clue_fw.vectors/1", "ids": name, **metadata}
+    writer = {".npy": _NpyChunks, ".safetensors": _SafetensorsChunks, ".parquet": _ParquetChunks}
+
+    def fill(temp: Path) -> None:
+        with open(temp, "wb") as handle:
+            sink = writer[suffix](handle, name, count, dim, meta)
+            done = 0
+            for ids, vectors in chunks:
+                ids = np.ascontiguousarray(ids, dtype=np.int64)
+                vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+                if vectors.ndim != 2 or vectors.shape[1] != dim or ids.shape != vectors.shape[:1]:
+                    raise ValueError(f"a chunk of ids {ids.shape} and vectors {vectors.shape}")
+                if done + ids.size > count:
+                    raise ValueError(f"more than the {count} rows announced")
+                sink.write(done, ids, vectors)
+                done += ids.size
+            if done != count:
+                raise ValueError(f"{done} rows written, {count} announced")
+            sink.close()
+
+    _write_through(out, fill)
+
+
+class _NpyChunks:
+    """One structured ``.npy`` array: the header (its shape known up front), then rows."""
+
+    def __init__(
+        self, handle: BinaryIO, name: str, count: int, dim: int, meta: dict[str, str]
+    ) -> None:
+        self.handle, self.name = handle, name
+        self.dtype = np.dtype([(name, "<i8"), ("vector", "<f4", (dim,))])
+        header = {
+            "descr": np.lib.format.dtype_to_descr(self.dtype),
+            "fortran_order": False,
+            "shape": (count,),
+        }
+        np.lib.format.write_array_header_1_0(handle, header)
+
+    def write(self, start: int, ids: np.ndarray, vectors: np.ndarray) -> None:
+        table = np.empty(ids.size, dtype=self.dtype)
+        table[self.name], table["vector"] = ids, vectors
+        self.handle.write(table.tobytes())  # int64 and float32 fields only: no pickle
+
+    def close(self) -> None:
+        pass
+
+
+class _SafetensorsChunks:
+    """A ``.safetensors`` file written in place: its header is known from ``count`` and
+    ``dim``, so each chunk's ids and vectors go straight to their offsets."""
+
+    def __init__(
+        self, handle: BinaryIO, name: str, count: int, dim: int, meta: dict[str, str]
+    ) -> None:
+        self.handle, self.count, self.dim = handle, count, dim
+        ids_bytes, vector_bytes = 8 * count, 4 * count * dim
+        header = {
+            "__metadata__": meta,
+            f"{name}_ids": {"dtype": "I64", "shape": [count], "data_offsets": [0, ids_bytes]},
+            "vectors": {
+                "dtype": "F32",
+                "shape": [count, dim],
+                "data_offsets": [ids_bytes, ids_bytes + vector_bytes],
+            },
+        }
+        text = json.dumps(header, separators=(",", ":")).encode("utf-8")
+        text += b" " * (-len(text) % 8)  # the data starts 8-byte aligned
+        handle.write(struct.pack("<Q", len(text)) + text)
+        self.base = 8 + len(text)
+        handle.truncate(self.base + ids_bytes + vector_bytes)
+
+    def write(self, start: int, ids: np.ndarray, vectors: np.ndarray) -> None:
+        self.handle.seek(self.base + 8 * start)
+        self.handle.write(ids.astype("<i8").tobytes())
+        self.handle.seek(self.base + 8 * self.count + 4 * self.dim * start)
+        self.handle.write(vectors.astype("<f4").tobytes())
+
+    def close(self) -> None:
+        self.handle.seek(0, io.SEEK_END)
+
+
+class _ParquetChunks:
+    """A ``.parquet`` file with one row group per chunk."""
+
+    def __init__(
+        self, handle: BinaryIO, name: str, count: int, dim: int, meta: dict[str, str]
+    ) -> None:
+        self.pa = _pyarrow()
+        parquet = importlib.import_module("pyarrow.parquet")
+        self.name, self.dim = name, dim
+        schema = self.pa.schema(
+            [(name, self.pa.int64()), ("vector", self.pa.list_(self.pa.float32(), dim))],
+            metadata={f"clue_fw.{key}": value for key, value in meta.items()},
+        )
+        self.writer = parquet.ParquetWriter(handle, schema)
+
+    def write(self, start: int, ids: np.ndarray, vectors: np.ndarray) -> None:
+        pa = self.pa
+        flat = pa.array(vectors.reshape(-1), type=pa.float32())
+        column = pa.FixedSizeListArray.from_arrays(flat, self.dim)
+        ids_column = pa.array(ids, type=pa.int64())
+        self.writer.write_table(pa.table({self.name: ids_column, "vector": column}))
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def _write_through(out: Path, fill: Callable[[Path], None]) -> None:
+    """``fill(temp)`` then rename onto ``out`` (:func:`~clue_fw.output_target.atomic_write`),
+    after the user-output checks; an OS error is a ClueError naming ``out``."""
+    from clue_fw.running.os_errors import os_reason
+
+    check_user_output(out)
+    try:
+        atomic_write(out, fill, create_parent=False)
+    except OSError as exc:
+        raise ClueError(
+            f"Cannot write --out {out}: {os_reason(exc)}. Choose another --out."
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -201,21 +322,30 @@ def write_recommendations(
     scores: torch.Tensor,
     what: str = "item",
 ) -> int:
-    """Write ``user,rank,<what>,score`` rows (slots without an item, ``-1``, are left out);
-    return the number of rows. ``what`` names the ranked column (``neighbour`` for
-    ``clue neighbours``)."""
+    """Write ``user,rank,<what>,score`` rows (slots without an item, ``-1``, are left out),
+    streamed to the file one user at a time; return the number of rows. ``what`` names
+    the ranked column (``neighbour`` for ``clue neighbours``)."""
     check_csv(out, what)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["user", "rank", what, "score"])
     rows = 0
-    for user, row_items, row_scores in zip(users, items.tolist(), scores.tolist(), strict=True):
-        for rank, (item, score) in enumerate(zip(row_items, row_scores, strict=True), start=1):
-            if item == -1:
-                break
-            writer.writerow([user, rank, item, format(score, ".9g")])
-            rows += 1
-    write_bytes(out, buffer.getvalue().encode("utf-8"))
+
+    def fill(temp: Path) -> None:
+        nonlocal rows
+        with open(temp, "w", encoding="utf-8", newline="") as handle:
+            writer = csv.writer(handle, lineterminator="\n")
+            writer.writerow(["user", "rank", what, "score"])
+            for start in range(0, len(users), 4096):  # tolist() a block at a time
+                block = slice(start, start + 4096)
+                for user, row_items, row_scores in zip(
+                    users[block], items[block].tolist(), scores[block].tolist(), strict=True
+                ):
+                    pairs = zip(row_items, row_scores, strict=True)
+                    for rank, (item, score) in enumerate(pairs, start=1):
+                        if item == -1:
+                            break
+                        writer.writerow([user, rank, item, format(score, ".9g")])
+                        rows += 1
+
+    _write_through(out, fill)
     return rows
 
 
@@ -245,15 +375,3 @@ def _pyarrow() -> ModuleType:
             f"Writing .parquet needs pyarrow, which is not installed: {PARQUET_EXTRA} (or "
             "choose .npy or .safetensors)."
         ) from None
-
-
-def _parquet(name: str, ids: np.ndarray, vectors: np.ndarray, meta: dict[str, str]) -> bytes:
-    pa = _pyarrow()
-    parquet = importlib.import_module("pyarrow.parquet")
-    flat = pa.array(vectors.reshape(-1), type=pa.float32())
-    column = pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1])
-    table = pa.table({name: pa.array(ids, type=pa.int64()), "vector": column})
-    table = table.replace_schema_metadata({f"clue_fw.{k}": v for k, v in meta.items()})
-    sink = pa.BufferOutputStream()
-    parquet.write_table(table, sink)
-    return bytes(sink.getvalue().to_pybytes())

@@ -74,6 +74,17 @@ class UserVectors:
 
 
 @dataclass(frozen=True)
+class UserVectorStream:
+    """:class:`UserVectors` one batch at a time: ``chunks`` yields ``[B, dim]`` float32
+    CPU vectors of ``users``, in order, computed as it is iterated (once)."""
+
+    users: list[Hashable]
+    report: InputReport
+    chunks: Iterator[torch.Tensor]
+    dim: int
+
+
+@dataclass(frozen=True)
 class Recommendations:
     """Top-k raw item ids (``items``, ``[U, k]`` int64) and their scores (``[U, k]``
     float32) for ``users``, best first, on the CPU. A user with fewer than ``k`` rankable
@@ -235,6 +246,27 @@ class LoadedRun:
         vectors = self._user_vectors(histories, batch_size, progress)
         report = InputReport(sequences=len(users), catalogue_size=len(self.catalogue))
         return UserVectors(list(users), vectors, report)
+
+    def stream_users(
+        self,
+        sequences: Sequences | RawSequences | None = None,
+        *,
+        batch_size: int | None = None,
+        progress: Progress | None = None,
+    ) -> UserVectorStream:
+        """:meth:`embed_users` (or, without ``sequences``, :meth:`embed_run_users`) one
+        batch at a time: the users and the report at once, the vectors as the stream's
+        ``chunks`` are consumed, so a caller that writes each chunk away (``clue embed``)
+        never holds all of them."""
+        if sequences is None:
+            users, histories = self.run_user_histories()
+            report = InputReport(sequences=len(users), catalogue_size=len(self.catalogue))
+            listed: list[Hashable] = list(users)
+        else:
+            encoded = self._encode(sequences)
+            listed, histories, report = encoded.users, encoded.csr, encoded.report
+        chunks = self._vector_batches(histories, batch_size, progress)
+        return UserVectorStream(listed, report, chunks, self.encoder.dim)
 
     def embed_histories(
         self,
@@ -440,14 +472,20 @@ class LoadedRun:
     def _user_vectors(
         self, histories: Csr, batch_size: int | None, progress: Progress | None
     ) -> torch.Tensor:
-        parts = []
-        with torch.no_grad():
-            for rows, batch in self._batches(histories, batch_size):
-                output = self.encoder(batch)
-                parts.append(user_vectors(output, batch, self.user_vector).float().cpu())
-                if progress is not None:
-                    progress(rows.numel())
+        parts = list(self._vector_batches(histories, batch_size, progress))
         return torch.cat(parts) if parts else torch.empty(0, self.encoder.dim)
+
+    def _vector_batches(
+        self, histories: Csr, batch_size: int | None, progress: Progress | None
+    ) -> Iterator[torch.Tensor]:
+        """``[B, d]`` float32 CPU user vectors of ``histories``, one batch at a time."""
+        for rows, batch in self._batches(histories, batch_size):
+            with torch.no_grad():
+                output = self.encoder(batch)
+                vectors = user_vectors(output, batch, self.user_vector).float().cpu()
+            if progress is not None:
+                progress(rows.numel())
+            yield vectors
 
     def _require_head(self) -> NextItemHead:
         if self.head is None:
