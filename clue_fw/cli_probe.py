@@ -230,7 +230,7 @@ def check_target(flag: str, path: str, run_dir: Path) -> None:
 
 def _write(path: str, flag: str, text: str) -> None:
     """Write ``text`` atomically (a temporary file beside it, then a rename)."""
-    from clue_fw.training.checkpoint import atomic_write_bytes
+    from clue_fw.output_target import atomic_write_bytes
 
     try:
         atomic_write_bytes(Path(path), text.encode("utf-8"), create_parent=False)

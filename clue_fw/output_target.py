@@ -11,11 +11,13 @@ link to one), and anything else is refused before a byte is written.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from clue_fw.data.files import file_kind
 
@@ -83,6 +85,12 @@ def atomic_write(path: Path, write: Callable[[Path], None], create_parent: bool 
 def atomic_write_bytes(path: Path, payload: bytes, create_parent: bool = True) -> None:
     """Write ``payload`` to ``path`` atomically (:func:`atomic_write`)."""
     atomic_write(path, lambda temp: temp.write_bytes(payload), create_parent)
+
+
+def atomic_write_json(path: Path, value: Any, create_parent: bool = True) -> None:
+    """Write ``value`` as indented JSON text to ``path`` atomically (:func:`atomic_write`)."""
+    text = json.dumps(value, indent=2, sort_keys=False) + "\n"
+    atomic_write_bytes(path, text.encode(), create_parent)
 
 
 # --------------------------------------------------------------------------- user outputs
@@ -175,7 +183,9 @@ def write_output(path: Path | str, payload: bytes, flag: str = "--out") -> None:
 
 __all__ = [
     "NotRegularTarget",
+    "atomic_write",
     "atomic_write_bytes",
+    "atomic_write_json",
     "check_output_target",
     "check_user_output",
     "is_run_directory",

@@ -128,6 +128,19 @@ def _init_from_inside(init_from: str, out: Path) -> bool:
     return source == target or target in source.parents
 
 
+@dataclass(frozen=True)
+class RunRequest:
+    """What :func:`run` was asked for, checked: the arguments its steps share."""
+
+    recipe: Any  # validated
+    out: Path | None
+    resume: Path | None
+    overwrite: bool
+    console: Console | None
+    data_root: Path | None
+    on_directory: Callable[[Path], None] | None
+
+
 def run(
     recipe: BaseModel | dict[str, Any],
     out: Path | str | None = None,
@@ -149,43 +162,35 @@ def run(
     _check_run_arguments(recipe, out, resume)
     if isinstance(recipe, dict):
         recipe = validate_recipe(recipe)
+    request = RunRequest(
+        recipe,
+        Path(out) if out is not None else None,
+        Path(resume) if resume is not None else None,
+        overwrite,
+        console,
+        data_root,
+        on_directory,
+    )
     with _ONE_RUN_AT_A_TIME:
-        return _run(recipe, out, resume, overwrite, console, data_root, on_directory)
+        return _run(request)
 
 
-def _run(
-    r: Any,
-    out: Path | str | None,
-    resume: Path | str | None,
-    overwrite: bool,
-    console: Console | None,
-    data_root: Path | None,
-    on_directory: Callable[[Path], None] | None = None,
-) -> RunResult:
+def _run(request: RunRequest) -> RunResult:
+    r = request.recipe
     launch = launch_from_environment()  # started by torchrun: one process of several
     if launch is not None:
         check_batch_sizes(r, launch.world_size)  # on every process, before they meet
     device = process_device(r.device, launch)
     with session(launch, device) as distributed:
-        return _run_process(
-            r, out, resume, overwrite, console, data_root, device, distributed, on_directory
-        )
+        return _run_process(request, device, distributed)
 
 
-def _run_process(
-    r: Any,
-    out: Path | str | None,
-    resume: Path | str | None,
-    overwrite: bool,
-    console: Console | None,
-    data_root: Path | None,
-    device: torch.device,
-    distributed: Distributed,
-    on_directory: Callable[[Path], None] | None = None,
-) -> RunResult:
+def _run_process(request: RunRequest, device: torch.device, distributed: Distributed) -> RunResult:
     """The run, as one process of ``distributed`` runs it (rank 0 alone touches the run
     directory; see :mod:`clue_fw.distributed`)."""
     started = time.perf_counter()
+    r, data_root, on_directory = request.recipe, request.data_root, request.on_directory
+    out_path, resume_path, overwrite = request.out, request.resume, request.overwrite
 
     def prepare() -> TaskData:
         with translate_memory_errors(None, torch.device("cpu"), "loading the data"):
@@ -197,8 +202,6 @@ def _run_process(
     if distributed.parallel:
         _check_same_data(distributed, data_identity)
     context = run_context(r, task_data, data_root)
-    out_path = Path(out) if out is not None else None
-    resume_path = Path(resume) if resume is not None else None
     initial_encoder: tuple[Path, dict[str, torch.Tensor]] | None = None
     estimate = None
     init_from = r.finetune.init_from
@@ -240,7 +243,7 @@ def _run_process(
             run_dir = directory.path
             if on_directory is not None:
                 on_directory(run_dir)
-            reporter = Reporter(console, directory.log_path, guard=directory.check_owned)
+            reporter = Reporter(request.console, directory.log_path, guard=directory.check_owned)
             if directory.restarted:
                 reporter.log(
                     f"{run_dir} was interrupted before it wrote anything; starting from scratch."

@@ -25,7 +25,7 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from clue_fw.augmentations.rows import floor_fraction, left_pack
+from clue_fw.augmentations.rows import floor_fraction, left_pack, random_span
 from clue_fw.components import Augmentation, AugmentationSpec, BuildContext
 
 
@@ -44,19 +44,12 @@ class CropView(Augmentation):
         self.mode = mode
 
     def forward(self, items: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        n = items.shape[1]
         real = items != 0
         lengths = real.sum(dim=1)  # [B]
         removed = floor_fraction(lengths, self.rho)
         removed = torch.minimum(removed, (lengths - 1).clamp(min=0))
         span = removed if self.mode == "drop" else lengths - removed
-        # Start of the span among the row's real items, uniform over 0..L - span.
-        choices = lengths - span + 1
-        draws = torch.rand(lengths.shape, generator=generator, device=items.device)
-        start = torch.minimum((draws * choices).long(), choices - 1)
-        # rank: index of each position among its row's real items (negative on padding).
-        rank = torch.arange(n, device=items.device) - (n - lengths).unsqueeze(1)  # [B, n]
-        in_span = (rank >= start.unsqueeze(1)) & (rank < (start + span).unsqueeze(1))
+        _, in_span = random_span(lengths, span, items.shape[1], generator)
         keep = real & ~in_span if self.mode == "drop" else real & in_span
         return left_pack(items, keep)
 

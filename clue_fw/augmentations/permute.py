@@ -14,7 +14,7 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from clue_fw.augmentations.rows import floor_fraction
+from clue_fw.augmentations.rows import floor_fraction, random_span
 from clue_fw.components import Augmentation, AugmentationSpec, BuildContext
 
 
@@ -33,11 +33,8 @@ class PermuteView(Augmentation):
         n = items.shape[1]
         lengths = (items != 0).sum(dim=1)  # [B]
         span = floor_fraction(lengths, self.rho)
-        choices = lengths - span + 1
-        draws = torch.rand(lengths.shape, generator=generator, device=items.device)
-        first = n - lengths + torch.minimum((draws * choices).long(), choices - 1)  # [B]
+        first, inside = random_span(lengths, span, n, generator)
         position = torch.arange(n, device=items.device).expand_as(items)  # [B, n]
-        inside = (position >= first.unsqueeze(1)) & (position < (first + span).unsqueeze(1))
         # Sort keys: every position outside the span keeps its own index; positions inside
         # get random keys in [first, first + span - 1], so they only trade places there.
         keys = torch.rand(items.shape, generator=generator, device=items.device)

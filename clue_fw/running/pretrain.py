@@ -22,13 +22,12 @@ from clue_fw.components import BuildContext, SequenceEncoder, TaskData
 from clue_fw.data.csr import Csr
 from clue_fw.data.examples import ExampleSet
 from clue_fw.data.windows import training_windows
-from clue_fw.distributed import SINGLE, Distributed, GlobalView, convert_batchnorm
+from clue_fw.distributed import SINGLE, Distributed, GlobalView
 from clue_fw.registry import plugin_call
 from clue_fw.running.os_errors import exists
 from clue_fw.running.run_directory import RunDirectory
 from clue_fw.running.stage import Stage
 from clue_fw.training.checkpoint import module_tensors
-from clue_fw.training.optim import build_optimizer
 from clue_fw.training.report import Reporter
 
 ENCODER_FILE = "encoder.safetensors"
@@ -60,19 +59,8 @@ def run_pretrain(
     objective = spec.objective.build(context, encoder).to(device)
     views = ViewPipeline.from_specs(spec.views, context).to(device)
     module = nn.ModuleDict({"encoder": encoder, "objective": objective, "views": views})
-    if distributed.parallel:
-        convert_batchnorm(module)  # the projector's and predictor's: global-batch statistics
-    parameters = [p for p in module.parameters() if p.requires_grad]
-    stage = Stage(
-        "pretrain",
-        directory,
-        module,
-        build_optimizer(parameters, spec.train),
-        reporter,
-        recipe.seed,
-        device,
-        epochs=spec.train.epochs,
-        distributed=distributed,
+    stage = Stage.training(
+        "pretrain", module, spec.train, directory, reporter, recipe.seed, device, distributed
     )
     stage.try_resume()
     if distributed.on_main(lambda: stage.finished and exists(stage.path(ENCODER_FILE))):
