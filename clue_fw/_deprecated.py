@@ -3,7 +3,7 @@
 A name moved to another module stays importable from its old module through a module
 ``__getattr__`` built here (PEP 562), as timm keeps renamed models loading::
 
-    __getattr__ = moved_names(__name__, {"atomic_write_json": "clue_fw.output_target"})
+    __getattr__ = moved_names(__name__, {"atomic_write_json": "clue_fw.file_safety"})
 
 ``from clue_fw.old import name`` then returns the object of the new module and warns
 with a :class:`DeprecationWarning` that says where to import it from.

@@ -130,14 +130,14 @@ class SequenceEncoder(nn.Module, ABC):
         contract, or a plugin's backbone whose ``forward`` raises, is a
         :class:`~clue_fw.errors.PluginError` naming its class and plugin.
         """
-        from clue_fw.registry import plugin_call
+        from clue_fw.provenance import plugin_call
 
         with plugin_call(self, "forward"):
             output = super().__call__(items, *args, **kwargs)
         problem = encoder_output_problem(self, items, output)
         if problem:
             from clue_fw.errors import PluginError
-            from clue_fw.registry import describe_component
+            from clue_fw.provenance import describe_component
 
             raise PluginError(
                 f"Backbone {describe_component(self)} broke the backbone contract: {problem}. "

@@ -28,16 +28,11 @@ import torch
 from pydantic import BaseModel
 from rich.console import Console
 
+from clue_fw._deprecated import moved_names
 from clue_fw.components import TaskData
 from clue_fw.data.loading import load_data
-from clue_fw.distributed import (
-    Distributed,
-    Launch,
-    check_batch_sizes,
-    launch_from_environment,
-    rank_device,
-    session,
-)
+from clue_fw.devices import process_device
+from clue_fw.distributed import Distributed, check_batch_sizes, launch_from_environment, session
 from clue_fw.errors import DataError, RecipeError, RunDirectoryError
 from clue_fw.recipe import pretrains, validate_recipe
 from clue_fw.resources import check_memory, translate_memory_errors
@@ -61,32 +56,8 @@ class RunResult:
     rank: int = 0
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError):  # the recipe validator refuses these first
-        raise RecipeError(
-            f"device {name[:40]!r} is not a device; use auto, cpu, mps, cuda or cuda:N."
-        ) from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RecipeError(
-            f"device {name!r} was requested but CUDA is not available; use auto or cpu."
-        )
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise RecipeError(
-            f"device {name!r} was requested but MPS is not available; use auto or cpu."
-        )
-    return device
-
-
-def process_device(requested: str, launch: Launch | None) -> torch.device:
-    """The device of this process: ``requested`` (a recipe's ``device``), and under
-    torchrun this process's own GPU (:func:`~clue_fw.distributed.rank_device`)."""
-    device = resolve_device(requested)
-    return device if launch is None else rank_device(device, requested, launch)
-
+# Device resolution lives below the runner (inference resolves devices too).
+__getattr__ = moved_names(__name__, {"resolve_device": "clue_fw.devices"})
 
 #: Runs in one process take turns: dropout and initialisation draw from torch's global
 #: random state, which threads share, so two runs at once would not be reproducible.

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from clue_fw.errors import ClueError, quote
-from clue_fw.output_target import check_user_output, write_output
+from clue_fw.file_safety import check_user_output, write_output
 
 VECTOR_FORMATS = (".npy", ".safetensors", ".parquet")
 PARQUET_EXTRA = "pip install 'clue_fw[parquet]'"
@@ -109,7 +109,7 @@ def write_recommendations(
 
 def write_bytes(out: Path, payload: bytes) -> None:
     """Write ``payload`` atomically through the checked output target
-    (:func:`~clue_fw.output_target.write_output`); a problem is a ClueError naming ``out``."""
+    (:func:`~clue_fw.file_safety.write_output`); a problem is a ClueError naming ``out``."""
     _check_folder(out)
     write_output(out, payload)
 

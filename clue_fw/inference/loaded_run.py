@@ -30,6 +30,7 @@ from clue_fw.components import BuildContext, SequenceEncoder, TaskData, user_vec
 from clue_fw.data.csr import Csr
 from clue_fw.data.dataset import SequenceData, leave_one_out
 from clue_fw.data.readers import RawSequences
+from clue_fw.devices import resolve_device
 from clue_fw.errors import CheckpointError, ClueError, EvaluationError, quote
 from clue_fw.heads.next_item import NextItemHead, NextItemSpec
 from clue_fw.heads.user_level import UserLevelHeadSpec
@@ -49,8 +50,7 @@ from clue_fw.inference.run_files import (
     read_run,
     stored_item_ids,
 )
-from clue_fw.registry import plugin_call
-from clue_fw.runner import resolve_device
+from clue_fw.provenance import plugin_call
 from clue_fw.running.assembly import catalogue_context, run_context
 from clue_fw.running.identity import RunIdentity
 from clue_fw.training.checkpoint import load_module_tensors

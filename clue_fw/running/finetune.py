@@ -28,8 +28,8 @@ from clue_fw.data.dataset import SequenceData
 from clue_fw.data.examples import Batches, ExampleSet
 from clue_fw.distributed import SINGLE, Distributed, GlobalView
 from clue_fw.errors import CheckpointError, RecipeError, short_repr
+from clue_fw.provenance import plugin_call
 from clue_fw.recipe import pretrains
-from clue_fw.registry import plugin_call
 from clue_fw.running.identity import diff_keys, directory_identity, file_identity
 from clue_fw.running.os_errors import exists, is_dir
 from clue_fw.running.pretrain import ENCODER_FILE, ITEM_IDS_KEY

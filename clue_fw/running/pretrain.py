@@ -16,18 +16,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from clue_fw.analysis.monitor import RepresentationMonitor, collapse_warning
 from clue_fw.augmentations.compose import ViewPipeline
 from clue_fw.components import BuildContext, SequenceEncoder, TaskData
 from clue_fw.data.csr import Csr
 from clue_fw.data.examples import ExampleSet
 from clue_fw.data.windows import training_windows
 from clue_fw.distributed import SINGLE, Distributed, GlobalView
-from clue_fw.registry import plugin_call
+from clue_fw.provenance import plugin_call
 from clue_fw.running.os_errors import exists
 from clue_fw.running.run_directory import RunDirectory
 from clue_fw.running.stage import Stage
 from clue_fw.training.checkpoint import module_tensors
+from clue_fw.training.monitor import RepresentationMonitor, collapse_warning
 from clue_fw.training.report import Reporter
 
 ENCODER_FILE = "encoder.safetensors"

@@ -4,7 +4,7 @@ A stage (``pretrain`` or ``finetune``) keeps its files in ``<run_dir>/<stage>/``
 Every epoch ends with ``last.safetensors``: the module's weights, the optimiser state and
 the metadata (epoch, finished, history, stage-specific ``extra``), stamped with the run
 identity by :class:`~clue_fw.running.run_directory.RunDirectory`, then ``history.csv``
-(the history, one row per epoch: :mod:`clue_fw.analysis.history_csv`). Randomness is
+(the history, one row per epoch: :mod:`clue_fw.running.history_csv`). Randomness is
 re-seeded from (seed, stage, epoch) at the start of every epoch
 (:meth:`Stage.begin_epoch`), so a resumed stage follows the uninterrupted one exactly.
 
@@ -22,10 +22,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from clue_fw.analysis.history_csv import HISTORY_FILE, write_history
 from clue_fw.data.examples import Batches
 from clue_fw.distributed import SINGLE, Distributed, ShardedStep, convert_batchnorm
 from clue_fw.errors import CheckpointError, NonFiniteError
+from clue_fw.running.history_csv import HISTORY_FILE, write_history
 from clue_fw.running.os_errors import exists
 from clue_fw.running.run_directory import RunDirectory
 from clue_fw.training.checkpoint import (

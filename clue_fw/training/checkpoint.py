@@ -21,9 +21,8 @@ from safetensors.torch import save_file
 from torch import nn
 
 from clue_fw._deprecated import moved_names
-from clue_fw.data.files import file_kind
 from clue_fw.errors import CheckpointError
-from clue_fw.output_target import atomic_write
+from clue_fw.file_safety import atomic_write, file_kind
 
 FORMAT = "clue_fw.checkpoint/1"
 METADATA_KEY = "clue_fw"
@@ -31,7 +30,7 @@ METADATA_KEY = "clue_fw"
 # The atomic writers live with the one atomic write they use.
 __getattr__ = moved_names(
     __name__,
-    {"atomic_write_json": "clue_fw.output_target", "atomic_write_bytes": "clue_fw.output_target"},
+    {"atomic_write_json": "clue_fw.file_safety", "atomic_write_bytes": "clue_fw.file_safety"},
 )
 
 
