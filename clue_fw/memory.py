@@ -27,11 +27,12 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from clue_fw.errors import ResourceError
+
+if TYPE_CHECKING:  # torch only where memory is measured: component specs import this module
+    import torch
 
 SKIP_ENV = "CLUE_SKIP_MEMORY_CHECK"
 FLOAT_BYTES = 4
@@ -153,6 +154,8 @@ def _cgroup_headroom(root: Path = Path("/sys/fs/cgroup")) -> int | None:
 def available_memory(device: torch.device) -> tuple[int, str] | None:
     """Bytes available on ``device`` and where the number comes from; None: unknown."""
     if device.type == "cuda":
+        import torch
+
         free, _ = torch.cuda.mem_get_info(device)
         return free, f"free on {torch.cuda.get_device_name(device)}"
     if device.type != "cpu":
@@ -245,6 +248,8 @@ def check_synthetic_memory(spec: Any) -> None:
     """
     if check_skipped():
         return
+    import torch
+
     available = available_memory(torch.device("cpu"))
     if available is None:
         return

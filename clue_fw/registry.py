@@ -33,9 +33,9 @@ import pluggy
 
 import clue_fw.hookspecs as hookspecs
 from clue_fw._deprecated import moved_names
-from clue_fw.components import FAMILIES, ComponentSpec
 from clue_fw.errors import RegistryError, quote
 from clue_fw.provenance import Provenance, record_providers
+from clue_fw.specs import FAMILIES, ComponentSpec
 
 DISABLE_ENV = "CLUE_DISABLE_PLUGINS"
 ALLOW_ENV = "CLUE_PLUGINS"

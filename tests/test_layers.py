@@ -38,9 +38,11 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     (
         "components",
         (
+            "clue_fw.specs",
             "clue_fw.components",
             "clue_fw.hookspecs",
             "clue_fw.item_softmax",
+            "clue_fw.item_softmax_options",
             "clue_fw.metrics",
             "clue_fw.data",
             "clue_fw.augmentations",

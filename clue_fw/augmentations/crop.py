@@ -20,13 +20,11 @@ is left-padded like the input.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
-from pydantic import Field
 
 from clue_fw.augmentations.rows import floor_fraction, left_pack, random_span
-from clue_fw.components import Augmentation, AugmentationSpec, BuildContext
+from clue_fw.augmentations.specs import CropViewSpec as CropViewSpec
+from clue_fw.components import Augmentation
 
 
 class CropView(Augmentation):
@@ -52,23 +50,3 @@ class CropView(Augmentation):
         _, in_span = random_span(lengths, span, items.shape[1], generator)
         keep = real & ~in_span if self.mode == "drop" else real & in_span
         return left_pack(items, keep)
-
-
-class CropViewSpec(AugmentationSpec):
-    """Explicit view: remove a contiguous span (drop) or keep one (CL4SRec) (CLUE Sec. IV-B)."""
-
-    kind: Literal["crop"] = "crop"
-    rho: float = Field(
-        0.3,
-        ge=0.0,
-        le=1.0,
-        description="Fraction of each sequence's items removed: floor(rho * L), at least one kept.",
-    )
-    mode: Literal["drop", "keep"] = Field(
-        "drop",
-        description="'drop' removes one contiguous span (CLUE); 'keep' keeps one contiguous "
-        "span of L - floor(rho * L) items (CL4SRec crop with eta = 1 - rho).",
-    )
-
-    def build(self, context: BuildContext) -> CropView:
-        return CropView(self.rho, self.mode)

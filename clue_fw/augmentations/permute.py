@@ -9,13 +9,11 @@ fewer than two items change nothing, so ``rho = 0`` is the identity.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
-from pydantic import Field
 
 from clue_fw.augmentations.rows import floor_fraction, random_span
-from clue_fw.components import Augmentation, AugmentationSpec, BuildContext
+from clue_fw.augmentations.specs import PermuteViewSpec as PermuteViewSpec
+from clue_fw.components import Augmentation
 
 
 class PermuteView(Augmentation):
@@ -42,18 +40,3 @@ class PermuteView(Augmentation):
         keys = torch.where(inside, inside_keys, position.to(keys.dtype))
         order = torch.sort(keys, dim=1, stable=True).indices
         return items.gather(1, order)
-
-
-class PermuteViewSpec(AugmentationSpec):
-    """Explicit view: shuffle a random contiguous span covering rho of the items (Sec. IV-B)."""
-
-    kind: Literal["permute"] = "permute"
-    rho: float = Field(
-        0.3,
-        ge=0.0,
-        le=1.0,
-        description="Fraction of each sequence's items in the shuffled span: floor(rho * L).",
-    )
-
-    def build(self, context: BuildContext) -> PermuteView:
-        return PermuteView(self.rho)
