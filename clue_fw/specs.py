@@ -305,6 +305,48 @@ class HeadSpec(ComponentSpec):
         """
         return None
 
+    # --------------------------------------------------------- what inference needs
+
+    def test_histories(self, task_data: TaskData) -> Csr:
+        """The item history of every user of the data that the test split feeds the
+        encoder: what ``clue embed`` reads for a run's own users
+        (:meth:`~clue_fw.inference.LoadedRun.run_user_histories`). Default: every
+        interaction but the held-out test item (leave-one-out train + valid)."""
+        from clue_fw.data.dataset import leave_one_out
+
+        return leave_one_out(task_data.sequences).train_valid
+
+    @property
+    def reads_user_vector(self) -> str:
+        """The user vector the head reads, ``ur`` ([UR] output) or ``mean``: what
+        ``clue embed`` returns and the pre-training monitor measures. Default: the spec's
+        ``user_vector`` field where it has one, else ``ur``."""
+        return str(getattr(self, "user_vector", "ur"))
+
+    @property
+    def ranking(self) -> Ranking | None:
+        """How this head ranks items (its ``exclude_seen``, ``ks`` and ``ties``), or None
+        for a head that ranks none (the default).
+
+        A head that ranks builds a module with ``item_scores(encoder, items)``: ``[B,
+        num_items + 1]`` scores of item ids ``0..num_items`` (column 0, padding, is never
+        recommended) for left-padded histories ``items`` ``[B, n]``; and its task's
+        evaluation examples are next-item ones (``target``, and ``seen`` under
+        ``exclude_seen: history``: :func:`clue_fw.heads.next_item.next_item_task`).
+        ``clue recommend`` and ``clue baseline`` then serve it, plugin or built-in.
+        """
+        return None
+
+    def ranking_problem(self, stage: str) -> str | None:
+        """Why a run of this head cannot rank items from its ``stage`` checkpoint
+        (``finetune`` or ``pretrain``), or None when it can."""
+        if self.ranking is None:
+            return (
+                f"its head is {self.kind!r}, which ranks no items (its user vectors come "
+                "from embed_users)"
+            )
+        return None
+
     @property
     def auxiliary_problem(self) -> str | None:
         """Why this head cannot take ``finetune.auxiliary`` terms, or None. Default: a
@@ -315,6 +357,19 @@ class HeadSpec(ComponentSpec):
                 "the encoder (HeadSpec.training_inputs), so no auxiliary term can view them"
             )
         return None
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """How a head ranks items (:attr:`HeadSpec.ranking`): the protocol that ``clue
+    recommend`` follows by default and ``clue baseline`` evaluates under."""
+
+    #: ``history``: items of the user's history are never recommended; ``none``: every item.
+    exclude_seen: str
+    #: Cut-offs of the ``@k`` metrics.
+    ks: list[int]
+    #: ``pessimistic`` or ``average`` (:mod:`clue_fw.metrics.ranking`).
+    ties: str
 
 
 def describe_spec(spec: ComponentSpec) -> dict[str, Any]:

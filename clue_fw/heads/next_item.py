@@ -121,6 +121,11 @@ class NextItemHead(DownstreamHead):
         scores[..., 0] = float("-inf")
         return scores
 
+    def item_scores(self, encoder: SequenceEncoder, items: torch.Tensor) -> torch.Tensor:
+        """``[B, num_items + 1]`` scores of every item id for the histories ``items``
+        ``[B, n]`` (what ``clue recommend`` ranks; :attr:`HeadSpec.ranking`)."""
+        return self.logits(encoder, encoder(items).user)
+
     def loss(self, encoder: SequenceEncoder, batch: dict[str, torch.Tensor]) -> LossOutput:
         window = batch["window"]
         inputs, final_target = window[:, :-1], window[:, -1]

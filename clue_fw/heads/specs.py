@@ -29,7 +29,7 @@ from clue_fw.errors import quote
 from clue_fw.item_softmax_options import ItemSoftmaxOptions
 from clue_fw.memory import FLOAT_BYTES, INDEX_BYTES, Part, StepSizes, window_count
 from clue_fw.metrics.options import TIES_DESCRIPTION, Cutoffs, Ties
-from clue_fw.specs import BuildContext, HeadSpec, TaskData, UserVector
+from clue_fw.specs import BuildContext, HeadSpec, Ranking, TaskData, UserVector
 
 if TYPE_CHECKING:
     import torch
@@ -146,6 +146,18 @@ class NextItemSpec(HeadSpec, ItemSoftmaxOptions):
             )
         ]
 
+    @property
+    def ranking(self) -> Ranking:
+        return Ranking(self.exclude_seen, list(self.ks), self.ties)
+
+    def ranking_problem(self, stage: str) -> str | None:
+        if stage == "pretrain" and not self.tie_weights:
+            return (
+                "its next_item head has its own output layer (tie_weights: false), which "
+                "pre-training does not train; load stage 'finetune'"
+            )
+        return None
+
     def make_task(self, task_data: TaskData, context: BuildContext, history: str) -> Task:
         from clue_fw.heads.next_item import next_item_task
 
@@ -218,6 +230,14 @@ class UserLevelHeadSpec(HeadSpec):
     def pretrain_sequences(self, task_data: TaskData) -> Csr:
         """Every user's whole (source) sequence: the task's labels are not in it."""
         return task_data.sequences.sequences
+
+    def test_histories(self, task_data: TaskData) -> Csr:
+        """Every user's whole (source) sequence: a user-level task holds out no item."""
+        return task_data.sequences.sequences
+
+    @property
+    def reads_user_vector(self) -> str:
+        return self.user_vector
 
     def history_problem(self, history: str) -> str | None:
         if history != "recent":

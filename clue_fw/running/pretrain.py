@@ -77,7 +77,7 @@ def run_pretrain(
         sequences.to(device),
         context.max_len,
         views,
-        how=getattr(recipe.finetune.head, "user_vector", "ur"),
+        how=recipe.finetune.head.reads_user_vector,
         seed=recipe.seed,
     )
     # A last batch of a single sequence is skipped (BatchNorm needs two rows, and one
