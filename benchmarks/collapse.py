@@ -302,9 +302,9 @@ def figure_7(runs: Path, path: Path, data_root: Path) -> dict[str, Any]:
     import matplotlib.pyplot as plt
 
     from clue_fw import load_run
-    from clue_fw.analysis.measures import effective_rank, pca_2d
     from clue_fw.analysis.representations import analyze_run
     from clue_fw.data.labels import read_label_file
+    from clue_fw.metrics.representation import effective_rank, pca_2d
 
     labels = read_label_file(data_root / "ml-1m" / "users.dat", "gender")
     names = [n for n in FIG7 if (run_dir(runs, n, 0) / "pretrain" / "encoder.safetensors").exists()]

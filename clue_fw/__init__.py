@@ -24,8 +24,8 @@ from clue_fw._version import __version__
 
 if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from clue_fw.components import BuildContext
-    from clue_fw.data.files import read_file, read_json_file
     from clue_fw.errors import ClueError
+    from clue_fw.file_safety import read_file, read_json_file
     from clue_fw.inference import load_run
     from clue_fw.recipe import load_recipe, recipe_model, validate_recipe
     from clue_fw.registry import get_registry
@@ -39,8 +39,8 @@ _LAZY: dict[str, str] = {
     "load_recipe": "clue_fw.recipe",
     "recipe_model": "clue_fw.recipe",
     "validate_recipe": "clue_fw.recipe",
-    "read_file": "clue_fw.data.files",
-    "read_json_file": "clue_fw.data.files",
+    "read_file": "clue_fw.file_safety",
+    "read_json_file": "clue_fw.file_safety",
     "get_registry": "clue_fw.registry",
     "RunResult": "clue_fw.runner",
     "run": "clue_fw.runner",

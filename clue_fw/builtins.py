@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
-from clue_fw.augmentations.crop import CropViewSpec
-from clue_fw.augmentations.dropout import DropoutViewSpec
-from clue_fw.augmentations.mask import MaskViewSpec
-from clue_fw.augmentations.permute import PermuteViewSpec
-from clue_fw.augmentations.split import SplitViewSpec
-from clue_fw.backbones.bag import DeepFMSpec, ItemMeanSpec, NFMSpec
-from clue_fw.backbones.cnn import NextItNetSpec
-from clue_fw.backbones.gru import GRUSpec
-from clue_fw.backbones.transformer import TransformerSpec
-from clue_fw.components import AugmentationSpec, BackboneSpec, HeadSpec, ObjectiveSpec
-from clue_fw.heads.cold_start import ColdStartSpec
-from clue_fw.heads.next_item import NextItemSpec
-from clue_fw.heads.profile import ProfileSpec
+from clue_fw.augmentations.specs import (
+    CropViewSpec,
+    DropoutViewSpec,
+    MaskViewSpec,
+    PermuteViewSpec,
+    SplitViewSpec,
+)
+from clue_fw.backbones.specs import (
+    DeepFMSpec,
+    GRUSpec,
+    ItemMeanSpec,
+    NextItNetSpec,
+    NFMSpec,
+    TransformerSpec,
+)
+from clue_fw.heads.specs import ColdStartSpec, NextItemSpec, ProfileSpec
 from clue_fw.hookspecs import hookimpl
-from clue_fw.objectives.clue import ClueSpec
-from clue_fw.objectives.infonce import InfoNceSpec
-from clue_fw.objectives.masked_item import MaskedItemSpec
-from clue_fw.objectives.none import NoPretrainingSpec
+from clue_fw.objectives.specs import ClueSpec, InfoNceSpec, MaskedItemSpec, NoPretrainingSpec
+from clue_fw.specs import AugmentationSpec, BackboneSpec, HeadSpec, ObjectiveSpec
 
 
 @hookimpl

@@ -380,7 +380,7 @@ def schema(
 
 def _write_text(out: str, text: str) -> None:
     """Write a command's ``--out`` through the checked output target."""
-    from clue_fw.output_target import write_output
+    from clue_fw.file_safety import write_output
 
     write_output(out, text.encode("utf-8"))
 
@@ -388,7 +388,7 @@ def _write_text(out: str, text: str) -> None:
 def _check_out(out: str | None) -> None:
     """Refuse a bad ``--out`` before any work is done (see :func:`_write_text`)."""
     if out is not None:
-        from clue_fw.output_target import check_user_output
+        from clue_fw.file_safety import check_user_output
 
         check_user_output(out)
 

@@ -143,7 +143,7 @@ def analyze(
         pyplot,
     )
     from clue_fw.cli_export import one_process
-    from clue_fw.output_target import check_user_output, write_output
+    from clue_fw.file_safety import check_user_output, write_output
 
     one_process("analyze")
     if not 0 <= seed < 2**63:
@@ -159,11 +159,11 @@ def analyze(
             "user,label CSV has one label column and needs no --label-column)."
         )
     pyplot()  # a missing matplotlib is said before the run is loaded
-    from clue_fw.analysis.measures import pca_2d
     from clue_fw.analysis.representations import analyze_run
     from clue_fw.data.labels import read_label_file
     from clue_fw.inference import load_run
     from clue_fw.inference.run_files import check_stage
+    from clue_fw.metrics.representation import pca_2d
 
     if not out.strip():
         raise ClueError("--out is empty; give the folder for analysis.json, pca.png, spectrum.png.")
@@ -276,7 +276,7 @@ def _show_table(table: Comparison, markdown: str | None) -> None:
     width = stdout.width if stdout.is_terminal else max(stdout.width, 160)
     Console(width=width, emoji=False).print(comparison_table(table, width))
     if markdown is not None:
-        from clue_fw.output_target import write_output
+        from clue_fw.file_safety import write_output
 
         write_output(markdown, table.markdown().encode("utf-8"), "--markdown")
         stderr.print(Text(f"wrote the table to {markdown}"), highlight=False, soft_wrap=True)
@@ -454,7 +454,7 @@ def _seeds(given: list[str] | None, extra: list[str]) -> list[int] | None:
 def _check_markdown(markdown: str | None) -> None:
     """Refuse a bad ``--markdown`` target before any run is read or started."""
     if markdown is not None:
-        from clue_fw.output_target import check_user_output
+        from clue_fw.file_safety import check_user_output
 
         check_user_output(markdown, "--markdown")
 

@@ -62,8 +62,8 @@ def evaluate(
     Prints the metrics as JSON (rank 0 only under torchrun). The same weights give the
     same metrics, to the bit, in one process and in N (docs/distributed.md).
     """
+    from clue_fw.file_safety import check_user_output
     from clue_fw.inference.evaluation import check_evaluation_arguments, evaluate_run
-    from clue_fw.output_target import check_user_output
     from clue_fw.running.os_errors import is_dir
 
     chosen, splits = check_evaluation_arguments(checkpoint, split or ["valid", "test"])
@@ -85,7 +85,7 @@ def evaluate(
 
 def _write_json(out: str, text: str) -> None:
     """Write ``text`` to ``out`` through the checked output target (atomically)."""
-    from clue_fw.output_target import write_output
+    from clue_fw.file_safety import write_output
 
     write_output(out, text.encode("utf-8"))
 

@@ -169,7 +169,7 @@ def recommend(
     batch_size: BatchOption = None,
 ) -> None:
     """Write the top-k items for each user of the run (or of a sequence file), by the run's
-    next_item head."""
+    head (one that ranks items: next_item, or a plugin's)."""
     from clue_fw.inference import load_run
     from clue_fw.inference.export import check_csv, write_recommendations
     from clue_fw.inference.run_files import check_stage
@@ -252,7 +252,7 @@ def neighbours(
     blocks: bounded memory at any number of users; a GPU makes it fast)."""
     from clue_fw.inference.export import check_csv, write_recommendations
     from clue_fw.inference.neighbours import nearest_users
-    from clue_fw.runner import resolve_device
+    from clue_fw.devices import resolve_device
 
     one_process("neighbours")
     out_path = Path(out)

@@ -206,7 +206,7 @@ def _grid(flag: str, text: str | None, kind: type) -> list[float] | list[int] | 
 def check_target(flag: str, path: str, run_dir: Path) -> None:
     """Refuse an output path that is empty, a directory, not a regular file, or one of
     the run's own files (its recipe, metrics, log, lock or checkpoints)."""
-    from clue_fw.output_target import NotRegularTarget, check_output_target
+    from clue_fw.file_safety import NotRegularTarget, check_output_target
     from clue_fw.running.os_errors import is_dir
 
     if not path.strip() or is_dir(Path(path)):
@@ -230,7 +230,7 @@ def check_target(flag: str, path: str, run_dir: Path) -> None:
 
 def _write(path: str, flag: str, text: str) -> None:
     """Write ``text`` atomically (a temporary file beside it, then a rename)."""
-    from clue_fw.training.checkpoint import atomic_write_bytes
+    from clue_fw.file_safety import atomic_write_bytes
 
     try:
         atomic_write_bytes(Path(path), text.encode("utf-8"), create_parent=False)

@@ -1,10 +1,11 @@
-"""Base classes for the four component families.
+"""Base classes for the four component families: the plugin API.
 
 A component has two halves:
 
 * a **spec**: a frozen pydantic model with a ``kind`` discriminator and typed,
-  documented fields. Recipes are made of specs; plugins register spec classes.
-* a **module**: the ``torch.nn.Module`` the spec builds.
+  documented fields. Recipes are made of specs; plugins register spec classes. The spec
+  bases live in :mod:`clue_fw.specs`, which imports no torch, and are re-exported here.
+* a **module**: the ``torch.nn.Module`` the spec builds; its bases are defined here.
 
 Specs never read or write any global configuration: everything a module needs
 is in its spec fields or in the :class:`BuildContext` the framework passes in.
@@ -12,91 +13,51 @@ is in its spec fields or in the :class:`BuildContext` the framework passes in.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple
+from typing import Any, NamedTuple
 
-import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-if TYPE_CHECKING:
-    from clue_fw.data.csr import Csr
-    from clue_fw.data.dataset import SequenceData
-    from clue_fw.data.examples import Task
-    from clue_fw.memory import Part, StepSizes
+from clue_fw.specs import (
+    FAMILIES,
+    AugmentationSpec,
+    BackboneSpec,
+    BuildContext,
+    ComponentSpec,
+    HeadSpec,
+    ObjectiveSpec,
+    Ranking,
+    TaskData,
+    UserVector,
+    describe_spec,
+)
 
-FAMILIES = ("backbone", "augmentation", "objective", "head")
-
-
-@dataclass(frozen=True)
-class BuildContext:
-    """What the data tells every component at build time.
-
-    Item ids are contiguous: ``0`` is padding, ``1..num_items`` are real items and
-    ``num_items + 1`` is the ``[MASK]`` id used by masking views and objectives.
-
-    ``item_ids`` and ``data_root`` let a component read side data keyed by the original
-    item ids (item attributes, say) in ``build``: resolve its file with
-    ``clue_fw.data.root.resolve_data_path(path, context.data_root, "<recipe key>")``.
-    """
-
-    num_items: int
-    max_len: int
-    #: ``[num_items + 1]`` training interaction counts of each item id (0 at padding), for
-    #: components that sample items by popularity; ``None`` when the caller has none.
-    item_counts: torch.Tensor | None = dataclasses.field(default=None, compare=False, repr=False)
-    #: ``[num_items]`` original ids of the items: ``item_ids[i - 1]`` is item ``i``'s id in
-    #: the data file (``SequenceData.item_ids``); ``None`` when the caller has no data.
-    item_ids: np.ndarray | None = dataclasses.field(default=None, compare=False, repr=False)
-    #: The data root that recipe paths are relative to; ``None``: the default root
-    #: (``$CLUE_DATA_DIR``, see :func:`clue_fw.data.root.data_root`).
-    data_root: Path | None = dataclasses.field(default=None, compare=False)
-
-    @property
-    def vocab_size(self) -> int:
-        """Rows of the item embedding table: padding, items and ``[MASK]``."""
-        return self.num_items + 2
-
-    @property
-    def mask_id(self) -> int:
-        return self.num_items + 1
-
-
-class ComponentSpec(BaseModel):
-    """Base of every component spec: frozen, unknown keys are errors, no type coercion.
-
-    ``strict``: ``dim: true``, ``dim: "16"`` and ``dim: 16.0`` are errors, not 1 and 16
-    (an integer is still a valid float).
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
-
-    family: ClassVar[str] = ""
-    kind: str
-
-    @classmethod
-    def kind_name(cls) -> str:
-        """The value of this spec's ``kind`` discriminator."""
-        default = cls.model_fields["kind"].default
-        if not isinstance(default, str) or not default:
-            raise TypeError(
-                f"{cls.__qualname__} must declare `kind: Literal['name'] = 'name'` "
-                "so that recipes can select it."
-            )
-        return default
-
-    @classmethod
-    def summary(cls) -> str:
-        """The first line of the spec's docstring, shown by ``clue list``."""
-        doc = (cls.__doc__ or "").strip()
-        return doc.splitlines()[0] if doc else ""
-
+__all__ = [
+    "FAMILIES",
+    "Augmentation",
+    "AugmentationSpec",
+    "BackboneSpec",
+    "BuildContext",
+    "ComponentSpec",
+    "DownstreamHead",
+    "EncoderOutput",
+    "HeadSpec",
+    "LossOutput",
+    "ObjectiveSpec",
+    "PairingView",
+    "PretrainObjective",
+    "Ranking",
+    "SequenceEncoder",
+    "TaskData",
+    "UserVector",
+    "describe_spec",
+    "encoder_output_problem",
+    "two_view_users",
+    "user_vectors",
+    "view_pair",
+]
 
 # --------------------------------------------------------------------------- backbones
 
@@ -130,14 +91,14 @@ class SequenceEncoder(nn.Module, ABC):
         contract, or a plugin's backbone whose ``forward`` raises, is a
         :class:`~clue_fw.errors.PluginError` naming its class and plugin.
         """
-        from clue_fw.registry import plugin_call
+        from clue_fw.provenance import plugin_call
 
         with plugin_call(self, "forward"):
             output = super().__call__(items, *args, **kwargs)
         problem = encoder_output_problem(self, items, output)
         if problem:
             from clue_fw.errors import PluginError
-            from clue_fw.registry import describe_component
+            from clue_fw.provenance import describe_component
 
             raise PluginError(
                 f"Backbone {describe_component(self)} broke the backbone contract: {problem}. "
@@ -199,18 +160,6 @@ def encoder_output_problem(encoder: nn.Module, items: torch.Tensor, output: Any)
     return None
 
 
-class BackboneSpec(ComponentSpec):
-    family: ClassVar[str] = "backbone"
-
-    def activation_parts(self, sizes: StepSizes) -> list[Part]:
-        """The largest activations one encoder pass over ``sizes.batch`` sequences keeps
-        (for the memory guard, :mod:`clue_fw.memory`). Default: none counted."""
-        return []
-
-    @abstractmethod
-    def build(self, context: BuildContext) -> SequenceEncoder: ...
-
-
 # --------------------------------------------------------------------------- augmentations
 
 
@@ -236,21 +185,6 @@ class PairingView(Augmentation):
         self, items: torch.Tensor, generator: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The two branches ``(first, second)`` of ``items`` ``[B, n]``, each ``[B, n]``."""
-
-
-class AugmentationSpec(ComponentSpec):
-    family: ClassVar[str] = "augmentation"
-
-    #: True for a spec that builds a :class:`PairingView`: the recipe requires it to be
-    #: the first entry of its views list.
-    pairs: ClassVar[bool] = False
-
-    probability: float = Field(
-        1.0, ge=0.0, le=1.0, description="Chance that this view changes a given sequence."
-    )
-
-    @abstractmethod
-    def build(self, context: BuildContext) -> Augmentation: ...
 
 
 # --------------------------------------------------------------------------- objectives
@@ -307,33 +241,7 @@ def two_view_users(
     return users[: items.shape[0]], users[items.shape[0] :]
 
 
-class ObjectiveSpec(ComponentSpec):
-    family: ClassVar[str] = "objective"
-
-    #: False for the ``none`` choice (CLUEZero): the pre-training stage is skipped.
-    trains: ClassVar[bool] = True
-
-    #: The smallest ``pretrain.train.batch_size`` the objective can train with (2 for
-    #: objectives with BatchNorm); the recipe validator refuses a smaller one.
-    min_batch_size: ClassVar[int] = 1
-
-    @abstractmethod
-    def build(self, context: BuildContext, encoder: SequenceEncoder) -> PretrainObjective: ...
-
-    def encoder_batch(self, batch: int) -> int:
-        """How many sequences one step of ``batch`` sends through the encoder (CLUE: both
-        views, ``2 x batch``), for the memory guard. Default: ``batch``."""
-        return batch
-
-    def step_parts(self, sizes: StepSizes) -> list[Part]:
-        """The objective's own largest tensors in a step (e.g. logits over the catalogue),
-        for the memory guard (:mod:`clue_fw.memory`). Default: none counted."""
-        return []
-
-
 # --------------------------------------------------------------------------- heads
-
-UserVector = Literal["ur", "mean"]
 
 
 def user_vectors(output: EncoderOutput, items: torch.Tensor, how: str = "ur") -> torch.Tensor:
@@ -350,72 +258,6 @@ def user_vectors(output: EncoderOutput, items: torch.Tensor, how: str = "ur") ->
     real = (items != 0).unsqueeze(-1).to(output.states.dtype)
     count = real.sum(dim=1).clamp(min=1.0)
     return (output.states * real).sum(dim=1) / count
-
-
-@dataclass(frozen=True)
-class TaskData:
-    """A head's view of the data, prepared once per run by :meth:`HeadSpec.prepare`.
-
-    ``sequences`` are the behaviour sequences the encoder reads (and pre-training
-    trains on); a head that needs more (labels, a target domain) subclasses this.
-    """
-
-    sequences: SequenceData
-
-    def stats(self) -> dict[str, Any]:
-        """Counts worth logging and keeping in ``metrics.json`` (users, classes, pairs...)."""
-        return {}
-
-    def fingerprint(self) -> str:
-        """sha256 of everything this task data holds: the raw bytes (with dtype and shape)
-        of every tensor and numpy array, and every other value of its dataclass fields,
-        walked recursively (``sequences``, a subclass's labels, splits or pairs).
-
-        ``--resume`` compares it with the fingerprint the run started with, so a model is
-        never evaluated on data other than its own. A subclass's fields are covered
-        without any code of its own; override this only for state outside its fields.
-        """
-        digest = hashlib.sha256()
-        _hash_value(digest, self, depth=0)
-        return digest.hexdigest()
-
-
-def _hash_value(digest: Any, value: Any, depth: int) -> None:
-    """Feed ``value`` into ``digest``, tagged with its type so that no two values collide."""
-    if depth > 32:
-        raise ValueError("task data nests more than 32 levels deep")
-    if isinstance(value, torch.Tensor):
-        flat = value.detach().to("cpu").contiguous().reshape(-1)
-        digest.update(f"T{value.dtype}{tuple(value.shape)}".encode())
-        if flat.numel():
-            digest.update(memoryview(flat.view(torch.uint8).numpy()))
-    elif isinstance(value, np.ndarray):
-        digest.update(f"A{value.dtype.str}{value.shape}".encode())
-        if value.dtype.hasobject:
-            for item in value.reshape(-1).tolist():
-                _hash_value(digest, item, depth + 1)
-        else:
-            digest.update(memoryview(np.ascontiguousarray(value)).cast("B"))
-    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-        digest.update(f"D{type(value).__qualname__}{{".encode())
-        for item in dataclasses.fields(value):
-            digest.update(f"{item.name}=".encode())
-            _hash_value(digest, getattr(value, item.name), depth + 1)
-        digest.update(b"}")
-    elif isinstance(value, dict):
-        digest.update(f"M{len(value)}{{".encode())
-        for key in sorted(value, key=repr):
-            _hash_value(digest, key, depth + 1)
-            _hash_value(digest, value[key], depth + 1)
-        digest.update(b"}")
-    elif isinstance(value, (list, tuple)):
-        digest.update(f"L{len(value)}[".encode())
-        for item in value:
-            _hash_value(digest, item, depth + 1)
-        digest.update(b"]")
-    else:  # str, int, float, bool, None and other plain values
-        text = repr(value).encode("utf-8", "backslashreplace")
-        digest.update(f"V{type(value).__name__}{len(text)}:".encode() + text)
 
 
 class DownstreamHead(nn.Module, ABC):
@@ -436,88 +278,3 @@ class DownstreamHead(nn.Module, ABC):
 
     @abstractmethod
     def finalize(self, sums: dict[str, torch.Tensor]) -> dict[str, float]: ...
-
-
-class HeadSpec(ComponentSpec):
-    family: ClassVar[str] = "head"
-
-    def prepare(self, data: SequenceData, root: Path | None) -> TaskData:
-        """Read the task's own files (``root``: the data root) and choose the sequences
-        the encoder sees. Runs once, before anything is built. Default: ``data`` as is."""
-        return TaskData(sequences=data)
-
-    def pretrain_sequences(self, task_data: TaskData) -> Csr:
-        """The sequences pre-training may read: nothing the task evaluates on.
-
-        Default: each user's leave-one-out training part (drops the validation and
-        test items, which next-item recommendation holds out).
-        """
-        from clue_fw.data.dataset import leave_one_out
-
-        return leave_one_out(task_data.sequences).train
-
-    @abstractmethod
-    def make_task(self, task_data: TaskData, context: BuildContext, history: str) -> Task:
-        """Build this task's train/valid/test examples (once, as tensors)."""
-
-    @abstractmethod
-    def build(
-        self, context: BuildContext, encoder: SequenceEncoder, task_data: TaskData
-    ) -> DownstreamHead: ...
-
-    def training_examples(
-        self, history: str, num_users: int, num_interactions: int, max_len: int
-    ) -> tuple[int, int]:
-        """About how many training examples of how many int64 ids each the task makes,
-        for the memory guard. Default: one sequence of ``max_len`` per user."""
-        return num_users, max_len
-
-    def step_parts(self, sizes: StepSizes) -> list[Part]:
-        """The head's own largest tensors in a training step (e.g. logits over the
-        catalogue), for the memory guard (:mod:`clue_fw.memory`). Default: none counted."""
-        return []
-
-    def eval_parts(self, sizes: StepSizes) -> list[Part]:
-        """The head's own largest tensors in an evaluation batch of ``sizes.batch`` users
-        (e.g. full-ranking scores). Default: none counted."""
-        return []
-
-    @property
-    def monitor_default(self) -> str:
-        """The validation metric early stopping watches unless the recipe says otherwise."""
-        return "ndcg@10"
-
-    def history_problem(self, history: str) -> str | None:
-        """Why this head cannot train with ``finetune.train.history``, or None."""
-        return None
-
-    @property
-    def probe_ready(self) -> str | None:
-        """Why this head cannot train on a frozen encoder (``finetune.mode: probe``), or None."""
-        return None
-
-    def training_inputs(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
-        """The left-padded item sequences ``[B, n]`` that a training batch of this head
-        (a batch of :meth:`make_task`'s ``train`` examples) feeds the encoder, or None.
-
-        ``finetune.auxiliary`` views these sequences for its contrastive terms
-        (:mod:`clue_fw.training.auxiliary`). Default: None, the head does not say, and a
-        recipe with auxiliary terms is refused (:attr:`auxiliary_problem`).
-        """
-        return None
-
-    @property
-    def auxiliary_problem(self) -> str | None:
-        """Why this head cannot take ``finetune.auxiliary`` terms, or None. Default: a
-        head that overrides :meth:`training_inputs` can."""
-        if type(self).training_inputs is HeadSpec.training_inputs:
-            return (
-                f"head {self.kind!r} does not say which sequences its training batches feed "
-                "the encoder (HeadSpec.training_inputs), so no auxiliary term can view them"
-            )
-        return None
-
-
-def describe_spec(spec: ComponentSpec) -> dict[str, Any]:
-    """A JSON-able view of a spec, used in logs and checkpoints."""
-    return spec.model_dump(mode="json")

@@ -27,9 +27,9 @@ from pydantic import (
     model_validator,
 )
 
-from clue_fw.data.files import read_file
 from clue_fw.data.seeds import GeneratorSeed
 from clue_fw.errors import QUOTE_LIMIT, RecipeError, quote
+from clue_fw.file_safety import read_file
 from clue_fw.registry import Registry, get_registry, on_registry_reset
 
 FLOAT32_MAX = 3.4028234663852886e38

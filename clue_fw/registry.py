@@ -13,15 +13,17 @@ the plugin and the rule it broke: an import that fails, a hook implementation th
 pluggy's validation refuses (wrong argument names, a misspelt hook name), a hook that
 raises or returns something other than a list of spec classes, two plugins that
 register the same kind, and two installed distributions that use the same entry-point
-name. At run time, :func:`describe_component` names the plugin behind a component
-that breaks its contract (:class:`~clue_fw.errors.PluginError`).
+name. The registry records each spec's provider as it registers it
+(:class:`ComponentEntry`) and hands the process registry's records to
+:mod:`clue_fw.provenance`, where the layers below read them: at run time
+``provenance.describe_component`` names the plugin behind a component that breaks its
+contract (:class:`~clue_fw.errors.PluginError`).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
 from types import ModuleType
@@ -30,8 +32,10 @@ from typing import Any
 import pluggy
 
 import clue_fw.hookspecs as hookspecs
-from clue_fw.components import FAMILIES, ComponentSpec
-from clue_fw.errors import ClueError, PluginError, RegistryError, quote
+from clue_fw._deprecated import moved_names
+from clue_fw.errors import RegistryError, quote
+from clue_fw.provenance import Provenance, record_providers
+from clue_fw.specs import FAMILIES, ComponentSpec
 
 DISABLE_ENV = "CLUE_DISABLE_PLUGINS"
 ALLOW_ENV = "CLUE_PLUGINS"
@@ -304,77 +308,26 @@ def get_registry() -> Registry:
     global _REGISTRY
     if _REGISTRY is None:
         _REGISTRY = build_registry()
+        _publish(_REGISTRY)
     return _REGISTRY
 
 
-def provider_of(family: str, kind: str) -> str | None:
-    """The provider of the registered ``family`` component ``kind``, if the registry knows it."""
-    if _REGISTRY is None:
-        return None
-    entry = _REGISTRY.entries.get(family, {}).get(kind)
-    return entry.provider if entry is not None else None
+def _publish(registry: Registry | None) -> None:
+    """Hand the process registry's provider records to :mod:`clue_fw.provenance`, where
+    the layers below the registry read them."""
+    entries = registry.all_entries() if registry is not None else ()
+    record_providers(Provenance(e.family, e.kind, e.spec.__module__, e.provider) for e in entries)
 
 
-def describe_component(component: object) -> str:
-    """``'MeanPoolEncoder (module my_plugin, plugin my-plugin 1.0)'``: who wrote ``component``.
-
-    The plugin is the provider of a registered spec from the same module (or, failing
-    that, the same top-level package) as the component's class; the process registry is
-    consulted only if it has been built.
-    """
-    cls = component if isinstance(component, type) else type(component)
-    module = cls.__module__
-    text = f"{cls.__qualname__} (module {module}"
-    provider = None
-    if _REGISTRY is not None:
-        entries = list(_REGISTRY.all_entries())
-        provider = next((e.provider for e in entries if e.spec.__module__ == module), None)
-        top = module.split(".")[0]
-        provider = provider or next(
-            (e.provider for e in entries if e.spec.__module__.split(".")[0] == top), None
-        )
-    return text + (f", plugin {provider})" if provider else ")")
-
-
-def is_builtin(component: object) -> bool:
-    """Whether ``component`` (an object or class) is clue_fw's own code, not a plugin's."""
-    cls = component if isinstance(component, type) else type(component)
-    return cls.__module__.split(".")[0] == "clue_fw"
-
-
-#: Exceptions that pass through :func:`plugin_call` as they are: errors that already say
-#: what is wrong, interrupts, and running out of memory (the runner reports it).
-_NOT_WRAPPED = (ClueError, KeyboardInterrupt, MemoryError)
-
-
-@contextmanager
-def plugin_call(component: object, what: str) -> Iterator[None]:
-    """Attribute an exception raised inside a plugin's code to the plugin.
-
-    ``with plugin_call(head, "metric_sums"): head.metric_sums(...)``: an exception out of
-    a plugin's component (not clue_fw's own, not a ClueError, not out-of-memory) becomes
-    a :class:`PluginError` that names the component, its module, its plugin and ``what``
-    was called, so every command (``clue run``, ``evaluate``, ``embed``, ``analyze``,
-    ``recommend``) reports it as one paragraph with exit code 2.
-    """
-    try:
-        yield
-    except _NOT_WRAPPED:
-        raise
-    except (Exception, SystemExit) as exc:
-        if is_builtin(component) or type(exc).__name__ == "OutOfMemoryError":
-            raise
-        did = (
-            f"called sys.exit({exc.code!r}) in {what} (a plugin must raise, not exit)"
-            if isinstance(exc, SystemExit)
-            else f"raised {type(exc).__name__} in {what}: {str(exc)[:500]}"
-        )
-        raise PluginError(
-            f"{describe_component(component)} {did}. This is a bug in the plugin: report it "
-            "to its authors, or "
-            "leave the plugin out (CLUE_PLUGINS names the plugins to load, "
-            "CLUE_DISABLE_PLUGINS=1 loads none)."
-        ) from exc
+# Moved below the registry (components, views, the loop and inference name plugins
+# without importing it).
+__getattr__ = moved_names(
+    __name__,
+    {
+        name: "clue_fw.provenance"
+        for name in ("provider_of", "describe_component", "is_builtin", "plugin_call")
+    },
+)
 
 
 _ON_RESET: list[Callable[[], None]] = []
@@ -392,5 +345,6 @@ def reset_registry(registry: Registry | None = None) -> None:
     """Replace (or drop, to rebuild lazily) the process-wide registry."""
     global _REGISTRY
     _REGISTRY = registry
+    _publish(registry)
     for callback in _ON_RESET:
         callback()

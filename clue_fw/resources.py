@@ -39,7 +39,10 @@ Every other part comes from the components themselves, through the hooks of
   of the windows' size in host memory: a phase of its own.
 
 Synthetic data (``data.format: synthetic``) is generated before all of this, so
-:func:`check_synthetic_memory` refuses a generator that cannot fit before it runs.
+:func:`clue_fw.memory.check_synthetic_memory` refuses a generator that cannot fit before
+it runs (the data loader calls it there, below the guard). The memory available, the
+phases, their sizes and their wording are :mod:`clue_fw.memory`'s; this module adds up
+a recipe's phases and checks them.
 A run that runs out of memory anyway (the estimate is a lower bound) stops with a
 :class:`ResourceError` that names the estimate: :func:`translate_memory_errors`.
 
@@ -55,53 +58,36 @@ turns the check off.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+import clue_fw.memory as memory
+from clue_fw._deprecated import moved_names
 from clue_fw.components import BuildContext, TaskData
 from clue_fw.errors import ResourceError
-from clue_fw.memory import INDEX_BYTES, Part, StepSizes, window_count
+from clue_fw.memory import (
+    INDEX_BYTES,
+    SKIP_ENV,
+    Estimate,
+    Part,
+    Phase,
+    StepSizes,
+    check_skipped,
+    describe_parts,
+    size,
+    window_count,
+)
 from clue_fw.recipe import pretrains
 from clue_fw.training import auxiliary as aux
 
-SKIP_ENV = "CLUE_SKIP_MEMORY_CHECK"
 ADAM_BYTES_PER_PARAMETER = 16  # weight, gradient, exp_avg, exp_avg_sq (float32)
 # Csr.gather_windows holds, per window cell, the positions, the clamped flat index, the
 # gathered ids, a zero tensor and the result (int64), and the validity mask (bool).
 WINDOW_BUILD_BYTES_PER_CELL = 5 * INDEX_BYTES + 1
-
-
-@dataclass(frozen=True)
-class Phase:
-    """A moment of the run whose memory peaks: a training step or an evaluation batch.
-
-    ``host``: the phase uses host (CPU) memory whatever the run's device (cutting the
-    data windows happens on the CPU before they move to the device).
-    """
-
-    name: str
-    parts: tuple[Part, ...]
-    host: bool = False
-
-    @property
-    def total(self) -> int:
-        return sum(part.bytes for part in self.parts)
-
-
-def size(n_bytes: float) -> str:
-    """``1536`` -> ``'1.5 KiB'``."""
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n_bytes) < 1024 or unit == "GiB":
-            return f"{n_bytes:.0f} {unit}" if unit == "B" else f"{n_bytes:.1f} {unit}"
-        n_bytes /= 1024
-    raise AssertionError("unreachable")
 
 
 # --------------------------------------------------------------------------- estimate
@@ -234,94 +220,7 @@ def estimate_phases(
     return phases
 
 
-# --------------------------------------------------------------------------- available
-
-
-def _meminfo_available(path: Path = Path("/proc/meminfo")) -> int | None:
-    try:
-        for line in path.read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
-
-
-def _read_int(path: Path) -> int | None:
-    try:
-        text = path.read_text().strip()
-    except OSError:
-        return None
-    return int(text) if text.isdigit() else None  # "max" (no limit) is not a number
-
-
-def _cgroup_headroom(root: Path = Path("/sys/fs/cgroup")) -> int | None:
-    """Memory left under this process's cgroup limit (v2, then v1), if there is one."""
-    for limit_file, usage_file in (
-        (root / "memory.max", root / "memory.current"),
-        (root / "memory" / "memory.limit_in_bytes", root / "memory" / "memory.usage_in_bytes"),
-    ):
-        limit, usage = _read_int(limit_file), _read_int(usage_file)
-        if limit is not None and usage is not None and limit < 1 << 60:
-            return max(limit - usage, 0)
-    return None
-
-
-def available_memory(device: torch.device) -> tuple[int, str] | None:
-    """Bytes available on ``device`` and where the number comes from; None: unknown."""
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return free, f"free on {torch.cuda.get_device_name(device)}"
-    if device.type != "cpu":
-        return None
-    candidates = []
-    meminfo = _meminfo_available()
-    if meminfo is not None:
-        candidates.append((meminfo, "available RAM"))
-    cgroup = _cgroup_headroom()
-    if cgroup is not None:
-        candidates.append((cgroup, "left under the cgroup memory limit"))
-    if candidates:
-        return min(candidates)
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "total RAM"
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
 # --------------------------------------------------------------------------- check
-
-
-def describe_parts(phase: Phase) -> str:
-    """The parts of ``phase``, largest first: ``'what (formula): 1.0 GiB; ...'``."""
-    parts = sorted(phase.parts, key=lambda part: part.bytes, reverse=True)
-    return "; ".join(f"{part.what}: {size(part.bytes)}" for part in parts)
-
-
-def _skipped() -> bool:
-    return os.environ.get(SKIP_ENV, "").strip() not in ("", "0", "false", "False")
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """The estimated phases of a run on ``device``: what :func:`check_memory` checked."""
-
-    phases: tuple[Phase, ...]
-    device: torch.device
-
-    @property
-    def worst(self) -> Phase:
-        return max(self.phases, key=lambda phase: phase.total)
-
-    def describe(self, phase: Phase | None = None) -> str:
-        """``'at least 1.2 GiB for a fine-tuning step (next-item logits ...: 1.0 GiB; ...)'``."""
-        phase = phase or self.worst
-        return f"at least {size(phase.total)} for {phase.name} ({describe_parts(phase)})"
-
-    def fields(self, phase: Phase | None = None) -> list[str]:
-        """The recipe fields that shrink the largest part of ``phase`` (default: the worst)."""
-        parts = sorted((phase or self.worst).parts, key=lambda part: part.bytes, reverse=True)
-        return list(dict.fromkeys(field for part in parts[:1] for field in part.lower))
 
 
 def check_memory(
@@ -337,7 +236,7 @@ def check_memory(
     the check is switched off (``CLUE_SKIP_MEMORY_CHECK=1``). Phases that run in host
     memory (cutting the data windows) are checked against the CPU's memory.
     """
-    if _skipped():
+    if check_skipped():
         return None
     phases = estimate_phases(
         recipe, context, data.num_users, data.num_interactions, device, task_data
@@ -348,7 +247,7 @@ def check_memory(
         (device, [p for p in phases if not p.host or device.type == "cpu"]),
         (cpu, [p for p in phases if p.host and device.type != "cpu"]),
     ):
-        available = available_memory(where) if members else None
+        available = memory.available_memory(where) if members else None
         if available is None:
             continue
         free, source = available
@@ -363,57 +262,6 @@ def check_memory(
             f"estimate counts only the largest tensors; set {SKIP_ENV}=1 to start anyway."
         )
     return estimate
-
-
-# Python ints in a list: an 8-byte slot each (ids above 256 also need an object).
-_LIST_SLOT_BYTES = 8
-_CLUSTER_BYTES = 256  # the Python and tensor objects made for each item cluster
-
-
-def synthetic_parts(spec: Any) -> list[Part]:
-    """What generating ``spec``'s synthetic data holds at once (a lower bound)."""
-    users, length, items = spec.num_users, spec.max_length, spec.num_items
-    clusters = min(spec.num_clusters, items)
-    return [
-        Part(
-            f"generated sequences ({users:,} users x {length:,} positions x (8 B tensor + "
-            f"{_LIST_SLOT_BYTES} B list slot))",
-            users * length * (INDEX_BYTES + _LIST_SLOT_BYTES),
-            ("data.num_users", "data.max_length"),
-        ),
-        Part(
-            f"item cycles ({items:,} items x 3 x 8 B)",
-            items * 3 * INDEX_BYTES,
-            ("data.num_items",),
-        ),
-        Part(
-            f"item clusters ({clusters:,} x {_CLUSTER_BYTES} B)",
-            clusters * _CLUSTER_BYTES,
-            ("data.num_clusters",),
-        ),
-    ]
-
-
-def check_synthetic_memory(spec: Any) -> None:
-    """Refuse synthetic data (``data.format: synthetic``) that cannot fit in RAM.
-
-    Runs before anything is generated; ``CLUE_SKIP_MEMORY_CHECK=1`` turns it off.
-    """
-    if _skipped():
-        return
-    available = available_memory(torch.device("cpu"))
-    if available is None:
-        return
-    free, source = available
-    phase = Phase("generating the synthetic data", tuple(synthetic_parts(spec)), host=True)
-    if phase.total <= free:
-        return
-    estimate = Estimate((phase,), torch.device("cpu"))
-    raise ResourceError(
-        f"Refusing to generate synthetic data: it needs {estimate.describe()}, but only "
-        f"{size(free)} is {source}. Lower {', '.join(estimate.fields())}. The estimate "
-        f"counts only the largest objects; set {SKIP_ENV}=1 to generate anyway."
-    )
 
 
 # --------------------------------------------------------------------------- out of memory
@@ -468,3 +316,19 @@ def translate_memory_errors(
             f"{known}, or use a device with more memory. No metrics.json was written; the "
             "last finished epoch's checkpoint is kept."
         ) from None
+
+
+# Moved to clue_fw.memory, where the data loader reads them without importing the guard.
+__getattr__ = moved_names(
+    __name__,
+    {
+        name: "clue_fw.memory"
+        for name in (
+            "available_memory",
+            "check_synthetic_memory",
+            "synthetic_parts",
+            "_cgroup_headroom",
+            "_meminfo_available",
+        )
+    },
+)

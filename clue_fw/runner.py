@@ -28,16 +28,11 @@ import torch
 from pydantic import BaseModel
 from rich.console import Console
 
+from clue_fw._deprecated import moved_names
 from clue_fw.components import TaskData
 from clue_fw.data.loading import load_data
-from clue_fw.distributed import (
-    Distributed,
-    Launch,
-    check_batch_sizes,
-    launch_from_environment,
-    rank_device,
-    session,
-)
+from clue_fw.devices import process_device
+from clue_fw.distributed import Distributed, check_batch_sizes, launch_from_environment, session
 from clue_fw.errors import DataError, RecipeError, RunDirectoryError
 from clue_fw.recipe import pretrains, validate_recipe
 from clue_fw.resources import check_memory, translate_memory_errors
@@ -61,32 +56,8 @@ class RunResult:
     rank: int = 0
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError):  # the recipe validator refuses these first
-        raise RecipeError(
-            f"device {name[:40]!r} is not a device; use auto, cpu, mps, cuda or cuda:N."
-        ) from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RecipeError(
-            f"device {name!r} was requested but CUDA is not available; use auto or cpu."
-        )
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise RecipeError(
-            f"device {name!r} was requested but MPS is not available; use auto or cpu."
-        )
-    return device
-
-
-def process_device(requested: str, launch: Launch | None) -> torch.device:
-    """The device of this process: ``requested`` (a recipe's ``device``), and under
-    torchrun this process's own GPU (:func:`~clue_fw.distributed.rank_device`)."""
-    device = resolve_device(requested)
-    return device if launch is None else rank_device(device, requested, launch)
-
+# Device resolution lives below the runner (inference resolves devices too).
+__getattr__ = moved_names(__name__, {"resolve_device": "clue_fw.devices"})
 
 #: Runs in one process take turns: dropout and initialisation draw from torch's global
 #: random state, which threads share, so two runs at once would not be reproducible.
@@ -128,6 +99,19 @@ def _init_from_inside(init_from: str, out: Path) -> bool:
     return source == target or target in source.parents
 
 
+@dataclass(frozen=True)
+class RunRequest:
+    """What :func:`run` was asked for, checked: the arguments its steps share."""
+
+    recipe: Any  # validated
+    out: Path | None
+    resume: Path | None
+    overwrite: bool
+    console: Console | None
+    data_root: Path | None
+    on_directory: Callable[[Path], None] | None
+
+
 def run(
     recipe: BaseModel | dict[str, Any],
     out: Path | str | None = None,
@@ -149,43 +133,35 @@ def run(
     _check_run_arguments(recipe, out, resume)
     if isinstance(recipe, dict):
         recipe = validate_recipe(recipe)
+    request = RunRequest(
+        recipe,
+        Path(out) if out is not None else None,
+        Path(resume) if resume is not None else None,
+        overwrite,
+        console,
+        data_root,
+        on_directory,
+    )
     with _ONE_RUN_AT_A_TIME:
-        return _run(recipe, out, resume, overwrite, console, data_root, on_directory)
+        return _run(request)
 
 
-def _run(
-    r: Any,
-    out: Path | str | None,
-    resume: Path | str | None,
-    overwrite: bool,
-    console: Console | None,
-    data_root: Path | None,
-    on_directory: Callable[[Path], None] | None = None,
-) -> RunResult:
+def _run(request: RunRequest) -> RunResult:
+    r = request.recipe
     launch = launch_from_environment()  # started by torchrun: one process of several
     if launch is not None:
         check_batch_sizes(r, launch.world_size)  # on every process, before they meet
     device = process_device(r.device, launch)
     with session(launch, device) as distributed:
-        return _run_process(
-            r, out, resume, overwrite, console, data_root, device, distributed, on_directory
-        )
+        return _run_process(request, device, distributed)
 
 
-def _run_process(
-    r: Any,
-    out: Path | str | None,
-    resume: Path | str | None,
-    overwrite: bool,
-    console: Console | None,
-    data_root: Path | None,
-    device: torch.device,
-    distributed: Distributed,
-    on_directory: Callable[[Path], None] | None = None,
-) -> RunResult:
+def _run_process(request: RunRequest, device: torch.device, distributed: Distributed) -> RunResult:
     """The run, as one process of ``distributed`` runs it (rank 0 alone touches the run
     directory; see :mod:`clue_fw.distributed`)."""
     started = time.perf_counter()
+    r, data_root, on_directory = request.recipe, request.data_root, request.on_directory
+    out_path, resume_path, overwrite = request.out, request.resume, request.overwrite
 
     def prepare() -> TaskData:
         with translate_memory_errors(None, torch.device("cpu"), "loading the data"):
@@ -197,8 +173,6 @@ def _run_process(
     if distributed.parallel:
         _check_same_data(distributed, data_identity)
     context = run_context(r, task_data, data_root)
-    out_path = Path(out) if out is not None else None
-    resume_path = Path(resume) if resume is not None else None
     initial_encoder: tuple[Path, dict[str, torch.Tensor]] | None = None
     estimate = None
     init_from = r.finetune.init_from
@@ -240,7 +214,7 @@ def _run_process(
             run_dir = directory.path
             if on_directory is not None:
                 on_directory(run_dir)
-            reporter = Reporter(console, directory.log_path, guard=directory.check_owned)
+            reporter = Reporter(request.console, directory.log_path, guard=directory.check_owned)
             if directory.restarted:
                 reporter.log(
                     f"{run_dir} was interrupted before it wrote anything; starting from scratch."

@@ -12,6 +12,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+import torch
 
 from clue_fw.registry import build_registry, reset_registry
 from clue_fw.runner import run
@@ -148,3 +149,38 @@ def test_installed_plugin_is_listed_with_its_distribution() -> None:
         [sys.executable, "-m", "clue_fw.cli", "list"], env=env, capture_output=True, text=True
     )
     assert "mean_pool" not in allow_listed.stdout
+
+
+def test_clue_recommend_serves_the_cosine_head_plugin(tmp_path: Path) -> None:
+    """A head whose spec says it ranks items (``HeadSpec.ranking``) is served by ``clue
+    recommend`` and ``load_run(...).recommend``: the example plugin's cosine head, which
+    inference knows nothing about (no isinstance on a head class)."""
+    from clue_fw.cli import app
+    from clue_fw.inference import load_run
+
+    reset_registry(build_registry(extra_plugins=[(clue_cosine_head, "clue-cosine-head (test)")]))
+    try:
+        recipe = copy.deepcopy(SMALL_RECIPE)
+        recipe["finetune"]["head"] = {"kind": "cosine_next_item", "temperature": 0.2}
+        run_dir = run(recipe, out=tmp_path / "run", console=None).run_dir
+        loaded = load_run(run_dir, device="cpu")
+        assert loaded.exclude_seen == "history"  # the plugin's own protocol is the default
+        result = loaded.recommend_run_users(k=4)
+        data = loaded.task_data().sequences
+        assert result.items.shape == (data.num_users, 4) and result.exclude_seen == "history"
+        with torch.no_grad():  # top-1: the argmax of the plugin's cosine scores, seen excluded
+            windows = data.sequences.recent_windows(loaded.max_len)
+            scores = loaded.head.scores(loaded.encoder, windows)
+        rows, seen = data.sequences.batch_pairs(torch.arange(data.num_users))
+        scores[rows, seen - 1] = float("-inf")
+        best = scores.max(dim=1)
+        torch.testing.assert_close(result.scores[:, 0], best.values, rtol=0, atol=1e-6)
+        top = torch.from_numpy(loaded.catalogue.to_raw(best.indices + 1))
+        assert torch.equal(result.items[:, 0], top)
+        out = tmp_path / "recommendations.csv"
+        args = ["recommend", str(run_dir), "--out", str(out), "-k", "3", "--device", "cpu"]
+        app(args, standalone_mode=False)
+        lines = out.read_text().splitlines()
+        assert lines[0] == "user,rank,item,score" and len(lines) == 1 + 3 * data.num_users
+    finally:
+        reset_registry(None)

@@ -13,6 +13,7 @@ import torch
 from rich.console import Console
 from torch import nn
 
+import clue_fw.memory as memory
 import clue_fw.resources as resources
 from clue_fw.components import BuildContext
 from clue_fw.errors import ResourceError
@@ -30,7 +31,7 @@ def fake_data(num_items: int, num_users: int = 6040, interactions: int = 1_000_2
 
 
 def with_memory(monkeypatch: pytest.MonkeyPatch, free: int) -> None:
-    monkeypatch.setattr(resources, "available_memory", lambda device: (free, "free (test)"))
+    monkeypatch.setattr(memory, "available_memory", lambda device: (free, "free (test)"))
     monkeypatch.delenv(resources.SKIP_ENV, raising=False)
 
 
@@ -191,7 +192,7 @@ def test_cutting_windows_is_checked_against_host_memory(
         seen.append(device.type)
         return (100 * GiB, "free (test)") if device.type == "cuda" else (GiB, "host (test)")
 
-    monkeypatch.setattr(resources, "available_memory", available)
+    monkeypatch.setattr(memory, "available_memory", available)
     monkeypatch.delenv(resources.SKIP_ENV, raising=False)
     context = BuildContext(50, 200)
     with pytest.raises(ResourceError) as info:

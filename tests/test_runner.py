@@ -12,9 +12,10 @@ import pytest
 import torch
 from rich.console import Console
 
+from clue_fw.devices import resolve_device
 from clue_fw.errors import DataError, RecipeError, RunDirectoryError
 from clue_fw.recipe import validate_recipe
-from clue_fw.runner import resolve_device, run
+from clue_fw.runner import run
 
 
 def quiet() -> Console:

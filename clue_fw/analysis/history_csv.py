@@ -1,4 +1,5 @@
-"""``<run>/<stage>/history.csv``: one row per finished epoch of a training stage.
+"""``<run>/<stage>/history.csv``: the reader. One row per finished epoch of a training
+stage, written by :mod:`clue_fw.running.history_csv` (the writer, below this layer).
 
 The rows are exactly the stage's ``history`` (the one its ``last.safetensors`` stores):
 ``epoch``, the loss and its terms (``z_std``, CLUE's collapse monitor, for
@@ -16,50 +17,22 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Protocol
 
+from clue_fw._deprecated import moved_names
 from clue_fw.errors import ClueError
+from clue_fw.running.history_csv import HISTORY_FILE, history_csv_text
 
-HISTORY_FILE = "history.csv"
+# The writer moved to clue_fw.running.history_csv (the stages write, analysis reads).
+__getattr__ = moved_names(
+    __name__,
+    {"columns": "clue_fw.running.history_csv", "write_history": "clue_fw.running.history_csv"},
+)
+
 MAX_HISTORY_BYTES = 64 << 20
 """A ``history.csv`` larger than this (64 MiB) is not one clue_fw wrote."""
 
 Row = dict[str, float | str]
-
-
-class _Writer(Protocol):
-    def write_bytes(self, path: Path, payload: bytes) -> None: ...
-
-
-def columns(history: Iterable[Mapping[str, Any]]) -> list[str]:
-    """The union of the rows' keys, in first-seen order."""
-    seen: dict[str, None] = {}
-    for row in history:
-        seen.update(dict.fromkeys(row))
-    return list(seen)
-
-
-def history_csv_text(history: list[Mapping[str, Any]]) -> str:
-    """``history`` as CSV text: a header of :func:`columns`, one line per row."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    names = columns(history)
-    writer.writerow(names)
-    for row in history:
-        writer.writerow(["" if row.get(name) is None else row[name] for name in names])
-    return buffer.getvalue()
-
-
-def write_history(directory: _Writer, path: Path, history: list[Mapping[str, Any]]) -> None:
-    """Rewrite ``path`` from ``history`` through ``directory.write_bytes`` (atomic).
-
-    Temp files that an earlier, killed write of the same file left are removed first.
-    """
-    for stale in path.parent.glob(f".{path.name}.*.tmp") if path.parent.is_dir() else ():
-        stale.unlink(missing_ok=True)
-    directory.write_bytes(path, history_csv_text(history).encode("utf-8"))
 
 
 def _value(text: str) -> float | str:

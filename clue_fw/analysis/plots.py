@@ -222,7 +222,7 @@ FIGURE_FORMATS = (".png", ".svg", ".pdf")
 def check_figure_path(out: Path, flag: str = "--out") -> str:
     """The figure format of ``out`` from its suffix; a ClueError for another suffix, a
     target that is not a regular file, or a file of a run directory."""
-    from clue_fw.output_target import check_user_output
+    from clue_fw.file_safety import check_user_output
 
     suffix = out.suffix.lower()
     if suffix not in FIGURE_FORMATS:
@@ -258,7 +258,7 @@ def _save(figure: Any, out: Path, flag: str = "--out") -> None:
 
     import matplotlib.pyplot as plt
 
-    from clue_fw.output_target import write_output
+    from clue_fw.file_safety import write_output
 
     try:
         fmt = check_figure_path(out, flag)

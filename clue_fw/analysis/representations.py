@@ -5,7 +5,7 @@
 >>> analyze_run(run).measures["effective_rank"]                            # doctest: +SKIP
 11.3
 
-What is measured, exactly (formulas: :mod:`clue_fw.analysis.measures`):
+What is measured, exactly (formulas: :mod:`clue_fw.metrics.representation`):
 
 * **users**: the run's own users, each encoded from the history its test split reads
   (:meth:`~clue_fw.inference.LoadedRun.embed_run_users`), with the vector the run's head
@@ -30,10 +30,10 @@ from typing import Any
 
 import torch
 
-from clue_fw.analysis import measures
 from clue_fw.augmentations.compose import ViewPipeline
 from clue_fw.components import user_vectors
 from clue_fw.data.csr import Csr
+from clue_fw.metrics import representation as measures
 from clue_fw.recipe import pretrains
 
 DEFAULT_MAX_USERS = 10_000

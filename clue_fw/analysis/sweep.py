@@ -33,7 +33,7 @@ from typing import IO
 
 from clue_fw.analysis.compare import is_finished
 from clue_fw.errors import ClueError, RecipeError, quote
-from clue_fw.output_target import check_user_output
+from clue_fw.file_safety import check_user_output
 from clue_fw.running.identity import directory_identity, recipe_sha256
 
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")

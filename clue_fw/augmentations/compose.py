@@ -17,7 +17,7 @@ from torch import nn
 
 from clue_fw.components import Augmentation, AugmentationSpec, BuildContext, PairingView
 from clue_fw.errors import PluginError
-from clue_fw.registry import plugin_call
+from clue_fw.provenance import plugin_call
 
 
 class ViewPipeline(Augmentation):
@@ -119,7 +119,7 @@ class ViewPipeline(Augmentation):
             self._raise(index, problem)
 
     def _raise(self, index: int, problem: str) -> NoReturn:
-        from clue_fw.registry import describe_component
+        from clue_fw.provenance import describe_component
 
         view = self.views[index]
         raise PluginError(

@@ -20,13 +20,11 @@ is left-padded like the input.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
-from pydantic import Field
 
-from clue_fw.augmentations.rows import floor_fraction, left_pack
-from clue_fw.components import Augmentation, AugmentationSpec, BuildContext
+from clue_fw.augmentations.rows import floor_fraction, left_pack, random_span
+from clue_fw.augmentations.specs import CropViewSpec as CropViewSpec
+from clue_fw.components import Augmentation
 
 
 class CropView(Augmentation):
@@ -44,38 +42,11 @@ class CropView(Augmentation):
         self.mode = mode
 
     def forward(self, items: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        n = items.shape[1]
         real = items != 0
         lengths = real.sum(dim=1)  # [B]
         removed = floor_fraction(lengths, self.rho)
         removed = torch.minimum(removed, (lengths - 1).clamp(min=0))
         span = removed if self.mode == "drop" else lengths - removed
-        # Start of the span among the row's real items, uniform over 0..L - span.
-        choices = lengths - span + 1
-        draws = torch.rand(lengths.shape, generator=generator, device=items.device)
-        start = torch.minimum((draws * choices).long(), choices - 1)
-        # rank: index of each position among its row's real items (negative on padding).
-        rank = torch.arange(n, device=items.device) - (n - lengths).unsqueeze(1)  # [B, n]
-        in_span = (rank >= start.unsqueeze(1)) & (rank < (start + span).unsqueeze(1))
+        _, in_span = random_span(lengths, span, items.shape[1], generator)
         keep = real & ~in_span if self.mode == "drop" else real & in_span
         return left_pack(items, keep)
-
-
-class CropViewSpec(AugmentationSpec):
-    """Explicit view: remove a contiguous span (drop) or keep one (CL4SRec) (CLUE Sec. IV-B)."""
-
-    kind: Literal["crop"] = "crop"
-    rho: float = Field(
-        0.3,
-        ge=0.0,
-        le=1.0,
-        description="Fraction of each sequence's items removed: floor(rho * L), at least one kept.",
-    )
-    mode: Literal["drop", "keep"] = Field(
-        "drop",
-        description="'drop' removes one contiguous span (CLUE); 'keep' keeps one contiguous "
-        "span of L - floor(rho * L) items (CL4SRec crop with eta = 1 - rho).",
-    )
-
-    def build(self, context: BuildContext) -> CropView:
-        return CropView(self.rho, self.mode)

@@ -11,12 +11,10 @@ probability below 1 would be silently ignored and is refused.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
-from pydantic import field_validator
 
-from clue_fw.components import Augmentation, AugmentationSpec, BuildContext
+from clue_fw.augmentations.specs import DropoutViewSpec as DropoutViewSpec
+from clue_fw.components import Augmentation
 
 
 class DropoutView(Augmentation):
@@ -24,26 +22,3 @@ class DropoutView(Augmentation):
 
     def forward(self, items: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         return items
-
-
-class DropoutViewSpec(AugmentationSpec):
-    """Implicit view: two passes through the encoder with independent dropout masks.
-
-    It never changes the items, so its ``probability`` must stay 1.
-    """
-
-    kind: Literal["dropout"] = "dropout"
-
-    @field_validator("probability")
-    @classmethod
-    def _always(cls, value: float) -> float:
-        if value != 1.0:
-            raise ValueError(
-                "the dropout view leaves the items unchanged (the backbone's dropout makes the "
-                "two branches differ on every pass), so a probability other than 1 has no "
-                f"effect; got {value}. Remove `probability`, or change the backbone's `dropout`"
-            )
-        return value
-
-    def build(self, context: BuildContext) -> DropoutView:
-        return DropoutView()

@@ -7,12 +7,10 @@ probability ``rho``; padding (id 0) never changes. ``rho = 0`` is the identity.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
-from pydantic import Field
 
-from clue_fw.components import Augmentation, AugmentationSpec, BuildContext
+from clue_fw.augmentations.specs import MaskViewSpec as MaskViewSpec
+from clue_fw.components import Augmentation
 
 
 class MaskView(Augmentation):
@@ -31,19 +29,3 @@ class MaskView(Augmentation):
         draws = torch.rand(items.shape, generator=generator, device=items.device)
         hit = (items != 0) & (draws < self.rho)
         return items.masked_fill(hit, self.mask_id)
-
-
-class MaskViewSpec(AugmentationSpec):
-    """Explicit view: replace each item by [MASK] with probability rho (CLUE Sec. IV-B)."""
-
-    kind: Literal["mask"] = "mask"
-    rho: float = Field(
-        0.3,
-        ge=0.0,
-        lt=1.0,
-        description="Probability that each real item is replaced by [MASK] (below 1: at 1 "
-        "both views would be all [MASK], identical and empty).",
-    )
-
-    def build(self, context: BuildContext) -> MaskView:
-        return MaskView(self.rho, context.mask_id)

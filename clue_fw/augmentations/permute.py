@@ -9,13 +9,11 @@ fewer than two items change nothing, so ``rho = 0`` is the identity.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
-from pydantic import Field
 
-from clue_fw.augmentations.rows import floor_fraction
-from clue_fw.components import Augmentation, AugmentationSpec, BuildContext
+from clue_fw.augmentations.rows import floor_fraction, random_span
+from clue_fw.augmentations.specs import PermuteViewSpec as PermuteViewSpec
+from clue_fw.components import Augmentation
 
 
 class PermuteView(Augmentation):
@@ -33,11 +31,8 @@ class PermuteView(Augmentation):
         n = items.shape[1]
         lengths = (items != 0).sum(dim=1)  # [B]
         span = floor_fraction(lengths, self.rho)
-        choices = lengths - span + 1
-        draws = torch.rand(lengths.shape, generator=generator, device=items.device)
-        first = n - lengths + torch.minimum((draws * choices).long(), choices - 1)  # [B]
+        first, inside = random_span(lengths, span, n, generator)
         position = torch.arange(n, device=items.device).expand_as(items)  # [B, n]
-        inside = (position >= first.unsqueeze(1)) & (position < (first + span).unsqueeze(1))
         # Sort keys: every position outside the span keeps its own index; positions inside
         # get random keys in [first, first + span - 1], so they only trade places there.
         keys = torch.rand(items.shape, generator=generator, device=items.device)
@@ -45,18 +40,3 @@ class PermuteView(Augmentation):
         keys = torch.where(inside, inside_keys, position.to(keys.dtype))
         order = torch.sort(keys, dim=1, stable=True).indices
         return items.gather(1, order)
-
-
-class PermuteViewSpec(AugmentationSpec):
-    """Explicit view: shuffle a random contiguous span covering rho of the items (Sec. IV-B)."""
-
-    kind: Literal["permute"] = "permute"
-    rho: float = Field(
-        0.3,
-        ge=0.0,
-        le=1.0,
-        description="Fraction of each sequence's items in the shuffled span: floor(rho * L).",
-    )
-
-    def build(self, context: BuildContext) -> PermuteView:
-        return PermuteView(self.rho)

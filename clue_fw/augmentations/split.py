@@ -20,13 +20,11 @@ the views after it then change each part on its own. Called as a single view (th
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
-
 import torch
-from pydantic import Field
 
 from clue_fw.augmentations.rows import floor_fraction, left_pack
-from clue_fw.components import AugmentationSpec, BuildContext, PairingView
+from clue_fw.augmentations.specs import SplitViewSpec as SplitViewSpec
+from clue_fw.components import PairingView
 
 
 class SplitView(PairingView):
@@ -69,21 +67,3 @@ class SplitView(PairingView):
 
     def forward(self, items: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         return left_pack(items, self.first_part(items, generator))
-
-
-class SplitViewSpec(AugmentationSpec):
-    """Pair view: each branch of a pair gets a disjoint random part of the sequence."""
-
-    kind: Literal["split"] = "split"
-    pairs: ClassVar[bool] = True
-    share: float = Field(
-        0.5,
-        gt=0.0,
-        lt=1.0,
-        description="Fraction of each sequence's items in the first branch (floor(share * L), "
-        "at least one item in each); the second branch gets the rest. Must be the first "
-        "entry of the views list; the views after it change each part on its own.",
-    )
-
-    def build(self, context: BuildContext) -> SplitView:
-        return SplitView(self.share)

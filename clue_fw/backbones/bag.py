@@ -39,14 +39,15 @@ dead weight, and fails the check that every parameter is trained.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
-from pydantic import Field, field_validator
 from torch import nn
 
-from clue_fw.components import BackboneSpec, BuildContext, EncoderOutput, SequenceEncoder
+from clue_fw.backbones.specs import DeepFMSpec as DeepFMSpec
+from clue_fw.backbones.specs import ItemMeanSpec as ItemMeanSpec
+from clue_fw.backbones.specs import NFMSpec as NFMSpec
+from clue_fw.backbones.specs import positive_sizes as positive_sizes
+from clue_fw.components import EncoderOutput, SequenceEncoder
 
 
 def bag_values(items: torch.Tensor) -> torch.Tensor:
@@ -208,87 +209,3 @@ class NFMEncoder(BagEncoder):
         interaction = self.bi_dropout(self.bi_norm(bi_interaction(items, embedded)))
         user = (first_order + self.deep(interaction)) * has_items
         return EncoderOutput(states=embedded, user=user)
-
-
-def positive_sizes(hidden: list[int]) -> list[int]:
-    """Validator of the specs' ``hidden``: every layer size is a positive int."""
-    if any(size <= 0 for size in hidden):
-        raise ValueError(f"every hidden size must be positive, got {hidden}")
-    return hidden
-
-
-class ItemMeanSpec(BackboneSpec):
-    """Mean of the item embeddings (order-agnostic; CLUE's fixed recipes pre-train it)."""
-
-    kind: Literal["item_mean"] = "item_mean"
-    dim: int = Field(64, gt=0, description="Size d of the item embeddings and the user vector.")
-    init_std: float = Field(
-        0.02,
-        gt=0.0,
-        le=10.0,
-        description="Std of the item embeddings' normal initialisation (the Transformer's "
-        "0.02, which the measured ML-1M pre-training used).",
-    )
-
-    def build(self, context: BuildContext) -> ItemMeanEncoder:
-        return ItemMeanEncoder(context.num_items, context.max_len, self.dim, self.init_std)
-
-
-class DeepFMSpec(BackboneSpec):
-    """DeepFM over the bag of items (order-agnostic baseline): FM vector + DNN."""
-
-    kind: Literal["deepfm"] = "deepfm"
-    dim: int = Field(64, gt=0, description="Size d of the item embeddings and the user vector.")
-    hidden: list[int] = Field(
-        [200, 200, 200],
-        description="DNN hidden sizes (DeepFM's study: 3 constant-width layers of 200-400 "
-        "neurons; 200 as the input is one d-dim field). Empty: one Linear(d, d).",
-    )
-    dropout: float = Field(
-        0.5, ge=0.0, lt=1.0, description="Dropout after each DNN hidden layer (DeepFM: 0.5)."
-    )
-
-    _positive_hidden = field_validator("hidden")(positive_sizes)
-
-    def build(self, context: BuildContext) -> DeepFMEncoder:
-        return DeepFMEncoder(
-            num_items=context.num_items,
-            max_len=context.max_len,
-            dim=self.dim,
-            hidden=self.hidden,
-            dropout=self.dropout,
-        )
-
-
-class NFMSpec(BackboneSpec):
-    """NFM over the bag of items (order-agnostic baseline): linear + Bi-Interaction MLP."""
-
-    kind: Literal["nfm"] = "nfm"
-    dim: int = Field(64, gt=0, description="Size d of the item embeddings and the user vector.")
-    hidden: list[int] = Field(
-        [64],
-        description="Hidden sizes after Bi-Interaction (NFM: one layer works best; its code "
-        "uses [64]). Empty: Bi-Interaction then one Linear(d, d), NFM-0.",
-    )
-    bi_dropout: float = Field(
-        0.5, ge=0.0, lt=1.0, description="Dropout on the Bi-Interaction vector (NFM code: 0.5)."
-    )
-    dropout: float = Field(
-        0.2, ge=0.0, lt=1.0, description="Dropout after each hidden layer (NFM code: 0.2)."
-    )
-    batch_norm: bool = Field(
-        True, description="BatchNorm on the Bi-Interaction vector and hidden layers (NFM)."
-    )
-
-    _positive_hidden = field_validator("hidden")(positive_sizes)
-
-    def build(self, context: BuildContext) -> NFMEncoder:
-        return NFMEncoder(
-            num_items=context.num_items,
-            max_len=context.max_len,
-            dim=self.dim,
-            hidden=self.hidden,
-            bi_dropout=self.bi_dropout,
-            dropout=self.dropout,
-            batch_norm=self.batch_norm,
-        )

@@ -32,16 +32,12 @@ is therefore the same however much padding precedes the sequence.
 
 from __future__ import annotations
 
-import warnings
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
-from pydantic import Field, field_validator
 from torch import nn
 
-from clue_fw.components import BackboneSpec, BuildContext, EncoderOutput, SequenceEncoder
-from clue_fw.memory import FLOAT_BYTES, Part, StepSizes
+from clue_fw.backbones.specs import NextItNetSpec as NextItNetSpec
+from clue_fw.components import EncoderOutput, SequenceEncoder
 
 
 class CausalConv(nn.Module):
@@ -117,81 +113,3 @@ class NextItNetEncoder(SequenceEncoder):
             x = block(x, keep)
         x = self.projection(x) * keep
         return EncoderOutput(states=x[:, :-1], user=x[:, -1])
-
-
-class NextItNetSpec(BackboneSpec):
-    """NextItNet (causal dilated CNN residual blocks) with a [UR] user token."""
-
-    kind: Literal["cnn"] = "cnn"
-    dim: int = Field(64, gt=0, description="Size d of the item embeddings and conv channels.")
-    dilations: list[int] = Field(
-        [1, 2, 4, 8],
-        min_length=2,
-        max_length=512,
-        description="Dilation of each convolution in order, two per residual block "
-        "(so an even number of entries, at most 512).",
-    )
-    repeats: int = Field(
-        2,
-        gt=0,
-        le=256,
-        description="How many times the `dilations` stack is repeated (at most 256).",
-    )
-    kernel_size: int = Field(3, ge=2, description="Width of every causal convolution.")
-    dropout: float = Field(
-        0.3, ge=0.0, lt=1.0, description="Dropout on embeddings and inside the residual blocks."
-    )
-
-    @field_validator("dilations")
-    @classmethod
-    def _pairs_of_positive_dilations(cls, dilations: list[int]) -> list[int]:
-        if any(d <= 0 for d in dilations):
-            raise ValueError(f"every dilation must be positive, got {dilations}")
-        if len(dilations) % 2:
-            raise ValueError(
-                f"dilations {dilations} has an odd number of entries; each residual block "
-                f"uses two convolutions, e.g. {dilations + [2 * dilations[-1]]}"
-            )
-        return dilations
-
-    def activation_parts(self, sizes: StepSizes) -> list[Part]:
-        """Every causal convolution pads its input on the left with ``(kernel_size - 1) x
-        dilation`` positions and keeps it for backward (training: all of them at once;
-        evaluation: one at a time, the widest)."""
-        stack = sorted(self.dilations * self.repeats, reverse=True)
-        stack = stack if sizes.training else stack[:1]
-        length = sizes.max_len + 1
-        positions = sum(length + (self.kernel_size - 1) * dilation for dilation in stack)
-        return [
-            Part(
-                f"padded convolution inputs ({sizes.batch:,} x {self.dim} channels x "
-                f"{positions:,} positions over {len(stack)} convolutions x 4 B)",
-                sizes.batch * self.dim * positions * FLOAT_BYTES,
-                (
-                    "backbone.dilations",
-                    "backbone.kernel_size",
-                    "backbone.repeats",
-                    sizes.batch_field,
-                ),
-            )
-        ]
-
-    def build(self, context: BuildContext) -> NextItNetEncoder:
-        encoder = NextItNetEncoder(
-            num_items=context.num_items,
-            max_len=context.max_len,
-            dim=self.dim,
-            dilations=self.dilations,
-            repeats=self.repeats,
-            kernel_size=self.kernel_size,
-            dropout=self.dropout,
-        )
-        if encoder.receptive_field < context.max_len + 1:
-            warnings.warn(
-                f"cnn backbone: receptive field {encoder.receptive_field} < max_len + 1 = "
-                f"{context.max_len + 1}, so the user vector sees only the most recent "
-                f"{encoder.receptive_field - 1} items. Raise `backbone.repeats` or "
-                "`backbone.dilations` to cover the whole sequence.",
-                stacklevel=2,
-            )
-        return encoder

@@ -22,13 +22,11 @@ it cannot change them: the result is exactly the un-padded GRU, whatever the pad
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
-from pydantic import Field
 from torch import nn
 
-from clue_fw.components import BackboneSpec, BuildContext, EncoderOutput, SequenceEncoder
+from clue_fw.backbones.specs import GRUSpec as GRUSpec
+from clue_fw.components import EncoderOutput, SequenceEncoder
 
 
 def rotate_rows(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
@@ -85,27 +83,3 @@ class GRUEncoder(SequenceEncoder):
         hidden = rotate_rows(self.projection(hidden), -leading)
         hidden = hidden * is_real.unsqueeze(-1)
         return EncoderOutput(states=hidden[:, :-1], user=hidden[:, -1])
-
-
-class GRUSpec(BackboneSpec):
-    """GRU4Rec (multi-layer GRU over item embeddings) with a [UR] user token."""
-
-    kind: Literal["gru"] = "gru"
-    dim: int = Field(64, gt=0, description="Size d of the item embeddings and output states.")
-    hidden_size: int | None = Field(
-        None, gt=0, description="GRU hidden size (default: 2 * `dim`, RecBole's 64/128 ratio)."
-    )
-    layers: int = Field(1, gt=0, le=256, description="Number of stacked GRU layers (at most 256).")
-    dropout: float = Field(
-        0.3, ge=0.0, lt=1.0, description="Dropout on embeddings and between GRU layers."
-    )
-
-    def build(self, context: BuildContext) -> GRUEncoder:
-        return GRUEncoder(
-            num_items=context.num_items,
-            max_len=context.max_len,
-            dim=self.dim,
-            hidden_size=self.hidden_size or 2 * self.dim,
-            layers=self.layers,
-            dropout=self.dropout,
-        )

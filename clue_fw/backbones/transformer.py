@@ -7,15 +7,12 @@ last real item whose output is the user representation.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
-from pydantic import Field, model_validator
 from torch import nn
 
-from clue_fw.components import BackboneSpec, BuildContext, EncoderOutput, SequenceEncoder
-from clue_fw.memory import FLOAT_BYTES, Part, StepSizes
+from clue_fw.backbones.specs import TransformerSpec as TransformerSpec
+from clue_fw.components import EncoderOutput, SequenceEncoder
 
 
 class TransformerBlock(nn.Module):
@@ -98,58 +95,3 @@ class TransformerEncoder(SequenceEncoder):
             x = block(x, allowed)
         x = self.final_norm(x) * is_real.unsqueeze(-1)
         return EncoderOutput(states=x[:, :-1], user=x[:, -1])
-
-
-class TransformerSpec(BackboneSpec):
-    """SASRec Transformer (causal self-attention) with a [UR] user token."""
-
-    kind: Literal["transformer"] = "transformer"
-    dim: int = Field(64, gt=0, description="Hidden size d of embeddings and blocks.")
-    blocks: int = Field(
-        2, gt=0, le=256, description="Number of self-attention blocks (at most 256)."
-    )
-    heads: int = Field(
-        4, gt=0, description="Attention heads; must divide `dim` (so at most `dim`)."
-    )
-    dropout: float = Field(
-        0.5, ge=0.0, lt=1.0, description="Dropout on embeddings, attention, FFN and residuals."
-    )
-    ffn_dim: int | None = Field(
-        None, gt=0, description="Inner size of the point-wise FFN (default: `dim`, as SASRec)."
-    )
-
-    @model_validator(mode="after")
-    def _heads_divide_dim(self) -> TransformerSpec:
-        if self.dim % self.heads:
-            raise ValueError(
-                f"heads ({self.heads}) must divide dim ({self.dim}); try heads="
-                f"{max(h for h in range(1, self.heads + 1) if self.dim % h == 0)}"
-            )
-        return self
-
-    def activation_parts(self, sizes: StepSizes) -> list[Part]:
-        """Training keeps each block's attention for backward: on the CPU the probabilities
-        (``batch x heads x (n + 1)^2``), elsewhere one float mask (``batch x (n + 1)^2``)."""
-        if not sizes.training:
-            return []
-        batch, length = sizes.batch, sizes.max_len + 1
-        if sizes.device.type == "cpu":
-            count = batch * self.heads * length**2 * self.blocks
-            what = (
-                f"attention weights ({batch:,} x {self.heads} heads x {length}^2 x "
-                f"{self.blocks} blocks x 4 B)"
-            )
-        else:
-            count, what = batch * length**2, f"attention mask ({batch:,} x {length}^2 x 4 B)"
-        return [Part(what, count * FLOAT_BYTES, (sizes.batch_field, "data.max_len"))]
-
-    def build(self, context: BuildContext) -> TransformerEncoder:
-        return TransformerEncoder(
-            num_items=context.num_items,
-            max_len=context.max_len,
-            dim=self.dim,
-            blocks=self.blocks,
-            heads=self.heads,
-            dropout=self.dropout,
-            ffn_dim=self.ffn_dim or self.dim,
-        )

@@ -35,12 +35,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from clue_fw.components import BuildContext, TaskData
+from clue_fw.components import BuildContext, HeadSpec, Ranking, TaskData
 from clue_fw.data.csr import Csr
 from clue_fw.data.dataset import leave_one_out
 from clue_fw.data.examples import Batch
 from clue_fw.errors import RecipeError
-from clue_fw.heads.next_item import ExcludeSeen, NextItemSpec
+from clue_fw.heads.next_item import ExcludeSeen
 from clue_fw.metrics.ranking import (
     NAN_ROWS,
     Ties,
@@ -149,7 +149,7 @@ class PopularityRanker:
 
 
 def evaluate_popularity(
-    task_data: TaskData, head: NextItemSpec, batch_size: int = BATCH_USERS
+    task_data: TaskData, head: HeadSpec, batch_size: int = BATCH_USERS
 ) -> dict[str, dict[str, float]]:
     """``{"valid": {...}, "test": {...}}``: the popularity baseline's metrics under the
     protocol of ``head`` (its ``exclude_seen``, ``ties`` and ``ks``), on the example
@@ -158,7 +158,8 @@ def evaluate_popularity(
     data = task_data.sequences
     task = head.make_task(task_data, BuildContext(num_items=data.num_items, max_len=1), "recent")
     counts = item_counts(leave_one_out(data).train, data.num_items)
-    ranker = PopularityRanker(counts, head.exclude_seen, head.ks, head.ties)
+    ranking = _ranking(head)
+    ranker = PopularityRanker(counts, ranking.exclude_seen, ranking.ks, ranking.ties)
     metrics: dict[str, dict[str, float]] = {}
     for split in ("valid", "test"):
         totals: dict[str, torch.Tensor] = {}
@@ -177,12 +178,7 @@ def evaluate_recipe(recipe: Any, data_root: Path | None = None) -> dict[str, Any
     from clue_fw.data.loading import load_data
 
     head = recipe.finetune.head
-    if not isinstance(head, NextItemSpec):
-        raise RecipeError(
-            f"clue baseline evaluates next-item recommendation, but finetune.head.kind is "
-            f"{head.kind!r}. Use a recipe whose finetune.head is `kind: next_item` (its "
-            "exclude_seen, ties and ks set the protocol)."
-        )
+    ranking = _ranking(head)
     started = time.perf_counter()
     task_data = head.prepare(load_data(recipe.data, data_root), data_root)
     data = task_data.sequences
@@ -190,7 +186,7 @@ def evaluate_recipe(recipe: Any, data_root: Path | None = None) -> dict[str, Any
     return {
         "model": "popularity",
         "recipe": recipe.name,
-        "protocol": {"exclude_seen": head.exclude_seen, "ties": head.ties, "ks": head.ks},
+        "protocol": {"exclude_seen": ranking.exclude_seen, "ties": ranking.ties, "ks": ranking.ks},
         "data": {
             "users": data.num_users,
             "items": data.num_items,
@@ -199,3 +195,16 @@ def evaluate_recipe(recipe: Any, data_root: Path | None = None) -> dict[str, Any
         **metrics,
         "seconds": round(time.perf_counter() - started, 2),
     }
+
+
+def _ranking(head: HeadSpec) -> Ranking:
+    """The protocol of a head that ranks items (:attr:`HeadSpec.ranking`), or a
+    RecipeError for one that ranks none."""
+    ranking = head.ranking
+    if ranking is None:
+        raise RecipeError(
+            f"clue baseline evaluates next-item recommendation, but finetune.head.kind is "
+            f"{head.kind!r}, which ranks no items. Use a recipe whose finetune.head ranks "
+            "items, such as `kind: next_item` (its exclude_seen, ties and ks set the protocol)."
+        )
+    return ranking

@@ -30,10 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from clue_fw.data.files import file_kind
 from clue_fw.data.readers import is_blank, split_fields, split_lines
 from clue_fw.data.root import DATA_DIR_ENV, data_root
 from clue_fw.errors import DownloadError, quote
+from clue_fw.file_safety import file_kind
 
 ProgressCallback = Callable[[int, "int | None"], None]
 """Called as ``progress(bytes_done, total_bytes_or_None)`` while downloading."""

@@ -10,7 +10,7 @@ from clue_fw.data.readers import RawSequences, read_interaction_table, read_sequ
 from clue_fw.data.root import resolve_data_path
 from clue_fw.data.synthetic import generate_sequences
 from clue_fw.errors import DataError
-from clue_fw.resources import check_synthetic_memory
+from clue_fw.memory import check_synthetic_memory
 
 
 def read_raw(spec: Any, root: Path | None = None) -> tuple[RawSequences, str]:

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from clue_fw.data.fast_sequences import parse_plain_sequences
-from clue_fw.data.files import read_file
 from clue_fw.errors import QUOTE_LIMIT, DataError, quote
+from clue_fw.file_safety import read_file
 
 _BOM = "\ufeff"
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")

@@ -7,8 +7,8 @@ import stat
 import sys
 from pathlib import Path
 
-from clue_fw.data.files import file_kind
 from clue_fw.errors import DataError, quote
+from clue_fw.file_safety import file_kind
 
 DATA_DIR_ENV = "CLUE_DATA_DIR"
 

@@ -70,7 +70,6 @@ from typing import BinaryIO
 
 import numpy as np
 
-from clue_fw.data.files import human_size
 from clue_fw.data.synth_planted import (
     ATTRIBUTES,
     LABEL_STREAM,
@@ -90,7 +89,7 @@ from clue_fw.data.synth_planted import (
 )
 from clue_fw.data.synth_world import World, draw_clusters, draw_members, make_world
 from clue_fw.errors import DataError, ResourceError
-from clue_fw.output_target import check_output_target
+from clue_fw.file_safety import check_output_target, human_size
 
 CHUNK_USERS = 32_768
 """Users generated (and written) at a time; part of the definition of the output."""

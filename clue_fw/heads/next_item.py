@@ -12,17 +12,14 @@ users consume items again. No option treats the target specially.
 
 from __future__ import annotations
 
-import warnings
-from typing import Any, Literal
+from typing import Literal
 
 import torch
-from pydantic import Field, field_validator
 from torch import nn
 
 from clue_fw.components import (
     BuildContext,
     DownstreamHead,
-    HeadSpec,
     LossOutput,
     SequenceEncoder,
     TaskData,
@@ -31,19 +28,14 @@ from clue_fw.data.csr import Csr
 from clue_fw.data.dataset import leave_one_out
 from clue_fw.data.examples import ExampleSet, Task
 from clue_fw.data.windows import training_windows
-from clue_fw.item_softmax import ItemLoss, ItemSoftmaxOptions
-from clue_fw.memory import FLOAT_BYTES, INDEX_BYTES, Part, StepSizes, window_count
-from clue_fw.metrics.ranking import TIES_DESCRIPTION, Cutoffs, Ties, finalize_sums, ranking_sums
+from clue_fw.heads.specs import DEPRECATED_EXCLUDE_SEEN as DEPRECATED_EXCLUDE_SEEN
+from clue_fw.heads.specs import RANKING_BYTES_PER_SCORE as RANKING_BYTES_PER_SCORE
+from clue_fw.heads.specs import ExcludeSeen as ExcludeSeen
+from clue_fw.heads.specs import NextItemSpec as NextItemSpec
+from clue_fw.item_softmax import ItemLoss
+from clue_fw.metrics.ranking import Ties, finalize_sums, ranking_sums
 
 History = Literal["recent", "all"]
-ExcludeSeen = Literal["history", "none"]
-
-#: Bytes per (user, item) while ranking: a float score, the boolean "scores higher than
-#: the target" and the int64 copy that summing it makes (benchmarks/memory_estimate.py).
-RANKING_BYTES_PER_SCORE = FLOAT_BYTES + 1 + INDEX_BYTES
-
-#: Old boolean spellings of ``exclude_seen`` and their replacements.
-DEPRECATED_EXCLUDE_SEEN: dict[bool, ExcludeSeen] = {True: "history", False: "none"}
 
 
 def next_item_windows(train: Csr, width: int, history: str, every_position: bool) -> torch.Tensor:
@@ -129,6 +121,11 @@ class NextItemHead(DownstreamHead):
         scores[..., 0] = float("-inf")
         return scores
 
+    def item_scores(self, encoder: SequenceEncoder, items: torch.Tensor) -> torch.Tensor:
+        """``[B, num_items + 1]`` scores of every item id for the histories ``items``
+        ``[B, n]`` (what ``clue recommend`` ranks; :attr:`HeadSpec.ranking`)."""
+        return self.logits(encoder, encoder(items).user)
+
     def loss(self, encoder: SequenceEncoder, batch: dict[str, torch.Tensor]) -> LossOutput:
         window = batch["window"]
         inputs, final_target = window[:, :-1], window[:, -1]
@@ -162,112 +159,3 @@ class NextItemHead(DownstreamHead):
 
     def finalize(self, sums: dict[str, torch.Tensor]) -> dict[str, float]:
         return finalize_sums(sums)
-
-
-class NextItemSpec(HeadSpec, ItemSoftmaxOptions):
-    """Next-item recommendation: softmax over all items, full-ranking MRR/Recall/NDCG@k."""
-
-    kind: Literal["next_item"] = "next_item"
-    loss_positions: Literal["all", "ur"] = Field(
-        "all",
-        description="'all': every position predicts its next item (SASRec-style) plus the "
-        "[UR] output; 'ur': only the [UR] output predicts the target.",
-    )
-    tie_weights: bool = Field(
-        True, description="Score items with the backbone's item embeddings (SASRec)."
-    )
-    exclude_seen: ExcludeSeen = Field(
-        "history",
-        description="'history': items of the user's input history score -inf before ranking, "
-        "the held-out item included (a repeated target is a miss); 'none': rank every item "
-        "(for data with repeat consumption). Old spellings: true = history, false = none.",
-    )
-    ties: Ties = Field("pessimistic", description=TIES_DESCRIPTION)
-    ks: Cutoffs = Field([10], description="Cut-offs k for MRR@k, Recall@k, NDCG@k.")
-
-    @field_validator("exclude_seen", mode="before")
-    @classmethod
-    def _renamed_exclude_seen(cls, value: Any) -> Any:
-        """Accept the old boolean spelling with a warning that names the new one.
-
-        A FutureWarning, Python's category for deprecations aimed at end users (recipe
-        authors): unlike DeprecationWarning it is shown by default.
-        """
-        if isinstance(value, bool):
-            new = DEPRECATED_EXCLUDE_SEEN[value]
-            text = (
-                f"finetune.head.exclude_seen: {str(value).lower()} is deprecated; write "
-                f"exclude_seen: {new}."
-            )
-            if value:
-                text += (
-                    " Unlike the old option, 'history' also masks a held-out item that "
-                    "repeats a history item (see docs/protocol.md)."
-                )
-            warnings.warn(text, FutureWarning, stacklevel=2)
-            return new
-        return value
-
-    @property
-    def monitor_default(self) -> str:
-        return f"ndcg@{self.ks[0]}"
-
-    @property
-    def probe_ready(self) -> str | None:
-        if self.tie_weights:
-            return (
-                "finetune.head.tie_weights: true scores items with the encoder's item "
-                "embeddings, which a frozen encoder cannot learn; set it to false for a probe"
-            )
-        return None
-
-    def training_inputs(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """A training window's inputs: every column but the target (the last)."""
-        return batch["window"][:, :-1]
-
-    def training_examples(
-        self, history: str, num_users: int, num_interactions: int, max_len: int
-    ) -> tuple[int, int]:
-        """Windows of ``n`` inputs and their target (see :func:`next_item_windows`)."""
-        stride = max_len if self.loss_positions == "all" else 1
-        return window_count(history, stride, num_users, num_interactions, 2), max_len + 1
-
-    def step_parts(self, sizes: StepSizes) -> list[Part]:
-        """The loss's logits: every position (``batch x (n + 1)`` rows) or [UR] only."""
-        every_position = self.loss_positions == "all"
-        rows = sizes.batch * (sizes.max_len + 1) if every_position else sizes.batch
-        fields = (sizes.batch_field,) + (
-            ("finetune.head.loss_positions (ur)", "data.max_len") if every_position else ()
-        )
-        what = "next-item logits"
-        return [self.logits_part(what, rows, sizes.num_items, fields, "finetune.head")]
-
-    def eval_parts(self, sizes: StepSizes) -> list[Part]:
-        """Full-ranking scores: a float score, the boolean comparison with the target's
-        and the int64 copy its sum makes, per user and item (13 B)."""
-        columns = sizes.num_items + 1
-        return [
-            Part(
-                f"full-ranking scores ({sizes.batch:,} users x {columns:,} items x 13 B)",
-                sizes.batch * columns * RANKING_BYTES_PER_SCORE,
-                (sizes.batch_field,),
-            )
-        ]
-
-    def make_task(self, task_data: TaskData, context: BuildContext, history: str) -> Task:
-        every_position = self.loss_positions == "all"
-        return next_item_task(task_data, context, history, every_position, self.exclude_seen)
-
-    def build(
-        self, context: BuildContext, encoder: SequenceEncoder, task_data: TaskData
-    ) -> NextItemHead:
-        return NextItemHead(
-            encoder,
-            num_items=context.num_items,
-            tie_weights=self.tie_weights,
-            every_position=self.loss_positions == "all",
-            exclude_seen=self.exclude_seen,
-            ks=self.ks,
-            ties=self.ties,
-            item_loss=self.item_loss(context.num_items, context.item_counts),
-        )

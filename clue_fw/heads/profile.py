@@ -17,15 +17,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from clue_fw.components import (
-    BuildContext,
     DownstreamHead,
     LossOutput,
     SequenceEncoder,
@@ -33,33 +31,13 @@ from clue_fw.components import (
     user_vectors,
 )
 from clue_fw.data.dataset import SequenceData
-from clue_fw.data.examples import ExampleSet, Task
 from clue_fw.data.labels import align_labels, read_label_file
 from clue_fw.data.root import resolve_data_path
 from clue_fw.errors import DataError
-from clue_fw.heads.user_level import UserLevelHeadSpec, split_rows
+from clue_fw.heads.specs import LabelSource as LabelSource
+from clue_fw.heads.specs import ProfileSpec as ProfileSpec
+from clue_fw.heads.user_level import split_rows
 from clue_fw.metrics.ranking import NAN_ROWS
-
-
-class LabelSource(BaseModel):
-    """Where the labels come from."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    path: str = Field(description="Label file, relative to the data root (CLUE_DATA_DIR).")
-    format: Literal["auto", "csv", "users_dat", "u_user"] = Field(
-        "auto",
-        description="csv (user,label), users_dat (ML-1M users.dat), u_user (ML-100K u.user); "
-        "auto detects them.",
-    )
-    column: Literal["gender", "age", "occupation"] = Field(
-        "gender", description="The label column of users.dat / u.user (ignored for csv)."
-    )
-    missing: Literal["error", "skip"] = Field(
-        "error",
-        description="Users of the data without a label: 'error', or 'skip' them (they still "
-        "take part in pre-training).",
-    )
 
 
 @dataclass(frozen=True)
@@ -150,72 +128,39 @@ def profile_metrics(sums: dict[str, torch.Tensor]) -> dict[str, float]:
     }
 
 
-class ProfileSpec(UserLevelHeadSpec):
-    """User profiling: softmax classification of the user vector; acc, macro-F1."""
-
-    kind: Literal["profile"] = "profile"
-    labels: LabelSource = Field(description="The label file and column.")
-
-    @classmethod
-    def contract_example(cls, data: SequenceData, root: Path) -> dict[str, Any]:
-        """Fields for clue_fw.testing: a ``user,label`` file of three classes under ``root``."""
-        lines = ["user,label"] + [f"{u},c{int(u) % 3}" for u in data.user_ids]
-        (root / "contract_labels.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
-        return {"labels": {"path": "contract_labels.csv"}}
-
-    @property
-    def monitor_default(self) -> str:
-        return "acc"
-
-    def prepare(self, data: SequenceData, root: Path | None) -> ProfileData:
-        path = resolve_data_path(self.labels.path, root, "finetune.head.labels.path")
-        raw = read_label_file(path, self.labels.column, self.labels.format)
-        if self.labels.missing == "skip":
-            known = {u: raw[u] for u in map(int, data.user_ids) if u in raw}
-            if not known:
-                raise DataError(
-                    f"No user of the data has a label in {path}: was the label file made "
-                    "for this dataset?"
-                )
-            per_user = [known.get(int(u)) for u in data.user_ids]
-        else:
-            per_user = list(align_labels(raw, data.user_ids, source=str(path)))
-        classes = class_order({label for label in per_user if label is not None})
-        if len(classes) < 2:
+def profile_task_data(spec: ProfileSpec, data: SequenceData, root: Path | None) -> ProfileData:
+    """:meth:`ProfileSpec.prepare`: read ``spec.labels`` under ``root``, align them with the
+    users of ``data`` and split the labelled users."""
+    path = resolve_data_path(spec.labels.path, root, "finetune.head.labels.path")
+    raw = read_label_file(path, spec.labels.column, spec.labels.format)
+    if spec.labels.missing == "skip":
+        known = {u: raw[u] for u in map(int, data.user_ids) if u in raw}
+        if not known:
             raise DataError(
-                f"{path} gives the users a single class ({classes[0]!r}); a profile task "
-                "needs at least two."
+                f"No user of the data has a label in {path}: was the label file made "
+                "for this dataset?"
             )
-        labelled = sum(label is not None for label in per_user)
-        if labelled < 3:
-            raise DataError(
-                f"Only {labelled} users of the data have a label in {path}; a profile task "
-                "needs at least 3 (train, valid, test)."
-            )
-        index = {label: i for i, label in enumerate(classes)}
-        labels = torch.tensor([index[x] if x is not None else -1 for x in per_user])
-        labelled = torch.nonzero(labels >= 0).reshape(-1)
-        return ProfileData(
-            sequences=data,
-            labels=labels,
-            classes=tuple(classes),
-            splits=split_rows(labelled, self.split_seed),
+        per_user = [known.get(int(u)) for u in data.user_ids]
+    else:
+        per_user = list(align_labels(raw, data.user_ids, source=str(path)))
+    classes = class_order({label for label in per_user if label is not None})
+    if len(classes) < 2:
+        raise DataError(
+            f"{path} gives the users a single class ({classes[0]!r}); a profile task "
+            "needs at least two."
         )
-
-    def make_task(self, task_data: TaskData, context: BuildContext, history: str) -> Task:
-        assert isinstance(task_data, ProfileData), "profile needs ProfileSpec.prepare's data"
-        items = task_data.sequences.sequences.recent_windows(context.max_len)
-
-        def examples(users: torch.Tensor) -> ExampleSet:
-            return ExampleSet({"items": items[users], "label": task_data.labels[users]})
-
-        train, valid, test = task_data.splits
-        return Task(examples(self.labelled_train(train)), examples(valid), examples(test))
-
-    def build(
-        self, context: BuildContext, encoder: SequenceEncoder, task_data: TaskData
-    ) -> ProfileHead:
-        assert isinstance(task_data, ProfileData), "profile needs ProfileSpec.prepare's data"
-        train = self.labelled_train(task_data.splits[0])  # the majority the head can know
-        counts = torch.bincount(task_data.labels[train], minlength=len(task_data.classes))
-        return ProfileHead(encoder, len(task_data.classes), int(counts.argmax()), self.user_vector)
+    labelled = sum(label is not None for label in per_user)
+    if labelled < 3:
+        raise DataError(
+            f"Only {labelled} users of the data have a label in {path}; a profile task "
+            "needs at least 3 (train, valid, test)."
+        )
+    index = {label: i for i, label in enumerate(classes)}
+    labels = torch.tensor([index[x] if x is not None else -1 for x in per_user])
+    labelled = torch.nonzero(labels >= 0).reshape(-1)
+    return ProfileData(
+        sequences=data,
+        labels=labels,
+        classes=tuple(classes),
+        splits=split_rows(labelled, spec.split_seed),
+    )

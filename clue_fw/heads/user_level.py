@@ -15,15 +15,11 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
-from typing import Any
 
 import torch
-from pydantic import Field, SerializerFunctionWrapHandler, field_validator, model_serializer
 
-from clue_fw.components import HeadSpec, TaskData, UserVector
-from clue_fw.data.csr import Csr
-from clue_fw.data.seeds import GeneratorSeed
 from clue_fw.errors import DataError
+from clue_fw.heads.specs import UserLevelHeadSpec as UserLevelHeadSpec
 
 SPLIT_FRACTIONS = (0.8, 0.05, 0.15)
 
@@ -78,64 +74,3 @@ def labelled_train(train: torch.Tensor, fraction: float) -> torch.Tensor:
     if fraction >= 1:
         return train
     return train[: labelled_count(train.numel(), fraction)]
-
-
-class UserLevelHeadSpec(HeadSpec):
-    """Base of heads that predict from one vector per user."""
-
-    user_vector: UserVector = Field(
-        "ur",
-        description="The user vector: 'ur', the [UR] token output; 'mean', the mean of the "
-        "item states.",
-    )
-    split_seed: GeneratorSeed = Field(
-        0,
-        description="Seed of the random 80/5/15 user split (fixed across run seeds), "
-        "in 0 .. 2**32 - 1.",
-    )
-    label_fraction: float = Field(
-        1.0,
-        description="Share of the training users whose labels fine-tuning uses, in (0, 1]: "
-        "the first ceil(fraction x n_train) of the split's seeded order, so smaller "
-        "fractions are subsets of larger ones; validation and test users do not change.",
-    )
-
-    @field_validator("label_fraction")
-    @classmethod
-    def _fraction_in_range(cls, value: float) -> float:
-        if not 0 < value <= 1:  # also refuses NaN
-            raise ValueError(
-                f"label_fraction must be in (0, 1] (the share of the training users that "
-                f"keep their labels; 1 keeps all), got {value}"
-            )
-        return value
-
-    @model_serializer(mode="wrap")
-    def _omit_full_fraction(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """Leave the default ``label_fraction: 1.0`` out of dumps, so a recipe that does not
-        set it keeps its recipe.yaml, recipe sha256 and run identity from before the field
-        existed (and such runs still resume)."""
-        data: dict[str, Any] = handler(self)
-        if self.label_fraction == 1.0:
-            data.pop("label_fraction", None)
-        return data
-
-    def labelled_train(self, train: torch.Tensor) -> torch.Tensor:
-        """The training users (or rows) whose labels this head trains on."""
-        return labelled_train(train, self.label_fraction)
-
-    def pretrain_sequences(self, task_data: TaskData) -> Csr:
-        """Every user's whole (source) sequence: the task's labels are not in it."""
-        return task_data.sequences.sequences
-
-    def history_problem(self, history: str) -> str | None:
-        if history != "recent":
-            return (
-                f"head {self.kind!r} predicts from each user's n most recent items; use "
-                "history: recent"
-            )
-        return None
-
-    def training_inputs(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The user's (source) sequence that the user vector is read from."""
-        return batch["items"]

@@ -24,11 +24,11 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from clue_fw.devices import process_device
 from clue_fw.distributed import Distributed, launch_from_environment, session
 from clue_fw.errors import CheckpointError, ClueError, RunDirectoryError, quote
 from clue_fw.inference.run_files import checked_task_data, read_recipe, run_reader
 from clue_fw.recipe import validate_recipe
-from clue_fw.runner import process_device
 from clue_fw.running.assembly import run_context
 from clue_fw.running.finetune import BEST_FILE
 from clue_fw.running.identity import RunIdentity

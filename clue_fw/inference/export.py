@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from clue_fw.errors import ClueError, quote
-from clue_fw.output_target import atomic_write, check_user_output, write_output
+from clue_fw.file_safety import atomic_write, check_user_output, write_output
 
 VECTOR_FORMATS = (".npy", ".safetensors", ".parquet")
 PARQUET_EXTRA = "pip install 'clue_fw[parquet]'"
@@ -200,7 +200,7 @@ class _ParquetChunks:
 
 
 def _write_through(out: Path, fill: Callable[[Path], None]) -> None:
-    """``fill(temp)`` then rename onto ``out`` (:func:`~clue_fw.output_target.atomic_write`),
+    """``fill(temp)`` then rename onto ``out`` (:func:`~clue_fw.file_safety.atomic_write`),
     after the user-output checks; an OS error is a ClueError naming ``out``."""
     from clue_fw.running.os_errors import os_reason
 
@@ -351,7 +351,7 @@ def write_recommendations(
 
 def write_bytes(out: Path, payload: bytes) -> None:
     """Write ``payload`` atomically through the checked output target
-    (:func:`~clue_fw.output_target.write_output`); a problem is a ClueError naming ``out``."""
+    (:func:`~clue_fw.file_safety.write_output`); a problem is a ClueError naming ``out``."""
     _check_folder(out)
     write_output(out, payload)
 

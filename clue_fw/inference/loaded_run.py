@@ -9,8 +9,9 @@ torch.Size([1, 32])
 the item catalogue from a run directory, with the checks ``--resume`` makes (run
 identity, checkpoint role, data fingerprint). The encoder reads each user's most recent
 ``max_len`` known items, exactly as evaluation does; ``recommend`` scores items with
-the run's ``next_item`` head and excludes seen items as its protocol does
-(``finetune.head.exclude_seen``).
+the run's head, when the head says it ranks items (:attr:`HeadSpec.ranking`: the
+built-in ``next_item``, a plugin's ranking head), and excludes seen items as its
+protocol does (``finetune.head.exclude_seen``).
 """
 
 from __future__ import annotations
@@ -26,13 +27,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from clue_fw.components import BuildContext, SequenceEncoder, TaskData, user_vectors
+from clue_fw.components import (
+    BuildContext,
+    DownstreamHead,
+    SequenceEncoder,
+    TaskData,
+    user_vectors,
+)
 from clue_fw.data.csr import Csr
-from clue_fw.data.dataset import SequenceData, leave_one_out
+from clue_fw.data.dataset import SequenceData
 from clue_fw.data.readers import RawSequences
+from clue_fw.devices import resolve_device
 from clue_fw.errors import CheckpointError, ClueError, EvaluationError, quote
-from clue_fw.heads.next_item import NextItemHead, NextItemSpec
-from clue_fw.heads.user_level import UserLevelHeadSpec
 from clue_fw.inference.catalogue import (
     EncodedSequences,
     InputReport,
@@ -49,8 +55,7 @@ from clue_fw.inference.run_files import (
     read_run,
     stored_item_ids,
 )
-from clue_fw.registry import plugin_call
-from clue_fw.runner import resolve_device
+from clue_fw.provenance import plugin_call
 from clue_fw.running.assembly import catalogue_context, run_context
 from clue_fw.running.identity import RunIdentity
 from clue_fw.training.checkpoint import load_module_tensors
@@ -133,15 +138,17 @@ def whole_number(value: Any, name: str, least: int) -> int:
 class LoadedRun:
     """A finished run's recipe, encoder (eval mode, on ``device``) and item catalogue.
 
-    Made by :func:`load_run`. ``head`` is the run's ``next_item`` head (fine-tuned, or
-    with tied weights only the encoder) that :meth:`recommend` scores with, or None.
+    Made by :func:`load_run`. ``head`` is the run's ranking head (``next_item``, or a
+    plugin's head whose spec has a :attr:`~clue_fw.components.HeadSpec.ranking`; from the
+    fine-tuned checkpoint, or with tied weights the encoder's) that :meth:`recommend` scores
+    with, or None when the head ranks no items.
     """
 
     def __init__(
         self,
         files: RunFiles,
         encoder: SequenceEncoder,
-        head: NextItemHead | None,
+        head: DownstreamHead | None,
         no_head: str,
         catalogue: ItemCatalogue,
         device: torch.device,
@@ -192,13 +199,13 @@ class LoadedRun:
     @property
     def user_vector(self) -> str:
         """Which user vector the run's head reads: ``ur`` ([UR] output) or ``mean``."""
-        return str(getattr(self.recipe.finetune.head, "user_vector", "ur"))
+        return str(self.recipe.finetune.head.reads_user_vector)
 
     @property
     def exclude_seen(self) -> str | None:
-        """The run's own ``exclude_seen`` (None when its head is not ``next_item``)."""
-        head = self.recipe.finetune.head
-        return head.exclude_seen if isinstance(head, NextItemSpec) else None
+        """The run's own ``exclude_seen`` (None when its head ranks no items)."""
+        ranking = self.recipe.finetune.head.ranking
+        return ranking.exclude_seen if ranking is not None else None
 
     def __repr__(self) -> str:
         return (
@@ -230,13 +237,8 @@ class LoadedRun:
         user-level heads (``profile``, ``cold_start``), which hold out no item, the whole
         (source) sequence. Reads the run's data (checked against its fingerprint)."""
         task_data = self.task_data()
-        head = self.recipe.finetune.head
-        data = task_data.sequences
-        if isinstance(head, UserLevelHeadSpec):
-            histories = data.sequences
-        else:
-            histories = leave_one_out(data).train_valid
-        return [int(u) for u in data.user_ids], histories
+        histories = self.recipe.finetune.head.test_histories(task_data)
+        return [int(u) for u in task_data.sequences.user_ids], histories
 
     def embed_run_users(
         self, *, batch_size: int | None = None, progress: Progress | None = None
@@ -305,8 +307,9 @@ class LoadedRun:
         of a ``next_item`` head with ``tie_weights: false``, else the encoder's item
         embeddings (padding and [MASK] rows left out)."""
         count = len(self.catalogue)
-        if self.head is not None and self.head.output is not None:
-            weight = self.head.output.weight
+        output = getattr(self.head, "output", None)  # next_item, tie_weights: false
+        if output is not None:
+            weight = output.weight
         else:
             weight = self.encoder.item_embedding.weight
         vectors = weight.detach()[1 : count + 1].float().cpu().clone()
@@ -325,12 +328,13 @@ class LoadedRun:
         progress: Progress | None = None,
     ) -> Recommendations:
         """Top-``k`` raw item ids and scores for each user's raw sequence, scored by the
-        run's ``next_item`` head. ``exclude_seen`` (default: the run's own) ``history``
-        scores every known item of the user's sequence ``-inf`` (all of it, not only the
-        ``max_len`` the encoder reads), as evaluation does; ``none`` ranks every item.
-        ``candidates`` (raw item ids) restricts the ranking to those items: ids the run
-        does not know are skipped and counted in the result's ``candidates_unknown``; none
-        known is an error. ``k`` larger than the items left leaves ``-1`` slots."""
+        run's head (one that ranks items: :attr:`HeadSpec.ranking`). ``exclude_seen``
+        (default: the run's own) ``history`` scores every known item of the user's
+        sequence ``-inf`` (all of it, not only the ``max_len`` the encoder reads), as
+        evaluation does; ``none`` ranks every item. ``candidates`` (raw item ids)
+        restricts the ranking to those items: ids the run does not know are skipped and
+        counted in the result's ``candidates_unknown``; none known is an error. ``k``
+        larger than the items left leaves ``-1`` slots."""
         checked = self._recommend_settings(k, exclude_seen, candidates)
         return self._rank(self._encode(sequences), *checked, batch_size, progress)
 
@@ -355,7 +359,7 @@ class LoadedRun:
 
     def _recommend_settings(
         self, k: int, exclude_seen: str | None, candidates: Iterable[int] | None
-    ) -> tuple[NextItemHead, int, str, Candidates | None]:
+    ) -> tuple[DownstreamHead, int, str, Candidates | None]:
         """The head that scores, ``k`` (at most the catalogue), the exclusion and the
         candidate items, checked before any sequence is read."""
         head = self._require_head()
@@ -387,7 +391,7 @@ class LoadedRun:
     def _rank(
         self,
         encoded: EncodedSequences,
-        head: NextItemHead,
+        head: DownstreamHead,
         k: int,
         exclude: str,
         candidates: Candidates | None,
@@ -398,9 +402,8 @@ class LoadedRun:
         items, scores = [], []
         with torch.no_grad():
             for rows, batch in self._batches(encoded.csr, batch_size):
-                user = self.encoder(batch).user
-                with plugin_call(head, "logits"):
-                    logits = head.logits(self.encoder, user).float()
+                with plugin_call(head, "item_scores"):
+                    logits = head.item_scores(self.encoder, batch).float()
                 if exclude == "history":
                     seen_row, seen = encoded.csr.batch_pairs(rows)
                     logits[seen_row.to(self.device), seen.to(self.device)] = float("-inf")
@@ -487,7 +490,7 @@ class LoadedRun:
                 progress(rows.numel())
             yield vectors
 
-    def _require_head(self) -> NextItemHead:
+    def _require_head(self) -> DownstreamHead:
         if self.head is None:
             raise ClueError(f"Cannot recommend with the run in {self.run_dir}: {self._no_head}.")
         return self.head
@@ -539,21 +542,11 @@ def load_run(
     else:
         context = catalogue_context(recipe, catalogue.raw_ids, root)
     head_spec = recipe.finetune.head
-    head: NextItemHead | None = None
-    no_head = ""
+    head: DownstreamHead | None = None
     with torch.random.fork_rng(devices=[]):  # building must not move the caller's RNG
         encoder = recipe.backbone.build(context)
-        if not isinstance(head_spec, NextItemSpec):
-            no_head = (
-                f"its head is {head_spec.kind!r}, not 'next_item'; it scores no items (its "
-                "user vectors come from embed_users)"
-            )
-        elif chosen == "pretrain" and not head_spec.tie_weights:
-            no_head = (
-                "its next_item head has its own output layer (tie_weights: false), which "
-                "pre-training does not train; load stage 'finetune'"
-            )
-        else:
+        no_head = head_spec.ranking_problem(chosen) or ""  # the head says whether it ranks
+        if not no_head:
             stub = task_data or TaskData(_empty_sequences(catalogue))
             head = head_spec.build(context, encoder, stub)
     load_module_tensors(encoder, files.tensors, files.encoder_prefix, files.checkpoint)
@@ -569,7 +562,7 @@ def load_run(
 
 
 def _empty_sequences(catalogue: ItemCatalogue) -> SequenceData:
-    """Data without users, for building a ``next_item`` head (which reads none)."""
+    """Data without users, for building a ranking head (which reads none)."""
     return SequenceData(
         Csr.from_lists([]), len(catalogue), np.empty(0, np.int64), catalogue.raw_ids
     )

@@ -31,36 +31,17 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Annotated, Literal
 
 import torch
-from pydantic import AfterValidator, Field
+
+# The recipe-facing types live torch-free in options.py (head specs import them there).
+from clue_fw.metrics.options import NAN_ROWS as NAN_ROWS
+from clue_fw.metrics.options import TIES_DESCRIPTION as TIES_DESCRIPTION
+from clue_fw.metrics.options import Cutoffs as Cutoffs
+from clue_fw.metrics.options import Ties as Ties
+from clue_fw.metrics.options import check_cutoffs as check_cutoffs
 
 _METRIC = re.compile(r"^(mrr|recall|ndcg|hit)@(\d+)$")
-
-#: How a tie between the target and other items is broken (see the module docstring).
-Ties = Literal["pessimistic", "average"]
-
-#: Recipe description of a head's ``ties`` field.
-TIES_DESCRIPTION = (
-    "Items that score the same as the held-out item: 'pessimistic' ranks them all above it; "
-    "'average' reports each metric's expected value under a random tie-break."
-)
-
-#: Key of the per-batch number of rows with a NaN score in a head's ``metric_sums``;
-#: :func:`clue_fw.training.loop.evaluate` removes it and refuses the split when it is not 0.
-NAN_ROWS = "nan_rows"
-
-
-def check_cutoffs(ks: list[int]) -> list[int]:
-    """Cut-offs for ``@k`` metrics: positive, sorted, without repeats."""
-    if any(k <= 0 for k in ks):
-        raise ValueError(f"every k must be positive, got {ks}")
-    return sorted(set(ks))
-
-
-#: The type of a head's ``ks`` field: at least one positive cut-off.
-Cutoffs = Annotated[list[int], Field(min_length=1), AfterValidator(check_cutoffs)]
 
 
 def tie_blocks(

@@ -10,23 +10,18 @@ papers do, as a ``finetune.auxiliary`` term beside the next-item loss.
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
-
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from pydantic import Field
 
 from clue_fw.components import (
     Augmentation,
-    BuildContext,
     LossOutput,
-    ObjectiveSpec,
     PretrainObjective,
     SequenceEncoder,
     two_view_users,
 )
-from clue_fw.memory import FLOAT_BYTES, Part, StepSizes
+from clue_fw.objectives.specs import InfoNceSpec as InfoNceSpec
 
 
 def nt_xent(
@@ -80,35 +75,3 @@ class InfoNceObjective(PretrainObjective):
             _gather_rows(user_1), _gather_rows(user_2), self.temperature, self.similarity
         )
         return LossOutput(loss, {"pair_acc": accuracy})
-
-
-class InfoNceSpec(ObjectiveSpec):
-    """InfoNCE between two views with in-batch negatives (CL4SRec, DuoRec)."""
-
-    kind: Literal["infonce"] = "infonce"
-    min_batch_size: ClassVar[int] = 2
-    """With one sequence a batch there is no negative, and the loss is zero."""
-    temperature: float = Field(
-        1.0,
-        gt=0.0,
-        le=100.0,
-        description="Softmax temperature tau of the similarities (DuoRec, CL4SRec: 1.0).",
-    )
-    similarity: Literal["dot", "cosine"] = Field(
-        "dot",
-        description="'dot': inner product of the user vectors (DuoRec, CL4SRec); 'cosine': "
-        "of their l2-normalised copies (SimCLR; pair it with a temperature such as 0.1).",
-    )
-
-    def encoder_batch(self, batch: int) -> int:
-        """Both views go through the encoder in one pass."""
-        return 2 * batch
-
-    def step_parts(self, sizes: StepSizes) -> list[Part]:
-        """The ``2B x 2B`` similarity matrix (logits, softmax and gradient: 3 copies)."""
-        rows = 2 * sizes.batch
-        what = f"view similarities ({rows:,}^2 x 3 x 4 B)"
-        return [Part(what, 3 * rows * rows * FLOAT_BYTES, (sizes.batch_field,))]
-
-    def build(self, context: BuildContext, encoder: SequenceEncoder) -> InfoNceObjective:
-        return InfoNceObjective(self.temperature, self.similarity)

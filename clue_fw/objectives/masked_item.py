@@ -28,24 +28,18 @@ loop refuses.
 
 from __future__ import annotations
 
-import math
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 
 from clue_fw.components import (
     Augmentation,
-    BuildContext,
     LossOutput,
-    ObjectiveSpec,
     PretrainObjective,
     SequenceEncoder,
 )
-from clue_fw.item_softmax import ItemLoss, ItemSoftmaxOptions
-from clue_fw.memory import Part, StepSizes
+from clue_fw.item_softmax import ItemLoss
 from clue_fw.metrics.ranking import target_ranks
+from clue_fw.objectives.specs import MaskedItemSpec as MaskedItemSpec
 
 
 def cloze_mask(items: torch.Tensor, rho: float, generator: torch.Generator) -> torch.Tensor:
@@ -96,31 +90,3 @@ class MaskedItemObjective(PretrainObjective):
             ranks = target_ranks(logits, items[masked], ties="pessimistic")
             accuracy = (ranks == 1.0).float().mean()
         return LossOutput(loss, {"masked_acc": accuracy})
-
-
-class MaskedItemSpec(ObjectiveSpec, ItemSoftmaxOptions):
-    """Masked-item (cloze) prediction over all items, PeterRec / BERT4Rec style."""
-
-    kind: Literal["masked_item"] = "masked_item"
-    rho: float = Field(
-        0.2, gt=0.0, le=1.0, description="Proportion of real items replaced by [MASK]."
-    )
-
-    def step_parts(self, sizes: StepSizes) -> list[Part]:
-        """Logits of the masked positions (``rho x batch x n``, at least one a row); the
-        sampled loss scores every position (unmasked ones are ignored)."""
-        if self.loss == "sampled":
-            rows = sizes.batch * sizes.max_len
-        else:
-            rows = max(sizes.batch, math.ceil(self.rho * sizes.batch * sizes.max_len))
-        fields = (sizes.batch_field,)
-        what = "masked-item logits"
-        return [self.logits_part(what, rows, sizes.num_items, fields, "pretrain.objective")]
-
-    def build(self, context: BuildContext, encoder: SequenceEncoder) -> MaskedItemObjective:
-        return MaskedItemObjective(
-            context.num_items,
-            context.mask_id,
-            self.rho,
-            self.item_loss(context.num_items, context.item_counts),
-        )

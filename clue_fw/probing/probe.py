@@ -41,7 +41,6 @@ from typing import Any, Literal
 
 import torch
 
-from clue_fw.analysis.measures import effective_rank
 from clue_fw.data.dataset import SequenceData
 from clue_fw.data.labels import LabelColumn, LabelFormat, align_labels, read_label_file
 from clue_fw.errors import ClueError, DataError, quote
@@ -49,6 +48,7 @@ from clue_fw.heads.profile import class_order
 from clue_fw.heads.user_level import UserLevelHeadSpec, split_rows
 from clue_fw.inference import LoadedRun, load_run
 from clue_fw.inference.run_files import Stage, check_stage
+from clue_fw.metrics.representation import effective_rank
 from clue_fw.probing.features import svd_rank, tfidf_bag, truncated_svd
 from clue_fw.probing.knn import DEFAULT_K_GRID, knn_predict, select_k
 from clue_fw.probing.linear import DEFAULT_L2_GRID, Standardizer, fit_logistic, select_l2

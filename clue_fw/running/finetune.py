@@ -26,10 +26,10 @@ from torch import nn
 from clue_fw.components import BuildContext, SequenceEncoder, TaskData
 from clue_fw.data.dataset import SequenceData
 from clue_fw.data.examples import Batches, ExampleSet
-from clue_fw.distributed import SINGLE, Distributed, GlobalView, convert_batchnorm
+from clue_fw.distributed import SINGLE, Distributed, GlobalView
 from clue_fw.errors import CheckpointError, RecipeError, short_repr
+from clue_fw.provenance import plugin_call
 from clue_fw.recipe import pretrains
-from clue_fw.registry import plugin_call
 from clue_fw.running.identity import diff_keys, directory_identity, file_identity
 from clue_fw.running.os_errors import exists, is_dir
 from clue_fw.running.pretrain import ENCODER_FILE, ITEM_IDS_KEY
@@ -38,7 +38,6 @@ from clue_fw.running.stage import Stage
 from clue_fw.training.auxiliary import AuxiliaryTerms, auxiliary_inputs, smallest_batch
 from clue_fw.training.checkpoint import load_checkpoint, load_module_tensors, module_tensors
 from clue_fw.training.loop import derive_seed
-from clue_fw.training.optim import build_optimizer
 from clue_fw.training.report import Reporter
 
 BEST_FILE = "best.safetensors"
@@ -160,25 +159,20 @@ def run_finetune(
         auxiliary = AuxiliaryTerms.from_specs(spec.auxiliary, context, encoder).to(device)
         parts["auxiliary"] = auxiliary  # trained, saved and resumed with the rest
     module = nn.ModuleDict(parts)
-    if distributed.parallel:
-        # BatchNorm of a backbone, head or auxiliary term: global-batch statistics
-        convert_batchnorm(module)
     probe = spec.mode == "probe"
     if probe:
         encoder.requires_grad_(False)
-    parameters = [p for p in module.parameters() if p.requires_grad]
-    stage = Stage(
+    stage = Stage.training(
         "finetune",
-        directory,
         module,
-        build_optimizer(parameters, spec.train),
+        spec.train,
+        directory,
         reporter,
         recipe.seed,
         device,
+        distributed,
         extra_fields=EXTRA_FIELDS,
-        epochs=spec.train.epochs,
         patience=spec.patience,
-        distributed=distributed,
     )
     task = head_spec.make_task(task_data, context, spec.train.history).to(device)
     monitor = spec.monitor or head_spec.monitor_default

@@ -9,8 +9,8 @@ import shlex
 import stat
 from pathlib import Path
 
-from clue_fw.data.files import file_kind
 from clue_fw.errors import ClueError, RunDirectoryError
+from clue_fw.file_safety import file_kind
 
 _FULL = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
 

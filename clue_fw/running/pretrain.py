@@ -16,19 +16,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from clue_fw.analysis.monitor import RepresentationMonitor, collapse_warning
 from clue_fw.augmentations.compose import ViewPipeline
 from clue_fw.components import BuildContext, SequenceEncoder, TaskData
 from clue_fw.data.csr import Csr
 from clue_fw.data.examples import ExampleSet
 from clue_fw.data.windows import training_windows
-from clue_fw.distributed import SINGLE, Distributed, GlobalView, convert_batchnorm
-from clue_fw.registry import plugin_call
+from clue_fw.distributed import SINGLE, Distributed, GlobalView
+from clue_fw.provenance import plugin_call
 from clue_fw.running.os_errors import exists
 from clue_fw.running.run_directory import RunDirectory
 from clue_fw.running.stage import Stage
 from clue_fw.training.checkpoint import module_tensors
-from clue_fw.training.optim import build_optimizer
+from clue_fw.training.monitor import RepresentationMonitor, collapse_warning
 from clue_fw.training.report import Reporter
 
 ENCODER_FILE = "encoder.safetensors"
@@ -60,19 +59,8 @@ def run_pretrain(
     objective = spec.objective.build(context, encoder).to(device)
     views = ViewPipeline.from_specs(spec.views, context).to(device)
     module = nn.ModuleDict({"encoder": encoder, "objective": objective, "views": views})
-    if distributed.parallel:
-        convert_batchnorm(module)  # the projector's and predictor's: global-batch statistics
-    parameters = [p for p in module.parameters() if p.requires_grad]
-    stage = Stage(
-        "pretrain",
-        directory,
-        module,
-        build_optimizer(parameters, spec.train),
-        reporter,
-        recipe.seed,
-        device,
-        epochs=spec.train.epochs,
-        distributed=distributed,
+    stage = Stage.training(
+        "pretrain", module, spec.train, directory, reporter, recipe.seed, device, distributed
     )
     stage.try_resume()
     if distributed.on_main(lambda: stage.finished and exists(stage.path(ENCODER_FILE))):
@@ -89,7 +77,7 @@ def run_pretrain(
         sequences.to(device),
         context.max_len,
         views,
-        how=getattr(recipe.finetune.head, "user_vector", "ur"),
+        how=recipe.finetune.head.reads_user_vector,
         seed=recipe.seed,
     )
     # A last batch of a single sequence is skipped (BatchNorm needs two rows, and one

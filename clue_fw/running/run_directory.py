@@ -49,6 +49,7 @@ from safetensors import SafetensorError
 
 from clue_fw._version import __version__ as _clue_fw_version
 from clue_fw.errors import CheckpointError, RecipeError, RunDirectoryError, short_repr
+from clue_fw.file_safety import atomic_write_bytes, atomic_write_json
 from clue_fw.recipe import MAX_RECIPE_BYTES, parse_yaml, recipe_to_yaml
 from clue_fw.running.identity import (
     RECIPE_FILE,
@@ -69,12 +70,7 @@ from clue_fw.running.os_errors import (
     os_reason,
     output_error,
 )
-from clue_fw.training.checkpoint import (
-    atomic_write_bytes,
-    atomic_write_json,
-    load_checkpoint,
-    save_checkpoint,
-)
+from clue_fw.training.checkpoint import load_checkpoint, save_checkpoint
 
 METRICS_FILE = "metrics.json"
 LOG_FILE = "run.log"

@@ -4,7 +4,7 @@ A stage (``pretrain`` or ``finetune``) keeps its files in ``<run_dir>/<stage>/``
 Every epoch ends with ``last.safetensors``: the module's weights, the optimiser state and
 the metadata (epoch, finished, history, stage-specific ``extra``), stamped with the run
 identity by :class:`~clue_fw.running.run_directory.RunDirectory`, then ``history.csv``
-(the history, one row per epoch: :mod:`clue_fw.analysis.history_csv`). Randomness is
+(the history, one row per epoch: :mod:`clue_fw.running.history_csv`). Randomness is
 re-seeded from (seed, stage, epoch) at the start of every epoch
 (:meth:`Stage.begin_epoch`), so a resumed stage follows the uninterrupted one exactly.
 
@@ -22,10 +22,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from clue_fw.analysis.history_csv import HISTORY_FILE, write_history
 from clue_fw.data.examples import Batches
-from clue_fw.distributed import SINGLE, Distributed, ShardedStep
+from clue_fw.distributed import SINGLE, Distributed, ShardedStep, convert_batchnorm
 from clue_fw.errors import CheckpointError, NonFiniteError
+from clue_fw.running.history_csv import HISTORY_FILE, write_history
 from clue_fw.running.os_errors import exists
 from clue_fw.running.run_directory import RunDirectory
 from clue_fw.training.checkpoint import (
@@ -35,7 +35,7 @@ from clue_fw.training.checkpoint import (
     restore_optimizer,
 )
 from clue_fw.training.loop import EpochStats, derive_seed, train_epoch
-from clue_fw.training.optim import lr_schedule
+from clue_fw.training.optim import build_optimizer, lr_schedule
 from clue_fw.training.report import Reporter
 
 LAST_FILE = "last.safetensors"
@@ -80,6 +80,41 @@ class Stage:
         self.distributed = distributed
         self.saved = False  # this process knows a last.safetensors of the stage exists
         self.lr: float | None = None  # the learning rate of the last epoch's last step
+
+    @classmethod
+    def training(
+        cls,
+        name: str,
+        module: nn.Module,
+        train: Any,
+        directory: RunDirectory,
+        reporter: Reporter,
+        seed: int,
+        device: torch.device,
+        distributed: Distributed = SINGLE,
+        extra_fields: dict[str, type] | None = None,
+        patience: int | None = None,
+    ) -> Stage:
+        """The stage that trains ``module`` with ``train`` (a stage's ``TrainSpec``): its
+        optimiser over the parameters that require a gradient (freeze a part before), for
+        ``train.epochs`` epochs. Data-parallel, every BatchNorm of ``module`` computes
+        global-batch statistics (:func:`~clue_fw.distributed.convert_batchnorm`)."""
+        if distributed.parallel:
+            convert_batchnorm(module)  # shares the parameters: the optimiser trains them
+        parameters = [p for p in module.parameters() if p.requires_grad]
+        return cls(
+            name,
+            directory,
+            module,
+            build_optimizer(parameters, train),
+            reporter,
+            seed,
+            device,
+            extra_fields=extra_fields,
+            epochs=train.epochs,
+            patience=patience,
+            distributed=distributed,
+        )
 
     @property
     def last_path(self) -> Path:

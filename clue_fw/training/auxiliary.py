@@ -32,7 +32,7 @@ from clue_fw.augmentations.compose import ViewPipeline
 from clue_fw.components import BuildContext, LossOutput, SequenceEncoder
 from clue_fw.errors import PluginError
 from clue_fw.memory import Part, StepSizes
-from clue_fw.registry import plugin_call
+from clue_fw.provenance import plugin_call
 
 #: Prefix of the auxiliary terms' names in the epoch log (and ``history.csv``).
 TERM_PREFIX = "aux."
@@ -152,7 +152,7 @@ class AuxiliaryTerms(nn.Module):
 
     def _check(self, index: int, output: object) -> None:
         """Raise PluginError when term ``index``'s objective broke the loss contract."""
-        from clue_fw.registry import describe_component
+        from clue_fw.provenance import describe_component
         from clue_fw.training.loop import loss_output_problem
 
         problem = loss_output_problem(output)

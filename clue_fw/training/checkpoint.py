@@ -20,17 +20,18 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from clue_fw.data.files import file_kind
+from clue_fw._deprecated import moved_names
 from clue_fw.errors import CheckpointError
-from clue_fw.output_target import atomic_write, atomic_write_bytes
+from clue_fw.file_safety import atomic_write, file_kind
 
 FORMAT = "clue_fw.checkpoint/1"
 METADATA_KEY = "clue_fw"
 
-
-def atomic_write_json(path: Path, value: Any, create_parent: bool = True) -> None:
-    text = json.dumps(value, indent=2, sort_keys=False) + "\n"
-    atomic_write_bytes(path, text.encode(), create_parent)
+# The atomic writers live with the one atomic write they use.
+__getattr__ = moved_names(
+    __name__,
+    {"atomic_write_json": "clue_fw.file_safety", "atomic_write_bytes": "clue_fw.file_safety"},
+)
 
 
 def save_checkpoint(

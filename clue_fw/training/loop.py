@@ -16,7 +16,7 @@ from clue_fw.components import DownstreamHead, LossOutput, SequenceEncoder
 from clue_fw.data.examples import Batch, Batches, ExampleSet
 from clue_fw.errors import EvaluationError, NonFiniteError, PluginError, TrainingError
 from clue_fw.metrics.ranking import NAN_ROWS
-from clue_fw.registry import plugin_call
+from clue_fw.provenance import plugin_call
 from clue_fw.training.report import Reporter
 
 
@@ -303,7 +303,7 @@ def loss_output_problem(output: object) -> str | None:
 def _provider_text(loss_name: str) -> str:
     """`` (plugin P)`` for a loss named ``"<kind> <family>"``, when the registry knows it."""
     kind, _, family = loss_name.rpartition(" ")
-    from clue_fw.registry import provider_of
+    from clue_fw.provenance import provider_of
 
     provider = provider_of(family, kind)
     return f" (plugin {provider})" if provider else ""

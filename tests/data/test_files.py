@@ -1,4 +1,4 @@
-"""Tests for clue_fw.data.files: only regular files, under a cap, through a bounded read.
+"""Tests for clue_fw.file_safety (reading): only regular files, under a cap, through a bounded read.
 
 Every reader of a recipe, data, label or target file goes through ``read_file``, so
 each one is checked here on a named pipe (must return at once, not wait for a
@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 
 from clue_fw.data.domains import read_movie_genres
-from clue_fw.data.files import DEFAULT_MAX_FILE_BYTES, MAX_FILE_ENV, max_file_bytes, read_file
 from clue_fw.data.labels import read_label_file
 from clue_fw.data.readers import read_interaction_table, read_sequence_file
 from clue_fw.data.root import resolve_data_path
 from clue_fw.errors import ClueError, DataError, RecipeError
+from clue_fw.file_safety import DEFAULT_MAX_FILE_BYTES, MAX_FILE_ENV, max_file_bytes, read_file
 from clue_fw.recipe import load_recipe, read_recipe_file
 
 READERS: dict[str, Callable[[Path], Any]] = {

@@ -14,9 +14,9 @@ from torch import nn
 from clue_fw.backbones.transformer import TransformerSpec
 from clue_fw.components import BuildContext
 from clue_fw.errors import CheckpointError
+from clue_fw.file_safety import atomic_write_json
 from clue_fw.training.checkpoint import (
     FORMAT,
-    atomic_write_json,
     load_checkpoint,
     load_module_tensors,
     module_tensors,

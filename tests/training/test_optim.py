@@ -17,8 +17,8 @@ from rich.console import Console
 from test_resume import assert_same_outcome
 from torch import nn
 
-import clue_fw.running.finetune as finetune_module
-import clue_fw.running.pretrain as pretrain_module
+import clue_fw.running.stage as finetune_module  # both stages build their optimiser there
+import clue_fw.running.stage as pretrain_module
 from clue_fw.analysis.history_csv import read_history
 from clue_fw.components import LossOutput
 from clue_fw.data.examples import ExampleSet

@@ -17,7 +17,9 @@ Its task needs no data of its own: leave-one-out on the sequences, like the buil
     >>> cosine_scores(user, items, temperature=0.5).tolist()
     [[2.0, 0.0]]
 
-A recipe uses it as ``finetune.head: {kind: cosine_next_item, temperature: 0.1}``.
+A recipe uses it as ``finetune.head: {kind: cosine_next_item, temperature: 0.1}``. Its
+spec says that it ranks items (``ranking``) and its head scores them by id
+(``item_scores``), so ``clue recommend`` serves a run of it as it serves ``next_item``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from clue_fw.components import (
     DownstreamHead,
     HeadSpec,
     LossOutput,
+    Ranking,
     SequenceEncoder,
     TaskData,
 )
@@ -72,6 +75,13 @@ class CosineNextItemHead(DownstreamHead):
         """``[B, num_items]`` scores for the left-padded histories ``items`` ``[B, n]``."""
         weight = encoder.item_embedding.weight[1 : self.num_items + 1]  # no padding, no [MASK]
         return cosine_scores(encoder(items).user, weight, self.temperature)
+
+    def item_scores(self, encoder: SequenceEncoder, items: torch.Tensor) -> torch.Tensor:
+        """``[B, num_items + 1]`` scores by item id (column 0, padding, scores -inf): what
+        ``clue recommend`` ranks, since the spec says the head ranks items."""
+        scores = self.scores(encoder, items)
+        padding = torch.full_like(scores[:, :1], float("-inf"))
+        return torch.cat([padding, scores], dim=1)
 
     def loss(self, encoder: SequenceEncoder, batch: dict[str, torch.Tensor]) -> LossOutput:
         window = batch["window"]
@@ -113,6 +123,11 @@ class CosineNextItemSpec(HeadSpec):
     @property
     def monitor_default(self) -> str:
         return f"ndcg@{self.ks[0]}"
+
+    @property
+    def ranking(self) -> Ranking:
+        """It ranks items (``clue recommend`` serves it), by this protocol."""
+        return Ranking(self.exclude_seen, list(self.ks), self.ties)
 
     @property
     def probe_ready(self) -> str | None:

@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torch import nn
 
+from clue_fw import read_json_file
 from clue_fw.components import (
     Augmentation,
     BuildContext,
@@ -55,7 +56,6 @@ from clue_fw.components import (
     SequenceEncoder,
 )
 from clue_fw.data.dataset import SequenceData
-from clue_fw.data.files import read_json_file
 from clue_fw.data.root import resolve_data_path
 from clue_fw.errors import DataError
 from clue_fw.hookspecs import hookimpl

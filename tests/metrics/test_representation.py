@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from clue_fw.analysis.measures import (
+from clue_fw.metrics.representation import (
     alignment,
     collapse_std,
     effective_rank,

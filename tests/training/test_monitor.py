@@ -13,17 +13,17 @@ import torch
 from rich.console import Console
 from torch import nn
 
-from clue_fw.analysis.measures import effective_rank
-from clue_fw.analysis.monitor import (
+from clue_fw.backbones.transformer import TransformerSpec
+from clue_fw.components import BuildContext, EncoderOutput, SequenceEncoder
+from clue_fw.data.csr import Csr
+from clue_fw.metrics.representation import effective_rank
+from clue_fw.runner import run
+from clue_fw.training.monitor import (
     MEASURES,
     RepresentationMonitor,
     collapse_warning,
     sample_windows,
 )
-from clue_fw.backbones.transformer import TransformerSpec
-from clue_fw.components import BuildContext, EncoderOutput, SequenceEncoder
-from clue_fw.data.csr import Csr
-from clue_fw.runner import run
 
 
 def identity_view(items: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
