@@ -8,6 +8,7 @@ from clue_fw.augmentations.mask import MaskViewSpec
 from clue_fw.augmentations.permute import PermuteViewSpec
 from clue_fw.augmentations.split import SplitViewSpec
 from clue_fw.backbones.bag import DeepFMSpec, ItemMeanSpec, NFMSpec
+from clue_fw.backbones.caser import CaserSpec
 from clue_fw.backbones.cnn import NextItNetSpec
 from clue_fw.backbones.gru import GRUSpec
 from clue_fw.backbones.transformer import TransformerSpec
@@ -24,7 +25,15 @@ from clue_fw.objectives.none import NoPretrainingSpec
 
 @hookimpl
 def clue_register_backbones() -> list[type[BackboneSpec]]:
-    return [TransformerSpec, GRUSpec, NextItNetSpec, DeepFMSpec, NFMSpec, ItemMeanSpec]
+    return [
+        TransformerSpec,
+        GRUSpec,
+        NextItNetSpec,
+        CaserSpec,
+        DeepFMSpec,
+        NFMSpec,
+        ItemMeanSpec,
+    ]
 
 
 @hookimpl

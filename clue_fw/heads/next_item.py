@@ -212,6 +212,15 @@ class NextItemSpec(HeadSpec, ItemSoftmaxOptions):
     def monitor_default(self) -> str:
         return f"ndcg@{self.ks[0]}"
 
+    def position_states_use(self, where: str) -> str | None:
+        if self.loss_positions == "all":
+            return (
+                f"{where}.loss_positions: all trains every position's state to predict its "
+                f"successor; set {where}.loss_positions: ur, which trains the user vector to "
+                "predict the next item of every sliding window"
+            )
+        return None
+
     @property
     def probe_ready(self) -> str | None:
         if self.tie_weights:

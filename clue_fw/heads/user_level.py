@@ -128,6 +128,14 @@ class UserLevelHeadSpec(HeadSpec):
         """Every user's whole (source) sequence: the task's labels are not in it."""
         return task_data.sequences.sequences
 
+    def position_states_use(self, where: str) -> str | None:
+        if self.user_vector == "mean":
+            return (
+                f"{where}.user_vector: mean averages the per-position states; set "
+                f"{where}.user_vector: ur to read the backbone's user vector"
+            )
+        return None
+
     def history_problem(self, history: str) -> str | None:
         if history != "recent":
             return (
