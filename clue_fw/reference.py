@@ -8,6 +8,7 @@ JSON Schema (:func:`recipe_json_schema`).
 
 from __future__ import annotations
 
+import inspect
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
@@ -123,9 +124,11 @@ def render(registry: Registry | None = None) -> str:
             "",
             entry.description + f" Provided by {entry.provider.split(' (')[0]}.",
             "",
-            model_table(entry.spec, skip=("kind",)),
-            "",
         ]
+        notes = inspect.cleandoc(entry.spec.__doc__ or "").partition("\n")[2].strip()
+        if notes:  # the docstring's paragraphs after its summary line
+            out += [notes, ""]
+        out += [model_table(entry.spec, skip=("kind",)), ""]
     return "\n".join(out).rstrip() + "\n"
 
 

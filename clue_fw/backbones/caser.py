@@ -152,7 +152,19 @@ class CaserEncoder(SequenceEncoder):
 
 
 class CaserSpec(BackboneSpec):
-    """Caser (horizontal + vertical CNN over the last L items); one user vector, no states."""
+    """Caser (horizontal + vertical CNN over the last L items); one user vector, no states.
+
+    Tang and Wang, WSDM 2018: `n_h` horizontal filters of every height `h = 1..L` over
+    the `L x d` embeddings of the last `L` items, each max-pooled over time (windows of
+    padding only left out), and `n_v` vertical `L x 1` filters; concatenated, dropped
+    out and mapped by a fully connected layer with `fc_activation` to the user vector.
+    It has **no per-position states**: train it with `finetune.head.loss_positions: ur`
+    (the user vector predicts the next item of every sliding window) and pre-train it with
+    objectives that read user vectors (`clue`, `infonce`); `masked_item`,
+    `loss_positions: all` and `user_vector: mean` are refused at validation. Deviation
+    from the paper: no user-id embedding `P_u` (clue_fw encodes users unseen in training),
+    so the user vector is the network's output alone.
+    """
 
     kind: Literal["caser"] = "caser"
     dim: int = Field(64, gt=0, description="Size d of the item embeddings and the user vector.")
