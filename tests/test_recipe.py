@@ -31,8 +31,7 @@ TABLE2_MODELS = ("nfm", "deepfm", "zero", "masked_item", "clue_paper", "clue", "
 #: Shipped recipes that need a plugin of plugins/ (the suite loads no entry points, so it is
 #: registered in code): recipe file name -> plugin module, on pytest's pythonpath.
 PLUGIN_RECIPES = {
-    name: "clue_s3rec"
-    for name in ("beauty50_s3rec.yaml", "ml30_s3rec.yaml", "ml50_s3rec.yaml")
+    name: "clue_s3rec" for name in ("beauty50_s3rec.yaml", "ml30_s3rec.yaml", "ml50_s3rec.yaml")
 }
 
 
