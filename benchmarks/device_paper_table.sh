@@ -51,8 +51,8 @@ stopper=$!
 wait "$sweep"
 pkill -P "$stopper" 2>/dev/null  # its sleep
 kill "$stopper" 2>/dev/null
-for _ in $(seq 30); do  # runs that got SIGTERM are still saving their checkpoints
-    pgrep -g "$sweep" > /dev/null || break
+for _ in $(seq 30); do  # runs that got SIGTERM may still be saving their checkpoints
+    ps -o stat= -g "$sweep" 2> /dev/null | grep -q '^[^Z]' || break  # none left but zombies
     sleep 1
 done
 echo "paper table: $(( $(date +%s) - started )) s wall"

@@ -80,6 +80,12 @@ def recipe_json_schema(registry: Registry | None = None) -> dict[str, Any]:
     return {"$schema": SCHEMA_DIALECT, **schema}
 
 
+def spec_notes(spec: type[BaseModel]) -> str:
+    """The paragraphs of a spec's docstring after its summary line (``clue list`` shows
+    the summary): what a recipe author must know, such as the recipes it refuses."""
+    return inspect.cleandoc(spec.__doc__ or "").partition("\n")[2].strip()
+
+
 def render(registry: Registry | None = None) -> str:
     registry = registry or build_registry()
     recipe = recipe_model(registry)
@@ -125,8 +131,8 @@ def render(registry: Registry | None = None) -> str:
             entry.description + f" Provided by {entry.provider.split(' (')[0]}.",
             "",
         ]
-        notes = inspect.cleandoc(entry.spec.__doc__ or "").partition("\n")[2].strip()
-        if notes:  # the docstring's paragraphs after its summary line
+        notes = spec_notes(entry.spec)
+        if notes:
             out += [notes, ""]
         out += [model_table(entry.spec, skip=("kind",)), ""]
     return "\n".join(out).rstrip() + "\n"

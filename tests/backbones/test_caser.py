@@ -364,3 +364,14 @@ def test_infonce_pre_training_lowers_its_loss(tmp_path: Path) -> None:
     with open(tmp_path / "run" / "pretrain" / "history.csv") as handle:
         losses = [float(row["loss"]) for row in csv.DictReader(handle)]
     assert len(losses) == 3 and losses[-1] < losses[0], losses
+
+
+def test_clue_show_and_list_tell_what_caser_refuses(capsys: pytest.CaptureFixture[str]) -> None:
+    from cli_main import main_exit
+
+    code, out, _ = main_exit(["show", "caser"], capsys)
+    assert code == 0
+    assert "no per-position states" in out and "loss_positions: ur" in out
+    assert "no user-id embedding" in out and "length: int or None = None" in out
+    code, out, _ = main_exit(["list", "backbone"], capsys)
+    assert code == 0 and "caser" in out
