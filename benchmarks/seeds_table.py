@@ -139,10 +139,25 @@ def paper_names(recipes_dir: Path, datasets: list[str]) -> list[str]:
 def paper_jobs(
     recipes: dict[tuple[str, str], Path], seeds: list[int], runs_dir: Path
 ) -> list[tuple[Path, int, Path]]:
-    """``(recipe, seed, run_dir)`` of every paper-table run: seed by seed (a sweep cut short
-    still has every row), the long rows of a seed first."""
-    paths = sorted(set(recipes.values()), key=lambda p: not p.stem.endswith(LONG_ROWS))
-    return [(path, seed, runs_dir / path.stem / f"seed{seed}") for seed in seeds for path in paths]
+    """``(recipe, seed, run_dir)`` of every paper-table run, in the order they start: runs
+    an earlier call began (to be resumed) first, then seed by seed (a sweep cut short still
+    has every row), the long rows of a seed first (:data:`LONG_ROWS`), then table order."""
+    rows = list(PAPER_ROWS.values())
+    datasets = list(PAPER_DATASETS)
+
+    def order(job: tuple[Path, int, Path]) -> tuple[bool, int, int, int, int]:
+        path, seed, run_dir = job
+        dataset, _, suffix = path.stem.partition("_")
+        long = LONG_ROWS.index(suffix) if suffix in LONG_ROWS else len(LONG_ROWS)
+        began = (run_dir / "recipe.yaml").exists()
+        return (not began, seed, long, rows.index(suffix), datasets.index(dataset))
+
+    jobs = [
+        (path, seed, runs_dir / path.stem / f"seed{seed}")
+        for seed in seeds
+        for path in recipes.values()
+    ]
+    return sorted(jobs, key=order)
 
 
 def paper_table(runs_dir: Path, datasets: list[str], seeds: list[int]) -> str:

@@ -131,12 +131,23 @@ def test_with_the_plugin_and_beauty_every_row_runs(
     found, left_out = st.paper_recipes(RECIPES, list(st.PAPER_DATASETS))
     assert left_out == []
     assert len(found) == 7 + 7 + 3
-    jobs = st.paper_jobs(found, [0, 1], tmp_path / "runs")
+    runs = tmp_path / "runs"
+    jobs = st.paper_jobs(found, [0, 1], runs)
     assert len(jobs) == 17 * 2
     assert [seed for _, seed, _ in jobs] == [0] * 17 + [1] * 17  # seed by seed
-    first = [path.stem for path, _, _ in jobs[:10]]
-    assert all(stem.endswith(st.LONG_ROWS) for stem in first)  # the long runs start first
-    assert jobs[0][2] == tmp_path / "runs" / jobs[0][0].stem / "seed0"
+    stems = [path.stem for path, _, _ in jobs[:17]]
+    assert stems[:9] == [  # the long runs first, pre-training before Caser
+        "ml30_s3rec", "ml50_s3rec", "beauty50_s3rec",
+        "ml30_dropout", "ml50_dropout", "beauty50_dropout",
+        "ml30_masked_item", "ml50_masked_item",
+        "ml30_caser_zero",
+    ]  # fmt: skip
+    assert jobs[0][2] == runs / "ml30_s3rec" / "seed0"
+    assert st.paper_jobs(found, [0, 1], runs) == jobs  # the same order every call
+    # a run an earlier call began is resumed before anything else starts
+    (runs / "ml50_gru_zero" / "seed1").mkdir(parents=True)
+    (runs / "ml50_gru_zero" / "seed1" / "recipe.yaml").write_text("name: x\n")
+    assert st.paper_jobs(found, [0, 1], runs)[0][2] == runs / "ml50_gru_zero" / "seed1"
 
 
 def fake_run(runs: Path, name: str, seed: int, ndcg: float) -> None:
