@@ -438,15 +438,16 @@ def position_states_problem(recipe: Any, registry: Registry) -> str | None:
     (``BackboneSpec.position_states``) and an objective or head reads them
     (``position_states_use``); None when it can. The one place that decides it."""
     backbone = recipe.backbone
-    if backbone.position_states:
+    if getattr(backbone, "position_states", True):
         return None
     for where, spec in _state_readers(recipe):
-        use = spec.position_states_use(where)
+        reads = getattr(spec, "position_states_use", None)
+        use = reads(where) if callable(reads) else None
         if use:
             others = sorted(
                 entry.kind
                 for entry in registry.entries["backbone"].values()
-                if entry.spec.position_states  # type: ignore[attr-defined]
+                if getattr(entry.spec, "position_states", True)
             )
             alternative = f" ({', '.join(others)})" if others else ""
             return (
@@ -644,7 +645,8 @@ def _make_recipe_model(registry: Registry) -> type[BaseModel]:
 
         @model_validator(mode="after")
         def _backbone_fits(self) -> "Recipe":
-            problem = self.backbone.max_len_problem(self.data.max_len)  # type: ignore[attr-defined]
+            fits = getattr(self.backbone, "max_len_problem", None)
+            problem = fits(self.data.max_len) if callable(fits) else None  # type: ignore[attr-defined]
             if problem:
                 raise ValueError(problem)
             problem = position_states_problem(self, registry)

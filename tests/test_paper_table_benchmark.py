@@ -6,6 +6,7 @@ directory; and for ``benchmarks/device_paper_table.sh``."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -200,8 +201,6 @@ def test_summarize_only_writes_the_markdown_and_json(tmp_path: Path) -> None:
         str(out),
     ]
     env = {"CLUE_DATA_DIR": str(ml1m_root(tmp_path)), "CLUE_DISABLE_PLUGINS": "1"}
-    import os
-
     done = subprocess.run(
         command, cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True
     )
@@ -241,3 +240,24 @@ def test_the_device_script_runs_the_paper_table_resumably() -> None:
     assert "--deadline" in script and "--summarize-only" in script
     assert 'kill -TERM -- -"$sweep"' in script  # the sweep's own process group, by id
     assert "source benchmarks/device_env.sh" in script
+
+
+ML1M = Path(os.environ.get("CLUE_DATA_DIR", "/nonexistent")) / "ml-1m"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (ML1M / "movies.dat").is_file(), reason="ml-1m not under CLUE_DATA_DIR")
+def test_the_s3rec_rows_read_the_18_ml1m_genres(with_s3rec: object) -> None:
+    """The S3-Rec recipe's objective builds on the real data: every item has a genre."""
+    import clue_s3rec
+
+    from clue_fw.data.dataset import build_sequence_data
+    from clue_fw.data.readers import read_sequence_file
+
+    recipe = load_recipe(RECIPES / "ml30_s3rec.yaml")
+    data = build_sequence_data(read_sequence_file(ML1M / "ml-1m_sequences.txt"))
+    found = clue_s3rec.read_item_attributes(
+        ML1M / "movies.dat", data.item_ids, file_format=recipe.pretrain.objective.attributes_format
+    )
+    assert len(found.names) == 18 and "Film-Noir" in found.names
+    assert found.matrix[1 : data.num_items + 1].any(dim=1).all()
