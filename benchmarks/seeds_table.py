@@ -116,6 +116,12 @@ def paper_recipes(
             try:
                 recipe = load_recipe(path)
                 resolve_data_path(recipe.data.path, data_root, "data.path")
+                side = getattr(recipe.pretrain and recipe.pretrain.objective, "attributes", None)
+                if isinstance(side, str):  # S3-Rec's item attributes
+                    try:
+                        resolve_data_path(side, data_root, "pretrain.objective.attributes")
+                    except ClueError as exc:
+                        raise ClueError(f"pretrain.objective.attributes: {exc}") from None
             except ClueError as exc:
                 reason = str(exc)
                 if "s3rec" in reason and "unknown kind" in reason:

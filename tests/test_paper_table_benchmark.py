@@ -35,9 +35,11 @@ def ml1m_root(tmp_path: Path, beauty: bool = False) -> Path:
     """A data root whose files exist (the paper plan only checks that they do)."""
     (tmp_path / "ml-1m").mkdir()
     (tmp_path / "ml-1m" / "ml-1m_sequences.txt").write_text("1 1 2 3\n")
+    (tmp_path / "ml-1m" / "movies.dat").write_text("1::Toy Story (1995)::Comedy\n")
     if beauty:
         (tmp_path / "Beauty").mkdir()
         (tmp_path / "Beauty" / "Beauty.txt").write_text("1 1 2 3\n")
+        (tmp_path / "Beauty" / "Beauty_item2attributes.json").write_text('{"1": [1]}')
     return tmp_path
 
 
@@ -131,6 +133,14 @@ def test_with_the_plugin_and_beauty_every_row_runs(
     monkeypatch.setenv("CLUE_DATA_DIR", str(ml1m_root(tmp_path, beauty=True)))
     found, left_out = st.paper_recipes(RECIPES, list(st.PAPER_DATASETS))
     assert left_out == []
+    (tmp_path / "ml-1m" / "movies.dat").unlink()  # S3-Rec's item attributes
+    _, left_out = st.paper_recipes(RECIPES, ["ml30"])
+    assert left_out == [
+        f"MovieLens30 S3-Rec (ml30_s3rec.yaml): pretrain.objective.attributes: Data file not "
+        f"found: {tmp_path}/ml-1m/movies.dat. Set CLUE_DATA_DIR to the folder that holds it "
+        f"(now: {tmp_path}), or fetch it with `clue data download ml-1m` / `clue data "
+        "download ml-100k`."
+    ]
     assert len(found) == 7 + 7 + 3
     runs = tmp_path / "runs"
     jobs = st.paper_jobs(found, [0, 1], runs)
