@@ -19,7 +19,7 @@
 # No run starts after STOP_SECONDS - 90 s; at STOP_SECONDS the sweep's process group gets
 # SIGTERM, which makes each run save its state and stop, and the next call on the same warm
 # machine resumes them (runs/paper stays there; nothing under runs/ is carried). Repeat the
-# call until the log says no run was left. Every call ends by writing the table from the
+# call until the log says every run has finished. Every call ends by writing the table from the
 # runs that finished (docs/results/seqrec_paper.md and .json) and packing it, with each
 # run's recipe, history, metrics and log (no weights), into $OUT/results.tar.gz.
 set -u
@@ -62,6 +62,7 @@ python3 benchmarks/seeds_table.py --table paper --datasets $datasets --seeds $se
     --runs-dir runs/paper --summarize-only --markdown "$markdown" > "$OUT/table.log" 2>&1 \
     || echo "summary failed: see table.log"
 grep -hE "FAILED|all runs:|not started|left out" "$OUT/paper.log" | head -n 40
+grep -h "runs that can run here have finished" "$OUT/table.log"
 head -n 30 "$markdown" 2>/dev/null
 find runs/paper -name '*.stderr.log' -size +0 -print0 2>/dev/null \
     | xargs -0 -r grep -l -E "Error|Traceback" | head -n 5 | while read -r f; do

@@ -322,6 +322,9 @@ def main() -> None:
             + "\nPer recipe:\n\n"
             + table
         )
+    if args.table == "paper":
+        done = sum((run_dir / "metrics.json").exists() for _, _, run_dir in jobs)
+        table += f"\n{done} of the {len(jobs)} runs that can run here have finished.\n"
     machine = machine_info()
     print(table)
     print(json.dumps(machine))

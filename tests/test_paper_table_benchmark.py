@@ -219,6 +219,7 @@ def test_summarize_only_writes_the_markdown_and_json(tmp_path: Path) -> None:
     text = out.read_text()
     assert "| Caser | **0.0500 ± 0.0000** |" in text
     assert "| ml30_caser_zero | 1 |" in text and "| ml30_s3rec | 0 |" in text
+    assert "1 of the 18 runs that can run here have finished." in text  # 6 rows x 3 seeds
     assert json.loads(out.with_suffix(".json").read_text())["runs"]["ml30_caser_zero"]
 
 
