@@ -10,6 +10,7 @@ from clue_fw.augmentations.specs import (
     SplitViewSpec,
 )
 from clue_fw.backbones.specs import (
+    CaserSpec,
     DeepFMSpec,
     GRUSpec,
     ItemMeanSpec,
@@ -25,7 +26,15 @@ from clue_fw.specs import AugmentationSpec, BackboneSpec, HeadSpec, ObjectiveSpe
 
 @hookimpl
 def clue_register_backbones() -> list[type[BackboneSpec]]:
-    return [TransformerSpec, GRUSpec, NextItNetSpec, DeepFMSpec, NFMSpec, ItemMeanSpec]
+    return [
+        TransformerSpec,
+        GRUSpec,
+        NextItNetSpec,
+        CaserSpec,
+        DeepFMSpec,
+        NFMSpec,
+        ItemMeanSpec,
+    ]
 
 
 @hookimpl

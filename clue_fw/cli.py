@@ -305,16 +305,14 @@ def show(
     ],
 ) -> None:
     """Print a component's recipe fields: name, type, default and description."""
-    from clue_fw.reference import field_rows
+    from clue_fw.reference import field_rows, spec_notes
     from clue_fw.registry import get_registry
 
     entry = _find_component(get_registry(), names)
-    lines = [
-        f"{entry.family} {entry.kind}: {entry.description}",
-        f"provided by {entry.provider}",
-        "",
-        "fields:",
-    ]
+    lines = [f"{entry.family} {entry.kind}: {entry.description}", f"provided by {entry.provider}"]
+    notes = spec_notes(entry.spec)
+    lines += ["", notes] if notes else []
+    lines += ["", "fields:"]
     rows = field_rows(entry.spec, skip=("kind",))
     for name, type_name, default, description in rows:
         lines.append(f"  {name}: {type_name} = {default.strip('`')}")

@@ -66,7 +66,8 @@ class EncoderOutput(NamedTuple):
     """What every backbone returns.
 
     ``states``: ``[B, n, d]`` per-position outputs aligned with the input items
-    (padding positions are zeros). ``user``: ``[B, d]`` user representation.
+    (padding positions are zeros; all zeros for a backbone whose spec says
+    ``position_states = False``). ``user``: ``[B, d]`` user representation.
     """
 
     states: torch.Tensor
@@ -249,7 +250,7 @@ def user_vectors(output: EncoderOutput, items: torch.Tensor, how: str = "ur") ->
 
     ``ur``: the backbone's user vector (the [UR] token output). ``mean``: the mean of
     the per-position states over the real (non-padding) positions of ``items``; a row
-    without items gives zeros.
+    without items gives zeros (a head that reads it says so in ``position_states_use``).
     """
     if how == "ur":
         return output.user

@@ -423,6 +423,41 @@ def _check_pairing_views(views: list[Any], where: str) -> None:
             )
 
 
+def _state_readers(recipe: Any) -> Iterator[tuple[str, Any]]:
+    """``(recipe key, spec)`` of every objective and head of ``recipe`` that gets encoder
+    outputs: the pre-training objective, the fine-tuning head and each auxiliary term."""
+    if pretrains(recipe):
+        yield "pretrain.objective", recipe.pretrain.objective
+    yield "finetune.head", recipe.finetune.head
+    for index, term in enumerate(recipe.finetune.auxiliary):
+        yield f"finetune.auxiliary.{index}.objective", term.objective
+
+
+def position_states_problem(recipe: Any, registry: Registry) -> str | None:
+    """Why ``recipe`` cannot run because its backbone has no per-position states
+    (``BackboneSpec.position_states``) and an objective or head reads them
+    (``position_states_use``); None when it can. The one place that decides it."""
+    backbone = recipe.backbone
+    if getattr(backbone, "position_states", True):
+        return None
+    for where, spec in _state_readers(recipe):
+        reads = getattr(spec, "position_states_use", None)
+        use = reads(where) if callable(reads) else None
+        if use:
+            others = sorted(
+                entry.kind
+                for entry in registry.entries["backbone"].values()
+                if getattr(entry.spec, "position_states", True)
+            )
+            alternative = f" ({', '.join(others)})" if others else ""
+            return (
+                f"backbone {backbone.kind!r} has no per-position states (it encodes a "
+                f"sequence into one user vector), but {use}; or use a backbone with "
+                f"per-position states{alternative}"
+            )
+    return None
+
+
 @functools.lru_cache(maxsize=8)
 def _recipe_model_for(registry_id: int) -> type[BaseModel]:
     return _make_recipe_model(_REGISTRIES[registry_id])
@@ -607,6 +642,17 @@ def _make_recipe_model(registry: Registry) -> type[BaseModel]:
 
         _check_device = field_validator("device")(classmethod(lambda cls, v: _device(v)))
         _check_name = field_validator("name")(classmethod(lambda cls, v: _run_name(v)))
+
+        @model_validator(mode="after")
+        def _backbone_fits(self) -> "Recipe":
+            fits = getattr(self.backbone, "max_len_problem", None)
+            problem = fits(self.data.max_len) if callable(fits) else None  # type: ignore[attr-defined]
+            if problem:
+                raise ValueError(problem)
+            problem = position_states_problem(self, registry)
+            if problem:
+                raise ValueError(problem)
+            return self
 
         @model_validator(mode="after")
         def _one_source_of_weights(self) -> "Recipe":

@@ -8,6 +8,7 @@ JSON Schema (:func:`recipe_json_schema`).
 
 from __future__ import annotations
 
+import inspect
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
@@ -79,6 +80,12 @@ def recipe_json_schema(registry: Registry | None = None) -> dict[str, Any]:
     return {"$schema": SCHEMA_DIALECT, **schema}
 
 
+def spec_notes(spec: type[BaseModel]) -> str:
+    """The paragraphs of a spec's docstring after its summary line (``clue list`` shows
+    the summary): what a recipe author must know, such as the recipes it refuses."""
+    return inspect.cleandoc(spec.__doc__ or "").partition("\n")[2].strip()
+
+
 def render(registry: Registry | None = None) -> str:
     registry = registry or build_registry()
     recipe = recipe_model(registry)
@@ -123,9 +130,11 @@ def render(registry: Registry | None = None) -> str:
             "",
             entry.description + f" Provided by {entry.provider.split(' (')[0]}.",
             "",
-            model_table(entry.spec, skip=("kind",)),
-            "",
         ]
+        notes = spec_notes(entry.spec)
+        if notes:
+            out += [notes, ""]
+        out += [model_table(entry.spec, skip=("kind",)), ""]
     return "\n".join(out).rstrip() + "\n"
 
 

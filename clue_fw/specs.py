@@ -111,6 +111,17 @@ class ComponentSpec(BaseModel):
 class BackboneSpec(ComponentSpec):
     family: ClassVar[str] = "backbone"
 
+    #: False for a backbone that encodes a whole sequence into its user vector only
+    #: (Caser): its ``states`` are zeros, and a recipe whose objective or head reads
+    #: per-position states (:meth:`ObjectiveSpec.position_states_use`,
+    #: :meth:`HeadSpec.position_states_use`) is refused at validation.
+    position_states: ClassVar[bool] = True
+
+    def max_len_problem(self, max_len: int) -> str | None:
+        """Why this backbone cannot encode sequences of ``data.max_len`` items, naming its
+        recipe keys (``backbone.<field>``) and the fix; None when it can (the default)."""
+        return None
+
     def activation_parts(self, sizes: StepSizes) -> list[Part]:
         """The largest activations one encoder pass over ``sizes.batch`` sequences keeps
         (for the memory guard, :mod:`clue_fw.memory`). Default: none counted."""
@@ -153,6 +164,14 @@ class ObjectiveSpec(ComponentSpec):
 
     @abstractmethod
     def build(self, context: BuildContext, encoder: SequenceEncoder) -> PretrainObjective: ...
+
+    def position_states_use(self, where: str) -> str | None:
+        """Why this objective reads the backbone's per-position states
+        (``EncoderOutput.states``), naming its recipe key ``where``
+        (``pretrain.objective``) and how to avoid it; None when it reads only user vectors
+        (the default). A recipe pairing it with a backbone without per-position states
+        (:attr:`BackboneSpec.position_states`) is refused with this reason."""
+        return None
 
     def encoder_batch(self, batch: int) -> int:
         """How many sequences one step of ``batch`` sends through the encoder (CLUE: both
@@ -288,6 +307,14 @@ class HeadSpec(ComponentSpec):
 
     def history_problem(self, history: str) -> str | None:
         """Why this head cannot train with ``finetune.train.history``, or None."""
+        return None
+
+    def position_states_use(self, where: str) -> str | None:
+        """Why this head reads the backbone's per-position states (``EncoderOutput.states``),
+        naming its recipe key ``where`` (``finetune.head``) and how to avoid it; None when
+        it reads only the user vector (the default). A recipe pairing it with a backbone
+        without per-position states (:attr:`BackboneSpec.position_states`) is refused with
+        this reason."""
         return None
 
     @property

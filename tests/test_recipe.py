@@ -30,7 +30,9 @@ TABLE2_TASKS = ("coldrec3", "coldrec5", "gender", "age", "occupation")
 TABLE2_MODELS = ("nfm", "deepfm", "zero", "masked_item", "clue_paper", "clue", "item_mean")
 #: Shipped recipes that need a plugin of plugins/ (the suite loads no entry points, so it is
 #: registered in code): recipe file name -> plugin module, on pytest's pythonpath.
-PLUGIN_RECIPES = {"beauty50_s3rec.yaml": "clue_s3rec"}
+PLUGIN_RECIPES = {
+    name: "clue_s3rec" for name in ("beauty50_s3rec.yaml", "ml30_s3rec.yaml", "ml50_s3rec.yaml")
+}
 
 
 @contextlib.contextmanager
@@ -111,7 +113,8 @@ def _check_shipped_recipe(path: Path) -> None:
 def test_ml_recipes_point_at_ml1m() -> None:
     for path in RECIPES:
         if path.name.startswith("ml"):
-            recipe = load_recipe(path)
+            with plugins_for(path):
+                recipe = load_recipe(path)
             assert recipe.data.format == "sequences"
             assert recipe.data.path == "ml-1m/ml-1m_sequences.txt"
             length = re.match(r"ml(\d+)_", path.stem)

@@ -9,11 +9,11 @@ consumed two at a time, one pair per block; the whole stack is repeated
 ``repeats`` times. The default ``[1, 2, 4, 8]`` x 2 is the paper's setting: a
 receptive field of ``1 + (k - 1) * sum(dilations) * repeats = 61`` positions.
 
-**Why NextItNet rather than Caser.** The paper names CNN encoders, and the classic
-pair is Caser (Tang & Wang 2018) and NextItNet. Caser convolves the whole window
-into one vector: it has no per-position states, so it fits neither the SASRec-style
-"every position predicts its successor" fine-tuning nor the masked-item objective,
-which reads the state of each masked position. NextItNet is a causal generative
+**NextItNet and Caser.** The paper names CNN encoders, and the classic pair is Caser
+(Tang & Wang 2018, the ``caser`` backbone) and NextItNet. Caser convolves the whole
+window into one vector: it has no per-position states, so it fits neither the
+SASRec-style "every position predicts its successor" fine-tuning nor the masked-item
+objective (recipes that ask for them are refused). NextItNet is a causal generative
 model: its state at position t depends only on items ``<= t``, exactly the contract
 of the Transformer backbone, and it is the encoder PeterRec pre-trains.
 

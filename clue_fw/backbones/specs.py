@@ -12,7 +12,7 @@ still works.
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -21,6 +21,7 @@ from clue_fw.specs import BackboneSpec, BuildContext
 
 if TYPE_CHECKING:
     from clue_fw.backbones.bag import DeepFMEncoder, ItemMeanEncoder, NFMEncoder
+    from clue_fw.backbones.caser import CaserEncoder
     from clue_fw.backbones.cnn import NextItNetEncoder
     from clue_fw.backbones.gru import GRUEncoder
     from clue_fw.backbones.transformer import TransformerEncoder
@@ -276,4 +277,125 @@ class NFMSpec(BackboneSpec):
             bi_dropout=self.bi_dropout,
             dropout=self.dropout,
             batch_norm=self.batch_norm,
+        )
+
+
+CaserActivation = Literal["relu", "tanh", "sigmoid", "identity"]
+
+#: The largest ``L`` of Caser: it has a filter bank of every height ``1..L``, so its
+#: parameters grow as ``L^2`` and its convolutions as ``L^3`` (the paper uses ``L <= 10``).
+MAX_CASER_LENGTH = 256
+
+
+class CaserSpec(BackboneSpec):
+    """Caser (horizontal + vertical CNN over the last L items); one user vector, no states.
+
+    Tang and Wang, WSDM 2018: `n_h` horizontal filters of every height `h = 1..L` over
+    the `L x d` embeddings of the last `L` items, each max-pooled over time (windows of
+    padding only left out), and `n_v` vertical `L x 1` filters; concatenated, dropped
+    out and mapped by a fully connected layer with `fc_activation` to the user vector.
+    It has **no per-position states**: train it with `finetune.head.loss_positions: ur`
+    (the user vector predicts the next item of every sliding window) and pre-train it with
+    objectives that read user vectors (`clue`, `infonce`); `masked_item`,
+    `loss_positions: all` and `user_vector: mean` are refused at validation. Deviation
+    from the paper: no user-id embedding `P_u` (clue_fw encodes users unseen in training),
+    so the user vector is the network's output alone.
+    """
+
+    kind: Literal["caser"] = "caser"
+    dim: int = Field(64, gt=0, description="Size d of the item embeddings and the user vector.")
+    length: int | None = Field(
+        None,
+        gt=0,
+        le=MAX_CASER_LENGTH,
+        description="L: how many of the most recent items are convolved (Caser's Markov "
+        f"order; the paper's MovieLens setting is 5). Default: data.max_len. At most "
+        f"{MAX_CASER_LENGTH} and at most data.max_len.",
+    )
+    n_h: int = Field(
+        16,
+        ge=0,
+        le=4096,
+        description="Horizontal filters per height h = 1..L (paper: 16); 0 leaves them out.",
+    )
+    n_v: int = Field(
+        4, ge=0, le=4096, description="Vertical filters (paper: 4); 0 leaves them out."
+    )
+    dropout: float = Field(
+        0.5,
+        ge=0.0,
+        lt=1.0,
+        description="Dropout on the concatenated convolution outputs (paper: 0.5).",
+    )
+    conv_activation: CaserActivation = Field(
+        "relu", description="Activation of the horizontal convolutions (phi_c; paper: relu)."
+    )
+    fc_activation: CaserActivation = Field(
+        "relu",
+        description="Activation of the fully connected layer that gives the user vector "
+        "(phi_a; paper: relu).",
+    )
+
+    #: Caser convolves the window into one vector: no state per position.
+    position_states: ClassVar[bool] = False
+
+    @model_validator(mode="after")
+    def _some_filters(self) -> CaserSpec:
+        if self.n_h == 0 and self.n_v == 0:
+            raise ValueError(
+                "n_h and n_v are both 0, so no convolution reads the items; give at least "
+                "one of them a positive value (the paper: n_h 16, n_v 4)"
+            )
+        return self
+
+    def window_length(self, max_len: int) -> int:
+        """``L``: ``length``, or ``max_len`` when it is not set."""
+        return self.length if self.length is not None else max_len
+
+    def max_len_problem(self, max_len: int) -> str | None:
+        if self.length is None and max_len > MAX_CASER_LENGTH:
+            return (
+                f"backbone.length: caser convolves the last L items with filters of every "
+                f"height 1..L, and L defaults to data.max_len ({max_len}), more than the "
+                f"{MAX_CASER_LENGTH} it allows; set backbone.length to at most "
+                f"{MAX_CASER_LENGTH} (the paper uses 5 on MovieLens)"
+            )
+        if self.length is not None and self.length > max_len:
+            return (
+                f"backbone.length ({self.length}) is longer than data.max_len ({max_len}), "
+                "so the rows above the input would always be padding; set backbone.length "
+                f"to at most {max_len}, or leave it out to use data.max_len"
+            )
+        return None
+
+    def activation_parts(self, sizes: StepSizes) -> list[Part]:
+        """The horizontal convolution outputs (``n_h x (L - h + 1)`` per height, before
+        and after the activation, kept for backward) and the zero states ``[B, n, d]``."""
+        length = self.window_length(sizes.max_len)
+        outputs = self.n_h * length * (length + 1) // 2
+        per_sequence = (2 * outputs if sizes.training else outputs) + sizes.max_len * self.dim
+        return [
+            Part(
+                f"caser convolution outputs and states ({sizes.batch:,} x {per_sequence:,} x 4 B)",
+                sizes.batch * per_sequence * FLOAT_BYTES,
+                ("backbone.length", "backbone.n_h", sizes.batch_field),
+            )
+        ]
+
+    def build(self, context: BuildContext) -> CaserEncoder:
+        from clue_fw.backbones.caser import CaserEncoder
+
+        problem = self.max_len_problem(context.max_len)
+        if problem:
+            raise ValueError(problem)
+        return CaserEncoder(
+            num_items=context.num_items,
+            max_len=context.max_len,
+            dim=self.dim,
+            length=self.window_length(context.max_len),
+            n_h=self.n_h,
+            n_v=self.n_v,
+            dropout=self.dropout,
+            conv_activation=self.conv_activation,
+            fc_activation=self.fc_activation,
         )

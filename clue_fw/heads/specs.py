@@ -104,6 +104,15 @@ class NextItemSpec(HeadSpec, ItemSoftmaxOptions):
     def monitor_default(self) -> str:
         return f"ndcg@{self.ks[0]}"
 
+    def position_states_use(self, where: str) -> str | None:
+        if self.loss_positions == "all":
+            return (
+                f"{where}.loss_positions: all trains every position's state to predict its "
+                f"successor; set {where}.loss_positions: ur, which trains the user vector to "
+                "predict the next item of every sliding window"
+            )
+        return None
+
     @property
     def probe_ready(self) -> str | None:
         if self.tie_weights:
@@ -238,6 +247,14 @@ class UserLevelHeadSpec(HeadSpec):
     @property
     def reads_user_vector(self) -> str:
         return self.user_vector
+
+    def position_states_use(self, where: str) -> str | None:
+        if self.user_vector == "mean":
+            return (
+                f"{where}.user_vector: mean averages the per-position states; set "
+                f"{where}.user_vector: ur to read the backbone's user vector"
+            )
+        return None
 
     def history_problem(self, history: str) -> str | None:
         if history != "recent":

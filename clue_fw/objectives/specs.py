@@ -134,6 +134,12 @@ class MaskedItemSpec(ObjectiveSpec, ItemSoftmaxOptions):
         0.2, gt=0.0, le=1.0, description="Proportion of real items replaced by [MASK]."
     )
 
+    def position_states_use(self, where: str) -> str | None:
+        return (
+            f"{where} {self.kind!r} predicts each masked item from the state at its position; "
+            "use an objective that reads user vectors there (clue, infonce)"
+        )
+
     def step_parts(self, sizes: StepSizes) -> list[Part]:
         """Logits of the masked positions (``rho x batch x n``, at least one a row); the
         sampled loss scores every position (unmasked ones are ignored)."""

@@ -6,6 +6,11 @@ A backbone built for ``BuildContext(num_items, max_len)`` encodes a left-padded
 ``t``, which next-item training with every position relies on), the output does not
 depend on how much left padding there is, every parameter learns, and the module
 state survives a safetensors checkpoint.
+
+A backbone whose spec says ``position_states = False`` (Caser: the whole window becomes
+one user vector) returns all-zero states; its checks hold the states to that and check
+causality and row independence on the user vector alone. The objectives and heads that
+read per-position states are not run on it (recipes refuse those pairs).
 """
 
 from __future__ import annotations
@@ -41,6 +46,12 @@ def make_backbone(
     return model
 
 
+def has_position_states(entry: ComponentEntry) -> bool:
+    """Whether the backbone of ``entry`` has per-position states
+    (``BackboneSpec.position_states``)."""
+    return bool(getattr(entry.spec, "position_states", True))
+
+
 def check_attributes(case: ContractCase, folder: Path) -> None:
     """``num_items``, ``max_len``, ``dim`` and an ``item_embedding`` with every id's row."""
     model = make_backbone(case.entry, folder)
@@ -67,6 +78,10 @@ def check_shapes(case: ContractCase, folder: Path) -> None:
                 f"states at padding positions must be zero (train={train})"
             )
             assert torch.isfinite(out.states).all() and torch.isfinite(out.user).all()
+            if not has_position_states(case.entry):
+                assert not out.states.any(), (
+                    "the spec says position_states = False, so every state must be zero"
+                )
 
 
 def check_empty_row(case: ContractCase, folder: Path) -> None:
@@ -113,6 +128,7 @@ def check_causal(case: ContractCase, folder: Path) -> None:
     user vector, and no other row."""
     model = make_backbone(case.entry, folder).eval()
     base = model(ITEMS)
+    states = has_position_states(case.entry)
     for position in (MAX_LEN - 1, MAX_LEN // 2):
         changed = ITEMS.clone()
         changed[0, position] = NUM_ITEMS if ITEMS[0, position] != NUM_ITEMS else 1
@@ -120,9 +136,12 @@ def check_causal(case: ContractCase, folder: Path) -> None:
         torch.testing.assert_close(
             out.states[0, :position], base.states[0, :position], rtol=0, atol=1e-6
         )
-        assert not torch.allclose(out.states[0, position], base.states[0, position])
+        if states:
+            assert not torch.allclose(out.states[0, position], base.states[0, position])
         assert not torch.allclose(out.user[0], base.user[0])
         torch.testing.assert_close(out.states[1:], base.states[1:])  # other rows untouched
+        if not states:  # only the user vector carries the rows
+            torch.testing.assert_close(out.user[1:], base.user[1:])
 
 
 def check_state_roundtrip(case: ContractCase, folder: Path) -> None:

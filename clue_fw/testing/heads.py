@@ -4,7 +4,8 @@ A head prepares its task data from the synthetic sequences (reading the files it
 ``contract_example`` writes), builds train/valid/test examples for every
 ``finetune.train.history`` it accepts, and on every registered backbone returns a
 finite scalar loss whose gradient reaches the encoder, and additive metric sums that
-``finalize`` turns into finite metrics.
+``finalize`` turns into finite metrics. A head that reads per-position states
+(``position_states_use``) is not run on a backbone without them.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from clue_fw.registry import ComponentEntry
 from clue_fw.testing._require import require
 from clue_fw.testing.backbones import make_backbone
 from clue_fw.testing.data import MAX_LEN, sequence_data
+from clue_fw.testing.objectives import skip_without_states
 from clue_fw.testing.specs import ContractError, example_spec
 from clue_fw.testing.state import assert_state_roundtrips
 
@@ -69,6 +71,7 @@ def make_head(
 def check_trains(case: ContractCase, folder: Path) -> None:
     """Per history the head accepts: examples in every split, one training step, metrics."""
     assert case.partner is not None
+    skip_without_states(case, folder, "finetune.head")
     spec, _, _ = prepare_head(case.entry, folder)
     histories = [h for h in HISTORIES if not spec.history_problem(h)]
     if not histories:

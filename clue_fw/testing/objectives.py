@@ -3,7 +3,8 @@
 An objective built for an encoder returns ``LossOutput(loss, terms)`` from
 ``forward(encoder, items, view, generator)``: a finite scalar loss whose gradient
 reaches the encoder's item embeddings, and finite terms. It is run on every
-registered backbone with the ``dropout`` view, which leaves the items unchanged: the
+registered backbone (but those without per-position states, when it reads them:
+``position_states_use``) with the ``dropout`` view, which leaves the items unchanged: the
 two branches then differ only through the encoder's dropout (train mode), so an
 objective must encode each branch itself. Objectives whose spec says
 ``trains = False`` (``none``) are never built and have no checks.
@@ -31,7 +32,8 @@ from clue_fw.components import (
     SequenceEncoder,
 )
 from clue_fw.registry import ComponentEntry
-from clue_fw.testing.backbones import make_backbone
+from clue_fw.testing._require import require
+from clue_fw.testing.backbones import has_position_states, make_backbone
 from clue_fw.testing.data import CONTEXT, ITEMS, sequence_data
 from clue_fw.testing.specs import ContractError, example_spec
 from clue_fw.testing.state import assert_state_roundtrips
@@ -66,10 +68,26 @@ def make_objective(
     return encoder, objective
 
 
+def skip_without_states(case: ContractCase, folder: Path, where: str) -> None:
+    """Skip a pair whose backbone has no per-position states when the objective or head
+    (its example spec) reads them: recipes refuse that pair at validation."""
+    assert case.partner is not None
+    if has_position_states(case.partner):
+        return
+    spec = example_spec(case.entry, sequence_data(), folder)
+    use = spec.position_states_use(where)  # type: ignore[attr-defined]
+    if use:
+        require("pytest").skip(
+            f"backbone {case.partner.kind} has no per-position states and {use}; recipes "
+            "refuse this pair"
+        )
+
+
 def check_trains(case: ContractCase, folder: Path) -> None:
     """One training step on the partner backbone: scalar finite loss, finite terms, and a
     gradient that reaches the encoder."""
     assert case.partner is not None
+    skip_without_states(case, folder, "pretrain.objective")
     encoder, objective = make_objective(case.entry, case.partner, folder)
     encoder.train()
     objective.train()

@@ -3264,7 +3264,171 @@ COMMAND_CASES += (
     ),
 )
 
-CASES = CASES + COMMAND_CASES
+# ------------------------------------------------------------------ the caser backbone
+
+CASER = {"kind": "caser", "dim": 16, "n_h": 2, "n_v": 1}
+NO_STATES = "backbone 'caser' has no per-position states (it encodes a sequence into one user"
+
+
+def caser(**fields: Any) -> Callable[[dict[str, Any]], None]:
+    """An edit that makes the backbone caser (with ``fields``) and trains the user vector."""
+    return put_all({"backbone": {**CASER, **fields}, "finetune.head.loss_positions": "ur"})
+
+
+CASER_CASES: tuple[Case, ...] = (
+    Case(
+        "caser-accepted",
+        "recipe",
+        "a caser backbone trained with loss_positions: ur after CLUE pre-training",
+        None,
+        edit=caser(),
+    ),
+    Case(
+        "caser-no-filters",
+        "recipe",
+        "caser with n_h: 0 and n_v: 0 (no convolution would read the items)",
+        "RecipeError",
+        ("backbone: Value error, n_h and n_v are both 0", "give at least one of them"),
+        edit=caser(n_h=0, n_v=0),
+    ),
+    Case(
+        "caser-negative-filters",
+        "recipe",
+        "caser with n_h: -1",
+        "RecipeError",
+        ("backbone.n_h: Input should be greater than or equal to 0",),
+        edit=caser(n_h=-1),
+    ),
+    Case(
+        "caser-filters-huge",
+        "override",
+        "--set backbone.n_v=1000000000",
+        "RecipeError",
+        ("backbone.n_v: Input should be less than or equal to 4096",),
+        edit=caser(),
+        sets=("backbone.n_v=1000000000",),
+    ),
+    Case(
+        "caser-dim-zero",
+        "recipe",
+        "caser with dim: 0",
+        "RecipeError",
+        ("backbone.dim: Input should be greater than 0",),
+        edit=caser(dim=0),
+    ),
+    Case(
+        "caser-dropout-one",
+        "recipe",
+        "caser with dropout: 1.0 (every feature dropped)",
+        "RecipeError",
+        ("backbone.dropout: Input should be less than 1",),
+        edit=caser(dropout=1.0),
+    ),
+    Case(
+        "caser-unknown-activation",
+        "recipe",
+        "caser with conv_activation: gelu",
+        "RecipeError",
+        ("backbone.conv_activation: Input should be 'relu', 'tanh', 'sigmoid' or 'identity'",),
+        edit=caser(conv_activation="gelu"),
+    ),
+    Case(
+        "caser-activation-not-a-string",
+        "recipe",
+        "caser with fc_activation: 1",
+        "RecipeError",
+        ("backbone.fc_activation: Input should be 'relu', 'tanh', 'sigmoid' or 'identity'",),
+        edit=caser(fc_activation=1),
+    ),
+    Case(
+        "caser-length-zero",
+        "recipe",
+        "caser with length: 0",
+        "RecipeError",
+        ("backbone.length: Input should be greater than 0",),
+        edit=caser(length=0),
+    ),
+    Case(
+        "caser-length-quoted",
+        "override",
+        "--set 'backbone.length=\"5\"' (a string, not a number)",
+        "RecipeError",
+        ("backbone.length: Input should be a valid integer, not the string '5'",),
+        edit=caser(),
+        sets=('backbone.length="5"',),
+    ),
+    Case(
+        "caser-length-huge",
+        "override",
+        "--set backbone.length=100000 (filters of every height up to L: L^2 parameters)",
+        "RecipeError",
+        ("backbone.length: Input should be less than or equal to 256",),
+        edit=caser(),
+        sets=("backbone.length=100000",),
+    ),
+    Case(
+        "caser-length-beyond-max-len",
+        "recipe",
+        "caser with length: 9 and data.max_len: 8 (the top row would always be padding)",
+        "RecipeError",
+        ("backbone.length (9) is longer than data.max_len (8)", "at most 8, or leave it out"),
+        edit=caser(length=9),
+    ),
+    Case(
+        "caser-default-length-too-long",
+        "override",
+        "caser without length and --set data.max_len=1000 (L defaults to max_len)",
+        "RecipeError",
+        ("L defaults to data.max_len (1000), more than the 256", "set backbone.length"),
+        edit=caser(),
+        sets=("data.max_len=1000",),
+    ),
+    Case(
+        "caser-masked-item",
+        "recipe",
+        "caser with masked-item pre-training (it reads the state of each masked position)",
+        "RecipeError",
+        (NO_STATES, "pretrain.objective 'masked_item' predicts each masked item"),
+        edit=lambda data: (
+            caser()(data),
+            put("pretrain.objective", {"kind": "masked_item"})(data),
+        ),
+    ),
+    Case(
+        "caser-loss-positions-all",
+        "override",
+        "caser with --set finetune.head.loss_positions=all (every position's state predicts)",
+        "RecipeError",
+        (NO_STATES, "set finetune.head.loss_positions: ur"),
+        edit=caser(),
+        sets=("finetune.head.loss_positions=all",),
+    ),
+    Case(
+        "caser-user-vector-mean",
+        "recipe",
+        "caser with a profile head reading user_vector: mean (the mean of the states)",
+        "RecipeError",
+        (NO_STATES, "set finetune.head.user_vector: ur"),
+        edit=lambda data: (
+            caser()(data),
+            head({**PROFILE, "user_vector": "mean"})(data),
+        ),
+        files=GENDER_FILE,
+    ),
+    Case(
+        "caser-auxiliary-masked-item",
+        "recipe",
+        "caser with a masked-item term in finetune.auxiliary",
+        "RecipeError",
+        (NO_STATES, "finetune.auxiliary.0.objective 'masked_item'"),
+        edit=lambda data: (
+            caser()(data),
+            put("finetune.auxiliary", [{"objective": {"kind": "masked_item"}}])(data),
+        ),
+    ),
+)
+
+CASES = CASES + CASER_CASES + COMMAND_CASES
 
 ERROR_CASES = tuple(case for case in CASES if case.error is not None)
 ACCEPTED_CASES = tuple(case for case in CASES if case.error is None)

@@ -26,8 +26,9 @@ bidirectional backbone would see both sides, as the paper's does; the objective 
 unchanged.
 
 The item attributes (``attributes``: a JSON object ``{"item id": [attribute, ...]}``, the
-format of the S3-Rec data files) are read when the objective is built, through the
-build context's ``item_ids`` and ``data_root``.
+format of the S3-Rec data files; or, with ``attributes_format: movielens``, a MovieLens
+``movies.dat`` whose genres are the attributes) are read when the objective is built,
+through the build context's ``item_ids`` and ``data_root``.
 
 >>> spec = S3RecSpec(attributes="Beauty/Beauty_item2attributes.json")
 >>> spec.kind, spec.mip_weight, spec.mask_rate
@@ -43,7 +44,7 @@ from typing import ClassVar, Literal, NamedTuple
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field, model_validator
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 from torch import nn
 
 from clue_fw import read_json_file
@@ -56,6 +57,7 @@ from clue_fw.components import (
     SequenceEncoder,
 )
 from clue_fw.data.dataset import SequenceData
+from clue_fw.data.domains import read_movie_genres
 from clue_fw.data.root import resolve_data_path
 from clue_fw.errors import DataError
 from clue_fw.hookspecs import hookimpl
@@ -77,7 +79,9 @@ class ItemAttributes(NamedTuple):
     names: list[str]
 
 
-def read_item_attributes(path: Path, item_ids: np.ndarray, field: str = FIELD) -> ItemAttributes:
+def read_item_attributes(
+    path: Path, item_ids: np.ndarray, field: str = FIELD, file_format: str = "json"
+) -> ItemAttributes:
     """Read ``{"item id": [attribute, ...]}`` for items ``1..len(item_ids)``.
 
     ``item_ids[i - 1]`` is item ``i``'s id in the data. Items of the file that the data
@@ -85,11 +89,21 @@ def read_item_attributes(path: Path, item_ids: np.ndarray, field: str = FIELD) -
     ids (integers or strings), numbered by their sorted string form. A file that is
     missing, not JSON, not of this shape, or that names no attribute of any item of the
     data is a :class:`~clue_fw.errors.DataError` naming ``field`` and the file.
+
+    ``file_format="movielens"`` reads a MovieLens ``movies.dat`` (``MovieID::Title::A|B``)
+    instead, each movie's genres its attributes (18 on ML-1M).
     """
     where = f"{field}: {path}"
-    # The core's guarded reader: a regular file under $CLUE_MAX_FILE_BYTES, UTF-8 JSON,
-    # no nesting or integer that would end in a traceback.
-    raw = read_json_file(path, f"attribute file ({field})")
+    if file_format == "movielens":
+        try:
+            genres = read_movie_genres(path)
+        except DataError as exc:
+            raise DataError(f"{field}: {exc}") from None
+        raw: object = {str(movie): sorted(names) for movie, names in genres.items()}
+    else:
+        # The core's guarded reader: a regular file under $CLUE_MAX_FILE_BYTES, UTF-8
+        # JSON, no nesting or integer that would end in a traceback.
+        raw = read_json_file(path, f"attribute file ({field})")
     if not isinstance(raw, dict):
         raise DataError(
             f"{where} holds a JSON {type(raw).__name__}; it must be an object mapping item "
@@ -266,9 +280,16 @@ class S3RecSpec(ObjectiveSpec):
         "Beauty/Beauty_item2attributes.json",
         min_length=1,
         description=(
-            'Item attributes: a JSON object {"item id": [attribute id, ...]}, relative to '
-            "the data root. Items it does not name get no attributes."
+            'Item attributes: a JSON object {"item id": [attribute id, ...]} (or a '
+            "MovieLens movies.dat, with attributes_format: movielens), relative to the data "
+            "root. Items it does not name get no attributes."
         ),
+    )
+    attributes_format: Literal["json", "movielens"] = Field(
+        "json",
+        description="'json': the S3-Rec attribute file above; 'movielens': a MovieLens "
+        "movies.dat (MovieID::Title::Genres), each movie's genres its attributes (e.g. "
+        "attributes: ml-1m/movies.dat).",
     )
     aap_weight: float = Field(0.2, ge=0.0, description="Weight of AAP (item -> attributes).")
     mip_weight: float = Field(1.0, ge=0.0, description="Weight of MIP (masked item).")
@@ -299,6 +320,26 @@ class S3RecSpec(ObjectiveSpec):
             )
         return self
 
+    @model_serializer(mode="wrap")
+    def _omit_default_format(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
+        """Leave the default ``attributes_format: json`` out of dumps: a recipe that does
+        not set it keeps the recipe sha256 (and run identity) it had before the field."""
+        data: dict[str, object] = handler(self)
+        if self.attributes_format == "json":
+            data.pop("attributes_format", None)
+        return data
+
+    def position_states_use(self, where: str) -> str | None:
+        """AAP, MIP and MAP read the state at each position; SP reads user vectors only."""
+        terms = [t.upper() for t in ("aap", "mip", "map") if getattr(self, f"{t}_weight") > 0]
+        if not terms:
+            return None
+        return (
+            f"{where} 's3rec' reads the state at each position for {', '.join(terms)}; set "
+            f"{where}.aap_weight, mip_weight and map_weight to 0 to keep SP only, which reads "
+            "user vectors"
+        )
+
     def encoder_batch(self, batch: int) -> int:
         """The masked sequences, and with SP the segment-masked ones and the segments."""
         return 3 * batch if self.sp_weight > 0 else batch
@@ -313,7 +354,9 @@ class S3RecSpec(ObjectiveSpec):
             path = resolve_data_path(self.attributes, context.data_root, FIELD)
         except DataError as exc:
             raise DataError(f"{FIELD}: {exc}") from None
-        attributes = read_item_attributes(path, context.item_ids)
+        attributes = read_item_attributes(
+            path, context.item_ids, file_format=self.attributes_format
+        )
         weights = {t: float(getattr(self, f"{t}_weight")) for t in TERMS}
         return S3RecObjective(
             attributes.matrix,

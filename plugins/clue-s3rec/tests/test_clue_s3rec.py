@@ -179,6 +179,43 @@ def test_missing_attribute_file_names_the_field_and_file(tmp_path: Path) -> None
     assert "nowhere.json" in str(caught.value)
 
 
+def test_movielens_genres_are_the_attributes(tmp_path: Path) -> None:
+    (tmp_path / "movies.dat").write_text(
+        "3::Toy (1995)::Animation|Comedy\n7::Heat (1995)::Action\n99::Gone::Drama\n",
+        encoding="latin-1",
+    )
+    found = clue_s3rec.read_item_attributes(
+        tmp_path / "movies.dat", np.array([7, 3, 11]), file_format="movielens"
+    )
+    assert found.names == ["Action", "Animation", "Comedy"]  # Drama: movie 99 not in the data
+    assert found.matrix.tolist() == [
+        [False, False, False],
+        [True, False, False],  # item 1 is movie 7
+        [False, True, True],  # item 2 is movie 3
+        [False, False, False],  # movie 11 has no line
+        [False, False, False],
+    ]
+    spec = clue_s3rec.S3RecSpec(attributes="movies.dat", attributes_format="movielens")
+    assert spec.model_dump()["attributes_format"] == "movielens"
+    assert "attributes_format" not in clue_s3rec.S3RecSpec().model_dump()  # old recipe sha256
+
+
+def test_a_movies_file_that_is_not_movielens_names_the_field(tmp_path: Path) -> None:
+    (tmp_path / "movies.dat").write_text("3,Toy,Comedy\n")
+    spec = clue_s3rec.S3RecSpec(attributes="movies.dat", attributes_format="movielens")
+    ctx = context(tmp_path)
+    encoder = TransformerSpec(dim=16, blocks=1, heads=2).build(ctx)
+    with pytest.raises(DataError, match="expected 3 fields") as caught:
+        spec.build(ctx, encoder)
+    assert str(caught.value).startswith("pretrain.objective.attributes: ")
+
+
+def test_only_sp_reads_no_position_states() -> None:
+    assert "AAP, MIP, MAP" in clue_s3rec.S3RecSpec().position_states_use("pretrain.objective")
+    only_sp = clue_s3rec.S3RecSpec(aap_weight=0.0, mip_weight=0.0, map_weight=0.0)
+    assert only_sp.position_states_use("pretrain.objective") is None
+
+
 def test_all_weights_zero_is_refused() -> None:
     with pytest.raises(ValueError, match="nothing to train"):
         clue_s3rec.S3RecSpec(aap_weight=0.0, mip_weight=0.0, map_weight=0.0, sp_weight=0.0)
