@@ -266,7 +266,7 @@ def read_vectors(path: Path, flag: str = "VECTORS") -> VectorFile:
 
 
 def _read_npy(path: Path) -> tuple[str, np.ndarray, np.ndarray, dict[str, str]]:
-    table = np.load(path, allow_pickle=False)
+    table = _plain_npy(path)
     fields = table.dtype.names or ()
     names = [field for field in fields if field != "vector"]
     if "vector" not in fields or len(names) != 1:
@@ -275,6 +275,31 @@ def _read_npy(path: Path) -> tuple[str, np.ndarray, np.ndarray, dict[str, str]]:
             f"'vector' field; found fields {list(fields) or 'none'}."
         )
     return names[0], table[names[0]], table["vector"], {}
+
+
+def _plain_npy(path: Path) -> np.ndarray:
+    """A ``.npy`` array read by its header alone: a dtype that holds Python objects (which
+    only pickle could restore) is refused before any data is read, so nothing in the file
+    can run code; a file shorter than its header says is refused too."""
+    read_header = {
+        (1, 0): np.lib.format.read_array_header_1_0,
+        (2, 0): np.lib.format.read_array_header_2_0,
+    }
+    with open(path, "rb") as handle:
+        version = np.lib.format.read_magic(handle)
+        if version not in read_header:
+            raise ValueError(f".npy format version {version} is not supported")
+        shape, fortran_order, dtype = read_header[version](handle)
+        if dtype.hasobject:
+            raise ClueError(
+                f"{path} holds Python objects, which only pickle can read; clue_fw never "
+                "unpickles. Export the vectors again with `clue embed`."
+            )
+        count = int(np.prod(shape)) if shape else 1
+        data = np.fromfile(handle, dtype=dtype, count=count)
+    if data.size != count:
+        raise ValueError(f"the file is cut short: {data.size:,} of {count:,} rows are there")
+    return data.reshape(shape, order="F" if fortran_order else "C")
 
 
 def _read_safetensors(path: Path) -> tuple[str, np.ndarray, np.ndarray, dict[str, str]]:

@@ -124,3 +124,16 @@ def test_read_vectors_names_a_bad_file(
     write_vectors(twice, "user", np.array([1, 1]), np.zeros((2, 2)), {})
     with pytest.raises(ClueError, match="ids repeat"):
         read_vectors(twice)
+
+
+def test_a_cut_npy_and_one_holding_objects_are_refused_without_unpickling(tmp_path: Path) -> None:
+    whole = tmp_path / "users.npy"
+    write_vectors(whole, "user", np.arange(5), np.ones((5, 3)), {})
+    cut = tmp_path / "cut.npy"
+    cut.write_bytes(whole.read_bytes()[:-7])
+    with pytest.raises(ClueError, match="cut short: 4 of 5 rows"):
+        read_vectors(cut)
+    objects = tmp_path / "objects.npy"
+    np.save(objects, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(ClueError, match="only pickle can read; clue_fw never unpickles"):
+        read_vectors(objects)
