@@ -172,6 +172,14 @@ def run(
         bool,
         typer.Option("--overwrite", help="Replace the contents of a non-empty --out directory."),
     ] = False,
+    tensorboard: Annotated[
+        bool,
+        typer.Option(
+            "--tensorboard",
+            help="Also write every history.csv column and the final metrics as TensorBoard "
+            "scalars under RUN/tensorboard/, live (needs: pip install 'clue_fw[tensorboard]').",
+        ),
+    ] = False,
 ) -> None:
     """Pre-train (if the recipe says so), fine-tune and evaluate; write metrics.json.
 
@@ -185,19 +193,36 @@ def run(
     if out is not None and resume is not None:
         raise ClueError("Use either --out (a new run) or --resume (an existing run), not both.")
     opened: list[Path] = [Path(resume)] if resume and resume.strip() else []
+    followers: list[Any] = []
+
+    def on_directory(path: Path) -> None:  # rank 0 only
+        opened.append(path)
+        if tensorboard:
+            from clue_fw.analysis.tensorboard import Follower
+
+            followers.append(Follower(path))
+
     try:
         with _sigterm_interrupts():
+            if tensorboard:  # a missing package stops the command before any work
+                from clue_fw.analysis.tensorboard import summary_writer_class
+
+                summary_writer_class()
             from clue_fw.runner import run as run_recipe
 
             loaded = _recipe_to_run(recipe, resume, set_ or [])
-            result = run_recipe(
-                loaded,
-                out=out,
-                resume=resume,
-                overwrite=overwrite,
-                console=stderr,
-                on_directory=opened.append,
-            )
+            try:
+                result = run_recipe(
+                    loaded,
+                    out=out,
+                    resume=resume,
+                    overwrite=overwrite,
+                    console=stderr,
+                    on_directory=on_directory,
+                )
+            finally:
+                for follower in followers:
+                    follower.stop()
     except KeyboardInterrupt as exc:
         if not opened and out and (Path(out) / "recipe.yaml").is_file():
             opened.append(Path(out))  # interrupted just after the directory was started

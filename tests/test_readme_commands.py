@@ -61,6 +61,7 @@ RUN_ON_THE_QUICKSTART = (  # these run for real; RUN and runs/ml30/seed* are the
     "clue show objective clue",
     "clue validate recipes/ml30_dropout.yaml",
     "clue plot runs/ml30/seed0 runs/ml30/seed1 --out curves.png",
+    "clue tensorboard runs/ml30/seed0 runs/ml30/seed1 --out tb/",
     "clue compare runs/table/*/seed* --markdown table.md",
     "clue embed RUN --out users.npy",
     "clue embed RUN --data new_users.txt --out users.npy --stage pretrain",
@@ -204,3 +205,4 @@ def test_the_cheap_readme_commands_run_as_written(
     for made in ("curves.png", "table.md", "users.npy", "items.safetensors", "recs.csv"):
         assert Path(made).is_file() and Path(made).stat().st_size > 0, made
     assert Path("similar.csv").read_text().startswith("user,rank,neighbour,score\n")
+    assert list(Path("tb/seed0").glob("events.out.tfevents.*"))
