@@ -12,9 +12,9 @@ still works.
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_serializer, model_validator
 
 from clue_fw.memory import FLOAT_BYTES, Part, StepSizes
 from clue_fw.specs import BackboneSpec, BuildContext
@@ -25,6 +25,10 @@ if TYPE_CHECKING:
     from clue_fw.backbones.cnn import NextItNetEncoder
     from clue_fw.backbones.gru import GRUEncoder
     from clue_fw.backbones.transformer import TransformerEncoder
+
+
+TRANSFORMER_DEFAULTS: dict[str, Any] = {"ffn": "relu", "positions": "learned"}
+"""The Transformer's architecture options at SASRec's choices (left out of recipe dumps)."""
 
 
 class TransformerSpec(BackboneSpec):
@@ -44,6 +48,19 @@ class TransformerSpec(BackboneSpec):
     ffn_dim: int | None = Field(
         None, gt=0, description="Inner size of the point-wise FFN (default: `dim`, as SASRec)."
     )
+    ffn: Literal["relu", "gelu", "swiglu"] = Field(
+        "relu",
+        description="The point-wise FFN: 'relu' (SASRec), 'gelu', or 'swiglu' (a SiLU-gated "
+        "linear unit, Shazeer 2020, as in recent LLMs and eSASRec-style models; three "
+        "matrices of ffn_dim).",
+    )
+    positions: Literal["learned", "rotary"] = Field(
+        "learned",
+        description="'learned': a learnt embedding per position added to the input "
+        "(SASRec); 'rotary': rotary position embedding of queries and keys in every block "
+        "(Su et al. 2021), so attention sees relative offsets; needs an even head size "
+        "(dim / heads).",
+    )
 
     @model_validator(mode="after")
     def _heads_divide_dim(self) -> TransformerSpec:
@@ -52,7 +69,24 @@ class TransformerSpec(BackboneSpec):
                 f"heads ({self.heads}) must divide dim ({self.dim}); try heads="
                 f"{max(h for h in range(1, self.heads + 1) if self.dim % h == 0)}"
             )
+        if self.positions == "rotary" and (self.dim // self.heads) % 2:
+            raise ValueError(
+                f"positions: rotary turns pairs of each head's {self.dim // self.heads} "
+                "dimensions, so the head size dim / heads must be even; change dim or heads, "
+                "or use positions: learned"
+            )
         return self
+
+    @model_serializer(mode="wrap")
+    def _without_default_architecture(self, handler: Any) -> Any:
+        """No ``ffn``/``positions`` keys while they hold SASRec's choices: recipes written
+        before the options existed keep their recipe sha256, so their runs still resume."""
+        data = handler(self)
+        if isinstance(data, dict):
+            for key, default in TRANSFORMER_DEFAULTS.items():
+                if getattr(self, key) == default:
+                    data.pop(key, None)
+        return data
 
     def activation_parts(self, sizes: StepSizes) -> list[Part]:
         """Training keeps each block's attention for backward: on the CPU the probabilities
@@ -81,6 +115,8 @@ class TransformerSpec(BackboneSpec):
             heads=self.heads,
             dropout=self.dropout,
             ffn_dim=self.ffn_dim or self.dim,
+            ffn=self.ffn,
+            positions=self.positions,
         )
 
 

@@ -142,3 +142,99 @@ def test_heads_must_divide_dim_is_a_recipe_error(tiny_recipe: dict[str, Any]) ->
     assert "try heads=2" in message
     data["backbone"]["heads"] = 4
     assert validate_recipe(data).backbone.heads == 4
+
+
+# --------------------------------------------------------------------------- ffn, positions
+
+
+def variant(ffn: str = "relu", positions: str = "learned", seed: int = 0) -> TransformerEncoder:
+    torch.manual_seed(seed)
+    spec = TransformerSpec(dim=DIM, blocks=2, heads=4, dropout=0.0, ffn=ffn, positions=positions)
+    return spec.build(BuildContext(num_items=NUM_ITEMS, max_len=MAX_LEN)).eval()
+
+
+def test_the_default_architecture_keeps_sasrecs_modules_and_recipe_dump() -> None:
+    from clue_fw.backbones.transformer import SwiGLU
+
+    default = TransformerSpec(dim=DIM, heads=4)
+    assert "ffn" not in default.model_dump() and "positions" not in default.model_dump()
+    assert TransformerSpec(dim=DIM, heads=4, ffn="swiglu").model_dump()["ffn"] == "swiglu"
+    # old checkpoints load: the same parameter names as before the options existed
+    keys = set(variant().state_dict())
+    assert "position_embedding.weight" in keys and "blocks.0.ffn.3.weight" in keys
+    swiglu = variant("swiglu")
+    assert isinstance(swiglu.blocks[0].ffn, SwiGLU)
+    assert "blocks.0.ffn.gate.weight" in swiglu.state_dict()
+    assert variant(positions="rotary").position_embedding is None
+
+
+def test_rotary_scores_depend_on_the_offset_alone() -> None:
+    from clue_fw.backbones.transformer import rotate
+
+    generator = torch.Generator().manual_seed(0)
+    q, k = torch.randn(1, 6, 8, generator=generator), torch.randn(1, 6, 8, generator=generator)
+    positions = torch.arange(6)
+    scores = rotate(q, positions) @ rotate(k, positions).transpose(-1, -2)
+    shifted = rotate(q, positions + 11) @ rotate(k, positions + 11).transpose(-1, -2)
+    assert torch.allclose(scores, shifted, atol=1e-5)
+    assert not torch.allclose(scores, q @ k.transpose(-1, -2), atol=1e-3)  # it does turn
+    assert torch.allclose(rotate(q, positions).norm(dim=-1), q.norm(dim=-1), atol=1e-5)
+
+
+@pytest.mark.parametrize(("ffn", "positions"), [("swiglu", "learned"), ("gelu", "rotary")])
+def test_every_variant_stays_causal_and_padding_invariant(ffn: str, positions: str) -> None:
+    model = variant(ffn, positions)
+    out = model(ITEMS)
+    assert out.user.shape == (4, DIM) and bool(torch.isfinite(out.states).all())
+    # a state never sees later items
+    changed = ITEMS.clone()
+    changed[0, -1] = 29
+    again = model(changed)
+    assert torch.allclose(out.states[0, :-1], again.states[0, :-1], atol=1e-5)
+    # more left padding changes nothing
+    wider = torch.cat([torch.zeros(4, 2, dtype=ITEMS.dtype), ITEMS], dim=1)
+    wide_model = TransformerSpec(
+        dim=DIM, blocks=2, heads=4, dropout=0.0, ffn=ffn, positions=positions
+    ).build(BuildContext(num_items=NUM_ITEMS, max_len=MAX_LEN + 2))
+    wide_model.load_state_dict(
+        {
+            key: value
+            for key, value in model.state_dict().items()
+            if not key.startswith("position_embedding")
+        },
+        strict=positions == "rotary",
+    )
+    if positions == "rotary":  # no position table: the wider model is the same function
+        assert torch.allclose(wide_model.eval()(wider).user, out.user, atol=1e-5)
+
+
+def test_rotary_with_an_odd_head_size_is_refused() -> None:
+    with pytest.raises(ValueError, match="head size dim / heads must be even"):
+        TransformerSpec(dim=12, heads=4, positions="rotary")
+    with pytest.raises(RecipeError, match="ffn"):
+        recipe: dict[str, Any] = {
+            "data": {"format": "synthetic", "num_users": 20, "num_items": 10, "max_len": 5},
+            "backbone": {"kind": "transformer", "dim": 8, "heads": 2, "ffn": "tanh"},
+            "pretrain": {"objective": {"kind": "none"}},
+            "finetune": {"head": {"kind": "next_item"}},
+        }
+        validate_recipe(recipe)
+
+
+def test_swiglu_rotary_transformer_trains_through_the_product(
+    tmp_path: Any, make_tiny_recipe: Any
+) -> None:
+    import io
+
+    from rich.console import Console
+
+    from clue_fw import run
+
+    recipe = make_tiny_recipe()
+    recipe["backbone"].update(ffn="swiglu", positions="rotary")
+    result = run(recipe, out=tmp_path / "run", console=Console(file=io.StringIO()))
+    stored = (result.run_dir / "recipe.yaml").read_text()
+    assert "ffn: swiglu" in stored and "positions: rotary" in stored
+    history = (result.run_dir / "finetune" / "history.csv").read_text().splitlines()
+    assert len(history) >= 3  # header, epoch 0, at least one trained epoch
+    assert all(value == value for value in result.metrics["test"].values())  # no NaN
