@@ -102,6 +102,14 @@ VARIANTS: dict[str, dict[str, tuple[str, ...]]] = {
             auxiliary("infonce", 0.1),
         ),
         "d128_b2_p0.2_clue_pretrain": (*transformer(128, 2, 4, 0.2), CLUE_PRETRAIN),
+        # architecture levers (issue 23): SwiGLU FFN, rotary positions, both
+        "d128_b2_p0.2_swiglu": (*transformer(128, 2, 4, 0.2), "backbone.ffn=swiglu"),
+        "d128_b2_p0.2_rotary": (*transformer(128, 2, 4, 0.2), "backbone.positions=rotary"),
+        "d128_b2_p0.2_swiglu_rotary": (
+            *transformer(128, 2, 4, 0.2),
+            "backbone.ffn=swiglu",
+            "backbone.positions=rotary",
+        ),
     },
     "beauty": {
         "d64_p0.5": transformer(64, 2, 2, 0.5),
@@ -118,6 +126,11 @@ VARIANTS: dict[str, dict[str, tuple[str, ...]]] = {
         "d64_p0.5_aux_clue0.1": (*transformer(64, 2, 2, 0.5), auxiliary("clue", 0.1)),
         "d64_p0.5_aux_clue0.5": (*transformer(64, 2, 2, 0.5), auxiliary("clue", 0.5)),
         "d64_p0.5_clue_pretrain": (*transformer(64, 2, 2, 0.5), CLUE_PRETRAIN),
+        "d64_p0.5_swiglu_rotary": (
+            *transformer(64, 2, 2, 0.5),
+            "backbone.ffn=swiglu",
+            "backbone.positions=rotary",
+        ),
     },
 }
 
