@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -27,6 +27,9 @@ from rich.text import Text
 
 from clue_fw._version import __version__
 from clue_fw.errors import ClueError
+
+if TYPE_CHECKING:
+    from clue_fw.recipe.protocol import RecipeLike
 
 app = typer.Typer(
     name="clue",
@@ -232,7 +235,7 @@ def validate(
     stdout.print(Text(recipe_to_yaml(loaded)), end="", highlight=False)
 
 
-def _data_file_problem(recipe: Any) -> str | None:
+def _data_file_problem(recipe: RecipeLike) -> str | None:
     """Why the recipe's data file cannot be read (None when it can, or has no file)."""
     from clue_fw.data.root import resolve_data_path
 

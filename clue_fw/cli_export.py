@@ -250,9 +250,9 @@ def neighbours(
 ) -> None:
     """Write each user's k nearest users by cosine similarity of their vectors (exact, in
     blocks: bounded memory at any number of users; a GPU makes it fast)."""
+    from clue_fw.devices import resolve_device
     from clue_fw.inference.export import check_csv, write_recommendations
     from clue_fw.inference.neighbours import nearest_users
-    from clue_fw.devices import resolve_device
 
     one_process("neighbours")
     out_path = Path(out)

@@ -121,17 +121,14 @@ def _env_int(env: Any, name: str, default: int | None = None) -> int:
     return int(raw)
 
 
-def check_batch_sizes(recipe: Any, world_size: int) -> None:
+def check_batch_sizes(batch_sizes: dict[str, int], world_size: int) -> None:
     """Refuse a training ``batch_size`` that ``world_size`` processes cannot share evenly.
 
-    The recipe's ``batch_size`` is the global batch: each process trains on
+    ``batch_sizes``: the global batch of each stage that trains, by recipe section
+    (:func:`clue_fw.recipe.training_batch_sizes`); each process trains on
     ``batch_size / world_size`` rows of it.
     """
-    from clue_fw.recipe import pretrains
-
-    stages = (["pretrain"] if pretrains(recipe) else []) + ["finetune"]
-    for stage in stages:
-        size = getattr(recipe, stage).train.batch_size
+    for stage, size in batch_sizes.items():
         if size % world_size:
             up = -(-size // world_size) * world_size
             raise RecipeError(

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from pydantic import BaseModel
@@ -34,7 +34,7 @@ from clue_fw.data.loading import load_data
 from clue_fw.devices import process_device
 from clue_fw.distributed import Distributed, check_batch_sizes, launch_from_environment, session
 from clue_fw.errors import DataError, RecipeError, RunDirectoryError
-from clue_fw.recipe import pretrains, validate_recipe
+from clue_fw.recipe import pretrains, training_batch_sizes, validate_recipe
 from clue_fw.resources import check_memory, translate_memory_errors
 from clue_fw.running.assembly import run_context
 from clue_fw.running.finetune import check_encoder_checkpoint, run_finetune
@@ -45,6 +45,9 @@ from clue_fw.running.run_directory import METRICS_FILE, RunDirectory, versions
 from clue_fw.training.checkpoint import load_module_tensors
 from clue_fw.training.loop import derive_seed
 from clue_fw.training.report import Reporter
+
+if TYPE_CHECKING:
+    from clue_fw.recipe.protocol import RecipeLike
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,7 @@ __getattr__ = moved_names(__name__, {"resolve_device": "clue_fw.devices"})
 _ONE_RUN_AT_A_TIME = threading.Lock()
 
 
-def _check_run_arguments(recipe: Any, out: Any, resume: Any) -> None:
+def _check_run_arguments(recipe: RecipeLike, out: Any, resume: Any) -> None:
     """Refuse arguments of :func:`run` that are not what it takes, in words."""
     if not isinstance(recipe, BaseModel | dict):
         raise RecipeError(
@@ -103,7 +106,7 @@ def _init_from_inside(init_from: str, out: Path) -> bool:
 class RunRequest:
     """What :func:`run` was asked for, checked: the arguments its steps share."""
 
-    recipe: Any  # validated
+    recipe: RecipeLike  # validated
     out: Path | None
     resume: Path | None
     overwrite: bool
@@ -150,7 +153,7 @@ def _run(request: RunRequest) -> RunResult:
     r = request.recipe
     launch = launch_from_environment()  # started by torchrun: one process of several
     if launch is not None:
-        check_batch_sizes(r, launch.world_size)  # on every process, before they meet
+        check_batch_sizes(training_batch_sizes(r), launch.world_size)  # before they meet
     device = process_device(r.device, launch)
     with session(launch, device) as distributed:
         return _run_process(request, device, distributed)

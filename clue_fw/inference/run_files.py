@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -38,6 +38,9 @@ from clue_fw.running.lock import DirectoryLock
 from clue_fw.running.os_errors import exists, is_dir, is_file, kind_of
 from clue_fw.running.pretrain import ENCODER_FILE, ITEM_IDS_KEY
 from clue_fw.running.run_directory import RunDirectory
+
+if TYPE_CHECKING:
+    from clue_fw.recipe.protocol import RecipeLike
 
 Stage = Literal["finetune", "pretrain"]
 STAGES: tuple[Stage, ...] = ("finetune", "pretrain")
@@ -68,7 +71,7 @@ class RunFiles:
 
     run_dir: Path
     stage: Stage
-    recipe: Any
+    recipe: RecipeLike
     identity: RunIdentity
     checkpoint: Path
     tensors: dict[str, torch.Tensor]
@@ -158,7 +161,7 @@ def read_recipe(run_dir: Path) -> tuple[Any, RunIdentity]:
     return validate_recipe(data, str(run_dir / RECIPE_FILE)), identity
 
 
-def run_reader(run_dir: Path, recipe: Any, identity: RunIdentity) -> RunDirectory:
+def run_reader(run_dir: Path, recipe: RecipeLike, identity: RunIdentity) -> RunDirectory:
     """The run directory, for reading: it shares the checks of a resumed run but takes no
     lock (a finished run is read only; the lock is never acquired, so never released)."""
     return RunDirectory(
@@ -192,7 +195,7 @@ def load_task_data(files: RunFiles, data_root: Path | None) -> TaskData:
 
 
 def checked_task_data(
-    run_dir: Path, recipe: Any, identity: RunIdentity, data_root: Path | None
+    run_dir: Path, recipe: RecipeLike, identity: RunIdentity, data_root: Path | None
 ) -> TaskData:
     """:func:`load_task_data` for a run known by its recipe and identity."""
     expected = identity.data

@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -39,6 +39,9 @@ from clue_fw.training.auxiliary import AuxiliaryTerms, auxiliary_inputs, smalles
 from clue_fw.training.checkpoint import load_checkpoint, load_module_tensors, module_tensors
 from clue_fw.training.loop import derive_seed
 from clue_fw.training.report import Reporter
+
+if TYPE_CHECKING:
+    from clue_fw.recipe.protocol import RecipeLike
 
 BEST_FILE = "best.safetensors"
 # What fine-tuning keeps in its checkpoints' ``extra`` (a resumed one must have them).
@@ -80,7 +83,7 @@ def encoder_checkpoint_path(init_from: str) -> Path:
 
 
 def check_encoder_checkpoint(
-    init_from: str, recipe: Any, data: SequenceData
+    init_from: str, recipe: RecipeLike, data: SequenceData
 ) -> tuple[Path, dict[str, torch.Tensor]]:
     """Read ``finetune.init_from`` and check that it fits this run; return its tensors.
 
@@ -136,7 +139,7 @@ def check_encoder_checkpoint(
 
 
 def run_finetune(
-    recipe: Any,
+    recipe: RecipeLike,
     task_data: TaskData,
     context: BuildContext,
     encoder: SequenceEncoder,

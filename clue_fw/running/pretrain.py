@@ -11,7 +11,7 @@ global batch, with BatchNorm over the global batch and views drawn for the whole
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -30,6 +30,9 @@ from clue_fw.training.checkpoint import module_tensors
 from clue_fw.training.monitor import RepresentationMonitor, collapse_warning
 from clue_fw.training.report import Reporter
 
+if TYPE_CHECKING:
+    from clue_fw.recipe.protocol import RecipeLike
+
 ENCODER_FILE = "encoder.safetensors"
 ITEM_IDS_KEY = "vocabulary.item_ids"
 """The tensor of an encoder checkpoint that lists the catalogue its embeddings index."""
@@ -45,7 +48,7 @@ def pretrain_examples(train: Csr, max_len: int, history: str) -> ExampleSet:
 
 
 def run_pretrain(
-    recipe: Any,
+    recipe: RecipeLike,
     task_data: TaskData,
     context: BuildContext,
     encoder: SequenceEncoder,

@@ -41,7 +41,7 @@ import shutil
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from pydantic import BaseModel
@@ -72,6 +72,9 @@ from clue_fw.running.os_errors import (
 )
 from clue_fw.training.checkpoint import load_checkpoint, save_checkpoint
 
+if TYPE_CHECKING:
+    from clue_fw.recipe.protocol import RecipeLike
+
 METRICS_FILE = "metrics.json"
 LOG_FILE = "run.log"
 STAGES = ("pretrain", "finetune")
@@ -94,7 +97,7 @@ def versions() -> dict[str, str]:
     }
 
 
-def default_run_dir(recipe: Any) -> Path:
+def default_run_dir(recipe: RecipeLike) -> Path:
     """``runs/<name>/<time>-<4 random hex digits>``: ``name`` is one path component (the
     recipe checks it); the random part keeps runs started in the same second apart."""
     stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
