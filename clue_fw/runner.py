@@ -33,13 +33,14 @@ from clue_fw.components import TaskData
 from clue_fw.data.loading import load_data
 from clue_fw.devices import process_device
 from clue_fw.distributed import Distributed, check_batch_sizes, launch_from_environment, session
-from clue_fw.errors import DataError, RecipeError, RunDirectoryError
-from clue_fw.recipe import pretrains, training_batch_sizes, validate_recipe
+from clue_fw.errors import ClueError, DataError, RecipeError, RunDirectoryError
+from clue_fw.recipe import load_recipe, pretrains, training_batch_sizes, validate_recipe
 from clue_fw.resources import check_memory, translate_memory_errors
 from clue_fw.running.assembly import run_context
 from clue_fw.running.finetune import check_encoder_checkpoint, run_finetune
 from clue_fw.running.identity import DataIdentity, RunIdentity
-from clue_fw.running.os_errors import is_file
+from clue_fw.running.layout import FINETUNE, LAST_FILE, RECIPE_FILE, recipe_path, stage_file
+from clue_fw.running.os_errors import is_file, kind_of
 from clue_fw.running.pretrain import run_pretrain
 from clue_fw.running.run_directory import METRICS_FILE, RunDirectory, versions
 from clue_fw.training.checkpoint import load_module_tensors
@@ -73,7 +74,8 @@ def _check_run_arguments(recipe: RecipeLike, out: Any, resume: Any) -> None:
         raise RecipeError(
             f"clue_fw.run() takes a validated recipe or a recipe mapping, not "
             f"{type(recipe).__name__}. To run a YAML file, pass "
-            "clue_fw.recipe.load_recipe(path)."
+            "clue_fw.recipe.load_recipe(path); to continue a run with the recipe it stored, "
+            "pass resume=DIR alone."
         )
     if out is not None and resume is not None:
         raise RunDirectoryError(
@@ -91,6 +93,32 @@ def _check_run_arguments(recipe: RecipeLike, out: Any, resume: Any) -> None:
                 f"{flag} is empty; give the run directory's path (an empty path would mean "
                 "the current directory)."
             )
+
+
+def stored_recipe(resume: str | os.PathLike[str], overrides: list[str] | None = None) -> Any:
+    """The recipe that the run in ``resume`` stored (its ``recipe.yaml``), validated, with
+    ``overrides`` (``--set``) applied: what ``run(resume=DIR)`` continues without a recipe."""
+    if isinstance(resume, str) and not resume.strip():
+        raise ClueError("--resume is empty; give the run directory that `clue run` printed.")
+    found = kind_of(Path(resume))
+    if found == "missing":
+        raise ClueError(
+            f"Cannot resume {resume}: no such directory. Check the path (the directory that "
+            "`clue run` printed), or start a new run with --out."
+        )
+    if found != "a directory":
+        raise ClueError(
+            f"Cannot resume {resume}: it is {found}, not a run directory. Give --resume the "
+            "directory a run wrote."
+        )
+    stored = recipe_path(Path(resume))
+    if kind_of(stored) == "missing":
+        raise ClueError(
+            f"Cannot resume {resume} without a recipe: it holds no {RECIPE_FILE}, so it is not "
+            "a clue_fw run directory (or the run was killed before it wrote one). Check the "
+            "path, or give the recipe: clue run RECIPE --resume DIR."
+        )
+    return load_recipe(stored, overrides)
 
 
 def _init_from_inside(init_from: str, out: Path) -> bool:
@@ -116,7 +144,7 @@ class RunRequest:
 
 
 def run(
-    recipe: BaseModel | dict[str, Any],
+    recipe: BaseModel | dict[str, Any] | None = None,
     out: Path | str | None = None,
     resume: Path | str | None = None,
     overwrite: bool = False,
@@ -127,12 +155,16 @@ def run(
     """Run a validated recipe (or a recipe mapping) and return its run directory and metrics.
 
     ``out`` starts a new run (default ``runs/<name>/<time>``; ``overwrite`` replaces a
-    non-empty one), ``resume`` continues the run in that directory; not both. The run
+    non-empty one), ``resume`` continues the run in that directory; not both. With
+    ``resume`` and no recipe, the run continues with the recipe it stored
+    (:func:`stored_recipe`). The run
     holds an exclusive lock on its directory until this function returns or raises;
     runs in one process take turns (torch's random state is process-wide).
     ``on_directory(path)`` is called (on rank 0) once the run directory is open, e.g. so
     that an interrupted run can name the directory to resume.
     """
+    if recipe is None and out is None and isinstance(resume, str | os.PathLike):
+        recipe = stored_recipe(resume)
     _check_run_arguments(recipe, out, resume)
     if isinstance(recipe, dict):
         recipe = validate_recipe(recipe)
@@ -187,7 +219,7 @@ def _run_process(request: RunRequest, device: torch.device, distributed: Distrib
         )
     resuming_finetune, unfinished = distributed.on_main(  # rank 0 looks at the directory
         lambda: [
-            resume_path is not None and is_file(resume_path / "finetune" / "last.safetensors"),
+            resume_path is not None and is_file(stage_file(resume_path, FINETUNE, LAST_FILE)),
             resume_path is None or not is_file(resume_path / METRICS_FILE),
         ]
     )

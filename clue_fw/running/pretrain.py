@@ -23,6 +23,7 @@ from clue_fw.data.examples import ExampleSet
 from clue_fw.data.windows import training_windows
 from clue_fw.distributed import SINGLE, Distributed, GlobalView
 from clue_fw.provenance import plugin_call
+from clue_fw.running.layout import ENCODER_FILE
 from clue_fw.running.os_errors import exists
 from clue_fw.running.run_directory import RunDirectory
 from clue_fw.running.stage import Stage
@@ -33,7 +34,6 @@ from clue_fw.training.report import Reporter
 if TYPE_CHECKING:
     from clue_fw.recipe.protocol import RecipeLike
 
-ENCODER_FILE = "encoder.safetensors"
 ITEM_IDS_KEY = "vocabulary.item_ids"
 """The tensor of an encoder checkpoint that lists the catalogue its embeddings index."""
 
