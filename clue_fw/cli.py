@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -27,6 +27,10 @@ from rich.text import Text
 
 from clue_fw._version import __version__
 from clue_fw.errors import ClueError
+from clue_fw.running.layout import recipe_path
+
+if TYPE_CHECKING:
+    from clue_fw.recipe.protocol import RecipeLike
 
 app = typer.Typer(
     name="clue",
@@ -100,7 +104,7 @@ def _interrupted(exc: KeyboardInterrupt, run_dir: Path | None, recipe: Path | No
     if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for all
         if run_dir is not None:
             command = f"clue run --resume {shlex.quote(str(run_dir))}"
-            if recipe is not None and not (run_dir / "recipe.yaml").is_file():
+            if recipe is not None and not recipe_path(run_dir).is_file():
                 # stopped before the run stored its recipe: --resume alone would not know it
                 command = (
                     f"clue run {shlex.quote(str(recipe))} --resume {shlex.quote(str(run_dir))}"
@@ -117,7 +121,8 @@ def _interrupted(exc: KeyboardInterrupt, run_dir: Path | None, recipe: Path | No
 
 
 def _recipe_to_run(recipe: Path | None, resume: str | None, overrides: list[str]) -> Any:
-    """The recipe given, or with --resume alone the run directory's own recipe.yaml."""
+    """The recipe given; with --resume alone, None (the runner continues with the run's
+    own recipe.yaml), or that recipe with the --set values applied."""
     from clue_fw.recipe import load_recipe
 
     if recipe is not None:
@@ -127,29 +132,11 @@ def _recipe_to_run(recipe: Path | None, resume: str | None, overrides: list[str]
             "give a recipe file, or --resume RUN_DIR to continue a run with its own recipe.",
             param_hint="'RECIPE'",
         )
-    stored = Path(resume) / "recipe.yaml"
-    if not resume.strip():
-        raise ClueError("--resume is empty; give the run directory that `clue run` printed.")
-    from clue_fw.running.os_errors import kind_of
+    if not overrides:
+        return None
+    from clue_fw.runner import stored_recipe
 
-    found = kind_of(Path(resume))
-    if found == "missing":
-        raise ClueError(
-            f"Cannot resume {resume}: no such directory. Check the path (the directory that "
-            "`clue run` printed), or start a new run with --out."
-        )
-    if found != "a directory":
-        raise ClueError(
-            f"Cannot resume {resume}: it is {found}, not a run directory. Give --resume the "
-            "directory a run wrote."
-        )
-    if kind_of(stored) == "missing":
-        raise ClueError(
-            f"Cannot resume {resume} without a recipe: it holds no recipe.yaml, so it is not "
-            "a clue_fw run directory (or the run was killed before it wrote one). Check the "
-            "path, or give the recipe: clue run RECIPE --resume DIR."
-        )
-    return load_recipe(stored, overrides)
+    return stored_recipe(resume, overrides)
 
 
 @app.command()
@@ -224,7 +211,7 @@ def run(
                 for follower in followers:
                     follower.stop()
     except KeyboardInterrupt as exc:
-        if not opened and out and (Path(out) / "recipe.yaml").is_file():
+        if not opened and out and recipe_path(Path(out)).is_file():
             opened.append(Path(out))  # interrupted just after the directory was started
         raise typer.Exit(_interrupted(exc, opened[-1] if opened else None, recipe)) from None
     if result.rank == 0:  # under torchrun (WORLD_SIZE, RANK set), only rank 0 prints
@@ -257,7 +244,7 @@ def validate(
     stdout.print(Text(recipe_to_yaml(loaded)), end="", highlight=False)
 
 
-def _data_file_problem(recipe: Any) -> str | None:
+def _data_file_problem(recipe: RecipeLike) -> str | None:
     """Why the recipe's data file cannot be read (None when it can, or has no file)."""
     from clue_fw.data.root import resolve_data_path
 

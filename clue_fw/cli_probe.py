@@ -19,13 +19,14 @@ from rich.table import Table
 from rich.text import Text
 
 from clue_fw.errors import ClueError, quote
+from clue_fw.running.layout import RUN_OWN_FILES, RUN_OWN_FOLDERS
 
 # As in clue_fw.cli: user-controlled text goes out as rich Text, never markup.
 stderr = Console(stderr=True, emoji=False)
 stdout = Console(emoji=False)
 
 #: The entries of a run directory that belong to the run; no output may replace them.
-RUN_ENTRIES = ("recipe.yaml", "metrics.json", "run.log", ".lock", "pretrain", "finetune")
+RUN_ENTRIES = (*RUN_OWN_FILES, *RUN_OWN_FOLDERS)
 LABEL_FORMATS = ("auto", "csv", "users_dat", "u_user")
 
 

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from clue_fw.errors import ClueError, DataError, quote
+from clue_fw.running.layout import LOCK_FILE, RUN_OWN_FILES, RUN_OWN_FOLDERS
 
 MAX_FILE_ENV = "CLUE_MAX_FILE_BYTES"
 DEFAULT_MAX_FILE_BYTES = 4 << 30
@@ -280,9 +281,6 @@ def atomic_write_json(path: Path, value: Any, create_parent: bool = True) -> Non
 # write. ``clue evaluate R0 --out R0/metrics.json`` would otherwise replace the run's
 # metrics with numbers no run identity vouches for.
 
-RUN_OWN_FILES = ("recipe.yaml", ".lock", "run.log", "metrics.json")
-RUN_OWN_FOLDERS = ("pretrain", "finetune")
-
 
 def is_run_directory(folder: Path) -> bool:
     """Whether ``folder`` is a run directory: it holds a ``recipe.yaml`` whose first line
@@ -290,7 +288,6 @@ def is_run_directory(folder: Path) -> bool:
     writes. (A recipe a user keeps in a project folder has no identity line, and other
     tools make ``.lock`` files too, pytest in its temporary folders for one.)"""
     from clue_fw.running.identity import directory_identity
-    from clue_fw.running.lock import LOCK_FILE
 
     if directory_identity(folder) is not None:
         return True

@@ -14,15 +14,10 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel
 
-from clue_fw.recipe import (
-    EvalSpec,
-    InteractionTableData,
-    SequenceFileData,
-    SyntheticData,
-    TrainSpec,
-    recipe_model,
-)
+from clue_fw.data.specs import InteractionTableData, SequenceFileData, SyntheticData
+from clue_fw.recipe import recipe_model
 from clue_fw.registry import Registry, build_registry
+from clue_fw.training.specs import EvalSpec, TrainSpec
 
 
 def _type_name(annotation: Any) -> str:

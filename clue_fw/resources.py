@@ -60,7 +60,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -84,6 +84,9 @@ from clue_fw.memory import (
 from clue_fw.recipe import pretrains
 from clue_fw.training import auxiliary as aux
 
+if TYPE_CHECKING:
+    from clue_fw.recipe.protocol import RecipeLike
+
 ADAM_BYTES_PER_PARAMETER = 16  # weight, gradient, exp_avg, exp_avg_sq (float32)
 # Csr.gather_windows holds, per window cell, the positions, the clamped flat index, the
 # gathered ids, a zero tensor and the result (int64), and the validity mask (bool).
@@ -103,7 +106,9 @@ def _trainable_parameters(build: Callable[[], nn.Module]) -> int | None:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
-def _parameter_part(stage: str, count: int | None, recipe: Any, context: BuildContext) -> Part:
+def _parameter_part(
+    stage: str, count: int | None, recipe: RecipeLike, context: BuildContext
+) -> Part:
     if count is None:  # fall back to the item embedding table, the dominant term
         dim = getattr(recipe.backbone, "dim", None)
         count = context.vocab_size * dim if isinstance(dim, int) else 0
@@ -136,7 +141,7 @@ def _batch(batch_size: int, history: str, num_users: int, num_interactions: int)
 
 
 def estimate_phases(
-    recipe: Any,
+    recipe: RecipeLike,
     context: BuildContext,
     num_users: int,
     num_interactions: int,
@@ -224,7 +229,7 @@ def estimate_phases(
 
 
 def check_memory(
-    recipe: Any,
+    recipe: RecipeLike,
     data: Any,
     context: BuildContext,
     device: torch.device,

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from pydantic import BaseModel
@@ -33,18 +33,22 @@ from clue_fw.components import TaskData
 from clue_fw.data.loading import load_data
 from clue_fw.devices import process_device
 from clue_fw.distributed import Distributed, check_batch_sizes, launch_from_environment, session
-from clue_fw.errors import DataError, RecipeError, RunDirectoryError
-from clue_fw.recipe import pretrains, validate_recipe
+from clue_fw.errors import ClueError, DataError, RecipeError, RunDirectoryError
+from clue_fw.recipe import load_recipe, pretrains, training_batch_sizes, validate_recipe
 from clue_fw.resources import check_memory, translate_memory_errors
 from clue_fw.running.assembly import run_context
 from clue_fw.running.finetune import check_encoder_checkpoint, run_finetune
 from clue_fw.running.identity import DataIdentity, RunIdentity
-from clue_fw.running.os_errors import is_file
+from clue_fw.running.layout import FINETUNE, LAST_FILE, RECIPE_FILE, recipe_path, stage_file
+from clue_fw.running.os_errors import is_file, kind_of
 from clue_fw.running.pretrain import run_pretrain
 from clue_fw.running.run_directory import METRICS_FILE, RunDirectory, versions
 from clue_fw.training.checkpoint import load_module_tensors
 from clue_fw.training.loop import derive_seed
 from clue_fw.training.report import Reporter
+
+if TYPE_CHECKING:
+    from clue_fw.recipe.protocol import RecipeLike
 
 
 @dataclass(frozen=True)
@@ -64,13 +68,14 @@ __getattr__ = moved_names(__name__, {"resolve_device": "clue_fw.devices"})
 _ONE_RUN_AT_A_TIME = threading.Lock()
 
 
-def _check_run_arguments(recipe: Any, out: Any, resume: Any) -> None:
+def _check_run_arguments(recipe: RecipeLike, out: Any, resume: Any) -> None:
     """Refuse arguments of :func:`run` that are not what it takes, in words."""
     if not isinstance(recipe, BaseModel | dict):
         raise RecipeError(
             f"clue_fw.run() takes a validated recipe or a recipe mapping, not "
             f"{type(recipe).__name__}. To run a YAML file, pass "
-            "clue_fw.recipe.load_recipe(path)."
+            "clue_fw.recipe.load_recipe(path); to continue a run with the recipe it stored, "
+            "pass resume=DIR alone."
         )
     if out is not None and resume is not None:
         raise RunDirectoryError(
@@ -90,6 +95,32 @@ def _check_run_arguments(recipe: Any, out: Any, resume: Any) -> None:
             )
 
 
+def stored_recipe(resume: str | os.PathLike[str], overrides: list[str] | None = None) -> Any:
+    """The recipe that the run in ``resume`` stored (its ``recipe.yaml``), validated, with
+    ``overrides`` (``--set``) applied: what ``run(resume=DIR)`` continues without a recipe."""
+    if isinstance(resume, str) and not resume.strip():
+        raise ClueError("--resume is empty; give the run directory that `clue run` printed.")
+    found = kind_of(Path(resume))
+    if found == "missing":
+        raise ClueError(
+            f"Cannot resume {resume}: no such directory. Check the path (the directory that "
+            "`clue run` printed), or start a new run with --out."
+        )
+    if found != "a directory":
+        raise ClueError(
+            f"Cannot resume {resume}: it is {found}, not a run directory. Give --resume the "
+            "directory a run wrote."
+        )
+    stored = recipe_path(Path(resume))
+    if kind_of(stored) == "missing":
+        raise ClueError(
+            f"Cannot resume {resume} without a recipe: it holds no {RECIPE_FILE}, so it is not "
+            "a clue_fw run directory (or the run was killed before it wrote one). Check the "
+            "path, or give the recipe: clue run RECIPE --resume DIR."
+        )
+    return load_recipe(stored, overrides)
+
+
 def _init_from_inside(init_from: str, out: Path) -> bool:
     """Whether ``finetune.init_from`` lies inside ``out`` (which --overwrite deletes)."""
     try:
@@ -103,7 +134,7 @@ def _init_from_inside(init_from: str, out: Path) -> bool:
 class RunRequest:
     """What :func:`run` was asked for, checked: the arguments its steps share."""
 
-    recipe: Any  # validated
+    recipe: RecipeLike  # validated
     out: Path | None
     resume: Path | None
     overwrite: bool
@@ -113,7 +144,7 @@ class RunRequest:
 
 
 def run(
-    recipe: BaseModel | dict[str, Any],
+    recipe: BaseModel | dict[str, Any] | None = None,
     out: Path | str | None = None,
     resume: Path | str | None = None,
     overwrite: bool = False,
@@ -124,12 +155,16 @@ def run(
     """Run a validated recipe (or a recipe mapping) and return its run directory and metrics.
 
     ``out`` starts a new run (default ``runs/<name>/<time>``; ``overwrite`` replaces a
-    non-empty one), ``resume`` continues the run in that directory; not both. The run
+    non-empty one), ``resume`` continues the run in that directory; not both. With
+    ``resume`` and no recipe, the run continues with the recipe it stored
+    (:func:`stored_recipe`). The run
     holds an exclusive lock on its directory until this function returns or raises;
     runs in one process take turns (torch's random state is process-wide).
     ``on_directory(path)`` is called (on rank 0) once the run directory is open, e.g. so
     that an interrupted run can name the directory to resume.
     """
+    if recipe is None and out is None and isinstance(resume, str | os.PathLike):
+        recipe = stored_recipe(resume)
     _check_run_arguments(recipe, out, resume)
     if isinstance(recipe, dict):
         recipe = validate_recipe(recipe)
@@ -150,7 +185,7 @@ def _run(request: RunRequest) -> RunResult:
     r = request.recipe
     launch = launch_from_environment()  # started by torchrun: one process of several
     if launch is not None:
-        check_batch_sizes(r, launch.world_size)  # on every process, before they meet
+        check_batch_sizes(training_batch_sizes(r), launch.world_size)  # before they meet
     device = process_device(r.device, launch)
     with session(launch, device) as distributed:
         return _run_process(request, device, distributed)
@@ -184,7 +219,7 @@ def _run_process(request: RunRequest, device: torch.device, distributed: Distrib
         )
     resuming_finetune, unfinished = distributed.on_main(  # rank 0 looks at the directory
         lambda: [
-            resume_path is not None and is_file(resume_path / "finetune" / "last.safetensors"),
+            resume_path is not None and is_file(stage_file(resume_path, FINETUNE, LAST_FILE)),
             resume_path is None or not is_file(resume_path / METRICS_FILE),
         ]
     )

@@ -75,6 +75,17 @@ class BuildContext:
         return self.num_items + 1
 
 
+class StrictModel(BaseModel):
+    """Base of the recipe sections: frozen, unknown keys are errors, and no type coercion.
+
+    ``strict``: a boolean is not an integer (``seed: true``), a string is not a number
+    (``dim: "16"``) and a float is not an integer (``epochs: 2.0``); an integer is a
+    float. Component specs are strict in the same way (:class:`ComponentSpec`).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
+
+
 class ComponentSpec(BaseModel):
     """Base of every component spec: frozen, unknown keys are errors, no type coercion.
 

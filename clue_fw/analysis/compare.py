@@ -23,10 +23,10 @@ from typing import Any
 from clue_fw.errors import ClueError
 from clue_fw.recipe import read_recipe_file
 from clue_fw.running.identity import RECIPE_FILE, RunIdentity, directory_identity, recipe_sha256
+from clue_fw.running.layout import METRICS_FILE
 from clue_fw.running.os_errors import exists, is_dir
+from clue_fw.running.run_reader import MAX_METRICS_BYTES
 
-METRICS_FILE = "metrics.json"
-MAX_METRICS_BYTES = 16 << 20
 SPLITS = ("valid", "test")
 DIGITS = 4
 

@@ -21,7 +21,8 @@ from pathlib import Path
 
 from clue_fw._deprecated import moved_names
 from clue_fw.errors import ClueError
-from clue_fw.running.history_csv import HISTORY_FILE, history_csv_text
+from clue_fw.running.history_csv import history_csv_text
+from clue_fw.running.layout import HISTORY_FILE, LAST_FILE, STAGES, recipe_path, stage_file
 
 # The writer moved to clue_fw.running.history_csv (the stages write, analysis reads).
 __getattr__ = moved_names(
@@ -80,9 +81,6 @@ def read_history(path: str | Path) -> list[Row]:
     return rows
 
 
-STAGES = ("pretrain", "finetune")
-
-
 def checkpoint_history(path: Path) -> list[Row]:
     """The history stored in a stage's ``last.safetensors`` (its header only is read), as
     :func:`read_history` would read it back from ``history.csv``: for runs made before
@@ -111,14 +109,15 @@ def checkpoint_history(path: Path) -> list[Row]:
 def run_history(run_dir: Path) -> dict[str, list[Row]]:
     """``{stage: rows}`` of a run directory's stages: each stage's ``history.csv``, or the
     history in its ``last.safetensors`` when the run predates ``history.csv``."""
-    if not (run_dir / "recipe.yaml").is_file():
+    if not recipe_path(run_dir).is_file():
         raise ClueError(
             f"{run_dir} is not a clue_fw run directory (it has no recipe.yaml); give run "
             "directories (what `clue run` printed)."
         )
     found: dict[str, list[Row]] = {}
     for stage in STAGES:
-        path, last = run_dir / stage / HISTORY_FILE, run_dir / stage / "last.safetensors"
+        path = stage_file(run_dir, stage, HISTORY_FILE)
+        last = stage_file(run_dir, stage, LAST_FILE)
         if path.is_file():
             found[stage] = read_history(path)
         elif last.is_file():
@@ -136,7 +135,7 @@ def recipe_name_and_seed(run_dir: Path) -> str | None:
     from clue_fw.recipe import read_recipe_file
 
     try:
-        recipe = read_recipe_file(run_dir / "recipe.yaml")
+        recipe = read_recipe_file(recipe_path(run_dir))
     except ClueError:
         return None
     return f"{recipe.get('name', run_dir.name)} seed {recipe.get('seed', '?')}"

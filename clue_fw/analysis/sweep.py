@@ -35,6 +35,7 @@ from clue_fw.analysis.compare import is_finished
 from clue_fw.errors import ClueError, RecipeError, quote
 from clue_fw.file_safety import check_user_output
 from clue_fw.running.identity import directory_identity, recipe_sha256
+from clue_fw.running.layout import recipe_path
 
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+\-=,]")
@@ -232,7 +233,7 @@ def command(recipe: Path, run: SweepRun) -> list[str]:
     args = [sys.executable, "-m", "clue_fw", "run", str(recipe)]
     for value in overrides(run.point, run.seed):
         args += ["--set", value]
-    resuming = (run.run_dir / "recipe.yaml").exists()
+    resuming = recipe_path(run.run_dir).exists()
     return args + ["--resume" if resuming else "--out", str(run.run_dir)]
 
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -48,6 +48,9 @@ from clue_fw.metrics.ranking import (
     finalize_sums,
     ranking_sums,
 )
+
+if TYPE_CHECKING:
+    from clue_fw.recipe.protocol import RecipeLike
 
 BATCH_USERS = 16_384
 """Users ranked at once by the exact popularity path (memory: their history)."""
@@ -172,7 +175,7 @@ def evaluate_popularity(
     return metrics
 
 
-def evaluate_recipe(recipe: Any, data_root: Path | None = None) -> dict[str, Any]:
+def evaluate_recipe(recipe: RecipeLike, data_root: Path | None = None) -> dict[str, Any]:
     """The popularity baseline on a validated recipe's data, under its ``next_item`` head's
     protocol: what ``clue baseline RECIPE`` prints (a JSON-ready mapping)."""
     from clue_fw.data.loading import load_data

@@ -32,6 +32,7 @@ from clue_fw.recipe import validate_recipe
 from clue_fw.running.assembly import run_context
 from clue_fw.running.finetune import BEST_FILE
 from clue_fw.running.identity import RunIdentity
+from clue_fw.running.layout import FINETUNE, recipe_path, stage_file
 from clue_fw.running.os_errors import exists
 from clue_fw.running.stage import LAST_FILE
 from clue_fw.training.checkpoint import load_module_tensors
@@ -94,7 +95,7 @@ def evaluate_run(
     # on CUDA or the CPU); a bad run directory is refused here, by each, with exit code 2.
     # A process on a machine without the run directory (several machines) uses --device,
     # or auto.
-    if device is None and (launch is None or launch.rank == 0 or (path / "recipe.yaml").is_file()):
+    if device is None and (launch is None or launch.rank == 0 or recipe_path(path).is_file()):
         device = str(read_recipe(path)[0].device)
     torch_device = process_device(device if device is not None else "auto", launch)
     with session(launch, torch_device) as distributed:
@@ -122,7 +123,7 @@ def _evaluate(
         }
 
     found = distributed.on_main(read)
-    recipe = validate_recipe(found["recipe"], str(run_dir / "recipe.yaml"))
+    recipe = validate_recipe(found["recipe"], str(recipe_path(run_dir)))
     identity = RunIdentity.from_json(found["identity"])
     if identity is None:
         raise RunDirectoryError(f"The identity of the run in {run_dir} could not be read back.")
@@ -161,8 +162,8 @@ def _read_checkpoint(
     """(recipe, identity, tensors, epoch, file) of a checkpoint, with ``--resume``'s checks
     (the run's identity on the file, the file's role)."""
     recipe, identity = read_recipe(run_dir)
-    reader = run_reader(run_dir, recipe, identity)
-    file = run_dir / "finetune" / CHECKPOINTS[checkpoint]
+    reader = run_reader(run_dir, identity)
+    file = stage_file(run_dir, FINETUNE, CHECKPOINTS[checkpoint])
     if checkpoint == "best" and reader.finished_metrics() is None:
         raise RunDirectoryError(
             f"The run in {run_dir} has not finished (it has no metrics.json), so its "

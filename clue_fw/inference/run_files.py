@@ -2,9 +2,10 @@
 
 Nothing here is new validation: the recipe is validated by
 :func:`~clue_fw.recipe.validate_recipe`, checkpoints are read and checked (run
-identity, role) by :meth:`RunDirectory.load_checkpoint
-<clue_fw.running.run_directory.RunDirectory.load_checkpoint>`, ``metrics.json`` by
-:meth:`~clue_fw.running.run_directory.RunDirectory.finished_metrics` and the data by its
+identity, role) by :meth:`RunReader.load_checkpoint
+<clue_fw.running.run_reader.RunReader.load_checkpoint>`, ``metrics.json`` by
+:meth:`~clue_fw.running.run_reader.RunReader.finished_metrics` (a plain reader: no lock,
+no writes) and the data by its
 fingerprint (:class:`~clue_fw.running.identity.DataIdentity`). This module only says
 which file a stage means and what to do when it is missing.
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -34,18 +35,21 @@ from clue_fw.running.identity import (
     directory_identity,
     recipe_sha256,
 )
-from clue_fw.running.lock import DirectoryLock
+from clue_fw.running.layout import FINETUNE, PRETRAIN, stage_file
 from clue_fw.running.os_errors import exists, is_dir, is_file, kind_of
 from clue_fw.running.pretrain import ENCODER_FILE, ITEM_IDS_KEY
-from clue_fw.running.run_directory import RunDirectory
+from clue_fw.running.run_reader import RunReader
+
+if TYPE_CHECKING:
+    from clue_fw.recipe.protocol import RecipeLike
 
 Stage = Literal["finetune", "pretrain"]
-STAGES: tuple[Stage, ...] = ("finetune", "pretrain")
+STAGES: tuple[Stage, ...] = (FINETUNE, PRETRAIN)
 #: The checkpoint of each stage: (folder, file, role recorded in its metadata, key prefix
 #: of the encoder's tensors).
 STAGE_FILES: dict[str, tuple[str, str, str, str]] = {
-    "finetune": ("finetune", BEST_FILE, "best", "model.encoder."),
-    "pretrain": ("pretrain", ENCODER_FILE, "encoder", "encoder."),
+    FINETUNE: (FINETUNE, BEST_FILE, "best", "model.encoder."),
+    PRETRAIN: (PRETRAIN, ENCODER_FILE, "encoder", "encoder."),
 }
 HEAD_PREFIX = "model.head."
 """Key prefix of the fine-tuned head's tensors in ``finetune/best.safetensors``."""
@@ -68,7 +72,7 @@ class RunFiles:
 
     run_dir: Path
     stage: Stage
-    recipe: Any
+    recipe: RecipeLike
     identity: RunIdentity
     checkpoint: Path
     tensors: dict[str, torch.Tensor]
@@ -82,10 +86,10 @@ class RunFiles:
 def read_run(run_dir: Path, stage: Stage) -> RunFiles:
     """Check that ``run_dir`` is a run that finished ``stage`` and read that checkpoint."""
     recipe, identity = read_recipe(run_dir)
-    reader = run_reader(run_dir, recipe, identity)
+    reader = run_reader(run_dir, identity)
     metrics = reader.finished_metrics()
     folder, name, role, _ = STAGE_FILES[stage]
-    path = run_dir / folder / name
+    path = stage_file(run_dir, folder, name)
     resume = f"`clue run {run_dir / RECIPE_FILE} --resume {run_dir}`"
     if stage == "pretrain" and not pretrains(recipe):
         elsewhere = recipe.finetune.init_from
@@ -158,12 +162,10 @@ def read_recipe(run_dir: Path) -> tuple[Any, RunIdentity]:
     return validate_recipe(data, str(run_dir / RECIPE_FILE)), identity
 
 
-def run_reader(run_dir: Path, recipe: Any, identity: RunIdentity) -> RunDirectory:
-    """The run directory, for reading: it shares the checks of a resumed run but takes no
-    lock (a finished run is read only; the lock is never acquired, so never released)."""
-    return RunDirectory(
-        run_dir, recipe.model_dump(mode="json"), identity, DirectoryLock(run_dir), fresh=False
-    )
+def run_reader(run_dir: Path, identity: RunIdentity) -> RunReader:
+    """The finished run in ``run_dir``, for reading: every file it reads must carry
+    ``identity``; no lock is taken (a finished run is only read)."""
+    return RunReader(run_dir, identity)
 
 
 def stored_item_ids(files: RunFiles) -> np.ndarray | None:
@@ -171,9 +173,11 @@ def stored_item_ids(files: RunFiles) -> np.ndarray | None:
     or None when the run did not pre-train (its catalogue is then in its data only)."""
     if files.stage == "pretrain":
         tensors = files.tensors
-    elif pretrains(files.recipe) and exists(files.run_dir / "pretrain" / ENCODER_FILE):
-        reader = run_reader(files.run_dir, files.recipe, files.identity)
-        tensors, _ = reader.load_checkpoint(files.run_dir / "pretrain" / ENCODER_FILE, "encoder")
+    elif pretrains(files.recipe) and exists(stage_file(files.run_dir, PRETRAIN, ENCODER_FILE)):
+        reader = run_reader(files.run_dir, files.identity)
+        tensors, _ = reader.load_checkpoint(
+            stage_file(files.run_dir, PRETRAIN, ENCODER_FILE), "encoder"
+        )
     else:
         return None
     ids = tensors.get(ITEM_IDS_KEY)
@@ -192,7 +196,7 @@ def load_task_data(files: RunFiles, data_root: Path | None) -> TaskData:
 
 
 def checked_task_data(
-    run_dir: Path, recipe: Any, identity: RunIdentity, data_root: Path | None
+    run_dir: Path, recipe: RecipeLike, identity: RunIdentity, data_root: Path | None
 ) -> TaskData:
     """:func:`load_task_data` for a run known by its recipe and identity."""
     expected = identity.data

@@ -11,15 +11,18 @@ all of them.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from clue_fw.components import BuildContext, TaskData
 
+if TYPE_CHECKING:
+    from clue_fw.recipe.protocol import RecipeLike
 
-def training_item_counts(recipe: Any, task_data: TaskData) -> torch.Tensor:
+
+def training_item_counts(recipe: RecipeLike, task_data: TaskData) -> torch.Tensor:
     """``[num_items + 1]`` counts of each item in the sequences training may see (the
     head's :meth:`pretrain_sequences`: valid and test targets left out), for
     components that sample items by popularity."""
@@ -28,7 +31,7 @@ def training_item_counts(recipe: Any, task_data: TaskData) -> torch.Tensor:
     return torch.bincount(values.reshape(-1), minlength=num_items + 1)[: num_items + 1]
 
 
-def run_context(recipe: Any, task_data: TaskData, data_root: Path | None) -> BuildContext:
+def run_context(recipe: RecipeLike, task_data: TaskData, data_root: Path | None) -> BuildContext:
     """The context of a run whose data has been read (training, evaluation, a loaded run
     that read its data)."""
     data = task_data.sequences
@@ -41,7 +44,9 @@ def run_context(recipe: Any, task_data: TaskData, data_root: Path | None) -> Bui
     )
 
 
-def catalogue_context(recipe: Any, item_ids: np.ndarray, data_root: Path | None) -> BuildContext:
+def catalogue_context(
+    recipe: RecipeLike, item_ids: np.ndarray, data_root: Path | None
+) -> BuildContext:
     """The context of a loaded run that did not read its data: its checkpoint's item ids
     (the very ids of its data) and the data root; no training item counts, which only the
     data holds and no inference-time build reads."""

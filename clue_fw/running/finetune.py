@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -31,6 +31,7 @@ from clue_fw.errors import CheckpointError, RecipeError, short_repr
 from clue_fw.provenance import plugin_call
 from clue_fw.recipe import pretrains
 from clue_fw.running.identity import diff_keys, directory_identity, file_identity
+from clue_fw.running.layout import BEST_FILE, PRETRAIN, stage_file
 from clue_fw.running.os_errors import exists, is_dir
 from clue_fw.running.pretrain import ENCODER_FILE, ITEM_IDS_KEY
 from clue_fw.running.run_directory import RunDirectory
@@ -40,7 +41,9 @@ from clue_fw.training.checkpoint import load_checkpoint, load_module_tensors, mo
 from clue_fw.training.loop import derive_seed
 from clue_fw.training.report import Reporter
 
-BEST_FILE = "best.safetensors"
+if TYPE_CHECKING:
+    from clue_fw.recipe.protocol import RecipeLike
+
 # What fine-tuning keeps in its checkpoints' ``extra`` (a resumed one must have them).
 EXTRA_FIELDS: dict[str, type] = {"best": float, "best_epoch": int, "bad_epochs": int}
 
@@ -69,7 +72,7 @@ def encoder_checkpoint_path(init_from: str) -> Path:
     """``finetune.init_from`` as a file: a run directory means its pre-trained encoder."""
     path = Path(init_from)
     if _is_dir(path):
-        path = path / "pretrain" / ENCODER_FILE
+        path = stage_file(path, PRETRAIN, ENCODER_FILE)
         if not exists(path, error=RecipeError):
             raise RecipeError(
                 f"finetune.init_from: {init_from} is a directory without "
@@ -80,7 +83,7 @@ def encoder_checkpoint_path(init_from: str) -> Path:
 
 
 def check_encoder_checkpoint(
-    init_from: str, recipe: Any, data: SequenceData
+    init_from: str, recipe: RecipeLike, data: SequenceData
 ) -> tuple[Path, dict[str, torch.Tensor]]:
     """Read ``finetune.init_from`` and check that it fits this run; return its tensors.
 
@@ -136,7 +139,7 @@ def check_encoder_checkpoint(
 
 
 def run_finetune(
-    recipe: Any,
+    recipe: RecipeLike,
     task_data: TaskData,
     context: BuildContext,
     encoder: SequenceEncoder,
@@ -187,7 +190,7 @@ def run_finetune(
 
         def start() -> None:
             if pretrains(recipe):
-                pretrained = directory.stage_dir("pretrain") / ENCODER_FILE
+                pretrained = directory.stage_dir(PRETRAIN) / ENCODER_FILE
                 tensors, _ = directory.load_checkpoint(pretrained, role="encoder")
                 load_module_tensors(encoder, tensors, "encoder.", pretrained)
                 reporter.log("finetune: starting from the pre-trained encoder")

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-HISTORY_FILE = "history.csv"
+from clue_fw.running.layout import HISTORY_FILE as HISTORY_FILE  # its old home
 
 
 class _Writer(Protocol):

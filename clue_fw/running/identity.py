@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from clue_fw.errors import CheckpointError
+from clue_fw.running.layout import RECIPE_FILE
 
-RECIPE_FILE = "recipe.yaml"
 _HEADER = re.compile(
     r"^# clue_fw run ([0-9a-f]{32}), recipe sha256 ([0-9a-f]{64})"
     r"(?:, data sha256 ([0-9a-f]{64})(?: \((\d+) users, (\d+) items, (\d+) interactions\))?)?$"

@@ -8,6 +8,7 @@ import stat
 from pathlib import Path
 
 from clue_fw.errors import RunDirectoryError
+from clue_fw.running.layout import LOCK_FILE
 from clue_fw.running.os_errors import kind_of, os_reason, output_error
 
 try:  # POSIX only; without it (Windows) runs are not locked
@@ -15,7 +16,6 @@ try:  # POSIX only; without it (Windows) runs are not locked
 except ImportError:  # pragma: no cover - exercised on Windows only
     fcntl = None  # type: ignore[assignment]
 
-LOCK_FILE = ".lock"
 
 #: What flock(LOCK_NB) fails with while another open file description holds the lock.
 _HELD = (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)

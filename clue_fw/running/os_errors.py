@@ -11,6 +11,7 @@ from pathlib import Path
 
 from clue_fw.errors import ClueError, RunDirectoryError
 from clue_fw.file_safety import file_kind
+from clue_fw.running.layout import recipe_path
 
 _FULL = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
@@ -39,7 +40,7 @@ def output_error(path: Path, exc: BaseException, run_dir: Path) -> RunDirectoryE
     code = os_errno(exc)
     what = f"Cannot write {path}: {os_reason(exc)}."
     try:  # a run that stored its recipe is resumed; one that did not starts again
-        started = os.path.isfile(run_dir / "recipe.yaml")
+        started = os.path.isfile(recipe_path(run_dir))
     except (OSError, ValueError):
         started = False
     again = (

@@ -11,7 +11,7 @@ global batch, with BatchNorm over the global batch and views drawn for the whole
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -23,6 +23,7 @@ from clue_fw.data.examples import ExampleSet
 from clue_fw.data.windows import training_windows
 from clue_fw.distributed import SINGLE, Distributed, GlobalView
 from clue_fw.provenance import plugin_call
+from clue_fw.running.layout import ENCODER_FILE
 from clue_fw.running.os_errors import exists
 from clue_fw.running.run_directory import RunDirectory
 from clue_fw.running.stage import Stage
@@ -30,7 +31,9 @@ from clue_fw.training.checkpoint import module_tensors
 from clue_fw.training.monitor import RepresentationMonitor, collapse_warning
 from clue_fw.training.report import Reporter
 
-ENCODER_FILE = "encoder.safetensors"
+if TYPE_CHECKING:
+    from clue_fw.recipe.protocol import RecipeLike
+
 ITEM_IDS_KEY = "vocabulary.item_ids"
 """The tensor of an encoder checkpoint that lists the catalogue its embeddings index."""
 
@@ -45,7 +48,7 @@ def pretrain_examples(train: Csr, max_len: int, history: str) -> ExampleSet:
 
 
 def run_pretrain(
-    recipe: Any,
+    recipe: RecipeLike,
     task_data: TaskData,
     context: BuildContext,
     encoder: SequenceEncoder,

@@ -1,15 +1,7 @@
 """The run directory: its paths, its owner and its identity.
 
-Layout::
-
-    .lock                       the lock file: a run holds an exclusive lock on it
-    recipe.yaml                 the resolved recipe; its first line is the run identity
-    run.log                     everything the run printed, time-stamped
-    pretrain/last.safetensors   pre-training state after the last finished epoch
-    pretrain/encoder.safetensors  the pre-trained encoder handed to fine-tuning
-    finetune/last.safetensors   fine-tuning state after the last finished epoch
-    finetune/best.safetensors   weights with the best validation metric
-    metrics.json                final validation and test metrics (written last)
+Its layout (every file name and stage path) is :mod:`clue_fw.running.layout`; reading a
+finished run is :class:`~clue_fw.running.run_reader.RunReader`, which this writer extends.
 
 **Owner.** A run holds an exclusive lock on ``.lock`` (:mod:`clue_fw.running.lock`)
 from the moment it opens the directory until :func:`clue_fw.run` returns or raises. A
@@ -32,7 +24,6 @@ operating-system error on the output side (a full disk, a read-only directory) i
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import re
@@ -41,25 +32,25 @@ import shutil
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from pydantic import BaseModel
 from safetensors import SafetensorError
 
 from clue_fw._version import __version__ as _clue_fw_version
-from clue_fw.errors import CheckpointError, RecipeError, RunDirectoryError, short_repr
+from clue_fw.errors import RecipeError, RunDirectoryError
 from clue_fw.file_safety import atomic_write_bytes, atomic_write_json
 from clue_fw.recipe import MAX_RECIPE_BYTES, parse_yaml, recipe_to_yaml
 from clue_fw.running.identity import (
     RECIPE_FILE,
     DataIdentity,
     RunIdentity,
-    check_identity,
     diff_keys,
     directory_identity,
     recipe_sha256,
 )
+from clue_fw.running.layout import METRICS_FILE, STAGES, stage_dir
 from clue_fw.running.lock import LOCK_FILE, DirectoryLock, held_elsewhere
 from clue_fw.running.os_errors import (
     exists,
@@ -70,13 +61,13 @@ from clue_fw.running.os_errors import (
     os_reason,
     output_error,
 )
-from clue_fw.training.checkpoint import load_checkpoint, save_checkpoint
+from clue_fw.running.run_reader import MAX_METRICS_BYTES as MAX_METRICS_BYTES  # old home
+from clue_fw.running.run_reader import RunReader, read_run_file
+from clue_fw.training.checkpoint import save_checkpoint
 
-METRICS_FILE = "metrics.json"
-LOG_FILE = "run.log"
-STAGES = ("pretrain", "finetune")
-MAX_METRICS_BYTES = 16 << 20
-"""A ``metrics.json`` larger than this (16 MiB) is not one clue_fw wrote."""
+if TYPE_CHECKING:
+    from clue_fw.recipe.protocol import RecipeLike
+
 
 # Names of the temporary files clue_fw's atomic writers create next to their targets
 # (``.<name>.<random>.tmp``); a writer killed before its rename leaves one behind.
@@ -94,7 +85,7 @@ def versions() -> dict[str, str]:
     }
 
 
-def default_run_dir(recipe: Any) -> Path:
+def default_run_dir(recipe: RecipeLike) -> Path:
     """``runs/<name>/<time>-<4 random hex digits>``: ``name`` is one path component (the
     recipe checks it); the random part keeps runs started in the same second apart."""
     stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
@@ -104,7 +95,7 @@ def default_run_dir(recipe: Any) -> Path:
 def stale_temp_files(run_dir: Path) -> list[Path]:
     """Temp files of interrupted atomic writes in a run directory and its stage folders."""
     found = []
-    for folder in (run_dir, *(run_dir / stage for stage in STAGES)):
+    for folder in (run_dir, *(stage_dir(run_dir, stage) for stage in STAGES)):
         if is_dir(folder) and not is_symlink(folder):
             found += [
                 p for p in _entries(folder, skip="") if _TEMP_FILE.match(p.name) and is_file(p)
@@ -132,7 +123,7 @@ def _path_argument(value: Path | str | None, flag: str) -> Path | None:
     return Path(value)
 
 
-class RunDirectory:
+class RunDirectory(RunReader):
     """A run directory opened by this process: locked, with a known identity.
 
     Open one with :meth:`open` and use it as a context manager; leaving the ``with``
@@ -150,9 +141,8 @@ class RunDirectory:
         fresh: bool,
         restarted: bool = False,
     ) -> None:
-        self.path = path
+        super().__init__(path, identity)
         self.recipe_json = recipe_json
-        self.identity = identity
         self.lock = lock
         self.fresh = fresh
         self.restarted = restarted
@@ -173,6 +163,16 @@ class RunDirectory:
         directory = cls(path, recipe_json, identity, DirectoryLock(path), fresh, restarted)
         directory.writable = False
         return directory
+
+    def finished_metrics(self) -> dict[str, Any] | None:
+        self._owner_only("read metrics.json")
+        return super().finished_metrics()
+
+    def load_checkpoint(
+        self, path: Path, role: str | None = None
+    ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        self._owner_only(f"read {path.name}")
+        return super().load_checkpoint(path, role)
 
     def _owner_only(self, what: str) -> None:
         if not self.writable:
@@ -336,19 +336,6 @@ class RunDirectory:
     ) -> None:
         self.close()
 
-    # ----------------------------------------------------------------- paths
-
-    @property
-    def log_path(self) -> Path:
-        return self.path / LOG_FILE
-
-    @property
-    def metrics_path(self) -> Path:
-        return self.path / METRICS_FILE
-
-    def stage_dir(self, stage: str) -> Path:
-        return self.path / stage
-
     # ----------------------------------------------------------------- files
 
     def check_owned(self) -> None:
@@ -386,40 +373,6 @@ class RunDirectory:
             raise output_error(self.metrics_path, exc, self.path) from None
         return stamped
 
-    def finished_metrics(self) -> dict[str, Any] | None:
-        """The metrics of a finished run (None while ``metrics.json`` does not exist).
-
-        A ``metrics.json`` that is unreadable or carries another run's identity is a
-        :class:`RunDirectoryError`: nothing is taken for this run's result unchecked.
-        """
-        self._owner_only("read metrics.json")
-        path = self.metrics_path
-        if not exists(path):
-            return None
-        redo = f"Delete it and --resume {self.path} again to evaluate the best checkpoint anew."
-        damaged = "; it was damaged after the run finished"
-        text = _read_run_file(self.path, METRICS_FILE, MAX_METRICS_BYTES, damaged, redo)
-        try:
-            metrics = json.loads(text)
-        except (ValueError, RecursionError) as exc:
-            raise _unreadable(self.path, METRICS_FILE, exc, damaged, redo) from None
-        found = RunIdentity.from_json(metrics.get("run")) if isinstance(metrics, dict) else None
-        if found is None:
-            raise RunDirectoryError(
-                f"{path} carries no run identity, so nothing shows that the run of "
-                f"{self.path} wrote it. {redo}"
-            )
-        if found != self.identity:
-            raise RunDirectoryError(
-                f"{path} and {self.path / RECIPE_FILE} name different runs ({found} against "
-                f"{self.identity}): one of them was copied in from another run or edited by "
-                f"hand (the identity line of {RECIPE_FILE}, say). Restore the run's own files; "
-                f"if it is {METRICS_FILE} that came from elsewhere, delete it and --resume "
-                f"{self.path} again to evaluate the best checkpoint anew."
-            )
-        assert isinstance(metrics, dict)
-        return metrics
-
     def save_checkpoint(
         self, path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, Any]
     ) -> None:
@@ -435,24 +388,6 @@ class RunDirectory:
             save_checkpoint(path, tensors, stamped, create_parent=False)
         except (OSError, SafetensorError) as exc:
             raise output_error(path, exc, self.path) from None
-
-    def load_checkpoint(
-        self, path: Path, role: str | None = None
-    ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        """Read a checkpoint of this run; one that another run wrote is refused, and so is
-        one whose ``role`` (``last``, ``best``, ``encoder``) is not ``role``: a run's
-        ``last.safetensors`` copied over its ``best.safetensors`` is not its best."""
-        self._owner_only(f"read {path.name}")
-        tensors, metadata = load_checkpoint(path)
-        check_identity(path, metadata, self.identity)
-        if role is not None and metadata.get("role") != role:
-            found = metadata.get("role")
-            raise CheckpointError(
-                f"{path} is not this run's {role} checkpoint (its metadata records role "
-                f"{short_repr(found)}): it was copied or renamed from another file of the run. "
-                f"Put the run's own {path.name} back, or start a new run (--out)."
-            )
-        return tensors, metadata
 
 
 # --------------------------------------------------------------------------- helpers
@@ -570,40 +505,13 @@ def _remove(paths: list[Path], run_dir: Path) -> None:
             raise output_error(path, exc, run_dir) from None
 
 
-def _read_run_file(run_dir: Path, name: str, cap: int, damaged: str, remedy: str) -> str:
-    """The text of a small file of a run (``recipe.yaml``, ``metrics.json``): a regular
-    file of at most ``cap`` bytes, else a :class:`RunDirectoryError` that ends with
-    ``remedy`` (``damaged`` is said after the reason it is unreadable)."""
-    path = run_dir / name
-    if not is_file(path):
-        raise RunDirectoryError(
-            f"Cannot resume {run_dir}: its {name} is not a regular file (it is "
-            f"{kind_of(path)}). {remedy}"
-        )
-    try:
-        if path.stat().st_size > cap:
-            raise ValueError(f"larger than {cap >> 20} MiB")
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise _unreadable(run_dir, name, exc, damaged, remedy) from None
-
-
-def _unreadable(
-    run_dir: Path, name: str, exc: BaseException, damaged: str, remedy: str
-) -> RunDirectoryError:
-    reason = os_reason(exc) if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}"
-    return RunDirectoryError(
-        f"Cannot resume {run_dir}: its {name} is unreadable ({reason}){damaged}. {remedy}"
-    )
-
-
 def _stored_identity(
     path: Path, recipe_json: dict[str, Any], data: DataIdentity | None
 ) -> RunIdentity:
     """Read ``recipe.yaml``: it must parse, carry an identity, hold this recipe and have
     been started on this data."""
     remedy = "Start a new run with --out."
-    text = _read_run_file(path, RECIPE_FILE, MAX_RECIPE_BYTES, "", remedy)
+    text = read_run_file(path, RECIPE_FILE, MAX_RECIPE_BYTES, "", remedy)
     try:
         stored = parse_yaml(text, str(path / RECIPE_FILE))
     except RecipeError as exc:

@@ -25,7 +25,8 @@ from torch import nn
 from clue_fw.data.examples import Batches
 from clue_fw.distributed import SINGLE, Distributed, ShardedStep, convert_batchnorm
 from clue_fw.errors import CheckpointError, NonFiniteError
-from clue_fw.running.history_csv import HISTORY_FILE, write_history
+from clue_fw.running.history_csv import write_history
+from clue_fw.running.layout import HISTORY_FILE, LAST_FILE
 from clue_fw.running.os_errors import exists
 from clue_fw.running.run_directory import RunDirectory
 from clue_fw.training.checkpoint import (
@@ -37,8 +38,6 @@ from clue_fw.training.checkpoint import (
 from clue_fw.training.loop import EpochStats, derive_seed, train_epoch
 from clue_fw.training.optim import build_optimizer, lr_schedule
 from clue_fw.training.report import Reporter
-
-LAST_FILE = "last.safetensors"
 
 
 class Stage:

@@ -1,7 +1,7 @@
 """The optimiser and learning-rate schedule of a training stage, from its ``train`` settings.
 
 >>> import torch
->>> from clue_fw.recipe import TrainSpec
+>>> from clue_fw.training.specs import TrainSpec
 >>> train = TrainSpec(epochs=10, optimizer="adamw", weight_decay=0.05, schedule="cosine",
 ...                   warmup_epochs=1, min_lr=1e-5)
 >>> optimizer = build_optimizer([torch.nn.Parameter(torch.zeros(3))], train)
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Literal
 import torch
 
 if TYPE_CHECKING:
-    from clue_fw.recipe import TrainSpec
+    from clue_fw.training.specs import TrainSpec
 
 DEFAULT_BETAS = (0.9, 0.999)
 """Adam's and AdamW's moment decay rates when ``train.betas`` is unset (torch's defaults)."""

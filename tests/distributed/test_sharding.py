@@ -12,7 +12,7 @@ import torch
 from clue_fw.data.examples import ExampleSet, Shard
 from clue_fw.distributed import Distributed, check_batch_sizes, launch_from_environment
 from clue_fw.errors import ClueError, RecipeError
-from clue_fw.recipe import validate_recipe
+from clue_fw.recipe import training_batch_sizes, validate_recipe
 
 
 @pytest.mark.parametrize(("count", "batch_size", "world"), [(10, 4, 2), (9, 4, 2), (23, 6, 3)])
@@ -73,8 +73,8 @@ def test_torchrun_environment() -> None:
 def test_batch_size_must_split_evenly(tiny_recipe: dict[str, Any]) -> None:
     recipe = copy.deepcopy(tiny_recipe)
     recipe["pretrain"]["train"]["batch_size"] = 30
-    check_batch_sizes(validate_recipe(recipe), 2)
+    check_batch_sizes(training_batch_sizes(validate_recipe(recipe)), 2)
     with pytest.raises(RecipeError, match=r"pretrain.train.batch_size: 30 .* multiple of 4"):
-        check_batch_sizes(validate_recipe(recipe), 4)
+        check_batch_sizes(training_batch_sizes(validate_recipe(recipe)), 4)
     recipe["pretrain"] = None  # a stage that does not run is not checked
-    check_batch_sizes(validate_recipe(recipe), 4)
+    check_batch_sizes(training_batch_sizes(validate_recipe(recipe)), 4)
