@@ -18,9 +18,7 @@ MAX_FUNCTION_LINES = 80
 
 #: Modules still over the limit -> their line count today (to split along their seams).
 OVERSIZED_MODULES: dict[str, int] = {
-    "data/synth.py": 621,
     "inference/loaded_run.py": 568,
-    "probing/probe.py": 548,
 }
 #: Functions still over the limit ("module.py:qualified name") -> their body span today.
 LONG_FUNCTIONS: dict[str, int] = {
