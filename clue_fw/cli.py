@@ -403,154 +403,6 @@ def _check_out(out: str | None) -> None:
         check_user_output(out)
 
 
-@data_app.command("download")
-def data_download(
-    name: Annotated[str, typer.Argument(help="Dataset: ml-1m or ml-100k.")],
-    root: Annotated[
-        Path | None, typer.Option("--root", help="Data root (default: $CLUE_DATA_DIR or cache).")
-    ] = None,
-    force: Annotated[bool, typer.Option("--force", help="Download again even if present.")] = False,
-) -> None:
-    """Download a GroupLens archive, verify its sha256 and write the canonical layout."""
-    from clue_fw.data.download import download_dataset
-
-    def progress(done: int, total: int | None) -> None:
-        if total:
-            stderr.print(f"\r{done / 1e6:.1f} / {total / 1e6:.1f} MB", end="")
-
-    folder = download_dataset(name, root, force=force, progress=progress)
-    stderr.print()
-    stdout.print(Text(str(folder)), highlight=False)
-
-
-@data_app.command("prepare")
-def data_prepare(
-    name: Annotated[str, typer.Argument(help="Dataset: ml-1m or ml-100k.")],
-    from_: Annotated[
-        str,
-        typer.Option(
-            "--from",
-            help="The archive downloaded by hand (.zip, checked by sha256) or the folder it "
-            "unpacks to.",
-        ),
-    ],
-    root: Annotated[
-        Path | None, typer.Option("--root", help="Data root (default: $CLUE_DATA_DIR or cache).")
-    ] = None,
-) -> None:
-    """Write the canonical layout from local files, offline (as `data download` does)."""
-    from clue_fw.data.download import prepare_dataset
-
-    if not from_.strip():
-        raise ClueError("--from is empty; give the downloaded .zip or its unpacked folder.")
-    folder = prepare_dataset(name, from_, root)
-    stdout.print(Text(str(folder)), highlight=False)
-
-
-@data_app.command("stats")
-def data_stats(
-    file: Annotated[
-        Path,
-        typer.Argument(
-            help="A sequence file (`user item item ...` lines): a path as given, else "
-            "relative to the data root, as recipes name it (ml-1m/ml-1m_sequences.txt)."
-        ),
-    ],
-) -> None:
-    """Print users, items, interactions, length percentiles and the repeat rate of a file."""
-    from clue_fw.data.root import resolve_data_path
-    from clue_fw.data.stats import sequence_stats
-
-    if not file.exists():  # not here: where a recipe would find it (or say where it looked)
-        file = resolve_data_path(file, None, "FILE")
-    stats = sequence_stats(file)
-    stdout.print(Text("\n".join(stats.lines())), highlight=False, soft_wrap=True)
-
-
-@data_app.command("synth")
-def data_synth(
-    users: Annotated[int, typer.Option("--users", help="Number of users (lines).")],
-    items: Annotated[int, typer.Option("--items", help="Number of items in the catalogue.")],
-    out: Annotated[str, typer.Option("--out", "-o", help="Sequence file to write.")],
-    seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same file).")] = 0,
-    mean_length: Annotated[
-        float, typer.Option("--mean-length", help="Mean items per user (at least 3).")
-    ] = 50.0,
-    repeat_rate: Annotated[
-        float, typer.Option("--repeat-rate", help="Share of items that repeat an earlier one.")
-    ] = 0.0,
-    attributes: Annotated[
-        bool,
-        typer.Option(
-            "--attributes",
-            help="Also write planted user attributes for the profile head, next to --out "
-            "NAME.txt: NAME_easy.csv, NAME_hard.csv, NAME_taste.csv (docs/synthetic.md).",
-        ),
-    ] = False,
-    cold_start: Annotated[
-        bool,
-        typer.Option(
-            "--cold-start",
-            help="Also write a cold-start target domain for the cold_start head: "
-            "NAME_target.txt, 1 to 5 items per user.",
-        ),
-    ] = False,
-    target_items: Annotated[
-        int | None,
-        typer.Option(
-            "--target-items",
-            help="Items of the target domain (default max(items / 10, 5 x genres)).",
-        ),
-    ] = None,
-    latent: Annotated[
-        bool,
-        typer.Option(
-            "--latent",
-            help="Also write the generator's per-user latent: NAME_latent.safetensors.",
-        ),
-    ] = False,
-    force_size: Annotated[
-        bool,
-        typer.Option(
-            "--force-size", help="Write even when the estimated size exceeds the free space."
-        ),
-    ] = False,
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace existing output files.")
-    ] = False,
-) -> None:
-    """Write a realistic synthetic sequence file (Zipf popularity, genre bursts, series).
-
-    Interrupted (Ctrl-C: exit 130, SIGTERM: exit 143), it removes its temporary files:
-    no output file is written or changed.
-    """
-    try:
-        with _sigterm_interrupts():
-            from clue_fw.data.synth import write_synthetic_sequences
-
-            stats = write_synthetic_sequences(
-                out, users, items, seed=seed, mean_length=mean_length,
-                repeat_rate=repeat_rate, attributes=attributes, cold_start=cold_start,
-                latent=latent, target_items=target_items, check_space=not force_size,
-                overwrite=overwrite,
-            )  # fmt: skip
-    except KeyboardInterrupt as exc:
-        name = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
-        stderr.print(
-            Text(
-                f"interrupted ({name}): clue data synth stopped before its files were "
-                f"complete; the temporary files were removed and nothing was written to "
-                f"{out} or next to it."
-            ),
-            highlight=False,
-            soft_wrap=True,
-        )
-        raise typer.Exit(_INTERRUPT_EXIT[name]) from None
-    stderr.print(Text(f"wrote {stats.summary()}"), highlight=False)
-    for path in stats.outputs.values():
-        stdout.print(Text(str(path)), highlight=False, soft_wrap=True)
-
-
 @app.command()
 def baseline(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML file (its data and head).")],
@@ -576,10 +428,19 @@ def baseline(
 
 
 from clue_fw.cli_analysis import register as _register_analysis  # noqa: E402
+from clue_fw.cli_data import register as _register_data  # noqa: E402
 from clue_fw.cli_evaluate import register as _register_evaluate  # noqa: E402
 from clue_fw.cli_export import register as _register_export  # noqa: E402
 from clue_fw.cli_probe import register as _register_probe  # noqa: E402
+from clue_fw.cli_processes import (  # noqa: E402
+    _ANNOUNCED,
+    _data_parallel_process,
+    _exit_status,
+    _parallel_failure,
+    _speaks,
+)
 
+_register_data(data_app)  # clue data download, prepare, stats, synth
 _register_export(app)  # clue embed, clue recommend
 _register_analysis(app)  # clue plot, analyze, compare, sweep
 _register_evaluate(app)  # clue evaluate
@@ -628,94 +489,6 @@ def _run_app(argv: list[str] | None) -> None:
     except KeyboardInterrupt:  # outside `clue run`, which says how to resume
         stderr.print("interrupted.")
         sys.exit(130)
-
-
-def _data_parallel_process() -> bool:
-    """Whether this process is one of several of a data-parallel launch (torchrun, or a
-    launcher that sets WORLD_SIZE and RANK as torchrun does)."""
-    return os.environ.get("WORLD_SIZE", "1") not in ("", "1") and "RANK" in os.environ
-
-
-def _rank() -> int:
-    text = os.environ.get("RANK", "0")
-    return int(text) if text.isdigit() else 0
-
-
-def _speaks(exc: ClueError) -> bool:
-    """Whether this process prints ``exc``: always in a one-process run. Under a
-    data-parallel launch, one process speaks for all: not a copy of another rank's error,
-    not when another rank failed first, and only rank 0 for an error that every process
-    meets before they have joined (a bad recipe: the same paragraph N times otherwise)."""
-    if not _data_parallel_process():
-        return True
-    if exc.reported_by is not None:
-        return False
-    if "torch.distributed" not in sys.modules:  # no process group yet
-        return _rank() == 0
-    import torch.distributed as dist
-
-    from clue_fw.distributed import failure_elsewhere
-
-    if not (dist.is_available() and dist.is_initialized()):
-        return _rank() == 0
-    if failure_elsewhere(_rank()) is not None:
-        return False
-    _announce(exc.exit_code)
-    return True
-
-
-_ANNOUNCED: list[int] = []  # the exit status this process announced as the failing one
-
-
-def _announce(code: int) -> None:
-    """Tell the other processes that this one fails with ``code`` (the group's store)."""
-    from clue_fw.distributed import announce_failure
-
-    announce_failure(_rank(), code)
-    _ANNOUNCED.append(code)
-
-
-def _parallel_failure(exc: BaseException) -> int:
-    """Report an exception that is not a ClueError in a data-parallel process; return the
-    exit status. When another process failed first (this one lost it mid-collective), stop
-    quietly with that process's status: its error is the one message."""
-    import traceback
-
-    if getattr(exc, "reported_by", None) is not None:
-        return 1
-    if "torch.distributed" in sys.modules:
-        from clue_fw.distributed import failure_elsewhere, lost_a_process, store_reachable
-
-        if lost_a_process(exc) and _rank() != 0 and not store_reachable():
-            # The process hosting the group's store (rank 0) is gone with it, mid-run: it
-            # reports its own failure, and this one stops with it.
-            return 1
-        other = failure_elsewhere(_rank())
-        if other is not None:
-            return other[1]
-        _announce(1)
-    world = os.environ.get("WORLD_SIZE", "?")
-    stderr.print(
-        Text(
-            f"error: process {_rank()} of {world} failed with {type(exc).__name__}: {exc}. "
-            "Every process of the run stops; this is a bug, please report it with the "
-            "traceback below."
-        ),
-        highlight=False,
-        soft_wrap=True,
-    )
-    traceback.print_exception(exc, file=sys.stderr)
-    return 1
-
-
-def _exit_status(code: object) -> int:
-    """The process exit status of ``SystemExit(code)``, as the interpreter maps it."""
-    if code is None:
-        return 0
-    if isinstance(code, int):
-        return code & 0xFF
-    print(code, file=sys.stderr)
-    return 1
 
 
 if __name__ == "__main__":

@@ -124,6 +124,23 @@ def run_labels(paths: list[Path]) -> list[str]:
 # --------------------------------------------------------------------------- analyze
 
 
+def _analyze_options(seed: int, labels: str | None, label_column: str | None) -> str:
+    """Refuse bad ``clue analyze`` flags before anything is loaded; return the label column."""
+    if not 0 <= seed < 2**63:
+        raise ClueError(
+            f"--seed must lie in 0 .. 2**63 - 1 (a 64-bit generator seed), not {quote(str(seed))}."
+        )
+    if label_column is not None and labels is None:
+        raise ClueError("--label-column picks a column of --labels; give --labels FILE too.")
+    column = label_column or "gender"
+    if column not in LABEL_COLUMNS:
+        raise ClueError(
+            f"--label-column must be gender, age or occupation, not {quote(column)} (a "
+            "user,label CSV has one label column and needs no --label-column)."
+        )
+    return column
+
+
 def analyze(
     run_dir: Annotated[str, typer.Argument(metavar="RUN", help="A finished run directory.")],
     out: Annotated[
@@ -181,18 +198,7 @@ def analyze(
     from clue_fw.file_safety import check_user_output, write_output
 
     one_process("analyze")
-    if not 0 <= seed < 2**63:
-        raise ClueError(
-            f"--seed must lie in 0 .. 2**63 - 1 (a 64-bit generator seed), not {quote(str(seed))}."
-        )
-    if label_column is not None and labels is None:
-        raise ClueError("--label-column picks a column of --labels; give --labels FILE too.")
-    column = label_column or "gender"
-    if column not in LABEL_COLUMNS:
-        raise ClueError(
-            f"--label-column must be gender, age or occupation, not {quote(column)} (a "
-            "user,label CSV has one label column and needs no --label-column)."
-        )
+    column = _analyze_options(seed, labels, label_column)
     pyplot()  # a missing matplotlib is said before the run is loaded
     from clue_fw.analysis.representations import analyze_run
     from clue_fw.data.labels import read_label_file

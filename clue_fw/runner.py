@@ -68,7 +68,7 @@ __getattr__ = moved_names(__name__, {"resolve_device": "clue_fw.devices"})
 _ONE_RUN_AT_A_TIME = threading.Lock()
 
 
-def _check_run_arguments(recipe: RecipeLike, out: Any, resume: Any) -> None:
+def _check_run_arguments(recipe: object, out: Any, resume: Any) -> None:
     """Refuse arguments of :func:`run` that are not what it takes, in words."""
     if not isinstance(recipe, BaseModel | dict):
         raise RecipeError(
@@ -157,8 +157,8 @@ def run(
     ``out`` starts a new run (default ``runs/<name>/<time>``; ``overwrite`` replaces a
     non-empty one), ``resume`` continues the run in that directory; not both. With
     ``resume`` and no recipe, the run continues with the recipe it stored
-    (:func:`stored_recipe`). The run
-    holds an exclusive lock on its directory until this function returns or raises;
+    (:func:`stored_recipe`). The run holds an exclusive lock on its directory until this
+    function returns or raises;
     runs in one process take turns (torch's random state is process-wide).
     ``on_directory(path)`` is called (on rank 0) once the run directory is open, e.g. so
     that an interrupted run can name the directory to resume.

@@ -68,9 +68,11 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         (
             "clue_fw.cli",
             "clue_fw.cli_analysis",
+            "clue_fw.cli_data",
             "clue_fw.cli_evaluate",
             "clue_fw.cli_export",
             "clue_fw.cli_probe",
+            "clue_fw.cli_processes",
             "clue_fw.testing",
             "clue_fw.__main__",
             "clue_fw",  # the package's lazy public names
@@ -86,9 +88,11 @@ GUARDED = (
     "clue_fw.analysis",
     "clue_fw.cli",
     "clue_fw.cli_analysis",
+    "clue_fw.cli_data",
     "clue_fw.cli_evaluate",
     "clue_fw.cli_export",
     "clue_fw.cli_probe",
+    "clue_fw.cli_processes",
 )
 
 

@@ -16,6 +16,16 @@ empty row stays empty).
 
 The remaining items keep their order and are re-packed to the right, so the result
 is left-padded like the input.
+
+Example (a view maps a ``[B, n]`` batch of item ids to a changed batch of the same shape):
+
+>>> import torch
+>>> from clue_fw.augmentations.specs import CropViewSpec
+>>> from clue_fw.specs import BuildContext
+>>> view = CropViewSpec().build(BuildContext(num_items=50, max_len=8))
+>>> items = torch.randint(1, 51, (4, 8))
+>>> tuple(view(items, torch.Generator().manual_seed(0)).shape)
+(4, 8)
 """
 
 from __future__ import annotations

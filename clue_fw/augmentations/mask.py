@@ -3,6 +3,16 @@
 CLUE Sec. IV-B (explicit views), after CL4SRec (Xie et al., 2022, "item mask"):
 each real item of a left-padded ``[B, n]`` batch becomes ``context.mask_id`` with
 probability ``rho``; padding (id 0) never changes. ``rho = 0`` is the identity.
+
+Example (a view maps a ``[B, n]`` batch of item ids to a changed batch of the same shape):
+
+>>> import torch
+>>> from clue_fw.augmentations.specs import MaskViewSpec
+>>> from clue_fw.specs import BuildContext
+>>> view = MaskViewSpec().build(BuildContext(num_items=50, max_len=8))
+>>> items = torch.randint(1, 51, (4, 8))
+>>> tuple(view(items, torch.Generator().manual_seed(0)).shape)
+(4, 8)
 """
 
 from __future__ import annotations

@@ -5,6 +5,16 @@ real items, a contiguous span of ``k = floor(rho * L)`` items (``rho`` read to 6
 decimals), starting uniformly at random, is put in a uniformly random order (argsort
 of random keys). Items outside the span and padding stay where they are; spans of
 fewer than two items change nothing, so ``rho = 0`` is the identity.
+
+Example (a view maps a ``[B, n]`` batch of item ids to a changed batch of the same shape):
+
+>>> import torch
+>>> from clue_fw.augmentations.specs import PermuteViewSpec
+>>> from clue_fw.specs import BuildContext
+>>> view = PermuteViewSpec().build(BuildContext(num_items=50, max_len=8))
+>>> items = torch.randint(1, 51, (4, 8))
+>>> tuple(view(items, torch.Generator().manual_seed(0)).shape)
+(4, 8)
 """
 
 from __future__ import annotations

@@ -16,6 +16,16 @@ Each part keeps the items' order and is re-packed to the right (left-padded).
 As the first entry of ``pretrain.views`` it divides each sequence between the branches;
 the views after it then change each part on its own. Called as a single view (the
 :class:`~clue_fw.components.Augmentation` interface) it returns the first part.
+
+Example (a view maps a ``[B, n]`` batch of item ids to a changed batch of the same shape):
+
+>>> import torch
+>>> from clue_fw.augmentations.specs import SplitViewSpec
+>>> from clue_fw.specs import BuildContext
+>>> view = SplitViewSpec().build(BuildContext(num_items=50, max_len=8))
+>>> items = torch.randint(1, 51, (4, 8))
+>>> tuple(view(items, torch.Generator().manual_seed(0)).shape)
+(4, 8)
 """
 
 from __future__ import annotations

@@ -35,6 +35,16 @@ for these baselines. ``user`` ``[B, d]`` is ``u`` below.
 parameter that :meth:`SequenceEncoder.init_vocabulary` creates is removed: an unused
 parameter would never get a gradient, would sit in optimiser state and checkpoints as
 dead weight, and fails the check that every parameter is trained.
+
+Example (``[B, n]`` item ids in, a ``[B, d]`` user vector and ``[B, n, d]`` states out):
+
+>>> import torch
+>>> from clue_fw.backbones.specs import ItemMeanSpec
+>>> from clue_fw.specs import BuildContext
+>>> encoder = ItemMeanSpec(dim=16).build(BuildContext(num_items=50, max_len=8))
+>>> out = encoder(torch.randint(1, 51, (4, 8)))
+>>> tuple(out.user.shape), tuple(out.states.shape)
+((4, 16), (4, 8, 16))
 """
 
 from __future__ import annotations

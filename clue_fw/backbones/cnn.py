@@ -28,6 +28,16 @@ indistinguishable from "before the sequence". Hidden states at padding positions
 are set back to zero after every convolution (LayerNorm and biases would otherwise
 make them non-zero and leak the amount of padding into real positions). The output
 is therefore the same however much padding precedes the sequence.
+
+Example (``[B, n]`` item ids in, a ``[B, d]`` user vector and ``[B, n, d]`` states out):
+
+>>> import torch
+>>> from clue_fw.backbones.specs import NextItNetSpec
+>>> from clue_fw.specs import BuildContext
+>>> encoder = NextItNetSpec(dim=16).build(BuildContext(num_items=50, max_len=8))
+>>> out = encoder(torch.randint(1, 51, (4, 8)))
+>>> tuple(out.user.shape), tuple(out.states.shape)
+((4, 16), (4, 8, 16))
 """
 
 from __future__ import annotations

@@ -18,6 +18,16 @@ rotated so that its real items and the [UR] token come first, followed by the
 padding (one ``gather``), the GRU runs from the zero start state, and the outputs
 are rotated back. Trailing padding only follows the real steps of a causal GRU, so
 it cannot change them: the result is exactly the un-padded GRU, whatever the padding.
+
+Example (``[B, n]`` item ids in, a ``[B, d]`` user vector and ``[B, n, d]`` states out):
+
+>>> import torch
+>>> from clue_fw.backbones.specs import GRUSpec
+>>> from clue_fw.specs import BuildContext
+>>> encoder = GRUSpec(dim=16).build(BuildContext(num_items=50, max_len=8))
+>>> out = encoder(torch.randint(1, 51, (4, 8)))
+>>> tuple(out.user.shape), tuple(out.states.shape)
+((4, 16), (4, 8, 16))
 """
 
 from __future__ import annotations

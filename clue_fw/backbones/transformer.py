@@ -3,6 +3,16 @@
 Kang & McAuley, "Self-Attentive Sequential Recommendation", ICDM 2018; the [UR]
 token follows the CLUE paper (Sec. IV-C): a learnable vector appended after the
 last real item whose output is the user representation.
+
+Example (``[B, n]`` item ids in, a ``[B, d]`` user vector and ``[B, n, d]`` states out):
+
+>>> import torch
+>>> from clue_fw.backbones.specs import TransformerSpec
+>>> from clue_fw.specs import BuildContext
+>>> encoder = TransformerSpec(dim=16, heads=2).build(BuildContext(num_items=50, max_len=8))
+>>> out = encoder(torch.randint(1, 51, (4, 8)))
+>>> tuple(out.user.shape), tuple(out.states.shape)
+((4, 16), (4, 8, 16))
 """
 
 from __future__ import annotations

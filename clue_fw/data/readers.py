@@ -357,27 +357,7 @@ def read_interaction_table(
         )
         user = _parse_int(record["user"], path, line_number, "user id", header_hint)
         item = _parse_int(record["item"], path, line_number, "item id", header_hint)
-        try:
-            stamp = record["timestamp"]
-            if not stamp.isascii() or "_" in stamp:  # float() reads "1_0" and non-ASCII digits
-                raise ValueError(stamp)
-            timestamp: int | float
-            if _INT64_STAMP.fullmatch(stamp) and _INT64_MIN <= int(stamp) <= _INT64_MAX:
-                # Exact: float() would merge nanosecond stamps (1.7e18 + 100 == 1.7e18).
-                # Python compares int and float exactly, so mixed files still sort right.
-                timestamp = int(stamp)
-            else:
-                timestamp = float(stamp)
-        except ValueError:
-            raise DataError(
-                f"{path}, line {line_number}: timestamp {quote(record['timestamp'])} is not a "
-                "number."
-            ) from None
-        if not math.isfinite(timestamp):
-            raise DataError(
-                f"{path}, line {line_number}: timestamp {quote(record['timestamp'])} is not a "
-                "finite number."
-            )
+        timestamp = _parse_timestamp(record["timestamp"], path, line_number)
         rows.append((user, timestamp, line_number, item))
     if not rows:
         raise DataError(f"{path} has no interaction rows.")
@@ -390,3 +370,27 @@ def read_interaction_table(
             sequences.append([])
         sequences[-1].append(item)
     return RawSequences(users, sequences)
+
+
+def _parse_timestamp(stamp: str, path: Path, line_number: int) -> int | float:
+    """A timestamp field as a number: an int when it is one that fits in 64 bits (exact),
+    else a finite float; anything else is a :class:`DataError` naming the line."""
+    try:
+        if not stamp.isascii() or "_" in stamp:  # float() reads "1_0" and non-ASCII digits
+            raise ValueError(stamp)
+        timestamp: int | float
+        if _INT64_STAMP.fullmatch(stamp) and _INT64_MIN <= int(stamp) <= _INT64_MAX:
+            # Exact: float() would merge nanosecond stamps (1.7e18 + 100 == 1.7e18).
+            # Python compares int and float exactly, so mixed files still sort right.
+            timestamp = int(stamp)
+        else:
+            timestamp = float(stamp)
+    except ValueError:
+        raise DataError(
+            f"{path}, line {line_number}: timestamp {quote(stamp)} is not a number."
+        ) from None
+    if not math.isfinite(timestamp):
+        raise DataError(
+            f"{path}, line {line_number}: timestamp {quote(stamp)} is not a finite number."
+        )
+    return timestamp

@@ -59,27 +59,31 @@ from __future__ import annotations
 import math
 import os
 import shutil
-import signal
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from contextlib import ExitStack
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 
+from clue_fw.data.synth_output import (
+    SynthStats,
+    check_target,
+    estimated_sizes,
+    remove_files,
+    signals_deferred,
+)
+from clue_fw.data.synth_output import (
+    format_lines as _format_lines,  # called through this name (tests replace it)
+)
 from clue_fw.data.synth_planted import (
     ATTRIBUTES,
     LABEL_STREAM,
-    TARGET_MAX_PER_USER,
     TARGET_STREAM,
     TARGET_WORLD_STREAM,
     StreamedSafetensors,
     draw_attributes,
     genre_profiles,
-    latent_layout,
     latent_metadata,
     latent_shapes,
     output_paths,
@@ -89,7 +93,7 @@ from clue_fw.data.synth_planted import (
 )
 from clue_fw.data.synth_world import World, draw_clusters, draw_members, make_world
 from clue_fw.errors import DataError, ResourceError
-from clue_fw.file_safety import check_output_target, human_size
+from clue_fw.file_safety import human_size
 
 CHUNK_USERS = 32_768
 """Users generated (and written) at a time; part of the definition of the output."""
@@ -97,37 +101,6 @@ MAX_ITEMS = 2**31 - 1
 MAX_MEAN_LENGTH = 100_000
 _REPEAT_BACK_P = 0.2  # a repeat goes back Geometric(0.2) positions: 5 on average
 _OVERSAMPLE = 1.5  # tokens drawn per kept token, to make up for dropped duplicates
-
-
-@dataclass(frozen=True)
-class SynthStats:
-    """What :func:`write_synthetic_sequences` wrote."""
-
-    path: Path
-    users: int
-    items: int  # distinct items that occur in the file
-    interactions: int
-    repeats: int  # interactions whose item the user had before
-    seconds: float
-    outputs: dict[str, Path] = field(default_factory=dict)  # every file written, by role
-    target_interactions: int = 0  # lines of the cold-start target file (0: none)
-
-    @property
-    def mean_length(self) -> float:
-        return self.interactions / max(self.users, 1)
-
-    def summary(self) -> str:
-        return (
-            f"{self.users:,} users, {self.items:,} items, {self.interactions:,} interactions "
-            f"(mean length {self.mean_length:.1f}, "
-            f"{self.repeats / max(self.interactions, 1):.1%} repeats)"
-            + (
-                f", {self.target_interactions:,} target-domain interactions"
-                if self.target_interactions
-                else ""
-            )
-            + f" in {self.seconds:.1f} s"
-        )
 
 
 def _check(condition: bool, message: str) -> None:
@@ -276,32 +249,6 @@ def _add_repeats(
         source = further
 
 
-def _format_lines(
-    users: np.ndarray, offsets: np.ndarray, items: np.ndarray, separator: str = " "
-) -> np.ndarray:
-    """``user item item ...\\n`` for every row, as ASCII bytes (uint8), vectorised;
-    ``separator`` between the numbers of a row (``,`` for a CSV)."""
-    rows = users.size
-    tokens = np.empty(rows + items.size, dtype=np.int64)
-    user_slot = offsets[:-1] + np.arange(rows)
-    is_user = np.zeros(tokens.size, dtype=bool)
-    is_user[user_slot] = True
-    tokens[user_slot] = users
-    tokens[~is_user] = items
-    powers = 10 ** np.arange(1, 19, dtype=np.int64)
-    digits = 1 + np.searchsorted(powers, tokens, side="right")
-    ends = np.cumsum(digits + 1) - 1  # the separator after each token
-    out = np.empty(int(ends[-1]) + 1, dtype=np.uint8)
-    out[ends] = ord(separator)
-    out[ends[np.append(user_slot[1:] - 1, tokens.size - 1)]] = ord("\n")
-    remaining = tokens.copy()
-    for place in range(int(digits.max())):
-        present = digits > place
-        out[(ends - 1 - place)[present]] = ord("0") + remaining[present] % 10
-        remaining //= 10
-    return out
-
-
 def write_synthetic_sequences(
     out: str | Path,
     num_users: int,
@@ -356,7 +303,7 @@ def write_synthetic_sequences(
     targets = _target_items(target_items, cold_start, num_items, clusters)
     paths = output_paths(Path(out), attributes, cold_start, latent)
     for path in paths.values():
-        _check_target(path, overwrite)
+        check_target(path, overwrite)
     cap = max_length if max_length is not None else max(1000, int(20 * mean_length))
     if check_space:
         sizes = estimated_sizes(
@@ -397,16 +344,16 @@ def write_synthetic_sequences(
                 target_pairs += plan.write_chunk(handles, writer, chunk, users, preferred)
                 seen[items] = True
                 interactions += items.size
-        with _signals_deferred():  # the renames publish every file, or none is interrupted
+        with signals_deferred():  # the renames publish every file, or none is interrupted
             for role in sorted(paths, key=lambda r: r == "sequences"):  # the sequences last
                 os.replace(temporaries[role], paths[role])
                 published.append(paths[role])
     except OSError as exc:
-        _remove(*temporaries.values(), *published)
+        remove_files(*temporaries.values(), *published)
         failed = exc.filename or paths["sequences"]  # the file that the error is about
         raise DataError(f"Cannot write {failed}: {exc.strerror or exc}.") from None
     except BaseException:
-        _remove(*temporaries.values(), *published)
+        remove_files(*temporaries.values(), *published)
         raise
     return SynthStats(
         path=paths["sequences"],
@@ -504,62 +451,6 @@ def _target_items(target_items: int | None, cold_start: bool, num_items: int, cl
     return target_items
 
 
-def _check_target(path: Path, overwrite: bool) -> None:
-    if path.exists() and not overwrite:
-        raise DataError(
-            f"{path} already exists; pass --overwrite (overwrite=True) to replace it, or "
-            "choose another --out."
-        )
-    try:
-        check_output_target(path)
-    except OSError as exc:
-        raise DataError(f"Cannot write {path}: {exc.strerror}. Choose another --out.") from None
-
-
-def _digit_sum(n: int) -> int:
-    """The number of decimal digits in ``1, 2, ..., n`` together."""
-    total, width, low = 0, 1, 1
-    while low <= n:
-        total += (min(n, 10 * low - 1) - low + 1) * width
-        width, low = width + 1, 10 * low
-    return total
-
-
-def estimated_sizes(
-    paths: dict[str, Path],
-    num_users: int,
-    num_items: int,
-    mean_length: float,
-    repeat_rate: float,
-    target_items: int,
-    clusters_per_user: int,
-    num_clusters: int,
-) -> dict[str, int]:
-    """About how many bytes each file of ``paths`` (:func:`output_paths`) will take.
-
-    Exact for the attribute and latent files; the sequence and target files hold random
-    numbers of items, estimated at their means (a user's distinct items at most
-    ``num_items``; item ids evenly spread over the digits, as popularity is shuffled).
-    Small catalogues cut long users short, so there the estimate is high (up to about
-    20% for 5,000 items); at a million items it is within a few percent.
-    """
-    user_digits = _digit_sum(num_users)
-    length = mean_length if repeat_rate > 0 else min(mean_length, num_items)
-    item_digits = _digit_sum(num_items) / num_items
-    sizes = {"sequences": int(user_digits + num_users * (1 + length * (1 + item_digits)))}
-    for name in ATTRIBUTES:
-        if name in paths:
-            sizes[name] = len(f"user,{name}\n") + user_digits + 3 * num_users
-    if "target" in paths:
-        pairs = (1 + TARGET_MAX_PER_USER) / 2
-        target_digits = _digit_sum(target_items) / target_items
-        sizes["target"] = int(pairs * (user_digits + num_users * (2 + target_digits)))
-    if "latent" in paths:
-        shapes = latent_shapes(num_users, clusters_per_user, num_items, num_clusters, target_items)
-        sizes["latent"] = latent_layout(shapes, latent_metadata(0))[2]
-    return sizes
-
-
 def _check_space(paths: dict[str, Path], sizes: dict[str, int]) -> None:
     """Refuse files that plainly cannot fit in the free space of their file system."""
     folder = paths["sequences"].parent.absolute()
@@ -580,39 +471,6 @@ def _check_space(paths: dict[str, Path], sizes: dict[str, int]) -> None:
         "larger file system, or pass --force-size (check_space=False) to write anyway; the "
         "sizes are estimates, and whatever was written is removed if the disk fills up."
     )
-
-
-@contextmanager
-def _signals_deferred() -> Iterator[None]:
-    """Hold back SIGINT and SIGTERM while the block runs, then drop them.
-
-    The block renames the finished files into place: an interrupt in the middle would
-    leave some published and some not. A signal that comes during these few renames
-    is dropped, as the work it would stop is done. Only in the main thread (which
-    receives the signals), and only where ``sigtimedwait`` exists (not on macOS).
-    """
-    if threading.current_thread() is not threading.main_thread() or not hasattr(
-        signal, "sigtimedwait"
-    ):
-        yield
-        return
-    held = {signal.SIGINT, signal.SIGTERM}
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
-    try:
-        yield
-    finally:
-        while signal.sigtimedwait(held, 0) is not None:
-            pass
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-
-def _remove(*paths: Path) -> None:
-    """Delete half-written files, where there are any."""
-    for path in paths:
-        try:
-            path.unlink(missing_ok=True)
-        except OSError:
-            pass
 
 
 def _distinct_count(items: np.ndarray, lengths: np.ndarray, num_items: int) -> int:

@@ -3,6 +3,21 @@
 Cheng et al., "Learning Transferable User Representations with Sequential
 Behaviors via Contrastive Pre-training", ICDM 2021, Sec. IV-A (Eq. 4-7, Alg. 1);
 Chen & He, "Exploring Simple Siamese Representation Learning", CVPR 2021.
+
+Example (one pre-training step's loss on a batch, through an encoder and a view):
+
+>>> import torch
+>>> from clue_fw.augmentations.specs import MaskViewSpec
+>>> from clue_fw.backbones.specs import GRUSpec
+>>> from clue_fw.objectives.specs import ClueSpec
+>>> from clue_fw.specs import BuildContext
+>>> context = BuildContext(num_items=50, max_len=8)
+>>> encoder = GRUSpec(dim=16).build(context)
+>>> objective = ClueSpec().build(context, encoder)
+>>> items, generator = torch.randint(1, 51, (4, 8)), torch.Generator().manual_seed(0)
+>>> out = objective(encoder, items, MaskViewSpec().build(context), generator)
+>>> out.loss.dim(), sorted(out.terms)
+(0, ['z_std'])
 """
 
 from __future__ import annotations

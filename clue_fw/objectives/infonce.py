@@ -6,6 +6,21 @@ the other ``2B - 2`` view representations of the batch are its negatives. Unlike
 SimSiam objective it needs negatives, and so large batches matter less for BatchNorm
 but more for the number of negatives. Used as a pre-training objective or, as those
 papers do, as a ``finetune.auxiliary`` term beside the next-item loss.
+
+Example (one pre-training step's loss on a batch, through an encoder and a view):
+
+>>> import torch
+>>> from clue_fw.augmentations.specs import MaskViewSpec
+>>> from clue_fw.backbones.specs import GRUSpec
+>>> from clue_fw.objectives.specs import InfoNceSpec
+>>> from clue_fw.specs import BuildContext
+>>> context = BuildContext(num_items=50, max_len=8)
+>>> encoder = GRUSpec(dim=16).build(context)
+>>> objective = InfoNceSpec().build(context, encoder)
+>>> items, generator = torch.randint(1, 51, (4, 8)), torch.Generator().manual_seed(0)
+>>> out = objective(encoder, items, MaskViewSpec().build(context), generator)
+>>> out.loss.dim(), sorted(out.terms)
+(0, ['pair_acc'])
 """
 
 from __future__ import annotations

@@ -24,6 +24,21 @@ The logged ``masked_acc`` counts a masked item as predicted only when it scores
 strictly above every other item: ties count against it, as in evaluation
 (:mod:`clue_fw.metrics.ranking`). A NaN score makes the loss NaN, which the training
 loop refuses.
+
+Example (one pre-training step's loss on a batch, through an encoder and a view):
+
+>>> import torch
+>>> from clue_fw.augmentations.specs import MaskViewSpec
+>>> from clue_fw.backbones.specs import GRUSpec
+>>> from clue_fw.objectives.specs import MaskedItemSpec
+>>> from clue_fw.specs import BuildContext
+>>> context = BuildContext(num_items=50, max_len=8)
+>>> encoder = GRUSpec(dim=16).build(context)
+>>> objective = MaskedItemSpec().build(context, encoder)
+>>> items, generator = torch.randint(1, 51, (4, 8)), torch.Generator().manual_seed(0)
+>>> out = objective(encoder, items, MaskViewSpec().build(context), generator)
+>>> out.loss.dim(), sorted(out.terms)
+(0, ['masked_acc'])
 """
 
 from __future__ import annotations

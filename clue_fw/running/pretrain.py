@@ -132,8 +132,13 @@ def run_pretrain(
 
         stage.save(report=report)
     reporter.epoch_table("pretrain", stage.history)
+    _save_encoder(stage, encoder, task_data)
+
+
+def _save_encoder(stage: Stage, encoder: SequenceEncoder, task_data: TaskData) -> None:
+    """Write what pre-training hands to fine-tuning: the encoder's weights and the item
+    catalogue its embeddings index (checked by runs that start from this encoder)."""
     tensors = module_tensors(encoder, "encoder.")
-    # The catalogue the item embeddings index: checked by runs that start from this encoder.
     tensors[ITEM_IDS_KEY] = torch.from_numpy(task_data.sequences.item_ids.astype("int64"))
     stage.save_file(
         ENCODER_FILE, tensors, {"kind": "encoder", "role": "encoder", "epoch": stage.epoch}

@@ -1,7 +1,10 @@
 """The run directory: its paths, its owner and its identity.
 
 Its layout (every file name and stage path) is :mod:`clue_fw.running.layout`; reading a
-finished run is :class:`~clue_fw.running.run_reader.RunReader`, which this writer extends.
+finished run is :class:`~clue_fw.running.run_reader.RunReader`, which this writer
+extends. What a run may do to a directory it does not own yet (clear it, find stale
+temp files) is :mod:`clue_fw.running.replacing`. Names that moved out
+(``METRICS_FILE``, ``STAGES``, ``stale_temp_files``...) stay importable from here.
 
 **Owner.** A run holds an exclusive lock on ``.lock`` (:mod:`clue_fw.running.lock`)
 from the moment it opens the directory until :func:`clue_fw.run` returns or raises. A
@@ -24,11 +27,8 @@ operating-system error on the output side (a full disk, a read-only directory) i
 
 from __future__ import annotations
 
-import os
 import platform
-import re
 import secrets
-import shutil
 import time
 from pathlib import Path
 from types import TracebackType
@@ -47,33 +47,39 @@ from clue_fw.running.identity import (
     DataIdentity,
     RunIdentity,
     diff_keys,
-    directory_identity,
     recipe_sha256,
 )
-from clue_fw.running.layout import METRICS_FILE, STAGES, stage_dir
-from clue_fw.running.lock import LOCK_FILE, DirectoryLock, held_elsewhere
+from clue_fw.running.layout import LOG_FILE as LOG_FILE
+from clue_fw.running.layout import METRICS_FILE as METRICS_FILE
+from clue_fw.running.layout import STAGES as STAGES
+from clue_fw.running.lock import LOCK_FILE, DirectoryLock
 from clue_fw.running.os_errors import (
     exists,
     is_dir,
-    is_file,
     is_symlink,
     kind_of,
     os_reason,
     output_error,
 )
-from clue_fw.running.run_reader import MAX_METRICS_BYTES as MAX_METRICS_BYTES  # old home
+from clue_fw.running.replacing import (
+    clear,
+    list_entries,
+    looks_like_a_run,
+    no_recipe,
+    not_a_run,
+    not_empty,
+    refuse_live_runs_below,
+    remove,
+    remove_if_empty,
+    replaceable,
+    stale_temp_files,
+)
+from clue_fw.running.run_reader import MAX_METRICS_BYTES as MAX_METRICS_BYTES
 from clue_fw.running.run_reader import RunReader, read_run_file
 from clue_fw.training.checkpoint import save_checkpoint
 
 if TYPE_CHECKING:
     from clue_fw.recipe.protocol import RecipeLike
-
-
-# Names of the temporary files clue_fw's atomic writers create next to their targets
-# (``.<name>.<random>.tmp``); a writer killed before its rename leaves one behind.
-_TEMP_FILE = re.compile(
-    r"^\.(recipe\.yaml|metrics\.json|(last|best|encoder)\.safetensors)\..+\.tmp$"
-)
 
 
 def versions() -> dict[str, str]:
@@ -90,17 +96,6 @@ def default_run_dir(recipe: RecipeLike) -> Path:
     recipe checks it); the random part keeps runs started in the same second apart."""
     stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
     return Path("runs") / (recipe.name or "recipe") / stamp
-
-
-def stale_temp_files(run_dir: Path) -> list[Path]:
-    """Temp files of interrupted atomic writes in a run directory and its stage folders."""
-    found = []
-    for folder in (run_dir, *(stage_dir(run_dir, stage) for stage in STAGES)):
-        if is_dir(folder) and not is_symlink(folder):
-            found += [
-                p for p in _entries(folder, skip="") if _TEMP_FILE.match(p.name) and is_file(p)
-            ]
-    return sorted(found)
 
 
 def _kind(path: Path) -> str:
@@ -230,22 +225,22 @@ class RunDirectory(RunReader):
                     f"Output directory {path} is {_kind(path)}, not a directory. Choose "
                     "another --out."
                 )
-            others = _entries(path, skip=LOCK_FILE)
+            others = list_entries(path, skip=LOCK_FILE)
             has_lock = exists(path / LOCK_FILE)
             if others and not overwrite and not has_lock:
-                raise _not_empty(path)  # nothing touched, nothing locked
-            if others and overwrite and not has_lock and not _replaceable(path):
-                raise _not_a_run(path)  # nothing touched, nothing locked
+                raise not_empty(path)  # nothing touched, nothing locked
+            if others and overwrite and not has_lock and not replaceable(path):
+                raise not_a_run(path)  # nothing touched, nothing locked
             lock.acquire()  # a live run there is refused here, before anything is deleted
             try:
-                others = _entries(path, skip=LOCK_FILE)
+                others = list_entries(path, skip=LOCK_FILE)
                 if others and not overwrite:
-                    raise _not_empty(path)
-                if others and not _replaceable(path):
-                    raise _not_a_run(path)
+                    raise not_empty(path)
+                if others and not replaceable(path):
+                    raise not_a_run(path)
                 if others:
-                    _refuse_live_runs_below(path)
-                _clear(path, others)
+                    refuse_live_runs_below(path)
+                clear(path, others)
             except BaseException:
                 lock.release()
                 raise
@@ -261,7 +256,7 @@ class RunDirectory(RunReader):
             try:
                 lock.acquire()
             except BaseException:
-                _remove_if_empty(path)
+                remove_if_empty(path)
                 raise
         identity = RunIdentity.new(recipe_json, data)
         directory = cls(path, recipe_json, identity, lock, fresh=True)
@@ -281,23 +276,23 @@ class RunDirectory(RunReader):
                 f"Cannot resume: {path} is {_kind(path)}, not a run directory. Give --resume "
                 "the directory a run wrote."
             )
-        if not _looks_like_a_run(path):  # checked before the lock file is created
-            raise _no_recipe(path)
+        if not looks_like_a_run(path):  # checked before the lock file is created
+            raise no_recipe(path)
         lock = DirectoryLock(path)
         lock.acquire()
         try:
             if not exists(path / RECIPE_FILE):
-                if not _looks_like_a_run(path):
-                    raise _no_recipe(path)
+                if not looks_like_a_run(path):
+                    raise no_recipe(path)
                 # killed before its first file was complete: start from scratch in place
-                _remove(stale_temp_files(path), path)
+                remove(stale_temp_files(path), path)
                 identity = RunIdentity.new(recipe_json, data)
                 directory = cls(path, recipe_json, identity, lock, fresh=True, restarted=True)
                 directory._start(recipe)
                 return directory
             identity = _stored_identity(path, recipe_json, data)
             lock.claim()
-            _remove(stale_temp_files(path), path)
+            remove(stale_temp_files(path), path)
         except BaseException:
             lock.release()
             raise
@@ -316,7 +311,7 @@ class RunDirectory(RunReader):
         except BaseException:
             self.lock.release(remove=True)
             if remove_directory:
-                _remove_if_empty(self.path)
+                remove_if_empty(self.path)
             raise
 
     # ----------------------------------------------------------------- life time
@@ -388,121 +383,6 @@ class RunDirectory(RunReader):
             save_checkpoint(path, tensors, stamped, create_parent=False)
         except (OSError, SafetensorError) as exc:
             raise output_error(path, exc, self.path) from None
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def _entries(path: Path, skip: str) -> list[Path]:
-    try:
-        return sorted(p for p in path.iterdir() if p.name != skip)
-    except OSError as exc:
-        raise RunDirectoryError(f"Cannot read the directory {path}: {os_reason(exc)}.") from None
-
-
-def _looks_like_a_run(path: Path) -> bool:
-    """A run directory: it holds ``recipe.yaml``, or only what a run killed before its
-    first file was complete leaves (its lock file, the temp file of ``recipe.yaml``)."""
-    if not is_dir(path):
-        return False
-    if exists(path / RECIPE_FILE):
-        return True
-    entries = _entries(path, skip="")
-    temps = set(stale_temp_files(path))
-    return bool(entries) and all(p in temps or p.name == LOCK_FILE for p in entries)
-
-
-def _replaceable(path: Path) -> bool:
-    """Whether ``--overwrite`` may empty ``path``: a clue_fw run directory, whose
-    ``recipe.yaml`` starts with a run identity line, or what a run killed before that
-    file was complete leaves (its lock file, temp files). A file that is merely called
-    ``recipe.yaml`` or ``.lock`` does not make a directory a run."""
-    if directory_identity(path) is not None:
-        return True
-    temps = set(stale_temp_files(path))
-    return all(p in temps or p.name == LOCK_FILE for p in _entries(path, skip=""))
-
-
-def _not_empty(path: Path) -> RunDirectoryError:
-    return RunDirectoryError(
-        f"Output directory {path} exists and is not empty. Choose another --out, pass "
-        "--overwrite to replace its contents (a clue_fw run directory only), or --resume it."
-    )
-
-
-def _not_a_run(path: Path) -> RunDirectoryError:
-    shown = str(path) if path.is_absolute() else f"{path} ({path.absolute()})"
-    return RunDirectoryError(
-        f"{shown} is not a clue_fw run directory; --overwrite only replaces runs (it is not "
-        "empty and holds no recipe.yaml that starts with a clue_fw run identity line). "
-        "Choose an empty or new --out."
-    )
-
-
-def _remove_if_empty(path: Path) -> None:
-    """Remove ``path`` if it is an empty directory (one this run created)."""
-    try:
-        path.rmdir()
-    except OSError:
-        pass
-
-
-def _refuse_live_runs_below(path: Path) -> None:
-    """Refuse --overwrite of ``path`` while a run holds a lock file anywhere below it
-    (a run nested in a sub-directory): each ``.lock`` found is tried with a non-blocking
-    flock before anything is deleted."""
-    own = path / LOCK_FILE
-
-    def unreadable(exc: OSError) -> None:
-        raise RunDirectoryError(
-            f"Cannot replace the contents of {path} (--overwrite): cannot read "
-            f"{exc.filename or path} ({os_reason(exc)}) to check it for live runs. Choose "
-            "another --out."
-        )
-
-    for folder, _, files in os.walk(path, onerror=unreadable):
-        if LOCK_FILE not in files or Path(folder) / LOCK_FILE == own:
-            continue
-        found = Path(folder) / LOCK_FILE
-        if held_elsewhere(found):
-            raise RunDirectoryError(
-                f"Cannot replace the contents of {path} (--overwrite): a clue_fw run is "
-                f"going in {found.parent} (it holds {found}). Wait until it ends or stop it, "
-                "or choose another --out."
-            )
-
-
-def _no_recipe(path: Path) -> RunDirectoryError:
-    return RunDirectoryError(
-        f"Cannot resume: {path} holds no recipe.yaml, so it is not a clue_fw run directory. "
-        "If a run was killed before it wrote anything, start it again with --out (an empty "
-        "directory is accepted)."
-    )
-
-
-def _clear(path: Path, entries: list[Path]) -> None:
-    """Delete ``entries`` of ``path`` (--overwrite), ``metrics.json`` first: a deletion
-    that fails half-way never leaves a directory that looks finished."""
-    entries = sorted(entries, key=lambda p: p.name != METRICS_FILE)
-    try:
-        for entry in entries:
-            if is_dir(entry) and not is_symlink(entry):
-                shutil.rmtree(entry)
-            else:
-                entry.unlink()
-    except OSError as exc:
-        raise RunDirectoryError(
-            f"Cannot replace the contents of {path} (--overwrite): {os_reason(exc)} "
-            f"({exc.filename or path}). Choose another --out."
-        ) from None
-
-
-def _remove(paths: list[Path], run_dir: Path) -> None:
-    for path in paths:
-        try:
-            path.unlink(missing_ok=True)
-        except OSError as exc:
-            raise output_error(path, exc, run_dir) from None
 
 
 def _stored_identity(
