@@ -439,10 +439,12 @@ from clue_fw.cli_processes import (  # noqa: E402
     _parallel_failure,
     _speaks,
 )
+from clue_fw.cli_tensorboard import register as _register_tensorboard  # noqa: E402
 
 _register_data(data_app)  # clue data download, prepare, stats, synth
-_register_export(app)  # clue embed, clue recommend
+_register_export(app)  # clue embed, recommend, neighbours
 _register_analysis(app)  # clue plot, analyze, compare, sweep
+_register_tensorboard(app)  # clue tensorboard
 _register_evaluate(app)  # clue evaluate
 _register_probe(app)  # clue probe
 

@@ -69,41 +69,6 @@ def plot(
     stdout.print(Text(str(out_path)), highlight=False, soft_wrap=True)
 
 
-def tensorboard(
-    runs: RunsArgument,
-    out: Annotated[
-        str | None,
-        typer.Option(
-            "--out",
-            "-o",
-            help="Log folder (default: each run's RUN/tensorboard). With several runs, each "
-            "goes to a subfolder named after its directory.",
-        ),
-    ] = None,
-) -> None:
-    """Write runs' training curves (every history.csv column) and final metrics as
-    TensorBoard scalars; then `tensorboard --logdir ...` shows them. Also for a run still
-    training (it exports what is there; `clue run --tensorboard` follows a run live)."""
-    from clue_fw.analysis.history_csv import run_history
-    from clue_fw.analysis.tensorboard import TensorBoardExport, summary_writer_class
-
-    summary_writer_class()  # a missing package is said before anything is read
-    paths = [_run_path(run) for run in runs]
-    for path in paths:
-        run_history(path)  # not a run, or no finished epoch: said before anything is written
-    for path in paths:
-        log_dir = None
-        if out is not None:
-            log_dir = Path(out) / path.name if len(paths) > 1 else Path(out)
-        export = TensorBoardExport(path, log_dir)
-        try:
-            count = export.sync()
-        finally:
-            export.close()
-        stderr.print(Text(f"wrote {count:,} scalars of {path} to {export.log_dir}"))
-        stdout.print(Text(str(export.log_dir)), highlight=False, soft_wrap=True)
-
-
 def run_labels(paths: list[Path]) -> list[str]:
     """Legend names: the directory names; where those repeat, recipe name and seed; where
     those repeat too, the last two path components, then the whole path."""
@@ -507,10 +472,8 @@ def _run_path(run: str) -> Path:
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``plot``, ``tensorboard``, ``analyze``, ``compare`` and ``sweep`` to the ``clue``
-    app."""
+    """Add ``plot``, ``analyze``, ``compare`` and ``sweep`` to the ``clue`` app."""
     app.command("plot")(plot)
-    app.command("tensorboard")(tensorboard)
     app.command("analyze")(analyze)
     app.command("compare")(compare)
     app.command("sweep", context_settings={"allow_extra_args": True})(sweep)

@@ -28,10 +28,9 @@ from typing import Any
 
 from clue_fw.analysis.history_csv import read_history
 from clue_fw.errors import ClueError
-from clue_fw.running.history_csv import HISTORY_FILE
+from clue_fw.running.layout import HISTORY_FILE, STAGES, metrics_path, stage_file
 
 TENSORBOARD_DIR = "tensorboard"
-STAGES = ("pretrain", "finetune")
 TENSORBOARD_EXTRA = "pip install 'clue_fw[tensorboard]'"
 
 
@@ -65,7 +64,7 @@ class TensorBoardExport:
         it exists); return how many scalars were written."""
         count = 0
         for stage in STAGES:
-            path = self.run_dir / stage / HISTORY_FILE
+            path = stage_file(self.run_dir, stage, HISTORY_FILE)
             if not path.is_file():
                 continue
             for row in read_history(path):
@@ -82,7 +81,7 @@ class TensorBoardExport:
         return count
 
     def _final_metrics(self) -> int:
-        path = self.run_dir / "metrics.json"
+        path = metrics_path(self.run_dir)
         if self.final_written or not path.is_file():
             return 0
         try:
