@@ -17,9 +17,7 @@ MAX_MODULE_LINES = 500
 MAX_FUNCTION_LINES = 80
 
 #: Modules still over the limit -> their line count today (to split along their seams).
-OVERSIZED_MODULES: dict[str, int] = {
-    "inference/loaded_run.py": 568,
-}
+OVERSIZED_MODULES: dict[str, int] = {}
 #: Functions still over the limit ("module.py:qualified name") -> their body span today.
 LONG_FUNCTIONS: dict[str, int] = {
     "data/synth.py:write_synthetic_sequences": 94,

@@ -5,7 +5,10 @@
 - :mod:`~clue_fw.inference.catalogue`: raw item ids to the run's internal ids, unknown
   ids skipped and reported;
 - :mod:`~clue_fw.inference.loaded_run`: :func:`load_run` and :class:`LoadedRun`
-  (``embed_users``, ``recommend``, ``item_vectors``);
+  (``embed_users``, ``stream_users``, ``recommend``, ``item_vectors``);
+- :mod:`~clue_fw.inference.results`: what those return (vectors, recommendations, the
+  candidate set of a restricted ranking);
+- :mod:`~clue_fw.inference.neighbours`: the exact k nearest users by cosine;
 - :mod:`~clue_fw.inference.export`: vectors and recommendations written to files
   (``clue embed``, ``clue recommend``).
 """
