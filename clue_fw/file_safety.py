@@ -343,11 +343,17 @@ def check_user_output(path: Path | str, flag: str = "--out") -> None:
 def write_output(path: Path | str, payload: bytes, flag: str = "--out") -> None:
     """Write a command's output file atomically (a temporary file renamed over it) after
     :func:`check_user_output`; an OS error is a ClueError naming ``flag`` and ``path``."""
+    write_output_with(path, lambda temp: temp.write_bytes(payload), flag)
+
+
+def write_output_with(path: Path | str, write: Callable[[Path], None], flag: str = "--out") -> None:
+    """:func:`write_output` for an output made by ``write(temp)`` (streamed to the temp
+    file piece by piece, e.g. ``clue embed``'s vectors): checked, atomic, OS errors named."""
     from clue_fw.running.os_errors import os_reason
 
     check_user_output(path, flag)
     try:
-        atomic_write_bytes(Path(path), payload, create_parent=False)
+        atomic_write(Path(path), write, create_parent=False)
     except OSError as exc:
         raise ClueError(
             f"Cannot write {flag} {path}: {os_reason(exc)}. Choose another {flag}."

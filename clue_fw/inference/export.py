@@ -26,7 +26,7 @@ import importlib
 import io
 import json
 import struct
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from clue_fw.errors import ClueError, quote
-from clue_fw.file_safety import atomic_write, check_user_output, write_output
+from clue_fw.file_safety import check_user_output, write_output, write_output_with
 
 VECTOR_FORMATS = (".npy", ".safetensors", ".parquet")
 PARQUET_EXTRA = "pip install 'clue_fw[parquet]'"
@@ -112,7 +112,7 @@ def write_vector_chunks(
                 raise ValueError(f"{done} rows written, {count} announced")
             sink.close()
 
-    _write_through(out, fill)
+    write_output_with(out, fill)
 
 
 class _NpyChunks:
@@ -197,20 +197,6 @@ class _ParquetChunks:
 
     def close(self) -> None:
         self.writer.close()
-
-
-def _write_through(out: Path, fill: Callable[[Path], None]) -> None:
-    """``fill(temp)`` then rename onto ``out`` (:func:`~clue_fw.file_safety.atomic_write`),
-    after the user-output checks; an OS error is a ClueError naming ``out``."""
-    from clue_fw.running.os_errors import os_reason
-
-    check_user_output(out)
-    try:
-        atomic_write(out, fill, create_parent=False)
-    except OSError as exc:
-        raise ClueError(
-            f"Cannot write --out {out}: {os_reason(exc)}. Choose another --out."
-        ) from None
 
 
 @dataclass(frozen=True)
@@ -370,7 +356,7 @@ def write_recommendations(
                         writer.writerow([user, rank, item, format(score, ".9g")])
                         rows += 1
 
-    _write_through(out, fill)
+    write_output_with(out, fill)
     return rows
 
 

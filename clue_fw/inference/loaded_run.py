@@ -181,10 +181,7 @@ class LoadedRun:
         self, *, batch_size: int | None = None, progress: Progress | None = None
     ) -> UserVectors:
         """Vectors of the run's own users from :meth:`run_user_histories`."""
-        users, histories = self.run_user_histories()
-        vectors = self._user_vectors(histories, batch_size, progress)
-        report = InputReport(sequences=len(users), catalogue_size=len(self.catalogue))
-        return UserVectors(list(users), vectors, report)
+        return self.stream_users(batch_size=batch_size, progress=progress).collect()
 
     def stream_users(
         self,

@@ -40,6 +40,12 @@ class UserVectorStream:
     chunks: Iterator[torch.Tensor]
     dim: int
 
+    def collect(self) -> UserVectors:
+        """All the vectors at once (consumes the stream)."""
+        parts = list(self.chunks)
+        vectors = torch.cat(parts) if parts else torch.empty(0, self.dim)
+        return UserVectors(self.users, vectors, self.report)
+
 
 @dataclass(frozen=True)
 class Recommendations:
