@@ -1,7 +1,7 @@
 """Measure clue_fw's speed targets and write docs/results/speed.md plus a JSON beside it.
 
     CLUE_DATA_DIR=../shared/data python benchmarks/speed.py [--only NAME,...] \
-        [--with-recbole] [--budget-s 540] [--out docs/results/speed]
+        [--with-recbole] [--budget-s 540] [--keep EARLIER.json ...] [--out docs/results/speed]
 
 Each measure runs the real code path (``clue run`` in a subprocess where the whole
 process counts; the library in this process where a single step or evaluation is
@@ -20,8 +20,13 @@ Measures:
   seconds until validation NDCG@10 first reaches 0.0915, and the whole process's wall time.
 * ``cpu_ml30_dropout``: ``clue run recipes/ml30_dropout.yaml`` end to end on the CPU.
 * ``synth_*``: the 1M users x 1M items synthetic catalogue (``clue data synth``).
-* ``recbole`` (``--with-recbole``): RecBole 1.2.1 SASRec on ML-1M in the same
-  invocation (``../shared/peers/recbole_run.py``), for side-by-side ratios.
+* ``recbole`` (``--with-recbole`` or ``--only recbole``): RecBole 1.2.1 SASRec on ML-1M
+  on the same machine (``recbole_run.py`` from ``CLUE_PEERS_DIR``, default
+  ``../shared/peers``), for side-by-side ratios.
+
+Each result records the machine that measured it. ``--keep`` takes the results of earlier
+JSONs (for example a CPU row, or a GPU call cut short) into this one, except the measures
+run again now, so a table can be completed over several calls of at most 600 s each.
 """
 
 from __future__ import annotations
@@ -285,8 +290,14 @@ def measure_synth_eval(work: Path) -> Result:
     }
 
 
+def peers_dir() -> Path:
+    """Where ``recbole_run.py`` and ``to_atomic.py`` are (``CLUE_PEERS_DIR``)."""
+    return Path(os.environ.get("CLUE_PEERS_DIR", ROOT.parent / "shared" / "peers"))
+
+
 def measure_recbole(work: Path) -> Result:
-    peers = ROOT.parent / "shared" / "peers"
+    """RecBole 1.2.1 SASRec on ML-1M, 12 epochs, in its own process."""
+    peers = peers_dir()
     data = Path(os.environ.get("CLUE_DATA_DIR", ROOT.parent / "shared" / "data"))
     atomic = work / "atomic"
     subprocess.run(
@@ -350,7 +361,10 @@ MEASURES: dict[str, tuple[Callable[[Path], Result], bool | None, str, float | No
         "ml30_dropout end to end on the CPU",
         600.0,
     ),
+    "recbole": (measure_recbole, None, "RecBole 1.2.1 SASRec, ML-1M, 12 epochs", None),
 }
+OPT_IN = frozenset({"recbole"})
+"""Measures that run only when named (``--only``) or asked for (``--with-recbole``)."""
 
 
 def synchronize() -> None:
@@ -386,6 +400,17 @@ def write(out: Path, record: dict[str, Any]) -> None:
                 "detail": "not run",
             },
         )
+    machines = sorted({r["machine"] for r in results.values() if r.get("machine")})
+    if len(machines) > 1:
+        lines[lines.index("| measure | target | measured | met | detail |") - 1 :] = [
+            "",
+            "Rows measured on more than one machine (each row's detail names its own): "
+            + "; ".join(machines)
+            + ".",
+            "",
+            "| measure | target | measured | met | detail |",
+            "|---|---|---|---|---|",
+        ]
     for result in results.values():
         target = result.get("target")
         value = result.get("value")
@@ -395,10 +420,48 @@ def write(out: Path, record: dict[str, Any]) -> None:
         unit = result.get("unit", "")
         shown = "not measured" if value is None else f"{value} {unit}"
         target_text = "-" if target is None else f"<= {target} {unit}"
-        lines.append(
-            f"| {result['what']} | {target_text} | {shown} | {met} | {result.get('detail', '')} |"
-        )
+        detail = result.get("detail", "")
+        if len(machines) > 1 and result.get("machine"):
+            detail = f"{result['machine']}: {detail}"
+        lines.append(f"| {result['what']} | {target_text} | {shown} | {met} | {detail} |")
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+
+
+def machine_line(where: dict[str, Any]) -> str:
+    """One machine in a few words: the GPU, or the CPU and its cores; torch; the date."""
+    device = where["gpu"] or f"no GPU, {where['cpu_cores']} CPU cores"
+    return f"{device}, torch {where['torch']}, {where['date']}"
+
+
+def kept_results(files: list[Path]) -> dict[str, Result]:
+    """The results of earlier JSONs, later files winning, each labelled with its machine."""
+    kept: dict[str, Result] = {}
+    for file in files:
+        try:
+            earlier = json.loads(file.read_text())
+            results, where = earlier["results"], earlier["machine"]
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise SystemExit(f"--keep {file}: not a speed.py JSON ({error})") from None
+        for name, result in results.items():
+            kept[name] = {"machine": machine_line(where), **result}
+    return kept
+
+
+def chosen_measures(only: str, with_recbole: bool, gpu: bool) -> list[str]:
+    """The measures to run: those named, or every one this machine can run (RecBole only
+    when asked for)."""
+    named = [n for n in only.split(",") if n]
+    unknown = sorted(set(named) - set(MEASURES))
+    if unknown:
+        raise SystemExit(f"unknown measures {unknown}; choose from {sorted(MEASURES)}")
+    if named:
+        return named + (["recbole"] if with_recbole and "recbole" not in named else [])
+    runnable = [
+        name
+        for name, (_, needs_gpu, _, _) in MEASURES.items()
+        if name not in OPT_IN and (needs_gpu is None or needs_gpu == gpu)
+    ]
+    return runnable + (["recbole"] if with_recbole else [])
 
 
 def main() -> None:
@@ -410,51 +473,53 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=ROOT / "docs/results/speed")
     parser.add_argument(
+        "--keep",
+        type=Path,
+        nargs="+",
+        default=[],
+        help="Earlier speed JSONs whose results this one keeps (unless measured again now).",
+    )
+    parser.add_argument(
         "--render",
         type=Path,
         default=None,
-        help="Only rewrite the table of an earlier JSON (with --note), measuring nothing.",
+        help="Only rewrite the table of an earlier JSON (with --note, and the results of "
+        "--keep merged under its own), measuring nothing.",
     )
     parser.add_argument("--note", default="", help="A paragraph above the table.")
     args = parser.parse_args()
     if args.render is not None:
         record = json.loads(args.render.read_text())
+        record["results"] = kept_results([*args.keep, args.render])
         for result in record["results"].values():
             if "test" in result and "quality_ok" not in result:
                 result["quality_ok"] = within_reference(result["test"])
         record["note"] = args.note or record.get("note", "")
         write(args.out, record)
         return
-    chosen = [n for n in args.only.split(",") if n] or list(MEASURES)
-    unknown = sorted(set(chosen) - set(MEASURES))
-    if unknown:
-        raise SystemExit(f"unknown measures {unknown}; choose from {sorted(MEASURES)}")
     gpu = torch.cuda.is_available()
+    chosen = chosen_measures(args.only, args.with_recbole, gpu)
+    here = machine()
     record: dict[str, Any] = {
-        "machine": machine(),
+        "machine": here,
         "command": " ".join(["python", "benchmarks/speed.py", *sys.argv[1:]]),
-        "results": {},
+        "results": kept_results(args.keep),
         "note": args.note,
     }
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as scratch:
         work = Path(scratch)
         for name in chosen:
-            measure, needs_gpu, what, target = MEASURES[name]
-            if needs_gpu is not None and needs_gpu != gpu and not args.only:
-                continue
+            measure, _, what, target = MEASURES[name]
             if time.perf_counter() - started > args.budget_s:
                 print(f"{name}: skipped, budget spent", file=sys.stderr)
                 continue
             print(f"{name} ...", file=sys.stderr, flush=True)
             result = {"what": what, "target": target, **measure(work)}
-            record["results"][name] = result
+            record["results"][name] = {"machine": machine_line(here), **result}
             print(f"{name}: {result}", file=sys.stderr, flush=True)
             write(args.out, record)
-        if args.with_recbole:
-            result = {"what": "RecBole 1.2.1 SASRec, ML-1M, 12 epochs", "target": None}
-            record["results"]["recbole"] = {**result, **measure_recbole(work)}
-            write(args.out, record)
+    write(args.out, record)
 
 
 if __name__ == "__main__":

@@ -70,3 +70,64 @@ def test_a_fast_cpu_run_that_loses_quality_is_not_called_met(tmp_path: Path) -> 
         "| cpu | <= 600.0 s | 400.0 s | time yes, quality no |"
         in (tmp_path / "speed.md").read_text()
     )
+
+
+def test_recbole_runs_only_when_asked_and_unknown_measures_are_refused() -> None:
+    module = speed()
+    default = module.chosen_measures("", with_recbole=False, gpu=True)
+    assert "recbole" not in default and "eval_ml1m" in default
+    assert "cpu_ml30_dropout" not in default
+    assert module.chosen_measures("", with_recbole=True, gpu=False)[-1] == "recbole"
+    assert module.chosen_measures("recbole", with_recbole=False, gpu=True) == ["recbole"]
+    try:
+        module.chosen_measures("eval_ml1m,nope", with_recbole=False, gpu=True)
+    except SystemExit as error:
+        assert "nope" in str(error)
+    else:
+        raise AssertionError("an unknown measure was accepted")
+
+
+def test_kept_results_merge_calls_and_the_table_names_each_rows_machine(
+    tmp_path: Path,
+) -> None:
+    module = speed()
+    cpu = {"gpu": None, "cpu": "x86_64", "cpu_cores": 2, "torch": "2.13.0", "date": "d1"}
+    gpu = {"gpu": "NVIDIA H100", "cpu": "x86_64", "cpu_cores": 16, "torch": "2.11", "date": "d2"}
+    first, second = tmp_path / "cpu.json", tmp_path / "gpu.json"
+    first.write_text(
+        json.dumps(
+            {
+                "machine": cpu,
+                "results": {
+                    "cpu_ml30_dropout": {"what": "cpu", "target": 600.0, "value": 637.4},
+                    "eval_ml1m": {"what": "eval", "target": 5.0, "value": None},
+                },
+            }
+        )
+    )
+    second.write_text(
+        json.dumps(
+            {
+                "machine": gpu,
+                "results": {
+                    "eval_ml1m": {"what": "eval", "target": 5.0, "value": 4.2, "unit": "ms"}
+                },
+            }
+        )
+    )
+    kept = module.kept_results([first, second])
+    assert kept["eval_ml1m"]["value"] == 4.2  # the later file wins
+    assert kept["eval_ml1m"]["machine"].startswith("NVIDIA H100")
+    assert kept["cpu_ml30_dropout"]["machine"].startswith("no GPU, 2 CPU cores")
+    module.write(tmp_path / "speed", {"machine": gpu, "command": "c", "results": kept})
+    table = (tmp_path / "speed.md").read_text()
+    assert "more than one machine" in table
+    assert "| eval | <= 5.0 ms | 4.2 ms | yes | NVIDIA H100, torch 2.11, d2: " in table
+    broken = tmp_path / "broken.json"
+    broken.write_text("{}")
+    try:
+        module.kept_results([broken])
+    except SystemExit as error:
+        assert "not a speed.py JSON" in str(error)
+    else:
+        raise AssertionError("a broken JSON was kept")
