@@ -3,10 +3,13 @@
 #
 #   benchmarks/device_speed.sh ml1m     # ML-1M measures, then RecBole 1.2.1 SASRec (~300 s)
 #   benchmarks/device_speed.sh synth    # the 1M users x 1M items measures
+#   benchmarks/device_speed.sh serving  # embed / recommend / neighbours at 1M x 1M
+#                                       # (benchmarks/serving.py; resumes on a warm machine)
 #
 # Carry .whl (pydantic), .gpudata (ML-1M) and .peer: RecBole's wheels (.peer/wheels,
 # ../shared/peers/README.md says which) and ../shared/peers/{recbole_run,to_atomic}.py
-# copied beside them. Each call writes $OUT/speed_<part>.{json,md}; merge them with the
+# copied beside them. Each call writes $OUT/speed_<part>.{json,md} (or $OUT/serving.*);
+# merge the speed ones with the
 # CPU row on the development machine:
 #   python benchmarks/speed.py --render speed_synth.json \
 #       --keep docs/results/speed.json speed_ml1m.json --out docs/results/speed --note "..."
@@ -26,5 +29,7 @@ case "$part" in
     synth)
         python3 benchmarks/speed.py --only synth_eval,synth_epochs --budget-s 200 \
             --out "$OUT/speed_synth" ;;
-    *) echo "device_speed.sh $part: use ml1m or synth" >&2; exit 2 ;;
+    serving)
+        python3 benchmarks/serving.py --out "$OUT/serving" ;;
+    *) echo "device_speed.sh $part: use ml1m, synth or serving" >&2; exit 2 ;;
 esac
