@@ -184,6 +184,12 @@ class ObjectiveSpec(ComponentSpec):
         (:attr:`BackboneSpec.position_states`) is refused with this reason."""
         return None
 
+    def global_batchnorm(self) -> bool:
+        """Whether the objective's BatchNorm layers take the statistics of the global batch
+        in a data-parallel run (one all-reduce per layer and step), rather than each
+        process's own rows. Default: True; CLUE's ``batchnorm: local`` says False."""
+        return True
+
     def encoder_batch(self, batch: int) -> int:
         """How many sequences one step of ``batch`` sends through the encoder (CLUE: both
         views, ``2 x batch``), for the memory guard. Default: ``batch``."""

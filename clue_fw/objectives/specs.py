@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 SPREAD_DEFAULTS = {"variance_weight": 0.0, "covariance_weight": 0.0}
 """The spread terms' weights in the paper's form of CLUE (off)."""
+UNDUMPED_DEFAULTS = {**SPREAD_DEFAULTS, "batchnorm": "global"}
+"""Fields left out of a recipe's dump while at these values, so that recipes written
+before the fields existed keep their sha256 (and their runs still resume)."""
 
 
 class ClueSpec(ObjectiveSpec):
@@ -63,16 +66,29 @@ class ClueSpec(ObjectiveSpec):
         "off-diagonal batch covariances / dim). 0: the paper's form.",
     )
 
+    batchnorm: Literal["global", "local"] = Field(
+        "global",
+        description="Data-parallel runs only: the BatchNorm statistics of the projector and "
+        "predictor. global: over the whole global batch, as one process computes them (one "
+        "all-reduce per layer and step; SimSiam's synchronised BatchNorm). local: over each "
+        "process's own rows, with no communication in the forward pass (MoCo's per-GPU "
+        "BatchNorm); the statistics then come from batch / processes rows. One process: no "
+        "difference.",
+    )
+
     @model_serializer(mode="wrap")
-    def _without_default_spread(self, handler: Any) -> Any:
-        """No spread keys while they are off: recipes of the paper's form keep the recipe
-        sha256 they had before the option existed, so their runs still resume."""
+    def _without_defaults_added_later(self, handler: Any) -> Any:
+        """No spread or batchnorm keys at their defaults: recipes of the paper's form keep
+        the recipe sha256 they had before the options existed, so their runs still resume."""
         data = handler(self)
         if isinstance(data, dict):
-            for key, default in SPREAD_DEFAULTS.items():
+            for key, default in UNDUMPED_DEFAULTS.items():
                 if getattr(self, key) == default:
                     data.pop(key, None)
         return data
+
+    def global_batchnorm(self) -> bool:
+        return self.batchnorm == "global"
 
     def encoder_batch(self, batch: int) -> int:
         """Both views go through the encoder in one pass."""

@@ -63,7 +63,15 @@ def run_pretrain(
     views = ViewPipeline.from_specs(spec.views, context).to(device)
     module = nn.ModuleDict({"encoder": encoder, "objective": objective, "views": views})
     stage = Stage.training(
-        "pretrain", module, spec.train, directory, reporter, recipe.seed, device, distributed
+        "pretrain",
+        module,
+        spec.train,
+        directory,
+        reporter,
+        recipe.seed,
+        device,
+        distributed,
+        global_batchnorm=spec.objective.global_batchnorm(),
     )
     stage.try_resume()
     if distributed.on_main(lambda: stage.finished and exists(stage.path(ENCODER_FILE))):

@@ -93,12 +93,14 @@ class Stage:
         distributed: Distributed = SINGLE,
         extra_fields: dict[str, type] | None = None,
         patience: int | None = None,
+        global_batchnorm: bool = True,
     ) -> Stage:
         """The stage that trains ``module`` with ``train`` (a stage's ``TrainSpec``): its
         optimiser over the parameters that require a gradient (freeze a part before), for
         ``train.epochs`` epochs. Data-parallel, every BatchNorm of ``module`` computes
-        global-batch statistics (:func:`~clue_fw.distributed.convert_batchnorm`)."""
-        if distributed.parallel:
+        global-batch statistics (:func:`~clue_fw.distributed.convert_batchnorm`) unless
+        ``global_batchnorm`` is False (each process's own rows, no communication)."""
+        if distributed.parallel and global_batchnorm:
             convert_batchnorm(module)  # shares the parameters: the optimiser trains them
         parameters = [p for p in module.parameters() if p.requires_grad]
         return cls(
