@@ -29,11 +29,13 @@ from pydantic import BaseModel
 from rich.console import Console
 
 from clue_fw._deprecated import moved_names
-from clue_fw.components import TaskData
+from clue_fw.components import BuildContext, SequenceEncoder, TaskData
+from clue_fw.data.dataset import SequenceData
 from clue_fw.data.loading import load_data
 from clue_fw.devices import process_device
 from clue_fw.distributed import Distributed, check_batch_sizes, launch_from_environment, session
 from clue_fw.errors import ClueError, DataError, RecipeError, RunDirectoryError
+from clue_fw.memory import Estimate
 from clue_fw.recipe import load_recipe, pretrains, training_batch_sizes, validate_recipe
 from clue_fw.resources import check_memory, translate_memory_errors
 from clue_fw.running.assembly import run_context
@@ -195,134 +197,226 @@ def _run_process(request: RunRequest, device: torch.device, distributed: Distrib
     """The run, as one process of ``distributed`` runs it (rank 0 alone touches the run
     directory; see :mod:`clue_fw.distributed`)."""
     started = time.perf_counter()
-    r, data_root, on_directory = request.recipe, request.data_root, request.on_directory
-    out_path, resume_path, overwrite = request.out, request.resume, request.overwrite
-
-    def prepare() -> TaskData:
-        with translate_memory_errors(None, torch.device("cpu"), "loading the data"):
-            return r.finetune.head.prepare(load_data(r.data, data_root), data_root)
-
-    task_data = distributed.together(prepare)
-    data = task_data.sequences
+    r = request.recipe
+    task_data = distributed.together(lambda: _prepare_data(r, request.data_root))
     data_identity = DataIdentity.of(task_data)  # --resume refuses data that changed
     if distributed.parallel:
         _check_same_data(distributed, data_identity)
-    context = run_context(r, task_data, data_root)
-    initial_encoder: tuple[Path, dict[str, torch.Tensor]] | None = None
-    estimate = None
-    init_from = r.finetune.init_from
-    if init_from and overwrite and out_path is not None and _init_from_inside(init_from, out_path):
-        raise RecipeError(
-            f"finetune.init_from: {init_from} lies inside --out {out_path}, which --overwrite "
-            "would delete before the run reads it. Copy the encoder elsewhere, or choose "
-            "another --out."
+    context = run_context(r, task_data, request.data_root)
+    _check_init_from_survives(request)
+    estimate, initial_encoder = _check_before_opening(
+        request, task_data, context, device, distributed
+    )
+    encoder = _build_encoder(r, context, device, estimate, initial_encoder)
+    task_stats = task_data.stats()
+    opened: list[tuple[RunDirectory, Reporter]] = []
+    state = distributed.on_main(
+        lambda: _open_directory(
+            request,
+            data_identity,
+            _setup_lines(task_data.sequences, task_stats, device, distributed),
+            opened,
         )
+    )
+    if state["finished"] is not None:
+        return RunResult(Path(state["path"]), state["finished"], distributed.rank)
+    directory, reporter = opened[0] if distributed.is_main else _follow_directory(r, state)
+    with directory:
+        # Running out of memory anywhere below is a ResourceError naming the estimate.
+        with translate_memory_errors(estimate, device, "the run"):
+            metrics = _train(
+                r, task_data, context, encoder, device, directory, reporter, distributed
+            )
+        metrics.update(_run_facts(r, device, started, task_data.sequences, task_stats))
+        if distributed.parallel:
+            metrics["processes"] = distributed.world_size
+        stamped = distributed.on_main(lambda: _finish(directory, reporter, metrics))
+        return RunResult(directory.path, stamped, distributed.rank)
+
+
+def _prepare_data(r: RecipeLike, data_root: Path | None) -> TaskData:
+    """The recipe's data, prepared for its fine-tuning head."""
+    with translate_memory_errors(None, torch.device("cpu"), "loading the data"):
+        return r.finetune.head.prepare(load_data(r.data, data_root), data_root)
+
+
+def _check_init_from_survives(request: RunRequest) -> None:
+    """Refuse a ``finetune.init_from`` that ``--overwrite`` would delete before it is read."""
+    init_from, out_path = request.recipe.finetune.init_from, request.out
+    if init_from and request.overwrite and out_path is not None:
+        if _init_from_inside(init_from, out_path):
+            raise RecipeError(
+                f"finetune.init_from: {init_from} lies inside --out {out_path}, which "
+                "--overwrite would delete before the run reads it. Copy the encoder "
+                "elsewhere, or choose another --out."
+            )
+
+
+#: The encoder of ``finetune.init_from``, read before the run directory exists: its file
+#: and its tensors.
+_InitialEncoder = tuple[Path, dict[str, torch.Tensor]]
+
+
+def _check_before_opening(
+    request: RunRequest,
+    task_data: TaskData,
+    context: BuildContext,
+    device: torch.device,
+    distributed: Distributed,
+) -> tuple[Estimate | None, _InitialEncoder | None]:
+    """Before the run directory exists, refuse a recipe that cannot fit and read (on
+    rank 0) the ``finetune.init_from`` encoder; nothing to check for a finished run.
+    Returns the memory estimate and the encoder to load (``None`` where there is none)."""
+    r, resume_path = request.recipe, request.resume
+    init_from = r.finetune.init_from
     resuming_finetune, unfinished = distributed.on_main(  # rank 0 looks at the directory
         lambda: [
             resume_path is not None and is_file(stage_file(resume_path, FINETUNE, LAST_FILE)),
             resume_path is None or not is_file(resume_path / METRICS_FILE),
         ]
     )
-    if unfinished:
-        # Before the run directory exists: a recipe that cannot fit is refused up front.
-        def check() -> tuple[Any, tuple[Path, dict[str, torch.Tensor]] | None]:
-            found = check_memory(r, data, context, device, task_data)
-            # a resumed fine-tuning has its weights; rank 0 reads init_from for everyone
-            if init_from and not resuming_finetune and distributed.is_main:
-                return found, check_encoder_checkpoint(init_from, r, data)
-            return found, None
+    if not unfinished:
+        return None, None
+    data = task_data.sequences
 
-        estimate, initial_encoder = distributed.together(check)
+    def check() -> tuple[Estimate | None, _InitialEncoder | None]:
+        found = check_memory(r, data, context, device, task_data)
+        # a resumed fine-tuning has its weights; rank 0 reads init_from for everyone
+        if init_from and not resuming_finetune and distributed.is_main:
+            return found, check_encoder_checkpoint(init_from, r, data)
+        return found, None
+
+    return distributed.together(check)
+
+
+def _build_encoder(
+    r: RecipeLike,
+    context: BuildContext,
+    device: torch.device,
+    estimate: Estimate | None,
+    initial_encoder: _InitialEncoder | None,
+) -> SequenceEncoder:
+    """The recipe's encoder on ``device``, seeded, with the ``finetune.init_from``
+    weights when there are any."""
     torch.manual_seed(derive_seed(r.seed, "init"))
     with translate_memory_errors(estimate, device, "building the model"):
         encoder = r.backbone.build(context).to(device)
         if initial_encoder is not None:  # finetune.init_from, read and checked above
             # before the run directory exists: an encoder that does not fit is refused here
             load_module_tensors(encoder, initial_encoder[1], "encoder.", initial_encoder[0])
+    return encoder
 
-    task_stats = task_data.stats()
-    opened: list[tuple[RunDirectory, Reporter]] = []
 
-    def open_directory() -> dict[str, Any]:
-        directory = RunDirectory.open(r, out_path, resume_path, overwrite, data_identity)
-        try:
-            run_dir = directory.path
-            if on_directory is not None:
-                on_directory(run_dir)
-            reporter = Reporter(request.console, directory.log_path, guard=directory.check_owned)
-            if directory.restarted:
-                reporter.log(
-                    f"{run_dir} was interrupted before it wrote anything; starting from scratch."
-                )
-            finished = None if directory.fresh else directory.finished_metrics()
-            if finished is not None:
-                reporter.log(f"{run_dir} already finished; nothing to resume.")
-                directory.close()
-                return _opened(directory, finished)
-            reporter.log(f"run directory: {run_dir}")
-            where = f"device: {device}"
-            if distributed.parallel:
-                where += f" (rank 0 of {distributed.world_size} processes)"
-            reporter.log(f"data: {data.summary()}; {where}")
-            if task_stats:
-                reporter.log(f"task: {task_stats}")
-        except BaseException:
-            directory.close()
-            raise
-        opened.append((directory, reporter))
-        return _opened(directory, None)
+def _setup_lines(
+    data: SequenceData, task_stats: dict[str, Any], device: torch.device, distributed: Distributed
+) -> list[str]:
+    """The log lines that say what the run trains on, and where."""
+    where = f"device: {device}"
+    if distributed.parallel:
+        where += f" (rank 0 of {distributed.world_size} processes)"
+    lines = [f"data: {data.summary()}; {where}"]
+    if task_stats:
+        lines.append(f"task: {task_stats}")
+    return lines
 
-    state = distributed.on_main(open_directory)
-    if state["finished"] is not None:
-        return RunResult(Path(state["path"]), state["finished"], distributed.rank)
-    if distributed.is_main:
-        directory, reporter = opened[0]
-    else:  # other processes never touch the directory, and print nothing
-        directory = RunDirectory.follower(
-            Path(state["path"]),
-            r.model_dump(mode="json"),
-            RunIdentity.from_json(state["identity"]) or RunIdentity("unknown", "unknown"),
-            fresh=state["fresh"],
-        )
-        reporter = Reporter(Console(quiet=True), None)
-    with directory:
+
+def _open_directory(
+    request: RunRequest,
+    data_identity: DataIdentity,
+    setup_lines: list[str],
+    opened: list[tuple[RunDirectory, Reporter]],
+) -> dict[str, Any]:
+    """Rank 0: open the run directory and start its log; an unfinished run's directory
+    and reporter go to ``opened``. Returns what the other processes need to know."""
+    directory = RunDirectory.open(
+        request.recipe, request.out, request.resume, request.overwrite, data_identity
+    )
+    try:
         run_dir = directory.path
-        parallel = {"distributed": distributed} if distributed.parallel else {}
-        # Running out of memory anywhere below is a ResourceError naming the estimate.
-        with translate_memory_errors(estimate, device, "the run"):
-            if pretrains(r):
-                run_pretrain(
-                    r, task_data, context, encoder, device, directory, reporter, **parallel
-                )
-            metrics = run_finetune(
-                r, task_data, context, encoder, device, directory, reporter, **parallel
+        if request.on_directory is not None:
+            request.on_directory(run_dir)
+        reporter = Reporter(request.console, directory.log_path, guard=directory.check_owned)
+        if directory.restarted:
+            reporter.log(
+                f"{run_dir} was interrupted before it wrote anything; starting from scratch."
             )
-        metrics.update(
-            recipe=r.name,
-            seed=r.seed,
-            device=str(device),
-            seconds=round(time.perf_counter() - started, 2),
-            task=task_stats,
-            data={
-                "users": data.num_users,
-                "items": data.num_items,
-                "interactions": data.num_interactions,
-            },
-            versions=versions(),
-        )
-        if distributed.parallel:
-            metrics["processes"] = distributed.world_size
+        finished = None if directory.fresh else directory.finished_metrics()
+        if finished is not None:
+            reporter.log(f"{run_dir} already finished; nothing to resume.")
+            directory.close()
+            return _opened(directory, finished)
+        reporter.log(f"run directory: {run_dir}")
+        for line in setup_lines:
+            reporter.log(line)
+    except BaseException:
+        directory.close()
+        raise
+    opened.append((directory, reporter))
+    return _opened(directory, None)
 
-        def finish() -> dict[str, Any]:
-            reporter.metrics_table({"valid": metrics["valid"], "test": metrics["test"]})
-            stamped = directory.write_metrics(metrics)  # the last file: the run has finished
-            try:
-                reporter.log(f"metrics written to {directory.metrics_path}")
-            except RunDirectoryError:
-                pass  # printed; only run.log missed the line, and the run has finished
-            return stamped
 
-        return RunResult(run_dir, distributed.on_main(finish), distributed.rank)
+def _follow_directory(r: RecipeLike, state: dict[str, Any]) -> tuple[RunDirectory, Reporter]:
+    """Ranks other than 0: the run directory rank 0 opened (never touched here), and a
+    reporter that prints nothing."""
+    directory = RunDirectory.follower(
+        Path(state["path"]),
+        r.model_dump(mode="json"),
+        RunIdentity.from_json(state["identity"]) or RunIdentity("unknown", "unknown"),
+        fresh=state["fresh"],
+    )
+    return directory, Reporter(Console(quiet=True), None)
+
+
+def _train(
+    r: RecipeLike,
+    task_data: TaskData,
+    context: BuildContext,
+    encoder: SequenceEncoder,
+    device: torch.device,
+    directory: RunDirectory,
+    reporter: Reporter,
+    distributed: Distributed,
+) -> dict[str, Any]:
+    """Pre-train (when the recipe does), then fine-tune; fine-tuning's metrics."""
+    parallel = {"distributed": distributed} if distributed.parallel else {}
+    if pretrains(r):
+        run_pretrain(r, task_data, context, encoder, device, directory, reporter, **parallel)
+    return run_finetune(r, task_data, context, encoder, device, directory, reporter, **parallel)
+
+
+def _run_facts(
+    r: RecipeLike,
+    device: torch.device,
+    started: float,
+    data: SequenceData,
+    task_stats: dict[str, Any],
+) -> dict[str, Any]:
+    """What ``metrics.json`` records about the run besides its metrics."""
+    return {
+        "recipe": r.name,
+        "seed": r.seed,
+        "device": str(device),
+        "seconds": round(time.perf_counter() - started, 2),
+        "task": task_stats,
+        "data": {
+            "users": data.num_users,
+            "items": data.num_items,
+            "interactions": data.num_interactions,
+        },
+        "versions": versions(),
+    }
+
+
+def _finish(directory: RunDirectory, reporter: Reporter, metrics: dict[str, Any]) -> dict[str, Any]:
+    """Rank 0: show the metrics and write ``metrics.json``, the run's last file; the
+    metrics as written."""
+    reporter.metrics_table({"valid": metrics["valid"], "test": metrics["test"]})
+    stamped = directory.write_metrics(metrics)  # the last file: the run has finished
+    try:
+        reporter.log(f"metrics written to {directory.metrics_path}")
+    except RunDirectoryError:
+        pass  # printed; only run.log missed the line, and the run has finished
+    return stamped
 
 
 def _opened(directory: RunDirectory, finished: dict[str, Any] | None) -> dict[str, Any]:

@@ -57,21 +57,26 @@ temporary files.
 from __future__ import annotations
 
 import math
-import os
 import shutil
 import time
-from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 import numpy as np
 
+from clue_fw.data.synth_arguments import MAX_ITEMS as MAX_ITEMS
+from clue_fw.data.synth_arguments import MAX_MEAN_LENGTH as MAX_MEAN_LENGTH
+from clue_fw.data.synth_arguments import (
+    check_arguments,
+    check_model_arguments,
+    target_domain_size,
+)
 from clue_fw.data.synth_output import (
     SynthStats,
     check_target,
     estimated_sizes,
-    remove_files,
-    signals_deferred,
+    write_published,
 )
 from clue_fw.data.synth_output import (
     format_lines as _format_lines,  # called through this name (tests replace it)
@@ -92,58 +97,13 @@ from clue_fw.data.synth_planted import (
     tastes,
 )
 from clue_fw.data.synth_world import World, draw_clusters, draw_members, make_world
-from clue_fw.errors import DataError, ResourceError
+from clue_fw.errors import ResourceError
 from clue_fw.file_safety import human_size
 
 CHUNK_USERS = 32_768
 """Users generated (and written) at a time; part of the definition of the output."""
-MAX_ITEMS = 2**31 - 1
-MAX_MEAN_LENGTH = 100_000
 _REPEAT_BACK_P = 0.2  # a repeat goes back Geometric(0.2) positions: 5 on average
 _OVERSAMPLE = 1.5  # tokens drawn per kept token, to make up for dropped duplicates
-
-
-def _check(condition: bool, message: str) -> None:
-    if not condition:
-        raise DataError(message)
-
-
-def _check_arguments(
-    num_users: int,
-    num_items: int,
-    mean_length: float,
-    max_length: int | None,
-    repeat_rate: float,
-    seed: int,
-    num_clusters: int | None,
-) -> None:
-    _check(num_users >= 1, f"num_users (--users) must be at least 1, got {num_users}.")
-    _check(
-        3 <= num_items <= MAX_ITEMS,
-        f"num_items (--items) must be between 3 and {MAX_ITEMS:,} (every user needs 3 "
-        f"distinct items for leave-one-out), got {num_items}.",
-    )
-    _check(
-        math.isfinite(mean_length) and 3 <= mean_length <= MAX_MEAN_LENGTH,
-        f"mean_length (--mean-length) must be between 3 and {MAX_MEAN_LENGTH:,} (users "
-        f"need at least 3 items for leave-one-out), got {mean_length}.",
-    )
-    if max_length is not None:
-        _check(
-            max_length >= mean_length,
-            f"max_length ({max_length}) must be at least mean_length ({mean_length}).",
-        )
-    _check(
-        math.isfinite(repeat_rate) and 0 <= repeat_rate < 1,
-        f"repeat_rate (--repeat-rate) is the share of repeated items and must be in "
-        f"[0, 1), got {repeat_rate}.",
-    )
-    _check(seed >= 0, f"seed (--seed) must be a non-negative integer, got {seed}.")
-    if num_clusters is not None:
-        _check(
-            1 <= num_clusters <= num_items,
-            f"num_clusters must be between 1 and num_items ({num_items}), got {num_clusters}.",
-        )
 
 
 def _lengths(
@@ -291,16 +251,10 @@ def write_synthetic_sequences(
     (:func:`estimated_sizes`) exceeds the free space of the file system they go to.
     """
     started = time.perf_counter()
-    _check_arguments(num_users, num_items, mean_length, max_length, repeat_rate, seed, num_clusters)
-    for name, value in (("stay", stay), ("explore", explore), ("follow", follow)):
-        _check(0 <= value <= 1, f"{name} is a probability and must be in [0, 1], got {value}.")
-    _check(clusters_per_user >= 1, f"clusters_per_user must be >= 1, got {clusters_per_user}.")
-    _check(
-        popularity_exponent >= 0,
-        f"popularity_exponent must be >= 0, got {popularity_exponent}.",
-    )
+    check_arguments(num_users, num_items, mean_length, max_length, repeat_rate, seed, num_clusters)
+    check_model_arguments(stay, explore, follow, clusters_per_user, popularity_exponent)
     clusters = num_clusters or max(1, round(math.sqrt(num_items)))
-    targets = _target_items(target_items, cold_start, num_items, clusters)
+    targets = target_domain_size(target_items, cold_start, num_items, clusters)
     paths = output_paths(Path(out), attributes, cold_start, latent)
     for path in paths.values():
         check_target(path, overwrite)
@@ -316,55 +270,101 @@ def write_synthetic_sequences(
         num_items, clusters, popularity_exponent, np.random.default_rng(sequence.spawn(1)[0])
     )
     plan = _Plan(world, seed, explore, targets, popularity_exponent)
-    seen = np.zeros(num_items + 1, dtype=bool)
-    interactions = repeats = target_pairs = 0
-    temporaries = {role: path.with_name(path.name + ".tmp") for role, path in paths.items()}
-    published: list[Path] = []
-    try:
-        paths["sequences"].parent.mkdir(parents=True, exist_ok=True)
-        with ExitStack() as stack:
-            handles = {r: stack.enter_context(open(t, "wb")) for r, t in temporaries.items()}
-            writer = plan.open(handles, num_users, clusters_per_user)
-            for chunk, first_user in enumerate(range(0, num_users, CHUNK_USERS)):
-                count = min(CHUNK_USERS, num_users - first_user)
-                rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1, chunk)))
-                lengths = _lengths(count, mean_length, cap, rng)
-                drawn = np.ceil(lengths * _OVERSAMPLE).astype(np.int64) + 2
-                items, preferred = _walk(
-                    world, drawn, clusters_per_user, stay, explore, follow, rng
-                )
-                items, lengths = _distinct_prefix(items, drawn, lengths, num_items)
-                if repeat_rate > 0:
-                    items = _add_repeats(items, lengths, repeat_rate, rng)
-                    repeats += items.size - _distinct_count(items, lengths, num_items)
-                offsets = np.zeros(count + 1, dtype=np.int64)
-                np.cumsum(lengths, out=offsets[1:])
-                users = np.arange(first_user + 1, first_user + count + 1, dtype=np.int64)
-                handles["sequences"].write(_format_lines(users, offsets, items).data)
-                target_pairs += plan.write_chunk(handles, writer, chunk, users, preferred)
-                seen[items] = True
-                interactions += items.size
-        with signals_deferred():  # the renames publish every file, or none is interrupted
-            for role in sorted(paths, key=lambda r: r == "sequences"):  # the sequences last
-                os.replace(temporaries[role], paths[role])
-                published.append(paths[role])
-    except OSError as exc:
-        remove_files(*temporaries.values(), *published)
-        failed = exc.filename or paths["sequences"]  # the file that the error is about
-        raise DataError(f"Cannot write {failed}: {exc.strerror or exc}.") from None
-    except BaseException:
-        remove_files(*temporaries.values(), *published)
-        raise
+    sampler = _Sampler(
+        world=world,
+        num_items=num_items,
+        seed=seed,
+        mean_length=mean_length,
+        max_length=cap,
+        repeat_rate=repeat_rate,
+        clusters_per_user=clusters_per_user,
+        stay=stay,
+        explore=explore,
+        follow=follow,
+    )
+    written = write_published(
+        paths, lambda handles: _write_users(handles, sampler, plan, num_users)
+    )
     return SynthStats(
         path=paths["sequences"],
         users=num_users,
-        items=int(seen.sum()),
-        interactions=interactions,
-        repeats=repeats,
+        items=written.items,
+        interactions=written.interactions,
+        repeats=written.repeats,
         seconds=time.perf_counter() - started,
         outputs=paths,
-        target_interactions=target_pairs,
+        target_interactions=written.target_interactions,
     )
+
+
+class _Chunk(NamedTuple):
+    """One chunk of users' sequences, users one after another."""
+
+    items: np.ndarray  # every user's items, oldest first
+    lengths: np.ndarray  # [users] items of each user
+    preferred: np.ndarray  # [users, clusters_per_user] the preferred clusters (the latent)
+    repeats: int  # items that repeat an earlier item of the same user
+
+
+@dataclass(frozen=True)
+class _Sampler:
+    """Draws chunks of users' sequences from the item world (the module docstring's model)."""
+
+    world: World
+    num_items: int
+    seed: int
+    mean_length: float
+    max_length: int  # the cap on a user's length
+    repeat_rate: float
+    clusters_per_user: int
+    stay: float
+    explore: float
+    follow: float
+
+    def chunk(self, chunk: int, count: int) -> _Chunk:
+        """The ``count`` users of chunk ``chunk``, drawn from that chunk's own stream."""
+        rng = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(1, chunk)))
+        lengths = _lengths(count, self.mean_length, self.max_length, rng)
+        drawn = np.ceil(lengths * _OVERSAMPLE).astype(np.int64) + 2
+        items, preferred = _walk(
+            self.world, drawn, self.clusters_per_user, self.stay, self.explore, self.follow, rng
+        )
+        items, lengths = _distinct_prefix(items, drawn, lengths, self.num_items)
+        repeats = 0
+        if self.repeat_rate > 0:
+            items = _add_repeats(items, lengths, self.repeat_rate, rng)
+            repeats = items.size - _distinct_count(items, lengths, self.num_items)
+        return _Chunk(items, lengths, preferred, repeats)
+
+
+class _Written(NamedTuple):
+    """What :func:`_write_users` wrote."""
+
+    items: int  # distinct items that occur in the sequences
+    interactions: int
+    repeats: int
+    target_interactions: int
+
+
+def _write_users(
+    handles: dict[str, BinaryIO], sampler: _Sampler, plan: _Plan, num_users: int
+) -> _Written:
+    """Draw users ``1..num_users`` chunk by chunk and write each chunk to every file."""
+    writer = plan.open(handles, num_users, sampler.clusters_per_user)
+    seen = np.zeros(sampler.num_items + 1, dtype=bool)
+    interactions = repeats = target_pairs = 0
+    for chunk, first_user in enumerate(range(0, num_users, CHUNK_USERS)):
+        count = min(CHUNK_USERS, num_users - first_user)
+        drawn = sampler.chunk(chunk, count)
+        users = np.arange(first_user + 1, first_user + count + 1, dtype=np.int64)
+        offsets = np.zeros(count + 1, dtype=np.int64)
+        np.cumsum(drawn.lengths, out=offsets[1:])
+        handles["sequences"].write(_format_lines(users, offsets, drawn.items).data)
+        target_pairs += plan.write_chunk(handles, writer, chunk, users, drawn.preferred)
+        seen[drawn.items] = True
+        interactions += drawn.items.size
+        repeats += drawn.repeats
+    return _Written(int(seen.sum()), interactions, repeats, target_pairs)
 
 
 class _Plan:
@@ -429,26 +429,6 @@ class _Plan:
         pairs = np.arange(items.size + 1, dtype=np.int64)
         handles["target"].write(_format_lines(np.repeat(users, lengths), pairs, items).data)
         return int(items.size)
-
-
-def _target_items(target_items: int | None, cold_start: bool, num_items: int, clusters: int) -> int:
-    """The target domain's catalogue size (0: no target domain)."""
-    if not cold_start:
-        _check(
-            target_items is None,
-            "target_items (--target-items) sizes the cold-start target domain; add "
-            "--cold-start (cold_start=True) or leave it out.",
-        )
-        return 0
-    if target_items is None:
-        return max(num_items // 10, 5 * clusters)
-    _check(
-        clusters <= target_items <= MAX_ITEMS,
-        f"target_items (--target-items) must be between the number of genres ({clusters:,}: "
-        f"every source genre has a target genre of at least one item) and {MAX_ITEMS:,}, "
-        f"got {target_items}.",
-    )
-    return target_items
 
 
 def _check_space(paths: dict[str, Path], sizes: dict[str, int]) -> None:

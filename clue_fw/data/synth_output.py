@@ -4,18 +4,21 @@
 :func:`estimated_sizes` says about how large each output will be, :func:`check_target`
 refuses an output that exists (without ``--overwrite``) or cannot be written, and the
 finished files are renamed into place with the interrupt signals held back
-(:func:`signals_deferred`), or removed (:func:`remove_files`). :class:`SynthStats` is what
-a run of the generator reports. :mod:`clue_fw.data.synth` draws what goes in them.
+(:func:`signals_deferred`), or removed (:func:`remove_files`); :func:`write_published`
+does both around the writing. :class:`SynthStats` is what a run of the generator
+reports. :mod:`clue_fw.data.synth` draws what goes in them.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO, TypeVar
 
 import numpy as np
 
@@ -28,6 +31,8 @@ from clue_fw.data.synth_planted import (
 )
 from clue_fw.errors import DataError
 from clue_fw.file_safety import check_output_target
+
+_Result = TypeVar("_Result")
 
 
 @dataclass(frozen=True)
@@ -174,3 +179,34 @@ def remove_files(*paths: Path) -> None:
             path.unlink(missing_ok=True)
         except OSError:
             pass
+
+
+def write_published(
+    paths: dict[str, Path], write: Callable[[dict[str, BinaryIO]], _Result]
+) -> _Result:
+    """Call ``write`` with every file of ``paths`` (by role) open for writing, then publish.
+
+    Each file is written to its name + ``.tmp``; once ``write`` has returned, all are
+    renamed into place, the sequences last. On any error or interrupt the temporary
+    files (and any file already renamed) are removed; an ``OSError`` is raised as a
+    :class:`~clue_fw.errors.DataError` naming the file it is about.
+    """
+    temporaries = {role: path.with_name(path.name + ".tmp") for role, path in paths.items()}
+    published: list[Path] = []
+    try:
+        paths["sequences"].parent.mkdir(parents=True, exist_ok=True)
+        with ExitStack() as stack:
+            handles = {r: stack.enter_context(open(t, "wb")) for r, t in temporaries.items()}
+            result = write(handles)
+        with signals_deferred():  # the renames publish every file, or none is interrupted
+            for role in sorted(paths, key=lambda r: r == "sequences"):  # the sequences last
+                os.replace(temporaries[role], paths[role])
+                published.append(paths[role])
+    except OSError as exc:
+        remove_files(*temporaries.values(), *published)
+        failed = exc.filename or paths["sequences"]  # the file that the error is about
+        raise DataError(f"Cannot write {failed}: {exc.strerror or exc}.") from None
+    except BaseException:
+        remove_files(*temporaries.values(), *published)
+        raise
+    return result

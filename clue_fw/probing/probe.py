@@ -41,6 +41,7 @@ from typing import Any, Literal
 
 import torch
 
+from clue_fw.data.csr import Csr
 from clue_fw.data.dataset import SequenceData
 from clue_fw.data.labels import LabelColumn, LabelFormat, align_labels, read_label_file
 from clue_fw.errors import ClueError, DataError, quote
@@ -290,42 +291,19 @@ def probe_run(
     loaded = load_run(run_dir, chosen_stage, device=device, data_root=data_root)
     task_data = loaded.task_data()  # checked against the run's data fingerprint
     user_ids, histories = loaded.run_user_histories()
-    head = loaded.recipe.finetune.head
-    split_seed = int(head.split_seed) if isinstance(head, UserLevelHeadSpec) else 0
+    split_seed = _split_seed(loaded)
     split = user_split(user_ids, label_map, split_seed, missing=missing, source=str(label_path))
-    say(
-        f"{len(user_ids):,} users, {int((split.labels >= 0).sum()):,} labelled: "
-        f"{split.train.numel():,} train / {split.valid.numel():,} valid / "
-        f"{split.test.numel():,} test"
-    )
-    features: dict[str, torch.Tensor] = {}
-    skipped: list[str] = []
+    say(_split_line(split, len(user_ids)))
     say(f"embedding the users with the {chosen_stage} encoder")
-    features[f"encoder ({chosen_stage})"] = loaded.embed_histories(histories, batch_size=batch_size)
+    features = {
+        f"encoder ({chosen_stage})": loaded.embed_histories(histories, batch_size=batch_size)
+    }
     random_run: LoadedRun | None = None
+    skipped: list[str] = []
     if baselines:
-        say("embedding the users with a random encoder of the recipe")
-        random_run = loaded.untrained(seed)
-        features["random encoder"] = random_run.embed_histories(histories, batch_size=batch_size)
-        entries = histories.num_rows * len(loaded.catalogue)
-        if entries <= BAG_ENTRIES:
-            windows = histories.recent_windows(loaded.max_len)
-            bag = tfidf_bag(windows, len(loaded.catalogue))
-            rank = svd_rank(loaded.encoder.dim, (bag.shape[0], bag.shape[1]))
-            features["bag of items, tf-idf"] = bag
-            features[f"bag of items, SVD-{rank}"] = truncated_svd(bag, rank, seed)
-        else:
-            skipped.append(
-                f"bag of items: {histories.num_rows:,} users x {len(loaded.catalogue):,} "
-                f"items is more than {BAG_ENTRIES:,} dense entries"
-            )
-            say(f"left out the {skipped[-1]}")
-    rows = [majority_row(split)]
-    ranks: dict[str, float | None] = {}
-    for name, values in features.items():
-        say(f"probing {name} ({values.shape[1]} features)")
-        rows += probe_features(name, values, split, l2_grid=l2_values, k_grid=k_values)
-        ranks[name] = None if name.endswith("tf-idf") else effective_rank(values.double())
+        random_run, baseline, skipped = _baseline_features(loaded, histories, seed, batch_size, say)
+        features.update(baseline)
+    rows, ranks = _probe_rows(features, split, l2_values, k_values, say)
     rankers: list[RankerRow] = []
     next_info: dict[str, Any] = {}
     if next_item:
@@ -346,34 +324,107 @@ def probe_run(
         "classes": {
             label: int((split.labels == index).sum()) for index, label in enumerate(split.classes)
         },
-        "users": {
-            "run": len(user_ids),
-            "labelled": int((split.labels >= 0).sum()),
-            "train": split.train.numel(),
-            "valid": split.valid.numel(),
-            "test": split.test.numel(),
-        },
+        "users": _user_counts(split, len(user_ids)),
         "split_seed": split_seed,
         "seed": seed,
         "effective_rank": ranks,
         "left_out": skipped,
-        "protocol": {
-            "split": "the profile head's 80/5/15 user split (finetune.head.split_seed)",
-            "logistic": "standardised on the training users; multinomial, L2 on the weights, "
-            "L-BFGS (strong Wolfe, float64) to a gradient max-norm <= 1e-6; l2 chosen on "
-            "validation accuracy (ties: log-loss) along the path from the strongest "
-            "penalty, which stops after 2 strengths in a row raise the validation "
-            "log-loss; then refitted on train + valid",
-            "knn": "cosine similarity of the standardised features, majority vote (ties: "
-            "summed similarity); k chosen on validation accuracy, then train + valid vote",
-            "l2_grid": list(l2_values),
-            "k_grid": list(k_values),
-            "majority": "the most frequent class of the training users",
-        },
-        "seconds": 0.0,
+        "protocol": _protocol(l2_values, k_values),
+        "seconds": round(time.perf_counter() - started, 2),
     }
-    info["seconds"] = round(time.perf_counter() - started, 2)
     return ProbeReport(info, rows, rankers, next_info)
+
+
+def _split_seed(loaded: LoadedRun) -> int:
+    """The seed of the run's user split: its user-level head's (0 for other heads)."""
+    head = loaded.recipe.finetune.head
+    return int(head.split_seed) if isinstance(head, UserLevelHeadSpec) else 0
+
+
+def _split_line(split: UserSplit, run_users: int) -> str:
+    """The progress line that sizes the split."""
+    return (
+        f"{run_users:,} users, {int((split.labels >= 0).sum()):,} labelled: "
+        f"{split.train.numel():,} train / {split.valid.numel():,} valid / "
+        f"{split.test.numel():,} test"
+    )
+
+
+def _baseline_features(
+    loaded: LoadedRun, histories: Csr, seed: int, batch_size: int | None, say: Log
+) -> tuple[LoadedRun, dict[str, torch.Tensor], list[str]]:
+    """The random encoder (with its users' vectors) and the bag-of-items features, by
+    name; the bag is left out above :data:`BAG_ENTRIES` dense entries, with the reason."""
+    say("embedding the users with a random encoder of the recipe")
+    random_run = loaded.untrained(seed)
+    features = {"random encoder": random_run.embed_histories(histories, batch_size=batch_size)}
+    entries = histories.num_rows * len(loaded.catalogue)
+    if entries > BAG_ENTRIES:
+        reason = (
+            f"bag of items: {histories.num_rows:,} users x {len(loaded.catalogue):,} "
+            f"items is more than {BAG_ENTRIES:,} dense entries"
+        )
+        say(f"left out the {reason}")
+        return random_run, features, [reason]
+    return random_run, features | _bag_of_items(loaded, histories, seed), []
+
+
+def _bag_of_items(loaded: LoadedRun, histories: Csr, seed: int) -> dict[str, torch.Tensor]:
+    """The users' windows as a tf-idf bag of items, and its truncated SVD to the width of
+    the run's encoder."""
+    windows = histories.recent_windows(loaded.max_len)
+    bag = tfidf_bag(windows, len(loaded.catalogue))
+    rank = svd_rank(loaded.encoder.dim, (bag.shape[0], bag.shape[1]))
+    return {
+        "bag of items, tf-idf": bag,
+        f"bag of items, SVD-{rank}": truncated_svd(bag, rank, seed),
+    }
+
+
+def _probe_rows(
+    features: dict[str, torch.Tensor],
+    split: UserSplit,
+    l2_values: list[float],
+    k_values: list[int],
+    say: Log,
+) -> tuple[list[ProbeRow], dict[str, float | None]]:
+    """The majority row and every feature set's probe rows; each set's effective rank
+    (``None`` for the tf-idf bag)."""
+    rows = [majority_row(split)]
+    ranks: dict[str, float | None] = {}
+    for name, values in features.items():
+        say(f"probing {name} ({values.shape[1]} features)")
+        rows += probe_features(name, values, split, l2_grid=l2_values, k_grid=k_values)
+        ranks[name] = None if name.endswith("tf-idf") else effective_rank(values.double())
+    return rows, ranks
+
+
+def _user_counts(split: UserSplit, run_users: int) -> dict[str, int]:
+    """The run's users, the labelled ones and the sizes of the split."""
+    return {
+        "run": run_users,
+        "labelled": int((split.labels >= 0).sum()),
+        "train": split.train.numel(),
+        "valid": split.valid.numel(),
+        "test": split.test.numel(),
+    }
+
+
+def _protocol(l2_values: list[float], k_values: list[int]) -> dict[str, Any]:
+    """How the probes were fitted and scored, in words, with the grids they searched."""
+    return {
+        "split": "the profile head's 80/5/15 user split (finetune.head.split_seed)",
+        "logistic": "standardised on the training users; multinomial, L2 on the weights, "
+        "L-BFGS (strong Wolfe, float64) to a gradient max-norm <= 1e-6; l2 chosen on "
+        "validation accuracy (ties: log-loss) along the path from the strongest "
+        "penalty, which stops after 2 strengths in a row raise the validation "
+        "log-loss; then refitted on train + valid",
+        "knn": "cosine similarity of the standardised features, majority vote (ties: "
+        "summed similarity); k chosen on validation accuracy, then train + valid vote",
+        "l2_grid": list(l2_values),
+        "k_grid": list(k_values),
+        "majority": "the most frequent class of the training users",
+    }
 
 
 def _next_item_rows(
