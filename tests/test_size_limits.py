@@ -23,7 +23,6 @@ LONG_FUNCTIONS: dict[str, int] = {
     "data/synth.py:write_synthetic_sequences": 94,
     "probing/probe.py:probe_run": 108,
     "runner.py:_run_process": 131,
-    "running/finetune.py:run_finetune": 155,
 }
 
 
