@@ -20,7 +20,9 @@ pre-training reads (data, backbone, pre-training section, head kind and target
 domain), not by a list kept here.
 
 Then every task x label fraction x mode (``full`` fine-tuning, ``probe``: a linear
-probe of the frozen encoder) x method x seed fine-tunes
+probe of the frozen encoder; ``--modes`` also takes ``lpft``, LP-FT: the probe for half
+the fine-tuning epochs, then full fine-tuning, and ``full_lr01``: full fine-tuning with
+the encoder at a tenth of the learning rate; see :data:`MODES`) x method x seed fine-tunes
 ``recipes/table2/<task>_zero.yaml`` (``<task>_item_mean.yaml`` for ``clue`` and
 ``item_mean``, ``<task>_nfm.yaml`` for ``bag``) with ``finetune.head.label_fraction``, starting
 from the pre-trained encoder (``finetune.init_from``), or from a random one for
@@ -83,7 +85,57 @@ TASKS = {  # recipe prefix: (title, main metric, metrics kept per cell)
 }
 METHODS = ("clue", "item_mean", "clue_paper", "masked_item", "zero")
 """The methods this study runs by default (``--methods`` also takes ``infonce`` and ``bag``)."""
-MODES = {"full": "full", "probe": "probe"}
+
+
+@dataclass(frozen=True)
+class Mode:
+    """One way a study fine-tunes: the ``finetune.*`` overrides of its runs, and how its
+    rows are labelled and drawn."""
+
+    label: str  # in table rows, gain rows and verdict lines
+    overrides: tuple[str, ...]  # added to every fine-tuning of the mode
+    linestyle: Any  # its lines in the plots
+    probe_share: float | None = None
+    """LP-FT: ``finetune.probe_epochs`` is this share of the recipe's
+    ``finetune.train.epochs`` (rounded down, at least 1), unless ``--set`` gives one."""
+    description: str = ""  # a sentence for the markdown, when the mode was run
+    versus_full: bool = False  # gain rows against full fine-tuning of the same method
+
+
+LPFT_PROBE_SHARE = 0.5
+"""LP-FT's probe phase: half of the fine-tuning epochs (10 of the 20 of
+``recipes/synth_transfer``, 50 of the 100 of ``recipes/table2``). The probe of the
+pre-trained CLUE encoder at 8,000 synthetic users still gained at epoch 20 of 20
+(docs/results/transfer.json), so the head gets the longer half before the encoder moves;
+early stopping then watches the full phase only."""
+
+MODES: dict[str, Mode] = {
+    "full": Mode("full", ("finetune.mode=full",), "-"),
+    "probe": Mode("probe", ("finetune.mode=probe",), "--"),
+    "lpft": Mode(
+        "LP-FT",
+        ("finetune.mode=probe_then_full",),
+        "-.",
+        probe_share=LPFT_PROBE_SHARE,
+        description="`LP-FT` (Kumar et al. 2022) trains the head alone on the frozen "
+        f"encoder for {LPFT_PROBE_SHARE:.0%} of the fine-tuning epochs "
+        "(`finetune.mode: probe_then_full`), then the whole model; early stopping counts "
+        "from the switch.",
+        versus_full=True,
+    ),
+    "full_lr01": Mode(
+        "full, encoder lr × 0.1",
+        ("finetune.mode=full", "finetune.encoder_lr_scale=0.1"),
+        (0, (5, 1, 1, 1, 1, 1)),
+        description="`full, encoder lr × 0.1` fine-tunes the whole model with the encoder "
+        "(backbone and item embeddings) at a tenth of the head's learning rate "
+        "(`finetune.encoder_lr_scale: 0.1`).",
+        versus_full=True,
+    ),
+}
+"""Every mode a study can run (``--modes``), in the order of rows in tables and plots."""
+DEFAULT_MODES = ("full", "probe")
+"""The modes a study runs unless ``--modes`` says otherwise."""
 FRACTIONS = (0.01, 0.1, 1.0, 0.05, 0.25)  # priority order: the ends and middle first
 METRIC_TITLES = {
     "acc": "accuracy",
@@ -317,6 +369,9 @@ def plan(
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; choose among {list(ALL_METHODS)}")
     study = replace_recipes_dir(study, recipes_dir)
+    unknown = sorted(set(modes) - set(MODES))
+    if unknown:
+        raise ValueError(f"unknown mode(s) {unknown}; choose among {list(MODES)}")
     pretrain_jobs: list[Job] = []
     encoder_of: dict[tuple[str, str, int], Path] = {}
     for method in (m for m in methods if ALL_METHODS[m].pretrains):
@@ -345,6 +400,14 @@ def plan(
                 if job not in pretrain_jobs:
                     pretrain_jobs.append(job)
     finetune_jobs: list[Job] = []
+    recipes: dict[tuple[str, str], dict[str, Any]] = {}  # (task, method) -> its recipe
+
+    def recipe_of(task: str, method: str) -> dict[str, Any]:
+        own = [*study.task_overrides.get(task, ()), *finetune_overrides(overrides)]
+        if (task, method) not in recipes:
+            recipes[task, method] = load_yaml(study.finetune_recipe(task, method), own)
+        return recipes[task, method]
+
     for task in tasks:
         for fraction in fractions:
             for mode in modes:
@@ -355,7 +418,7 @@ def plan(
                             *study.task_overrides.get(task, ()),
                             *finetune_overrides(overrides),
                             f"finetune.head.label_fraction={fraction!r}",
-                            f"finetune.mode={mode}",
+                            *mode_overrides(mode, lambda t=task, m=method: recipe_of(t, m)),
                             f"finetune.eval.batch_size={EVAL_BATCH}",
                         )
                         encoder = encoder_of.get((task, method, seed))
@@ -371,6 +434,25 @@ def plan(
                             )
                         )
     return pretrain_jobs + finetune_jobs
+
+
+def mode_overrides(mode: str, recipe: Callable[[], dict[str, Any]]) -> tuple[str, ...]:
+    """The overrides that make a fine-tuning run ``mode``; ``recipe`` gives the run's
+    recipe (overrides applied), read only by LP-FT for its ``finetune.train.epochs``."""
+    spec = MODES[mode]
+    if spec.probe_share is None:
+        return spec.overrides
+    finetune = recipe()["finetune"]
+    if finetune.get("probe_epochs") is not None:  # --set finetune.probe_epochs=N
+        return spec.overrides
+    epochs = int(finetune["train"]["epochs"])
+    if epochs < 2:
+        raise ValueError(
+            f"mode {mode}: fine-tuning has {epochs} epoch, so no epoch is left for the full "
+            "phase after the probe; run it with finetune.train.epochs of 2 or more"
+        )
+    probe = max(1, int(epochs * spec.probe_share))
+    return (*spec.overrides, f"finetune.probe_epochs={probe}")
 
 
 def run_study(args: argparse.Namespace, study: Study = ML1M) -> dict[str, Any]:
@@ -535,7 +617,7 @@ def cell_value(summary: dict[str, Any], task: str, row: str, fraction: str) -> A
 def row_names(summary: dict[str, Any], task: str) -> list[tuple[str, str]]:
     present = summary["cells"].get(task, {})
     return [
-        (f"{method}/{mode}", f"{ALL_METHODS[method].label}, {mode}")
+        (f"{method}/{mode}", f"{ALL_METHODS[method].label}, {MODES[mode].label}")
         for mode in MODES
         for method in ALL_METHODS
         if f"{method}/{mode}" in present
@@ -557,12 +639,10 @@ def markdown(data: dict[str, Any], study: Study = ML1M) -> str:
     """One table per task (rows method x mode, columns fractions), the main test metric
     as mean ± std over seeds, and the difference to CLUEZero with the same mode."""
     summary = data["summary"]
-    out = [
-        f"# {study.title}",
-        "",
-        study.intro.format(seeds=", ".join(map(str, data["settings"]["seeds"]))),
-        "",
-    ]
+    intro = study.intro.format(seeds=", ".join(map(str, data["settings"]["seeds"])))
+    ran = {row.rsplit("/", 1)[1] for rows in summary["cells"].values() for row in rows}
+    described = [MODES[mode].description for mode in MODES if mode in ran]
+    out = [f"# {study.title}", "", " ".join([intro, *filter(None, described)]), ""]
     for task in study.tasks:
         if task not in summary["cells"]:
             continue
@@ -676,43 +756,67 @@ def mean_of(cells: list[tuple[str, str, dict[str, Any]]], key: str) -> float:
 
 
 def gain_table(summary: dict[str, Any], task: str, fractions: list[str]) -> list[str]:
-    """Mean minus CLUEZero's mean (same mode); * where the gap exceeds two standard errors
-    of the difference (a rough mark with 3 seeds, not a test)."""
+    """Mean minus CLUEZero's mean (same mode), and for the modes that change full
+    fine-tuning (LP-FT, a slower encoder) mean minus the same method's full fine-tuning;
+    * where the gap exceeds two standard errors of the difference (a rough mark with 3
+    seeds, not a test)."""
     lines = []
     pairs = [(m, "zero") for m in ALL_METHODS if m != "zero"] + list(SAME_ENCODER_BASES.items())
-    for mode in MODES:
+    for mode, spec in MODES.items():
         for method, base_method in pairs:
-            row, base_row = f"{method}/{mode}", f"{base_method}/{mode}"
-            cells = []
-            for fraction in fractions:
-                ours = cell_value(summary, task, row, fraction)
-                base = cell_value(summary, task, base_row, fraction)
-                if ours is None or base is None:
-                    cells.append("-")
-                    continue
-                (a, n), (b, m) = ours, base
-                gap = a["mean"] - b["mean"]
-                error = math.sqrt(a["std"] ** 2 / n + b["std"] ** 2 / m)
-                mark = "*" if n > 1 and m > 1 and abs(gap) > 2 * error else ""
-                cells.append(f"{gap:+.4f}{mark}")
+            cells = gap_cells(summary, task, f"{method}/{mode}", f"{base_method}/{mode}", fractions)
             if any(c != "-" for c in cells):
                 base_label = "CLUEZero" if base_method == "zero" else ALL_METHODS[base_method].label
                 lines.append(
-                    f"| {ALL_METHODS[method].label} − {base_label}, {mode} | "
+                    f"| {ALL_METHODS[method].label} − {base_label}, {spec.label} | "
                     + " | ".join(cells)
                     + " |"
                 )
-    if not lines:
+    versus_full = []
+    for mode, spec in MODES.items():
+        for method in ALL_METHODS if spec.versus_full else ():
+            cells = gap_cells(summary, task, f"{method}/{mode}", f"{method}/full", fractions)
+            if any(c != "-" for c in cells):
+                label = ALL_METHODS[method].label
+                versus_full.append(
+                    f"| {label}, {spec.label} − {label}, full | " + " | ".join(cells) + " |"
+                )
+    if not lines + versus_full:
         return []
     header = " | ".join(fraction_header(summary, task, f) for f in fractions)
+    than_full = (
+        ", and of each other way of fine-tuning over full fine-tuning of the same model"
+        if versus_full
+        else ""
+    )
     return [
         "Gain over CLUEZero with the same mode, and of a pre-training over its own encoder "
-        "untrained (* : more than two standard errors of the difference):",
+        f"untrained{than_full} (* : more than two standard errors of the difference):",
         "",
         f"| | {header} |",
         "|---" * (len(fractions) + 1) + "|",
         *lines,
+        *versus_full,
     ]
+
+
+def gap_cells(
+    summary: dict[str, Any], task: str, row: str, base_row: str, fractions: list[str]
+) -> list[str]:
+    """``row``'s mean minus ``base_row``'s per fraction (``-`` where either is missing)."""
+    cells = []
+    for fraction in fractions:
+        ours = cell_value(summary, task, row, fraction)
+        base = cell_value(summary, task, base_row, fraction)
+        if ours is None or base is None:
+            cells.append("-")
+            continue
+        (a, n), (b, m) = ours, base
+        gap = a["mean"] - b["mean"]
+        error = math.sqrt(a["std"] ** 2 / n + b["std"] ** 2 / m)
+        mark = "*" if n > 1 and m > 1 and abs(gap) > 2 * error else ""
+        cells.append(f"{gap:+.4f}{mark}")
+    return cells
 
 
 def plot(
@@ -720,7 +824,8 @@ def plot(
 ) -> list[Path]:
     """One PNG per task, from the JSON alone: the main metric against the label fraction
     or the number of labelled users (``study.x_axis``; log x), mean ± std or standard error
-    over seeds (``study.error``); full fine-tuning solid, probe dashed; for profile
+    over seeds (``study.error``); each mode its line style (full fine-tuning solid,
+    probe dashed, LP-FT dash-dotted, a slower encoder dash-dot-dotted); for profile
     tasks the majority-class accuracy of the labelled users as a dotted line."""
     import matplotlib
 
@@ -760,7 +865,7 @@ def plot(
                 yerr=errors,
                 color=color,
                 marker=marker,
-                linestyle="-" if mode == "full" else "--",
+                linestyle=MODES[mode].linestyle,
                 capsize=3,
                 label=label,
             )
@@ -900,7 +1005,15 @@ def add_arguments(parser: argparse.ArgumentParser, study: Study) -> None:
         default=list(study.methods),
         help="Methods to run (default: %(default)s).",
     )
-    parser.add_argument("--modes", nargs="+", choices=list(MODES), default=list(MODES))
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        choices=list(MODES),
+        default=list(DEFAULT_MODES),
+        help="Fine-tuning modes (default: %(default)s): full, probe (a linear probe of the "
+        "frozen encoder), lpft (probe_then_full, the probe for half the epochs), "
+        "full_lr01 (full with finetune.encoder_lr_scale=0.1).",
+    )
     parser.add_argument(
         "--fractions",
         nargs="+",

@@ -23,7 +23,9 @@ pre-training (``zero``, CLUEZero; ``item_mean``, the fixed CLUE's encoder untrai
 bag of items (``bag``, the NFM backbone);
 fine-tuning each task's head with 0.01%, 0.1%, 1%, 10% and 100% of the labelled
 training users (nested subsets; validation and test users fixed), in full fine-tuning
-and ``probe`` mode. The smallest fraction keeps ``ceil(fraction x n_train)`` users, at
+and ``probe`` mode (``--modes`` also takes ``lpft``, LP-FT: the probe, then full
+fine-tuning, and ``full_lr01``, full fine-tuning with the encoder at a tenth of the
+learning rate). The smallest fraction keeps ``ceil(fraction x n_train)`` users, at
 least one whenever the task has a training user (``labelled_count``): 0.01% of 16,000
 training users is 2. Runs are skipped when finished and resumed when interrupted;
 ``--deadline`` stops starting runs; ``--jobs`` and ``--gpus`` spread them.
@@ -272,7 +274,8 @@ def payoff_lines(summary: dict[str, Any], task: str) -> list[str]:
                 "count"
             )
         lines.append(
-            f"- {mode}: {text}{caveat}. Per count, best pre-trained − best without: {gains}."
+            f"- {le.MODES[mode].label}: {text}{caveat}. Per count, best pre-trained − best "
+            f"without: {gains}."
         )
     if not lines:
         return []

@@ -336,7 +336,8 @@ class HeadSpec(ComponentSpec):
 
     @property
     def probe_ready(self) -> str | None:
-        """Why this head cannot train on a frozen encoder (``finetune.mode: probe``), or None."""
+        """Why this head cannot train on a frozen encoder (``finetune.mode: probe``, and
+        the probe phase of ``probe_then_full``), or None."""
         return None
 
     def training_inputs(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:

@@ -125,7 +125,8 @@ def test_probe_with_tied_weights_is_refused(tiny_recipe: dict[str, Any]) -> None
 def test_full_mode_is_the_default(tiny_recipe: dict[str, Any]) -> None:
     assert validate_recipe(tiny_recipe).finetune.mode == "full"
     tiny_recipe["finetune"]["mode"] = "linear"
-    assert "finetune.mode: Input should be 'full' or 'probe'" in invalid(tiny_recipe)
+    message = invalid(tiny_recipe)
+    assert "finetune.mode: Input should be 'full', 'probe' or 'probe_then_full'" in message
 
 
 HEADS: dict[str, dict[str, Any]] = {

@@ -116,7 +116,7 @@ def test_plan_counts_order_and_overrides(tmp_path: Path) -> None:
         runs,
         list(le.TASKS),
         list(le.METHODS),
-        list(le.MODES),
+        list(le.DEFAULT_MODES),
         list(le.FRACTIONS),
         [0, 1, 2],
         ["pretrain.train.epochs=1", "finetune.patience=5"],
@@ -181,6 +181,56 @@ def test_planned_fine_tunings_validate(tmp_path: Path) -> None:
         assert recipe.finetune.head.label_fraction in (0.01,)
 
 
+def test_lpft_and_a_slower_encoder_are_modes_with_their_own_overrides(tmp_path: Path) -> None:
+    def cells(modes: list[str], overrides: list[str]) -> dict[str, tuple[str, ...]]:
+        jobs = le.plan(
+            RECIPES, tmp_path, ["gender"], ["clue", "zero"], modes, [0.1], [0], overrides
+        )
+        return {
+            "/".join(job.run_dir.parts[-3:-2]): job.overrides
+            for job in jobs
+            if "pretrain" not in job.run_dir.parts
+        }
+
+    found = cells(["lpft", "full_lr01"], [])
+    assert set(found) == {"clue_lpft", "zero_lpft", "clue_full_lr01", "zero_full_lr01"}
+    for name in ("clue_lpft", "zero_lpft"):  # half of table2's 100 fine-tuning epochs
+        assert "finetune.mode=probe_then_full" in found[name]
+        assert "finetune.probe_epochs=50" in found[name]
+    for name in ("clue_full_lr01", "zero_full_lr01"):
+        assert "finetune.mode=full" in found[name]
+        assert "finetune.encoder_lr_scale=0.1" in found[name]
+        assert not any("probe_epochs" in o for o in found[name])
+    # the probe phase follows the epochs a --set gives, and a --set probe_epochs wins
+    assert "finetune.probe_epochs=4" in cells(["lpft"], ["finetune.train.epochs=9"])["clue_lpft"]
+    given = cells(["lpft"], ["finetune.probe_epochs=3"])["clue_lpft"]
+    assert [o for o in given if "probe_epochs" in o] == ["finetune.probe_epochs=3"]
+    with pytest.raises(ValueError, match="mode lpft: fine-tuning has 1 epoch"):
+        cells(["lpft"], ["finetune.train.epochs=1"])
+    with pytest.raises(ValueError, match="unknown mode"):
+        cells(["linear"], [])
+    # the default modes are still full and probe, with the overrides they always had
+    assert le.DEFAULT_MODES == ("full", "probe")
+    assert "finetune.mode=probe" in cells(list(le.DEFAULT_MODES), [])["clue_probe"]
+
+
+def test_lpft_rows_tables_gains_and_plots(tmp_path: Path) -> None:
+    fake_runs(tmp_path / "runs", modes=("full", "lpft"))
+    data = le.build_data(args_for(tmp_path, modes=["full", "lpft"]))
+    text = le.markdown(data)
+    assert "`LP-FT` (Kumar et al. 2022) trains the head alone on the frozen encoder" in text
+    assert "encoder lr × 0.1" not in text  # not run, not described
+    assert "| CLUE (fixed: InfoNCE, split views), LP-FT | **0.7320 ± 0.0010** |" in text
+    assert "| CLUE (fixed: InfoNCE, split views) − CLUEZero, LP-FT | +0.0300* |" in text
+    assert (
+        "| CLUE (fixed: InfoNCE, split views), LP-FT − CLUE (fixed: InfoNCE, split views), "
+        "full | +0.0100* |"
+    ) in text
+    assert "| CLUEZero, LP-FT − CLUEZero, full | +0.0000 |" in text
+    assert "and of each other way of fine-tuning over full fine-tuning of the same model" in text
+    assert len(le.plot(data, tmp_path)) == 2
+
+
 def test_fraction_subsets_of_the_study_are_nested() -> None:
     train = split_users(6040, seed=0)[0]
     assert train.numel() == 4832
@@ -195,20 +245,21 @@ def test_fraction_subsets_of_the_study_are_nested() -> None:
 # --------------------------------------------------------------------------- summarising
 
 
-def fake_runs(runs: Path) -> None:
+def fake_runs(runs: Path, modes: tuple[str, ...] = ("full", "probe")) -> None:
     """metrics.json files as clue run writes them, for two tasks (one seed missing)."""
     for task, stats in (
         ("gender", {"labelled users": 6040}),
         ("coldrec3", {"target users": 4211}),
     ):
         for method in ("zero", "clue"):
-            for mode in ("full", "probe"):
+            for mode in modes:
                 for fraction in (0.01, 1.0):
                     for seed in (0, 1, 2):
                         missing = ("gender", "clue", "probe", 1.0, 2)
                         if (task, method, mode, fraction, seed) == missing:
                             continue  # not run
                         base = 0.7 + 0.1 * fraction + (0.02 if method == "clue" else 0.0)
+                        base += 0.01 if (method, mode) == ("clue", "lpft") else 0.0
                         value = base + 0.001 * seed
                         test = (
                             {"acc": value, "macro_f1": value / 2, "majority_acc": 0.74}
@@ -235,7 +286,7 @@ def args_for(tmp_path: Path, **extra: object) -> object:
         "runs_dir": tmp_path / "runs",
         "tasks": list(le.TASKS),
         "methods": list(le.METHODS),
-        "modes": list(le.MODES),
+        "modes": list(le.DEFAULT_MODES),
         "fractions": list(le.FRACTIONS),
         "seeds": [0, 1, 2],
         "overrides": [],

@@ -19,9 +19,7 @@ MAX_FUNCTION_LINES = 80
 #: Modules still over the limit -> their line count today (to split along their seams).
 OVERSIZED_MODULES: dict[str, int] = {}
 #: Functions still over the limit ("module.py:qualified name") -> their body span today.
-LONG_FUNCTIONS: dict[str, int] = {
-    "running/finetune.py:run_finetune": 155,
-}
+LONG_FUNCTIONS: dict[str, int] = {}
 
 
 def module_sizes() -> dict[str, int]:

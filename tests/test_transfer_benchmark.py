@@ -33,7 +33,7 @@ def plan(runs: Path, users: int = 20_000, **extra: object) -> tuple[list[Any], l
     values: dict[str, object] = {
         "tasks": list(tr.TASKS),
         "methods": list(tr.METHODS),
-        "modes": list(le.MODES),
+        "modes": list(le.DEFAULT_MODES),
         "fractions": list(tr.FRACTIONS),
         "seeds": [0, 1, 2],
         "overrides": ["pretrain.train.epochs=1", "finetune.patience=2"],
@@ -102,7 +102,9 @@ def test_priority_is_tasks_then_fractions_in_the_order_given(tmp_path: Path) -> 
 
 
 def test_every_planned_run_is_a_valid_recipe(tmp_path: Path) -> None:
-    first, second = plan(tmp_path, fractions=[0.0001], seeds=[0])
+    first, second = plan(tmp_path, fractions=[0.0001], seeds=[0], modes=list(le.MODES))
+    lpft = [job for job in second if job.run_dir.parts[-3].endswith("_lpft")]
+    assert lpft and all("finetune.probe_epochs=10" in job.overrides for job in lpft)  # of 20
     for job in first + second:
         recipe = load_recipe(job.recipe, list(job.overrides))
         assert recipe.data.path == "synth/transfer_u20000.txt"
@@ -292,7 +294,7 @@ def test_summary_markdown_and_plots_from_a_runs_directory(tmp_path: Path) -> Non
         runs_dir=tmp_path / "runs",
         tasks=list(tr.TASKS),
         methods=list(tr.METHODS),
-        modes=list(le.MODES),
+        modes=list(le.DEFAULT_MODES),
         fractions=list(tr.FRACTIONS),
         seeds=[0, 1, 2],
         overrides=[],

@@ -1,6 +1,7 @@
 """Checks of single recipe values: the device, the run name, objective sizes, view order.
 
-Also :func:`pretrains`, the one place that decides whether a recipe pre-trains.
+Also :func:`pretrains`, the one place that decides whether a recipe pre-trains, and
+:func:`freezes_encoder`, whether a fine-tuning mode freezes the encoder for some epochs.
 """
 
 from __future__ import annotations
@@ -91,6 +92,18 @@ def pretrains(recipe: RecipeLike) -> bool:
     The runner, the recipe's own checks and the memory estimate all ask this function.
     """
     return recipe.pretrain is not None and bool(recipe.pretrain.objective.trains)
+
+
+FROZEN_ENCODER_MODES = ("probe", "probe_then_full")
+"""The ``finetune.mode`` values that train the head alone on a frozen encoder for some
+epochs (all of them, or the first ``probe_epochs``)."""
+
+
+def freezes_encoder(mode: str) -> bool:
+    """Whether fine-tuning in ``mode`` trains the head on a frozen encoder at some point:
+    the one place that decides it. Such a mode needs a head that can train on a frozen
+    encoder (``HeadSpec.probe_ready``) and no auxiliary terms (they train the encoder)."""
+    return mode in FROZEN_ENCODER_MODES
 
 
 def training_batch_sizes(recipe: RecipeLike) -> dict[str, int]:

@@ -21,6 +21,7 @@ from clue_fw.recipe.checks import (
     check_objective_dims,
     check_pairing_views,
     check_run_name,
+    freezes_encoder,
     not_empty,
     position_states_problem,
     pretrains,
@@ -147,11 +148,32 @@ def _finetune_stage(Head: Any, AuxiliaryTerm: Any) -> type[StrictModel]:
             classmethod(lambda cls, v: not_empty(v))
         )
 
-        mode: Literal["full", "probe"] = Field(
+        mode: Literal["full", "probe", "probe_then_full"] = Field(
             "full",
             description="'full': fine-tune the whole encoder (the paper); 'probe': freeze the "
             "encoder (eval mode, no gradients) and train only the head with this loop (not "
-            "a converged probe: to measure the frozen vectors, use `clue probe`).",
+            "a converged probe: to measure the frozen vectors, use `clue probe`); "
+            "'probe_then_full': LP-FT (Kumar et al., ICLR 2022), the first `probe_epochs` "
+            "epochs as 'probe', then every parameter trains; patience counts only the later "
+            "epochs (it starts at 0 when the encoder unfreezes), the best epoch is chosen "
+            "over all.",
+        )
+        probe_epochs: int | None = Field(
+            None,
+            ge=1,
+            description="Mode probe_then_full (required there, refused otherwise): the "
+            "epochs that train only the head on the frozen encoder before it unfreezes; "
+            "fewer than train.epochs. One lr schedule spans both phases.",
+        )
+        encoder_lr_scale: float = Field(
+            1.0,
+            gt=0.0,
+            le=1.0,
+            description="The encoder's parameters (backbone and item embeddings: what "
+            "pre-training or init_from gave, or CLUEZero's initialisation) train at this "
+            "factor x the learning rate of every step (lr after lr_scale and the schedule), "
+            "the head (and auxiliary terms) at that rate. In (0, 1]; weight_decay is the "
+            "same for both groups. Not with mode probe (a frozen encoder).",
         )
 
         @model_validator(mode="after")
@@ -167,20 +189,28 @@ def _finetune_stage(Head: Any, AuxiliaryTerm: Any) -> type[StrictModel]:
         )
 
         @model_validator(mode="after")
-        def _auxiliary_fits(self) -> "FinetuneStage":
+        def _auxiliary_and_phases_fit(self) -> "FinetuneStage":
             _check_auxiliary_terms(self)
+            _check_phases(self)
             return self
 
         @model_serializer(mode="wrap")
-        def _without_empty_auxiliary(self, handler: Any) -> Any:
-            """No ``auxiliary`` key when there is no term: a recipe without terms dumps as
-            before the option existed (same recipe sha256; older runs still resume)."""
+        def _without_defaults(self, handler: Any) -> Any:
+            """No ``auxiliary`` key when there is no term, and no ``probe_epochs`` or
+            ``encoder_lr_scale`` at their defaults: a recipe that does not use them dumps
+            as before the options existed (same recipe sha256; older runs still resume)."""
             data = handler(self)
-            if not self.auxiliary and isinstance(data, dict):
-                data.pop("auxiliary", None)
+            if isinstance(data, dict):
+                for key, default in FINETUNE_DEFAULTS.items():
+                    if key in data and getattr(self, key) == default:
+                        data.pop(key)
             return data
 
     return FinetuneStage
+
+
+FINETUNE_DEFAULTS: dict[str, Any] = {"auxiliary": [], "probe_epochs": None, "encoder_lr_scale": 1.0}
+"""The ``finetune`` keys that dumps leave out while they hold these values."""
 
 
 def _check_head_can_train(stage: Any) -> None:
@@ -188,10 +218,40 @@ def _check_head_can_train(stage: Any) -> None:
     problem = stage.head.history_problem(stage.train.history)
     if problem:
         raise ValueError(f"finetune.train.history: {problem}")
-    if stage.mode == "probe":
+    if freezes_encoder(stage.mode):
         reason = stage.head.probe_ready
         if reason:
-            raise ValueError(f"finetune.mode probe: {reason}")
+            raise ValueError(f"finetune.mode {stage.mode}: {reason}")
+
+
+def _check_phases(stage: Any) -> None:
+    """``probe_epochs`` belongs to probe_then_full and leaves it a full phase;
+    ``encoder_lr_scale`` needs an encoder that trains."""
+    epochs = stage.train.epochs
+    if stage.mode == "probe_then_full":
+        if stage.probe_epochs is None:
+            raise ValueError(
+                "finetune.probe_epochs: mode probe_then_full trains the head alone for "
+                "probe_epochs epochs before the encoder unfreezes; set it (e.g. "
+                f"finetune.probe_epochs: {max(1, epochs // 3)}, a third of train.epochs)"
+            )
+        if stage.probe_epochs >= epochs:
+            fix = f"use at most {epochs - 1}" if epochs > 1 else "raise train.epochs to 2"
+            raise ValueError(
+                f"finetune.probe_epochs ({stage.probe_epochs}) must be less than "
+                f"finetune.train.epochs ({epochs}), or the encoder never unfreezes; {fix}, "
+                "or use mode probe to train only the head"
+            )
+    elif stage.probe_epochs is not None:
+        raise ValueError(
+            f"finetune.probe_epochs is a setting of mode probe_then_full, and mode is "
+            f"{stage.mode}; set finetune.mode: probe_then_full, or remove probe_epochs"
+        )
+    if stage.mode == "probe" and stage.encoder_lr_scale != 1.0:
+        raise ValueError(
+            "finetune.encoder_lr_scale: mode probe freezes the encoder, so it has no "
+            "learning rate; remove encoder_lr_scale, or use mode full or probe_then_full"
+        )
 
 
 def _check_auxiliary_terms(stage: Any) -> None:
@@ -199,10 +259,12 @@ def _check_auxiliary_terms(stage: Any) -> None:
     their objectives can normalise."""
     if not stage.auxiliary:
         return
-    if stage.mode == "probe":
+    if freezes_encoder(stage.mode):
         raise ValueError(
             "finetune.auxiliary: auxiliary terms train the encoder, which "
-            "finetune.mode probe freezes; use mode full, or remove the terms"
+            f"finetune.mode {stage.mode} freezes"
+            + (" for its probe epochs" if stage.mode != "probe" else "")
+            + "; use mode full, or remove the terms"
         )
     reason = stage.head.auxiliary_problem
     if reason:

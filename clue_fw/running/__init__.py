@@ -10,5 +10,8 @@
 - :mod:`~clue_fw.running.stage`: one training stage's checkpoints, history, re-seeding
   and resumption;
 - :mod:`~clue_fw.running.pretrain` and :mod:`~clue_fw.running.finetune`: the two stage
-  drivers.
+  drivers;
+- :mod:`~clue_fw.running.finetune_phases`: what trains in each fine-tuning epoch (the
+  probe and full phases of ``finetune.mode``) and the optimiser's parameter groups
+  (``finetune.encoder_lr_scale``).
 """

@@ -4,7 +4,8 @@ stage; :mod:`clue_fw.analysis.history_csv` reads the file back.
 The rows are exactly the stage's ``history`` (the one its ``last.safetensors`` stores):
 ``epoch``, the loss and its terms (``z_std``, CLUE's collapse monitor, for
 pre-training), the validation metrics (``valid mrr@10`` ...; fine-tuning), ``seq/s``,
-``seconds`` and ``eval seconds``. The columns are the union of the rows' keys in
+``seconds`` and ``eval seconds``; under ``finetune.mode: probe_then_full`` also ``phase``
+(``probe`` or ``full``; empty for epoch 0). The columns are the union of the rows' keys in
 first-seen order; a value a row lacks is an empty cell.
 
 The file is rewritten whole, atomically (a temp file renamed into place, by the run

@@ -62,17 +62,7 @@ def run_pretrain(
     objective = spec.objective.build(context, encoder).to(device)
     views = ViewPipeline.from_specs(spec.views, context).to(device)
     module = nn.ModuleDict({"encoder": encoder, "objective": objective, "views": views})
-    stage = Stage.training(
-        "pretrain",
-        module,
-        spec.train,
-        directory,
-        reporter,
-        recipe.seed,
-        device,
-        distributed,
-        global_batchnorm=spec.objective.global_batchnorm(),
-    )
+    stage = _pretrain_stage(recipe, module, directory, reporter, device, distributed)
     stage.try_resume()
     if distributed.on_main(lambda: stage.finished and exists(stage.path(ENCODER_FILE))):
         return
@@ -141,6 +131,29 @@ def run_pretrain(
         stage.save(report=report)
     reporter.epoch_table("pretrain", stage.history)
     _save_encoder(stage, encoder, task_data)
+
+
+def _pretrain_stage(
+    recipe: RecipeLike,
+    module: nn.Module,
+    directory: RunDirectory,
+    reporter: Reporter,
+    device: torch.device,
+    distributed: Distributed,
+) -> Stage:
+    """The pre-training stage of ``module`` (encoder, objective, views), its BatchNorm
+    statistics global or per process as the objective says."""
+    return Stage.training(
+        "pretrain",
+        module,
+        recipe.pretrain.train,
+        directory,
+        reporter,
+        recipe.seed,
+        device,
+        distributed,
+        global_batchnorm=recipe.pretrain.objective.global_batchnorm(),
+    )
 
 
 def _save_encoder(stage: Stage, encoder: SequenceEncoder, task_data: TaskData) -> None:

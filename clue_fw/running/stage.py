@@ -36,7 +36,7 @@ from clue_fw.training.checkpoint import (
     restore_optimizer,
 )
 from clue_fw.training.loop import EpochStats, derive_seed, train_epoch
-from clue_fw.training.optim import build_optimizer, lr_schedule
+from clue_fw.training.optim import ParameterGroup, build_optimizer, lr_schedule
 from clue_fw.training.report import Reporter
 
 
@@ -93,16 +93,20 @@ class Stage:
         distributed: Distributed = SINGLE,
         extra_fields: dict[str, type] | None = None,
         patience: int | None = None,
+        parameters: list[nn.Parameter] | list[ParameterGroup] | None = None,
         global_batchnorm: bool = True,
     ) -> Stage:
         """The stage that trains ``module`` with ``train`` (a stage's ``TrainSpec``): its
-        optimiser over the parameters that require a gradient (freeze a part before), for
-        ``train.epochs`` epochs. Data-parallel, every BatchNorm of ``module`` computes
-        global-batch statistics (:func:`~clue_fw.distributed.convert_batchnorm`) unless
+        optimiser over ``parameters`` (default: the parameters of ``module`` that require
+        a gradient; freeze a part before), or over parameter groups with their own
+        learning-rate factors, for ``train.epochs`` epochs. Data-parallel, every BatchNorm
+        of ``module`` computes global-batch statistics
+        (:func:`~clue_fw.distributed.convert_batchnorm`, which keeps its parameters) unless
         ``global_batchnorm`` is False (each process's own rows, no communication)."""
         if distributed.parallel and global_batchnorm:
             convert_batchnorm(module)  # shares the parameters: the optimiser trains them
-        parameters = [p for p in module.parameters() if p.requires_grad]
+        if parameters is None:
+            parameters = [p for p in module.parameters() if p.requires_grad]
         return cls(
             name,
             directory,

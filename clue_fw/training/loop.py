@@ -17,6 +17,7 @@ from clue_fw.data.examples import Batch, Batches, ExampleSet
 from clue_fw.errors import EvaluationError, NonFiniteError, PluginError, TrainingError
 from clue_fw.metrics.ranking import NAN_ROWS
 from clue_fw.provenance import plugin_call
+from clue_fw.training.optim import set_learning_rate
 from clue_fw.training.report import Reporter
 
 
@@ -79,7 +80,9 @@ def train_epoch(
 
     ``learning_rate``: the rate of each step, from its global step (``first_step`` +
     batch index, 0-based; :func:`clue_fw.training.optim.lr_schedule`), set on every
-    parameter group before the step. None leaves the optimiser's rate alone.
+    parameter group before the step, times the group's ``lr_factor``
+    (:func:`~clue_fw.training.optim.set_learning_rate`). None leaves the optimiser's
+    rates alone.
     """
     if num_batches <= 0:
         raise TrainingError(_no_batches(description, batches))
@@ -105,9 +108,7 @@ def train_epoch(
             if state.immediate:
                 state.raise_if_non_finite(description, num_batches, first_step, loss_name)
             if learning_rate is not None:
-                rate = learning_rate(first_step + index)
-                for group in optimizer.param_groups:
-                    group["lr"] = rate
+                set_learning_rate(optimizer, learning_rate(first_step + index))
             optimizer.step()
             if state.due(index, num_batches):
                 state.raise_if_non_finite(description, num_batches, first_step, loss_name)

@@ -1535,6 +1535,87 @@ CASES: tuple[Case, ...] = (
         ),
     ),
     Case(
+        "lpft-without-probe-epochs",
+        "recipe",
+        "finetune.mode: probe_then_full without finetune.probe_epochs",
+        "RecipeError",
+        ("finetune.probe_epochs: mode probe_then_full trains the head alone", "set it (e.g."),
+        edit=put_all({"finetune.mode": "probe_then_full", "finetune.head.tie_weights": False}),
+    ),
+    Case(
+        "probe-epochs-with-full",
+        "recipe",
+        "finetune.probe_epochs with finetune.mode: full (the default)",
+        "RecipeError",
+        (
+            "finetune.probe_epochs is a setting of mode probe_then_full, and mode is full",
+            "set finetune.mode: probe_then_full, or remove probe_epochs",
+        ),
+        edit=put("finetune.probe_epochs", 1),
+    ),
+    Case(
+        "probe-epochs-not-below-epochs",
+        "override",
+        "--set finetune.probe_epochs=2 with finetune.train.epochs 2 (the encoder never unfreezes)",
+        "RecipeError",
+        (
+            "--set 'finetune.probe_epochs=2'",
+            "finetune.probe_epochs (2) must be less than finetune.train.epochs (2)",
+            "use at most 1",
+        ),
+        edit=put_all({"finetune.mode": "probe_then_full", "finetune.head.tie_weights": False}),
+        sets=("finetune.probe_epochs=2",),
+    ),
+    Case(
+        "lpft-tied-weights",
+        "recipe",
+        "finetune.mode: probe_then_full with a next_item head that ties weights",
+        "RecipeError",
+        ("finetune.mode probe_then_full: finetune.head.tie_weights: true",),
+        edit=put_all({"finetune.mode": "probe_then_full", "finetune.probe_epochs": 1}),
+    ),
+    Case(
+        "auxiliary-lpft",
+        "recipe",
+        "finetune.auxiliary with finetune.mode: probe_then_full",
+        "RecipeError",
+        (
+            "finetune.auxiliary: auxiliary terms train the encoder, which finetune.mode "
+            "probe_then_full freezes for its probe epochs",
+            "use mode full",
+        ),
+        edit=put_all(
+            {
+                "finetune.mode": "probe_then_full",
+                "finetune.probe_epochs": 1,
+                "finetune.head.tie_weights": False,
+                "finetune.auxiliary": [{"objective": {"kind": "clue"}}],
+            }
+        ),
+    ),
+    Case(
+        "encoder-lr-scale-probe",
+        "recipe",
+        "finetune.encoder_lr_scale with finetune.mode: probe (the encoder never trains)",
+        "RecipeError",
+        ("finetune.encoder_lr_scale: mode probe freezes the encoder", "remove encoder_lr_scale"),
+        edit=put_all(
+            {
+                "finetune.mode": "probe",
+                "finetune.head.tie_weights": False,
+                "finetune.encoder_lr_scale": 0.1,
+            }
+        ),
+    ),
+    Case(
+        "encoder-lr-scale-above-one",
+        "recipe",
+        "finetune.encoder_lr_scale: 2",
+        "RecipeError",
+        ("finetune.encoder_lr_scale: Input should be less than or equal to 1",),
+        edit=put("finetune.encoder_lr_scale", 2.0),
+    ),
+    Case(
         "cold-start-unknown-genre",
         "data",
         "a target genre that movies.dat does not have",
