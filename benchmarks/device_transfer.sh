@@ -12,7 +12,8 @@
 #   CLUE_STUDY=both benchmarks/device_transfer.sh STOP_SECONDS
 #       both side by side (the ML-1M runs are small).
 #
-# LABEL_TASKS narrows the ML-1M tasks (e.g. "occupation coldrec3 coldrec5").
+# LABEL_TASKS narrows the ML-1M tasks (e.g. "occupation coldrec3 coldrec5"); LABEL_MODES
+# and TRANSFER_MODES choose the fine-tuning modes (full probe lpft full_lr01).
 # TRANSFER_METHODS and LABEL_METHODS choose the methods (defaults below: the fix, its
 # untrained encoder, CLUEZero and the bag; the Transformer pre-trainings of the paper's
 # form cost most of a call at 1M users). TRANSFER_FRACTIONS, TRANSFER_MODES and
@@ -46,7 +47,7 @@ runs=()
 if [ "$study" != transfer ]; then
     # shellcheck disable=SC2086  # LABEL_METHODS is a list
     python3 benchmarks/label_efficiency.py --methods ${LABEL_METHODS:-clue item_mean} \
-        ${LABEL_TASKS:+--tasks $LABEL_TASKS} \
+        ${LABEL_TASKS:+--tasks $LABEL_TASKS} ${LABEL_MODES:+--modes $LABEL_MODES} \
         --runs-dir runs/label_efficiency_fixed --jobs "${LABEL_JOBS:-10}" --gpus 1 \
         --deadline "$left" > "$OUT/label_efficiency.log" 2>&1 &
     label=$!
