@@ -1,6 +1,6 @@
 """Measure clue_fw's speed targets and write docs/results/speed.md plus a JSON beside it.
 
-    CLUE_DATA_DIR=../shared/data python benchmarks/speed.py [--only NAME,...] \
+    CLUE_DATA_DIR=../shared/data python benchmarks/speed.py [--only NAME[@LEVERS],...] \
         [--with-recbole] [--budget-s 540] [--keep EARLIER.json ...] [--out docs/results/speed]
 
 Each measure runs the real code path (``clue run`` in a subprocess where the whole
@@ -19,10 +19,18 @@ Measures:
 * ``time_to_quality_ml1m``: ``clue run recipes/ml50_fast_zero.yaml``: training plus evaluation
   seconds until validation NDCG@10 first reaches 0.0915, and the whole process's wall time.
 * ``cpu_ml30_dropout``: ``clue run recipes/ml30_dropout.yaml`` end to end on the CPU.
-* ``synth_*``: the 1M users x 1M items synthetic catalogue (``clue data synth``).
+* ``synth_*``: the 1M users x 1M items synthetic catalogue (``clue data synth``):
+  ``synth_eval`` exact full ranking of 100,000 users, ``synth_eval_all`` of all 1M users,
+  ``synth_epochs`` a pre-training and a fine-tuning epoch.
 * ``recbole`` (``--with-recbole`` or ``--only recbole``): RecBole 1.2.1 SASRec on ML-1M
   on the same machine (``recbole_run.py`` from ``CLUE_PEERS_DIR``, default
   ``../shared/peers``), for side-by-side ratios.
+
+Levers (``benchmarks/speed_levers.py``): a measure named ``NAME@LEVER+LEVER`` runs with
+those optimisations on, e.g. ``synth_eval_all@blocks=65536+bf16`` or
+``synth_epochs@compile``; the table's levers column says which were on, and an evaluation
+with levers is compared with the same measure without them (``blocks`` and ``batch``
+must give the same metrics). Which measure takes which levers: :data:`LEVERS_OF`.
 
 Each result records the machine that measured it. ``--keep`` takes the results of earlier
 JSONs (for example a CPU row, or a GPU call cut short) into this one, except the measures
@@ -45,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from speed_levers import Levers, agreement, parse
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_NDCG = 0.0915
@@ -99,35 +108,48 @@ def time_to_quality(history: list[dict[str, Any]], threshold: float) -> dict[str
 # --------------------------------------------------------------------------- measures
 
 
-def untrained_model(recipe_file: str) -> tuple[Any, Any, Any, Any]:
-    """``(recipe, encoder, head, valid examples)`` of a recipe, built on the best device
-    with initial weights (evaluation time does not depend on the weights)."""
+_LOADED: dict[str, Any] = {}
+"""The data of the last recipe an evaluation measure read, by its ``data`` section."""
+
+
+def untrained_model(recipe_file: str, overrides: list[str]) -> tuple[Any, Any, Any, Any]:
+    """``(recipe, encoder, head, valid examples)`` of a recipe (with ``overrides``), built
+    on the best device with initial weights drawn from the recipe's seed (evaluation time
+    does not depend on the weights; the seed makes measures with and without levers score
+    the same model, so their metrics can be compared)."""
     from clue_fw.components import BuildContext
     from clue_fw.data.loading import load_data
     from clue_fw.recipe import load_recipe
 
-    recipe = load_recipe(ROOT / recipe_file, [])
+    recipe = load_recipe(ROOT / recipe_file, overrides)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    task_data = recipe.finetune.head.prepare(load_data(recipe.data, None), None)
+    key = recipe.data.model_dump_json()
+    if key not in _LOADED:  # read once per call: measures with levers share the data
+        _LOADED.clear()
+        _LOADED[key] = load_data(recipe.data, None)
+    task_data = recipe.finetune.head.prepare(_LOADED[key], None)
     context = BuildContext(task_data.sequences.num_items, recipe.data.max_len)
+    torch.manual_seed(recipe.seed)
     encoder = recipe.backbone.build(context).to(device)
     head = recipe.finetune.head.build(context, encoder, task_data).to(device)
     valid = recipe.finetune.head.make_task(task_data, context, "recent").valid
     return recipe, encoder, head, valid
 
 
-def measure_eval_ml1m(work: Path) -> Result:
-    """Median wall time of one full-ranking evaluation of every ML-1M user."""
+def measure_eval_ml1m(work: Path, levers: Levers) -> Result:
+    """Median wall time of one full-ranking evaluation of every ML-1M user (one batch of
+    them all, unless the ``batch`` lever says otherwise)."""
     from clue_fw.training.loop import evaluate
 
-    _, encoder, head, valid = untrained_model("recipes/ml50_fast_zero.yaml")
+    overrides = ["finetune.eval.batch_size=6040", *levers.overrides]
+    recipe, encoder, head, valid = untrained_model("recipes/ml50_fast_zero.yaml", overrides)
     valid = valid.to(next(encoder.parameters()).device)
-    users = len(valid)
+    users, batch = len(valid), recipe.finetune.eval.batch_size
     times = []
     for repeat in range(23):
         synchronize()
         started = time.perf_counter()
-        evaluate(head, encoder, valid, users, split="valid")  # ends with a host read
+        metrics = evaluate(head, encoder, valid, batch, split="valid")  # ends with a host read
         synchronize()
         if repeat >= 3:
             times.append(time.perf_counter() - started)
@@ -135,11 +157,20 @@ def measure_eval_ml1m(work: Path) -> Result:
     return {
         "value": round(times[len(times) // 2] * 1000, 2),
         "unit": "ms",
-        "detail": f"{users:,} users, batch {users:,}, min {times[0] * 1000:.2f} ms",
+        "metrics": metrics,
+        "detail": f"{users:,} users, batch {batch:,}, min {times[0] * 1000:.2f} ms; "
+        f"{_scoring(head)}",
     }
 
 
-def measure_pretrain_epoch_ml1m(work: Path) -> Result:
+def _scoring(head: Any) -> str:
+    """How the head ranked: item blocks and score precision."""
+    block = getattr(head, "item_block", None)
+    blocks = f"item blocks of {block:,}" if block else "one score matrix per batch"
+    return f"{blocks}, {getattr(head, 'score_precision', 'float32')} scores"
+
+
+def measure_pretrain_epoch_ml1m(work: Path, levers: Levers) -> Result:
     """Seconds of the second CLUE pre-training epoch, shipped and fast settings."""
     found = {}
     for label, recipe, extra in (
@@ -156,6 +187,7 @@ def measure_pretrain_epoch_ml1m(work: Path) -> Result:
     ):
         out = work / f"pretrain_{len(found)}"
         overrides = ["pretrain.train.epochs=3", "finetune.train.epochs=1", *extra]
+        overrides += levers.overrides
         wall, code = clue_run(recipe, out, overrides, timeout=600)
         if code:
             found[label] = f"failed (exit {code})"
@@ -170,9 +202,9 @@ def measure_pretrain_epoch_ml1m(work: Path) -> Result:
     }
 
 
-def measure_time_to_quality_ml1m(work: Path) -> Result:
+def measure_time_to_quality_ml1m(work: Path, levers: Levers) -> Result:
     out = work / "ml50_fast_zero"
-    wall, code = clue_run("recipes/ml50_fast_zero.yaml", out, [], timeout=600)
+    wall, code = clue_run("recipes/ml50_fast_zero.yaml", out, levers.overrides, timeout=600)
     if code:
         return {"value": None, "unit": "s", "detail": f"clue run failed (exit {code})"}
     reached = time_to_quality(stage_history(out, "finetune"), TARGET_NDCG)
@@ -201,11 +233,12 @@ def within_reference(test: dict[str, float]) -> bool:
     return abs(test["ndcg@10"] - mean) <= std
 
 
-def measure_cpu_ml30_dropout(work: Path) -> Result:
+def measure_cpu_ml30_dropout(work: Path, levers: Levers) -> Result:
     """``ml30_dropout_cpu`` (the ml30_dropout model trained on recent windows with a
     sampled softmax) end to end on the CPU: the whole process's wall time."""
     out = work / "ml30_dropout_cpu"
-    wall, code = clue_run("recipes/ml30_dropout_cpu.yaml", out, ["device=cpu"], timeout=3600)
+    overrides = ["device=cpu", *levers.overrides]
+    wall, code = clue_run("recipes/ml30_dropout_cpu.yaml", out, overrides, timeout=3600)
     if code:
         return {"value": None, "unit": "s", "detail": f"clue run failed (exit {code})"}
     metrics = json.loads((out / "metrics.json").read_text())
@@ -239,12 +272,12 @@ def synth_file() -> Path:
     return path
 
 
-def measure_synth_epochs(work: Path) -> Result:
+def measure_synth_epochs(work: Path, levers: Levers) -> Result:
     """One run of ``synth_1m``: 2 pre-training epochs and 2 fine-tuning epochs; the
     second epoch of each is the figure (the first pays for warm-up)."""
     synth_file()
     out = work / "synth_1m"
-    overrides = ["pretrain.train.epochs=2", "finetune.train.epochs=2"]
+    overrides = ["pretrain.train.epochs=2", "finetune.train.epochs=2", *levers.overrides]
     wall, code = clue_run("recipes/synth_1m.yaml", out, overrides, timeout=1800)
     if code:
         return {"value": None, "unit": "s", "detail": f"clue run failed (exit {code})"}
@@ -266,28 +299,42 @@ def measure_synth_epochs(work: Path) -> Result:
     }
 
 
-def measure_synth_eval(work: Path) -> Result:
-    """Exact full-ranking evaluation of 100,000 users over the 1M-item catalogue."""
+def synth_eval(work: Path, levers: Levers, users: int | None) -> Result:
+    """Exact full-ranking evaluation of the first ``users`` users (None: all of them) of
+    the 1M x 1M catalogue's valid split: one warm-up, then one timed pass."""
     from clue_fw.data.examples import ExampleSet
     from clue_fw.training.loop import evaluate
 
     synth_file()
-    recipe, encoder, head, valid = untrained_model("recipes/synth_1m.yaml")
+    recipe, encoder, head, valid = untrained_model("recipes/synth_1m.yaml", levers.overrides)
     device = next(encoder.parameters()).device
-    users = torch.arange(100_000)
-    part = ExampleSet({k: v[users] for k, v in valid.tensors.items()}, valid.ragged).to(device)
+    count = len(valid) if users is None else min(users, len(valid))
+    rows = torch.arange(count)
+    part = ExampleSet({k: v[rows] for k, v in valid.tensors.items()}, valid.ragged).to(device)
     batch = recipe.finetune.eval.batch_size
     evaluate(head, encoder, part, batch, split="valid")  # warm-up
     synchronize()
     started = time.perf_counter()
-    evaluate(head, encoder, part, batch, split="valid")
+    metrics = evaluate(head, encoder, part, batch, split="valid")
     synchronize()
     seconds = time.perf_counter() - started
     return {
         "value": round(seconds, 3),
         "unit": "s",
-        "detail": f"100,000 users x {head.num_items:,} items, batch {batch}",
+        "metrics": metrics,
+        "detail": f"{count:,} users x {head.num_items:,} items, batch {batch:,}; "
+        f"{_scoring(head)}; untrained weights (seed {recipe.seed})",
     }
+
+
+def measure_synth_eval(work: Path, levers: Levers) -> Result:
+    """Exact full-ranking evaluation of 100,000 users over the 1M-item catalogue."""
+    return synth_eval(work, levers, 100_000)
+
+
+def measure_synth_eval_all(work: Path, levers: Levers) -> Result:
+    """Exact full-ranking evaluation of all 1M users over the 1M-item catalogue."""
+    return synth_eval(work, levers, None)
 
 
 def peers_dir() -> Path:
@@ -295,7 +342,7 @@ def peers_dir() -> Path:
     return Path(os.environ.get("CLUE_PEERS_DIR", ROOT.parent / "shared" / "peers"))
 
 
-def measure_recbole(work: Path) -> Result:
+def measure_recbole(work: Path, levers: Levers) -> Result:
     """RecBole 1.2.1 SASRec on ML-1M, 12 epochs, in its own process."""
     peers = peers_dir()
     data = Path(os.environ.get("CLUE_DATA_DIR", ROOT.parent / "shared" / "data"))
@@ -334,7 +381,7 @@ def measure_recbole(work: Path) -> Result:
 
 
 #: name -> (measure, needs a GPU (True), the CPU (False) or either (None), target text)
-MEASURES: dict[str, tuple[Callable[[Path], Result], bool | None, str, float | None]] = {
+MEASURES: dict[str, tuple[Callable[[Path, Levers], Result], bool | None, str, float | None]] = {
     "eval_ml1m": (measure_eval_ml1m, True, "full-ranking evaluation, 6,040 ML-1M users", 5.0),
     "pretrain_epoch_ml1m": (
         measure_pretrain_epoch_ml1m,
@@ -355,6 +402,12 @@ MEASURES: dict[str, tuple[Callable[[Path], Result], bool | None, str, float | No
         15.0,
     ),
     "synth_eval": (measure_synth_eval, True, "1M items: exact full ranking of 100,000 users", 3.0),
+    "synth_eval_all": (
+        measure_synth_eval_all,
+        True,
+        "1M items: exact full ranking of all 1M users",
+        10.0,
+    ),
     "cpu_ml30_dropout": (
         measure_cpu_ml30_dropout,
         False,
@@ -366,10 +419,27 @@ MEASURES: dict[str, tuple[Callable[[Path], Result], bool | None, str, float | No
 OPT_IN = frozenset({"recbole"})
 """Measures that run only when named (``--only``) or asked for (``--with-recbole``)."""
 
+_EVAL = frozenset({"blocks", "bf16", "batch"})
+_RUN = frozenset({"blocks", "bf16", "batch", "compile"})
+#: The levers (benchmarks/speed_levers.py) each measure takes.
+LEVERS_OF: dict[str, frozenset[str]] = {
+    "eval_ml1m": _EVAL,
+    "pretrain_epoch_ml1m": frozenset({"compile"}),
+    "time_to_quality_ml1m": _RUN,
+    "synth_epochs": _RUN,
+    "synth_eval": _EVAL,
+    "synth_eval_all": _EVAL,
+    "cpu_ml30_dropout": _RUN,
+    "recbole": frozenset(),
+}
+
 
 def synchronize() -> None:
     if torch.cuda.is_available():
         torch.cuda.synchronize()
+
+
+HEADER = "| measure | levers | target | measured | met | detail |"
 
 
 def write(out: Path, record: dict[str, Any]) -> None:
@@ -385,8 +455,8 @@ def write(out: Path, record: dict[str, Any]) -> None:
         f"cores; torch {where['torch']}; {where['date']}.",
         f"Command: `{record['command']}`",
         "",
-        "| measure | target | measured | met | detail |",
-        "|---|---|---|---|---|",
+        HEADER,
+        "|---|---|---|---|---|---|",
     ]
     results = dict(record["results"])
     for name, (_, _, what, target) in MEASURES.items():
@@ -402,16 +472,17 @@ def write(out: Path, record: dict[str, Any]) -> None:
         )
     machines = sorted({r["machine"] for r in results.values() if r.get("machine")})
     if len(machines) > 1:
-        lines[lines.index("| measure | target | measured | met | detail |") - 1 :] = [
+        lines[lines.index(HEADER) - 1 :] = [
             "",
             "Rows measured on more than one machine (each row's detail names its own): "
             + "; ".join(machines)
             + ".",
             "",
-            "| measure | target | measured | met | detail |",
-            "|---|---|---|---|---|",
+            HEADER,
+            "|---|---|---|---|---|---|",
         ]
-    for result in results.values():
+    checked = agreement(results)
+    for name, result in results.items():
         target = result.get("target")
         value = result.get("value")
         met = "-" if value is None or target is None else ("yes" if value <= target else "no")
@@ -421,9 +492,14 @@ def write(out: Path, record: dict[str, Any]) -> None:
         shown = "not measured" if value is None else f"{value} {unit}"
         target_text = "-" if target is None else f"<= {target} {unit}"
         detail = result.get("detail", "")
+        if name in checked:
+            detail = f"{detail}; {checked[name]}" if detail else checked[name]
         if len(machines) > 1 and result.get("machine"):
             detail = f"{result['machine']}: {detail}"
-        lines.append(f"| {result['what']} | {target_text} | {shown} | {met} | {detail} |")
+        levers = result.get("levers", "none")
+        lines.append(
+            f"| {result['what']} | {levers} | {target_text} | {shown} | {met} | {detail} |"
+        )
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
 
@@ -448,12 +524,9 @@ def kept_results(files: list[Path]) -> dict[str, Result]:
 
 
 def chosen_measures(only: str, with_recbole: bool, gpu: bool) -> list[str]:
-    """The measures to run: those named, or every one this machine can run (RecBole only
-    when asked for)."""
-    named = [n for n in only.split(",") if n]
-    unknown = sorted(set(named) - set(MEASURES))
-    if unknown:
-        raise SystemExit(f"unknown measures {unknown}; choose from {sorted(MEASURES)}")
+    """The measures to run, by canonical name (``NAME`` or ``NAME@LEVERS``): those named,
+    or every one this machine can run, without levers (RecBole only when asked for)."""
+    named = [canonical(n) for n in only.split(",") if n]
     if named:
         return named + (["recbole"] if with_recbole and "recbole" not in named else [])
     runnable = [
@@ -464,9 +537,21 @@ def chosen_measures(only: str, with_recbole: bool, gpu: bool) -> list[str]:
     return runnable + (["recbole"] if with_recbole else [])
 
 
+def canonical(name: str) -> str:
+    """``NAME@LEVERS`` with the levers in their fixed order and values (a SystemExit
+    saying what is wrong for an unknown measure or lever)."""
+    measure, levers = parse(name, LEVERS_OF)
+    return measure + levers.suffix()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="", help="Comma-separated measures (default: all).")
+    parser.add_argument(
+        "--only",
+        default="",
+        help="Comma-separated measures, each NAME or NAME@LEVER+LEVER (e.g. "
+        "synth_eval_all@blocks=65536+bf16; see speed_levers.py). Default: all, no levers.",
+    )
     parser.add_argument("--with-recbole", action="store_true", help="Also run RecBole.")
     parser.add_argument(
         "--budget-s", type=float, default=540.0, help="Stop starting measures after this."
@@ -510,12 +595,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         work = Path(scratch)
         for name in chosen:
-            measure, _, what, target = MEASURES[name]
+            base, levers = parse(name, LEVERS_OF)
+            measure, _, what, target = MEASURES[base]
             if time.perf_counter() - started > args.budget_s:
                 print(f"{name}: skipped, budget spent", file=sys.stderr)
                 continue
             print(f"{name} ...", file=sys.stderr, flush=True)
-            result = {"what": what, "target": target, **measure(work)}
+            result = {"what": what, "target": target, "levers": levers.label}
+            result.update(measure(work, levers))
             record["results"][name] = {"machine": machine_line(here), **result}
             print(f"{name}: {result}", file=sys.stderr, flush=True)
             write(args.out, record)

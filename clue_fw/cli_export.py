@@ -167,6 +167,16 @@ def recommend(
     data_root: DataRootOption = None,
     device: DeviceOption = "auto",
     batch_size: BatchOption = None,
+    item_block: Annotated[
+        int | None,
+        typer.Option(
+            "--item-block",
+            min=1,
+            help="Items scored at once, with a running top-k (default: the run's "
+            "finetune.head.item_block; unset: every item at once). Same items and scores; "
+            "equal scores come lowest item id first.",
+        ),
+    ] = None,
 ) -> None:
     """Write the top-k items for each user of the run (or of a sequence file), by the run's
     head (one that ranks items: next_item, or a plugin's)."""
@@ -184,7 +194,12 @@ def recommend(
         )
     allowed = None if candidates is None else _read_ids(candidates, "--candidates", "item")
     loaded = load_run(run_dir, check_stage(stage), device=device, data_root=data_root)
-    settings = {"exclude_seen": exclude_seen, "candidates": allowed, "batch_size": batch_size}
+    settings = {
+        "exclude_seen": exclude_seen,
+        "candidates": allowed,
+        "batch_size": batch_size,
+        "item_block": item_block,
+    }
     if data is None:
         users = len(loaded.task_data().sequences.user_ids)
         with _progress("recommending for the run's users", users) as advance:

@@ -146,6 +146,20 @@ def test_recommend_writes_top_k_per_user(
         assert all(int(r["item"]) not in seen[int(r["user"])] for r in rows)
 
 
+def test_recommend_item_block_writes_what_recommend_in_blocks_gives(
+    exported: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "blocks.csv"
+    argv = ["recommend", str(exported["run"]), "-k", "3", "--item-block", "16", "--out", str(out)]
+    code, _, stderr = main_exit(argv, capsys)
+    assert code == 0, stderr
+    expected = exported["loaded"].recommend_run_users(3, item_block=16)
+    rows = read_csv(out)
+    assert [int(r["item"]) for r in rows] == expected.items.reshape(-1).tolist()
+    code, _, stderr = main_exit([*argv[:-4], "--item-block", "0", "--out", str(out)], capsys)
+    assert code == 2 and "--item-block" in stderr
+
+
 def test_recommend_without_data_serves_the_runs_own_users(
     exported: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

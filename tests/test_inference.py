@@ -228,6 +228,50 @@ def test_recommend_never_returns_a_seen_item_under_history(runs: dict[str, Any])
     assert sorted(everything.items[0].tolist()) == sorted(catalogue)
 
 
+@pytest.mark.parametrize("name", ["pretrained", "zero"])
+def test_recommend_in_item_blocks_gives_the_items_of_one_score_matrix(
+    runs: dict[str, Any], name: str
+) -> None:
+    """A running top-k over blocks of items: the same items, in the same order (these
+    scores have no ties), and the same scores, under each exclusion and with candidates."""
+    loaded = load(runs, name)
+    candidates = loaded.catalogue.raw_ids[::2].tolist()
+    for settings in (
+        {"exclude_seen": "history"},
+        {"exclude_seen": "none"},
+        {"exclude_seen": "history", "candidates": candidates},
+    ):
+        expected = loaded.recommend_run_users(k=8, **settings)
+        for item_block in (16, 24, 1000):
+            found = loaded.recommend_run_users(k=8, item_block=item_block, **settings)
+            assert torch.equal(found.items, expected.items), (settings, item_block)
+            torch.testing.assert_close(found.scores, expected.scores, rtol=1e-6, atol=1e-6)
+            assert found.users == expected.users
+
+
+def test_recommend_in_item_blocks_needs_a_head_that_scores_in_blocks(
+    runs: dict[str, Any],
+) -> None:
+    loaded = load(runs, "pretrained")
+    with pytest.raises(ClueError, match="item_block must be a whole number >= 1"):
+        loaded.recommend([[1]], item_block=0)
+
+    class AtOnce(torch.nn.Module):
+        """A ranking head without item_scorer (as a plugin's may be)."""
+
+        def __init__(self, head: Any) -> None:
+            super().__init__()
+            self.inner = head
+
+        def item_scores(self, encoder: Any, items: torch.Tensor) -> torch.Tensor:
+            return self.inner.item_scores(encoder, items)
+
+    loaded.head = AtOnce(loaded.head)  # type: ignore[assignment]
+    assert loaded.recommend([loaded.catalogue.raw_ids[:3].tolist()], k=2).items.shape == (1, 2)
+    with pytest.raises(ClueError, match="does not score items in blocks"):
+        loaded.recommend([[1]], item_block=8)
+
+
 def test_item_vectors_are_what_recommend_scores_with(runs: dict[str, Any]) -> None:
     for name in ("pretrained", "zero"):
         loaded = load(runs, name)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
+import pytest
 from benchmark_scripts import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -13,6 +15,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def speed() -> ModuleType:
     return load_benchmark("speed")
+
+
+def levers() -> ModuleType:
+    return load_benchmark("speed_levers")
 
 
 def test_time_to_quality_counts_training_and_evaluation_until_the_threshold() -> None:
@@ -41,9 +47,9 @@ def test_the_table_says_met_only_when_measured_within_target(tmp_path: Path) -> 
     }
     module.write(tmp_path / "speed", record)
     table = (tmp_path / "speed.md").read_text()
-    assert "| fast | <= 5.0 ms | 4.0 ms | yes |" in table
-    assert "| slow | <= 5.0 ms | 6.0 ms | no |" in table
-    assert "| missing | <= 5.0 ms | not measured | - |" in table
+    assert "| fast | none | <= 5.0 ms | 4.0 ms | yes |" in table
+    assert "| slow | none | <= 5.0 ms | 6.0 ms | no |" in table
+    assert "| missing | none | <= 5.0 ms | not measured | - |" in table
     assert json.loads((tmp_path / "speed.json").read_text())["results"]["a"]["value"] == 4.0
 
 
@@ -67,7 +73,7 @@ def test_a_fast_cpu_run_that_loses_quality_is_not_called_met(tmp_path: Path) -> 
     }
     module.write(tmp_path / "speed", record)
     assert (
-        "| cpu | <= 600.0 s | 400.0 s | time yes, quality no |"
+        "| cpu | none | <= 600.0 s | 400.0 s | time yes, quality no |"
         in (tmp_path / "speed.md").read_text()
     )
 
@@ -79,12 +85,8 @@ def test_recbole_runs_only_when_asked_and_unknown_measures_are_refused() -> None
     assert "cpu_ml30_dropout" not in default
     assert module.chosen_measures("", with_recbole=True, gpu=False)[-1] == "recbole"
     assert module.chosen_measures("recbole", with_recbole=False, gpu=True) == ["recbole"]
-    try:
+    with pytest.raises(SystemExit, match="nope"):
         module.chosen_measures("eval_ml1m,nope", with_recbole=False, gpu=True)
-    except SystemExit as error:
-        assert "nope" in str(error)
-    else:
-        raise AssertionError("an unknown measure was accepted")
 
 
 def test_kept_results_merge_calls_and_the_table_names_each_rows_machine(
@@ -122,7 +124,7 @@ def test_kept_results_merge_calls_and_the_table_names_each_rows_machine(
     module.write(tmp_path / "speed", {"machine": gpu, "command": "c", "results": kept})
     table = (tmp_path / "speed.md").read_text()
     assert "more than one machine" in table
-    assert "| eval | <= 5.0 ms | 4.2 ms | yes | NVIDIA H100, torch 2.11, d2: " in table
+    assert "| eval | none | <= 5.0 ms | 4.2 ms | yes | NVIDIA H100, torch 2.11, d2: " in table
     broken = tmp_path / "broken.json"
     broken.write_text("{}")
     try:
@@ -131,3 +133,109 @@ def test_kept_results_merge_calls_and_the_table_names_each_rows_machine(
         assert "not a speed.py JSON" in str(error)
     else:
         raise AssertionError("a broken JSON was kept")
+
+
+# --------------------------------------------------------------------------- levers
+
+
+def test_every_measure_says_which_levers_it_takes() -> None:
+    module = speed()
+    assert set(module.LEVERS_OF) == set(module.MEASURES)
+    assert set().union(*module.LEVERS_OF.values()) == set(levers().LEVERS)
+    # the 1M-user exact ranking has its own row, with the target
+    assert module.MEASURES["synth_eval_all"][3] == 10.0
+
+
+@pytest.mark.parametrize(
+    ("name", "canonical", "overrides", "label"),
+    [
+        ("synth_eval", "synth_eval", [], "none"),
+        (
+            "synth_eval_all@bf16+blocks",
+            "synth_eval_all@blocks=65536+bf16",
+            ["finetune.head.item_block=65536", "finetune.head.score_precision=bf16"],
+            "item_block 65,536; bf16 scores",
+        ),
+        (
+            "eval_ml1m@batch=512+blocks=1024",
+            "eval_ml1m@blocks=1024+batch=512",
+            ["finetune.head.item_block=1024", "finetune.eval.batch_size=512"],
+            "item_block 1,024; eval batch 512",
+        ),
+        (
+            "synth_epochs@compile",
+            "synth_epochs@compile",
+            ["pretrain.train.compile=true", "finetune.train.compile=true"],
+            "compile",
+        ),
+    ],
+)
+def test_a_measure_with_levers_has_one_name_and_its_overrides(
+    name: str, canonical: str, overrides: list[str], label: str
+) -> None:
+    module = speed()
+    measure, chosen = levers().parse(name, module.LEVERS_OF)
+    assert measure == name.partition("@")[0]
+    assert measure + chosen.suffix() == canonical == module.canonical(canonical)
+    assert chosen.overrides == overrides
+    assert chosen.label == label
+    assert module.chosen_measures(name, with_recbole=False, gpu=True) == [canonical]
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("synth_eval@turbo", "unknown lever 'turbo'"),
+        ("synth_eval@compile", "does not take lever 'compile'"),
+        ("recbole@blocks", "it takes: none"),
+        ("synth_eval@batch", "needs a value"),
+        ("synth_eval@blocks=0", "whole number above 0"),
+        ("synth_eval@bf16=2", "takes no value"),
+        ("synth_eval@bf16+bf16", "named twice"),
+        ("nope@bf16", "unknown measure 'nope'"),
+    ],
+)
+def test_bad_levers_are_refused_saying_what_is_wrong(name: str, message: str) -> None:
+    with pytest.raises(SystemExit, match=message):
+        speed().canonical(name)
+
+
+def eval_result(seconds: float, ndcg: float, machine: str = "m", **extra: Any) -> dict[str, Any]:
+    return {
+        "what": "ranking",
+        "target": 3.0,
+        "value": seconds,
+        "unit": "s",
+        "machine": machine,
+        "metrics": {"ndcg@10": ndcg, "recall@10": 0.5},
+        **extra,
+    }
+
+
+def test_the_table_names_the_levers_and_checks_them_against_no_levers(tmp_path: Path) -> None:
+    module = speed()
+    results = {
+        "synth_eval": eval_result(4.0, 0.25),
+        "synth_eval@blocks=65536": eval_result(2.5, 0.25, levers="item_block 65,536"),
+        "synth_eval@bf16": eval_result(2.0, 0.2501, levers="bf16 scores"),
+        "synth_eval@batch=4096": eval_result(2.0, 0.25 + 1e-15, levers="eval batch 4,096"),
+        "synth_eval@blocks=1024": eval_result(2.0, 0.26, levers="item_block 1,024"),
+        "synth_eval@blocks=8192": eval_result(3.0, 0.9, machine="other", levers="item_block 8,192"),
+    }
+    found = levers().agreement(results)
+    assert found["synth_eval@blocks=65536"] == "metrics equal to no levers"
+    assert found["synth_eval@bf16"] == "metrics within 0.0001 of no levers"
+    apart = (0.25 + 1e-15) - 0.25
+    assert found["synth_eval@batch=4096"] == (
+        f"metrics equal to no levers up to the order of the sums ({apart:.1g})"
+    )
+    assert found["synth_eval@blocks=1024"] == "metrics DIFFER from no levers (largest by 0.01)"
+    assert "synth_eval@blocks=8192" not in found  # another machine: not comparable
+    module.write(
+        tmp_path / "speed", {"machine": module.machine(), "command": "c", "results": results}
+    )
+    table = (tmp_path / "speed.md").read_text()
+    assert "| measure | levers | target | measured | met | detail |" in table
+    assert "| ranking | item_block 65,536 | <= 3.0 s | 2.5 s | yes | m: " in table
+    assert "metrics equal to no levers |" in table
+    assert "| ranking | none | <= 3.0 s | 4.0 s | no |" in table

@@ -8,6 +8,11 @@ held-out item against every item in the catalogue (:mod:`clue_fw.metrics.ranking
 input history ``-inf`` before ranking, the held-out item included: a target that
 repeats an earlier item is a miss. ``none`` ranks every item, which suits data where
 users consume items again. No option treats the target specially.
+
+``item_block`` ranks a batch of users over blocks of items
+(:mod:`clue_fw.metrics.blockwise`) instead of one ``[B, num_items + 1]`` score matrix;
+``score_precision: bf16`` computes the scores from bf16-rounded vectors
+(:mod:`clue_fw.metrics.scoring`). Both apply to evaluation and to ``clue recommend``.
 """
 
 from __future__ import annotations
@@ -33,7 +38,10 @@ from clue_fw.heads.specs import RANKING_BYTES_PER_SCORE as RANKING_BYTES_PER_SCO
 from clue_fw.heads.specs import ExcludeSeen as ExcludeSeen
 from clue_fw.heads.specs import NextItemSpec as NextItemSpec
 from clue_fw.item_softmax import ItemLoss
+from clue_fw.metrics.blockwise import ExcludedPairs, blockwise_ranking_sums, check_item_block
+from clue_fw.metrics.options import ScorePrecision
 from clue_fw.metrics.ranking import Ties, finalize_sums, ranking_sums
+from clue_fw.metrics.scoring import ItemScorer, check_precision
 
 History = Literal["recent", "all"]
 
@@ -91,6 +99,8 @@ class NextItemHead(DownstreamHead):
         ks: list[int],
         ties: Ties = "pessimistic",
         item_loss: ItemLoss | None = None,
+        item_block: int | None = None,
+        score_precision: ScorePrecision = "float32",
     ) -> None:
         super().__init__()
         if exclude_seen not in ("history", "none"):
@@ -100,6 +110,9 @@ class NextItemHead(DownstreamHead):
         self.exclude_seen = exclude_seen
         self.ks = list(ks)
         self.ties = ties
+        #: Items scored at once when ranking (None: all of them); see the module docstring.
+        self.item_block = None if item_block is None else check_item_block(item_block)
+        self.score_precision = check_precision(score_precision)
         self.output: nn.Linear | None = (
             None if tie_weights else nn.Linear(encoder.dim, num_items + 1, bias=False)
         )
@@ -111,8 +124,15 @@ class NextItemHead(DownstreamHead):
             return encoder.item_embedding.weight[: self.num_items + 1]
         return self.output.weight
 
+    def item_scorer(self, encoder: SequenceEncoder, hidden: torch.Tensor) -> ItemScorer:
+        """The scores of every item id for the ``[B, d]`` user vectors ``hidden``, any block
+        of ids at a time, in :attr:`score_precision` (padding scores -inf)."""
+        return ItemScorer(hidden, self.item_weight(encoder), 0, self.score_precision)
+
     def logits(self, encoder: SequenceEncoder, hidden: torch.Tensor) -> torch.Tensor:
         """``[..., num_items + 1]`` scores of ids ``0..num_items``; padding scores -inf."""
+        if self.score_precision != "float32":
+            return self.item_scorer(encoder, hidden).scores(slice(None))
         if self.output is None:
             weight = encoder.item_embedding.weight[: self.num_items + 1]
             scores = hidden @ weight.T
@@ -151,8 +171,20 @@ class NextItemHead(DownstreamHead):
         self, encoder: SequenceEncoder, batch: dict[str, torch.Tensor]
     ) -> dict[str, torch.Tensor]:
         """Ranking sums of ``batch["target"]``; under ``exclude_seen: history`` every item
-        of ``seen`` (the user's input history, target included) scores ``-inf`` first."""
-        scores = self.logits(encoder, encoder(batch["items"]).user)
+        of ``seen`` (the user's input history, target included) scores ``-inf`` first.
+        With :attr:`item_block` below the catalogue, over blocks of items (the same sums)."""
+        hidden = encoder(batch["items"]).user
+        if self.item_block is not None and self.item_block < self.num_items + 1:
+            excluded = None
+            if self.exclude_seen == "history":
+                excluded = ExcludedPairs.of(
+                    batch["seen_row"], batch["seen_value"], self.num_items + 1
+                )
+            scorer = self.item_scorer(encoder, hidden)
+            return blockwise_ranking_sums(
+                scorer, batch["target"], self.ks, self.ties, self.item_block, excluded
+            )
+        scores = self.logits(encoder, hidden)
         if self.exclude_seen == "history":
             scores[batch["seen_row"], batch["seen_value"]] = float("-inf")
         return ranking_sums(scores, batch["target"], self.ks, self.ties)

@@ -28,7 +28,7 @@ from clue_fw.data.seeds import GeneratorSeed
 from clue_fw.errors import quote
 from clue_fw.item_softmax_options import ItemSoftmaxOptions
 from clue_fw.memory import FLOAT_BYTES, INDEX_BYTES, Part, StepSizes, window_count
-from clue_fw.metrics.options import TIES_DESCRIPTION, Cutoffs, Ties
+from clue_fw.metrics.options import TIES_DESCRIPTION, Cutoffs, RankingScoreOptions, Ties
 from clue_fw.specs import BuildContext, HeadSpec, Ranking, TaskData, UserVector
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ RANKING_BYTES_PER_SCORE = FLOAT_BYTES + 1 + INDEX_BYTES
 DEPRECATED_EXCLUDE_SEEN: dict[bool, ExcludeSeen] = {True: "history", False: "none"}
 
 
-class NextItemSpec(HeadSpec, ItemSoftmaxOptions):
+class NextItemSpec(HeadSpec, RankingScoreOptions, ItemSoftmaxOptions):
     """Next-item recommendation: softmax over all items, full-ranking MRR/Recall/NDCG@k."""
 
     kind: Literal["next_item"] = "next_item"
@@ -99,6 +99,13 @@ class NextItemSpec(HeadSpec, ItemSoftmaxOptions):
             warnings.warn(text, FutureWarning, stacklevel=2)
             return new
         return value
+
+    @model_serializer(mode="wrap")
+    def _omit_default_scoring(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """No ``item_block`` or ``score_precision`` key while they hold their defaults: a
+        recipe that does not set them keeps its recipe.yaml and recipe sha256."""
+        data: dict[str, Any] = handler(self)
+        return self.without_default_scoring(data)
 
     @property
     def monitor_default(self) -> str:
@@ -145,13 +152,23 @@ class NextItemSpec(HeadSpec, ItemSoftmaxOptions):
 
     def eval_parts(self, sizes: StepSizes) -> list[Part]:
         """Full-ranking scores: a float score, the boolean comparison with the target's
-        and the int64 copy its sum makes, per user and item (13 B)."""
+        and the int64 copy its sum makes, per user and item (13 B); with ``item_block``,
+        per user and item of one block."""
         columns = sizes.num_items + 1
+        if self.item_block is not None and self.item_block < columns:
+            return [
+                Part(
+                    f"full-ranking scores ({sizes.batch:,} users x {self.item_block:,} items "
+                    "of a block x 13 B)",
+                    sizes.batch * self.item_block * RANKING_BYTES_PER_SCORE,
+                    (sizes.batch_field, "finetune.head.item_block"),
+                )
+            ]
         return [
             Part(
                 f"full-ranking scores ({sizes.batch:,} users x {columns:,} items x 13 B)",
                 sizes.batch * columns * RANKING_BYTES_PER_SCORE,
-                (sizes.batch_field,),
+                (sizes.batch_field, "finetune.head.item_block (set one)"),
             )
         ]
 
@@ -187,6 +204,8 @@ class NextItemSpec(HeadSpec, ItemSoftmaxOptions):
             ks=self.ks,
             ties=self.ties,
             item_loss=self.item_loss(context.num_items, context.item_counts),
+            item_block=self.item_block,
+            score_precision=self.score_precision,
         )
 
 

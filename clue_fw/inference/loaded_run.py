@@ -62,7 +62,7 @@ from clue_fw.inference.run_files import (
     read_run,
     stored_item_ids,
 )
-from clue_fw.provenance import plugin_call
+from clue_fw.inference.top_k import item_block_of, top_k_at_once, top_k_in_blocks
 from clue_fw.running.assembly import catalogue_context, run_context
 from clue_fw.running.identity import RunIdentity
 from clue_fw.training.checkpoint import load_module_tensors
@@ -259,6 +259,7 @@ class LoadedRun:
         exclude_seen: str | None = None,
         candidates: Iterable[int] | None = None,
         batch_size: int | None = None,
+        item_block: int | None = None,
         progress: Progress | None = None,
     ) -> Recommendations:
         """Top-``k`` raw item ids and scores for each user's raw sequence, scored by the
@@ -268,8 +269,14 @@ class LoadedRun:
         evaluation does; ``none`` ranks every item. ``candidates`` (raw item ids)
         restricts the ranking to those items: ids the run does not know are skipped and
         counted in the result's ``candidates_unknown``; none known is an error. ``k``
-        larger than the items left leaves ``-1`` slots."""
-        checked = self._recommend_settings(k, exclude_seen, candidates)
+        larger than the items left leaves ``-1`` slots.
+
+        ``item_block`` (default: the head's own, ``finetune.head.item_block``) scores that
+        many items at a time and keeps a running top-k, for a head that scores in blocks
+        (``next_item``'s ``item_scorer``): no ``[batch_size, items]`` matrix is made. The
+        items and scores are those of scoring every item at once; equal scores come
+        lowest item id first (at once, their order is ``torch.topk``'s)."""
+        checked = self._recommend_settings(k, exclude_seen, candidates, item_block)
         return self._rank(self._encode(sequences), *checked, batch_size, progress)
 
     def recommend_run_users(
@@ -279,12 +286,13 @@ class LoadedRun:
         exclude_seen: str | None = None,
         candidates: Iterable[int] | None = None,
         batch_size: int | None = None,
+        item_block: int | None = None,
         progress: Progress | None = None,
     ) -> Recommendations:
         """:meth:`recommend` for the run's own users, each from its whole sequence in the
         run's data (every interaction, the held-out ones included: what comes next after
         all that is known). Reads the run's data (checked against its fingerprint)."""
-        checked = self._recommend_settings(k, exclude_seen, candidates)
+        checked = self._recommend_settings(k, exclude_seen, candidates, item_block)
         data = self.task_data().sequences
         users: list[Hashable] = [int(u) for u in data.user_ids]
         report = InputReport(sequences=len(users), catalogue_size=len(self.catalogue))
@@ -292,15 +300,20 @@ class LoadedRun:
         return self._rank(encoded, *checked, batch_size, progress)
 
     def _recommend_settings(
-        self, k: int, exclude_seen: str | None, candidates: Iterable[int] | None
-    ) -> tuple[DownstreamHead, int, str, Candidates | None]:
-        """The head that scores, ``k`` (at most the catalogue), the exclusion and the
-        candidate items, checked before any sequence is read."""
+        self,
+        k: int,
+        exclude_seen: str | None,
+        candidates: Iterable[int] | None,
+        item_block: int | None,
+    ) -> tuple[DownstreamHead, int, str, Candidates | None, int | None]:
+        """The head that scores, ``k`` (at most the catalogue), the exclusion, the
+        candidate items and the item block, checked before any sequence is read."""
         head = self._require_head()
         exclude = self._exclusion(exclude_seen)
         k = min(whole_number(k, "k", 1), len(self.catalogue))
         allowed = None if candidates is None else candidate_items(candidates, self.catalogue)
-        return head, k, exclude, None if allowed is None else allowed.to(self.device)
+        block = item_block_of(head, item_block, f"the head of {self.run_dir}")
+        return head, k, exclude, None if allowed is None else allowed.to(self.device), block
 
     def _rank(
         self,
@@ -309,6 +322,7 @@ class LoadedRun:
         k: int,
         exclude: str,
         candidates: Candidates | None,
+        item_block: int | None,
         batch_size: int | None,
         progress: Progress | None,
     ) -> Recommendations:
@@ -316,20 +330,21 @@ class LoadedRun:
         items, scores = [], []
         with torch.no_grad():
             for rows, batch in self._batches(encoded.csr, batch_size):
-                with plugin_call(head, "item_scores"):
-                    logits = head.item_scores(self.encoder, batch).float()
-                if exclude == "history":
-                    seen_row, seen = encoded.csr.batch_pairs(rows)
-                    logits[seen_row.to(self.device), seen.to(self.device)] = float("-inf")
-                if candidates is not None:
-                    logits[:, ~candidates.allowed] = float("-inf")
-                if bool(torch.isnan(logits).any()):
+                seen = encoded.csr.batch_pairs(rows) if exclude == "history" else None
+                if item_block is None:
+                    top, index, nan_rows = top_k_at_once(
+                        head, self.encoder, batch, k, seen, candidates
+                    )
+                else:
+                    top, index, nan_rows = top_k_in_blocks(
+                        head, self.encoder, batch, k, item_block, seen, candidates
+                    )
+                if bool(nan_rows.any()):
                     raise EvaluationError(
                         f"The model of {self.run_dir} ({self.stage}) scored items NaN for "
-                        f"{int(torch.isnan(logits).any(dim=1).sum())} of a batch of "
+                        f"{int(nan_rows.sum())} of a batch of "
                         f"{rows.numel()} users; its weights are broken. Use another run."
                     )
-                top, index = torch.topk(logits, k, dim=1)
                 top, index = top.cpu(), index.cpu()
                 raw = torch.from_numpy(self.catalogue.to_raw(index.clamp(min=1)))
                 items.append(torch.where(torch.isinf(top), torch.full_like(raw, -1), raw))

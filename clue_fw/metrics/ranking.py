@@ -55,16 +55,33 @@ def tie_blocks(
     ``-inf`` has ``first = inf`` (a miss). A NaN row gives an arbitrary block; the
     caller must refuse it (:data:`NAN_ROWS`).
     """
+    check_ties(ties)
+    target_score = scores.gather(1, target.unsqueeze(1))
+    better = (scores > target_score).sum(dim=1)
+    tied = (scores == target_score).sum(dim=1) - 1
+    return blocks_from_counts(better, tied, target_score.squeeze(1), ties)
+
+
+def check_ties(ties: str) -> None:
+    """Refuse a ``ties`` rule that is not ``pessimistic`` or ``average``."""
     if ties not in ("pessimistic", "average"):
         raise ValueError(f"ties must be 'pessimistic' or 'average', got {ties!r}")
-    target_score = scores.gather(1, target.unsqueeze(1))
-    better = (scores > target_score).sum(dim=1).to(torch.float64)
-    tied = ((scores == target_score).sum(dim=1) - 1).clamp(min=0).to(torch.float64)
+
+
+def blocks_from_counts(
+    better: torch.Tensor, tied: torch.Tensor, target_score: torch.Tensor, ties: Ties
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`tie_blocks` from ``[B]`` integer counts: ``better``, the items scoring above
+    the target, and ``tied``, the other items scoring the same (negative counts as 0), and
+    the ``[B]`` target scores (``-inf``: excluded, a miss). Item-blocked ranking
+    (:mod:`clue_fw.metrics.blockwise`) adds its counts up over blocks and ends here too."""
+    better = better.to(torch.float64)
+    tied = tied.clamp(min=0).to(torch.float64)
     if ties == "pessimistic":
         first, size = better + tied + 1.0, torch.ones_like(better)
     else:
         first, size = better + 1.0, tied + 1.0
-    excluded = target_score.squeeze(1) == float("-inf")
+    excluded = target_score == float("-inf")
     return torch.where(excluded, math.inf, first), torch.where(excluded, 1.0, size)
 
 

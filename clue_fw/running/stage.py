@@ -35,6 +35,7 @@ from clue_fw.training.checkpoint import (
     optimizer_tensors,
     restore_optimizer,
 )
+from clue_fw.training.compile import StepCompiler
 from clue_fw.training.loop import EpochStats, derive_seed, train_epoch
 from clue_fw.training.optim import ParameterGroup, build_optimizer, lr_schedule
 from clue_fw.training.report import Reporter
@@ -79,6 +80,7 @@ class Stage:
         self.distributed = distributed
         self.saved = False  # this process knows a last.safetensors of the stage exists
         self.lr: float | None = None  # the learning rate of the last epoch's last step
+        self.compiler: StepCompiler | None = None  # train.compile: made on first use
 
     @classmethod
     def training(
@@ -201,6 +203,8 @@ class Stage:
         Every step's learning rate follows ``train``'s schedule
         (:func:`~clue_fw.training.optim.lr_schedule`, a function of the global step);
         :attr:`lr` is then the rate of the epoch's last step, for the epoch's history row.
+        ``train.compile``: ``step`` runs through :class:`~clue_fw.training.compile.
+        StepCompiler` (compiled, or eager after one logged line).
 
         Data-parallel: ``batches`` are this process's parts of the global batches; the
         loss is weighted by each part's share, the gradients are averaged across the
@@ -210,6 +214,10 @@ class Stage:
         # The lr schedule: a function of the global step, planned over train.epochs.
         schedule = lr_schedule(train, num_batches)
         self.lr = schedule(epoch * num_batches - 1)
+        if train.compile:
+            if self.compiler is None:
+                self.compiler = StepCompiler(self.name, self.reporter.log)
+            step = self.compiler.wrap(step)
         sharded = None
         parallel = self.distributed.parallel
         if parallel:

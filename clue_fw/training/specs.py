@@ -88,15 +88,23 @@ class TrainSpec(StrictModel):
         description="'bf16': run the training steps under bfloat16 autocast (about twice as "
         "fast on recent GPUs; weights, optimiser and evaluation stay float32).",
     )
+    compile: bool = Field(
+        False,
+        description="Compile each training step's forward pass and loss with torch.compile "
+        "(inductor, fixed shapes); where compiling fails or is unsupported (no C++ compiler, "
+        "an unsupported op), one line is logged and the step runs eagerly. Dropout masks then "
+        "come from inductor's random numbers: a compiled run repeats itself, but is not the "
+        "eager run to the bit (docs/scale.md).",
+    )
 
     @model_serializer(mode="wrap")
     def _without_default_optimisation(self, handler: Any) -> Any:
-        """Leave the optimiser and schedule keys out of dumps while they hold their
+        """Leave the optimiser, schedule and speed keys out of dumps while they hold their
         defaults: a recipe that does not use them keeps the recipe.yaml and recipe
         sha256 it had before they existed, so runs started then still resume."""
         data = handler(self)
         if isinstance(data, dict):
-            for key, default in OPTIMISATION_DEFAULTS.items():
+            for key, default in {**OPTIMISATION_DEFAULTS, **SPEED_DEFAULTS}.items():
                 if key in data and getattr(self, key) == default:
                     data.pop(key)
         return data
@@ -192,6 +200,9 @@ OPTIMISATION_DEFAULTS: dict[str, Any] = {
     "lr_scale": "none",
 }
 """The optimiser and schedule settings that dumps leave out while they are these."""
+
+SPEED_DEFAULTS: dict[str, Any] = {"compile": False}
+"""Speed settings added later, left out of dumps at these defaults (same recipe sha256)."""
 
 LR_SCALE_BATCH = 256
 """``lr_scale: linear`` multiplies lr by ``batch_size / LR_SCALE_BATCH`` (SimSiam)."""

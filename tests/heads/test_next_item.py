@@ -439,3 +439,127 @@ def test_end_to_end_repeated_targets_score_zero_under_history(
     )
     for split in ("valid", "test"):
         assert set(result.metrics[split].values()) == {0.0}, result.metrics[split]
+
+
+# --------------------------------------------------------------------------- item blocks, bf16
+
+
+class IntegerModel(SequenceEncoder):
+    """Small-integer item embeddings; the user vector is the sum of the window's. Every
+    score is a small integer, exact in any summation order, and many of them tie."""
+
+    def __init__(self, num_items: int, seed: int = 0) -> None:
+        super().__init__()
+        self.num_items = num_items
+        self.dim = 5
+        self.max_len = 4
+        generator = torch.Generator().manual_seed(seed)
+        self.item_embedding = nn.Embedding(num_items + 2, self.dim)
+        with torch.no_grad():
+            weight = torch.randint(-2, 3, (num_items + 2, self.dim), generator=generator)
+            self.item_embedding.weight.copy_(weight.float())
+
+    def forward(self, items: torch.Tensor) -> EncoderOutput:
+        user = self.item_embedding(items).sum(dim=1)
+        return EncoderOutput(torch.zeros(*items.shape, self.dim), user)
+
+
+@pytest.mark.parametrize("exclude_seen", ["history", "none"])
+@pytest.mark.parametrize("ties", ["pessimistic", "average"])
+@pytest.mark.parametrize("model", ["integer", "oracle", "constant"])
+def test_item_blocks_give_the_metrics_of_one_score_matrix(
+    exclude_seen: str, ties: str, model: str
+) -> None:
+    """Ties everywhere, seen items (repeated targets among them), batches of 7 users and
+    blocks narrower than a batch: every metric is the same, to the bit."""
+    data = repeat_data()
+    encoders = {
+        "integer": IntegerModel(REPEAT_ITEMS),
+        "oracle": SeenOracle(REPEAT_ITEMS),
+        "constant": Constant(REPEAT_ITEMS, 0.5),
+    }
+    encoder = encoders[model]
+    fields = {"exclude_seen": exclude_seen, "ties": ties}
+    for split in ("valid", "test"):
+        expected = protocol_metrics(encoder, data, split, **fields)
+        for item_block in (1, 4, 7, 30, 31):  # 31 columns: one block, the matrix path
+            found = protocol_metrics(encoder, data, split, item_block=item_block, **fields)
+            assert found == expected, (split, item_block)
+
+
+def test_item_blocks_with_an_output_layer() -> None:
+    """tie_weights: false scores with the head's own layer, in blocks too."""
+    data = repeat_data()
+    encoder = IntegerModel(REPEAT_ITEMS)
+    spec = NextItemSpec(ks=[1, 5], tie_weights=False)
+    context = BuildContext(data.num_items, 4)
+    task = spec.make_task(TaskData(data), context, "recent")
+    whole = spec.build(context, encoder, TaskData(data))
+    with torch.no_grad():
+        whole.output.weight.copy_(torch.randint(-3, 4, whole.output.weight.shape).float())
+    blocked = NextItemSpec(ks=[1, 5], tie_weights=False, item_block=6).build(
+        context, encoder, TaskData(data)
+    )
+    blocked.load_state_dict(whole.state_dict())
+    batch = next(iter(task.test.batches(40)))
+    expected = whole.metric_sums(encoder, batch)
+    found = blocked.metric_sums(encoder, batch)
+    assert found.keys() == expected.keys()
+    assert all(torch.equal(found[name], expected[name]) for name in expected)
+
+
+def test_a_nan_model_is_refused_in_blocks_too() -> None:
+    from clue_fw.errors import EvaluationError
+
+    with pytest.raises(EvaluationError, match=r"NaN scores in the test split: batch 1/6"):
+        protocol_metrics(Constant(REPEAT_ITEMS, float("nan")), repeat_data(), item_block=4)
+
+
+def test_bf16_scores_keep_the_order_of_well_separated_scores() -> None:
+    """The oracle's scores (0 and recencies 1, 4/3, 5/3, 2) move by less than their gaps
+    when rounded to bf16, so every metric is the float32 one."""
+    data = repeat_data()
+    for fields in ({}, {"item_block": 5}):
+        expected = protocol_metrics(SeenOracle(REPEAT_ITEMS), data, exclude_seen="none")
+        found = protocol_metrics(
+            SeenOracle(REPEAT_ITEMS), data, exclude_seen="none", score_precision="bf16", **fields
+        )
+        assert found == expected
+
+
+def test_scoring_options_stay_out_of_dumps_at_their_defaults() -> None:
+    """Recipes that do not set item_block or score_precision keep their recipe sha256."""
+    dumped = NextItemSpec().model_dump(mode="json")
+    assert "item_block" not in dumped and "score_precision" not in dumped
+    chosen = NextItemSpec(item_block=65_536, score_precision="bf16").model_dump(mode="json")
+    assert chosen["item_block"] == 65_536 and chosen["score_precision"] == "bf16"
+    assert NextItemSpec.model_validate(chosen) == NextItemSpec(
+        item_block=65_536, score_precision="bf16"
+    )
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"item_block": 0}, "item_block"),
+        ({"item_block": 2.5}, "item_block"),
+        ({"score_precision": "fp16"}, "score_precision"),
+    ],
+)
+def test_bad_scoring_options_name_the_field(fields: dict[str, object], message: str) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=message):
+        NextItemSpec(**fields)  # type: ignore[arg-type]
+
+
+def test_item_blocks_shrink_the_evaluation_memory_estimate() -> None:
+    from clue_fw.memory import StepSizes
+
+    sizes = StepSizes(1_000_000, 50, 1024, torch.device("cpu"), "finetune.eval.batch_size", False)
+    (whole,) = NextItemSpec().eval_parts(sizes)
+    (blocked,) = NextItemSpec(item_block=65_536).eval_parts(sizes)
+    assert whole.bytes == 1024 * 1_000_001 * 13
+    assert blocked.bytes == 1024 * 65_536 * 13
+    assert "finetune.head.item_block (set one)" in whole.lower
+    assert "finetune.head.item_block" in blocked.lower
