@@ -4,18 +4,32 @@
         [--nproc 2] [--device cuda] [--budget-s 470] [--out docs/results/ddp]
     python benchmarks/ddp.py --cpu-smoke          # the same stages, tiny, gloo on the CPU
 
-One command runs every stage, in order, and rewrites ``OUT.md`` and ``OUT.json`` after
-each, so a run cut off still leaves what it measured:
+    # one GPU: the data-parallel step's own cost (torchrun of one process vs a plain run)
+    CLUE_DATA_DIR=... python benchmarks/ddp.py --stages overhead --users 200000 \
+        --out docs/results/ddp_overhead
+
+One command runs the chosen stages (``--stages``, default ``synth,small,eval``), in
+order, and rewrites ``OUT.md`` and ``OUT.json`` after each, so a run cut off still
+leaves what it measured:
 
 1. ``synth_data``: ``clue data synth`` writes the USERS x ITEMS file (once; kept).
-2. ``synth_1`` / ``synth_N``: ``recipes/synth_1m.yaml`` on that file, bounded to
-   ``--pretrain-epochs`` CLUE pre-training epochs (default 2: the figure is the last
-   one, the first pays for CUDA/cuBLAS start-up) and ``--finetune-epochs`` next-item
-   fine-tuning epochs with the recipe's sampled softmax (default 1: it follows a full
-   evaluation, so it is warm). One process on one GPU, then N processes on N GPUs.
-3. ``small_1`` / ``small_N``: ``recipes/ml50_dropout.yaml`` (ML-1M) end to end.
-4. ``eval_same_weights``: ``clue evaluate`` of ONE checkpoint in one process and in
-   N; the metric dicts must be equal, bit for bit.
+2. ``synth_1`` / ``synth_N`` / ``synth_N_local`` (``synth``): ``recipes/synth_1m.yaml``
+   on that file, bounded to ``--pretrain-epochs`` CLUE pre-training epochs (default 2:
+   the figure is the last one, the first pays for CUDA/cuBLAS start-up) and
+   ``--finetune-epochs`` next-item fine-tuning epochs with the recipe's sampled softmax
+   (default 1: it follows a full evaluation, so it is warm). One process on one GPU,
+   then N processes on N GPUs with the global BatchNorm, then N processes with
+   ``pretrain.objective.batchnorm=local`` (each process's own statistics, no
+   collective in the forward pass; one process has no such difference).
+3. ``small_1`` / ``small_N`` (``small``): ``recipes/ml50_dropout.yaml`` (ML-1M) end to end.
+4. ``eval_same_weights`` (``eval``): ``clue evaluate`` of ONE checkpoint in one process
+   and in N; the metric dicts must be equal, bit for bit.
+5. ``synth_1`` / ``synth_torchrun1`` / ``synth_torchrun1_local`` (``overhead``, one
+   GPU): the synthetic run plain, then under ``torchrun --nproc_per_node 1`` with
+   ``CLUE_DATA_PARALLEL=1``, which runs the data-parallel step in a process group of one
+   (sharded step, global views, overlapped gradient all-reduce, global BatchNorm; then
+   with ``batchnorm=local``). The difference in ms per step is what that machinery
+   costs without sharing any work (target: at most 5%).
 
 Epoch figures are the framework's own: the ``seconds`` (training only) and
 ``eval seconds`` columns of each stage's ``history.csv``; the whole process's wall time
@@ -45,6 +59,11 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_SPEEDUP = 1.8
+TARGET_OVERHEAD_PCT = 5.0
+"""The most that the data-parallel step may cost a one-process run, in % of its step."""
+STAGES = ("synth", "small", "eval", "overhead")
+LOCAL_BATCHNORM = "pretrain.objective.batchnorm=local"
+FORCE_ENV = {"CLUE_DATA_PARALLEL": "1"}
 #: Seed-to-seed standard deviation of a small recipe's test metric: (metric, std, source).
 SEED_NOISE = {
     "recipes/ml50_dropout.yaml": (
@@ -91,7 +110,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--stages",
         default="synth,small,eval",
-        help="Which of synth, small, eval to run, comma-separated (default: all, in order).",
+        help="Which of synth, small, eval, overhead to run, comma-separated, in that order "
+        "(default: synth,small,eval; overhead needs one GPU only).",
     )
     parser.add_argument(
         "--cpu-smoke",
@@ -113,9 +133,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.pretrain_epochs = min(args.pretrain_epochs, 2)
         if args.out == ROOT / "docs" / "results" / "ddp":
             args.out = args.work / "smoke"
-    unknown = set(args.stages.split(",")) - {"synth", "small", "eval"}
+    unknown = set(args.stages.split(",")) - set(STAGES)
     if unknown:
-        parser.error(f"--stages: unknown {sorted(unknown)}; choose from synth, small, eval")
+        parser.error(f"--stages: unknown {sorted(unknown)}; choose from {', '.join(STAGES)}")
     if args.nproc < 2:
         parser.error("--nproc must be at least 2 (the one-process runs are always made)")
     if args.omp_threads is None:
@@ -323,8 +343,10 @@ class Bench:
                 "small_recipe": args.small_recipe,
                 "extra_overrides": args.extra,
                 "small_overrides": args.small_set,
-                "env": self.env(args.nproc),
+                # the one-GPU stages alone run on the first GPU only
+                "env": self.env(1 if args.stages == "overhead" else args.nproc),
                 "budget_s": args.budget_s,
+                "stages": args.stages,
             },
             "stages": {},
             "note": args.note,
@@ -332,16 +354,21 @@ class Bench:
 
     # ------------------------------------------------------------ commands
 
-    def env(self, processes: int) -> dict[str, str]:
+    def env(self, processes: int, forced: bool = False) -> dict[str, str]:
+        """The environment of a run of ``processes`` processes (``forced``: a torchrun
+        world of one that runs the data-parallel step, ``CLUE_DATA_PARALLEL=1``)."""
         env = {**NCCL_ENV, "OMP_NUM_THREADS": str(self.args.omp_threads)}
         if self.args.device == "cuda":
             gpus = self.args.gpus.split(",")
             env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus[:processes])
+        if forced:
+            env.update(FORCE_ENV)
         return env
 
-    def clue(self, processes: int, *args: str) -> list[str]:
-        """``python -m clue_fw ARGS``, or torchrun of it for several processes."""
-        if processes == 1:
+    def clue(self, processes: int, *args: str, torchrun: bool = False) -> list[str]:
+        """``python -m clue_fw ARGS``, or torchrun of it (several processes, or
+        ``torchrun``)."""
+        if processes == 1 and not torchrun:
             return [sys.executable, "-m", "clue_fw", *args]
         launcher = shutil.which(
             "torchrun", path=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"
@@ -385,16 +412,35 @@ class Bench:
         ]  # fmt: skip
         return self.stage("synth_data", command, {}, cap=150)["status"] == "ok"
 
-    def synth_runs(self) -> None:
-        overrides = [
+    def synth_overrides(self) -> list[str]:
+        return [
             f"data.path={synth_relative(self.args.users, self.args.items)}",
             f"pretrain.train.epochs={self.args.pretrain_epochs}",
             f"finetune.train.epochs={self.args.finetune_epochs}",
             *(["device=cpu"] if self.args.device == "cpu" else []),
             *self.args.extra,
         ]
-        for processes in (1, self.args.nproc):
-            self.run_recipe(f"synth_{processes}", self.args.synth_recipe, overrides, processes, 300)
+
+    def synth_runs(self) -> None:
+        """One process, then N with the global BatchNorm, then N with local BatchNorm."""
+        overrides, n = self.synth_overrides(), self.args.nproc
+        self.synth_plain()
+        self.run_recipe(f"synth_{n}", self.args.synth_recipe, overrides, n, 300)
+        local = [*overrides, LOCAL_BATCHNORM]
+        self.run_recipe(f"synth_{n}_local", self.args.synth_recipe, local, n, 300)
+
+    def synth_plain(self) -> None:
+        """``synth_1``, unless this invocation has already measured it."""
+        if self.record["stages"].get("synth_1", {}).get("status") != "ok":
+            self.run_recipe("synth_1", self.args.synth_recipe, self.synth_overrides(), 1, 300)
+
+    def overhead_runs(self) -> None:
+        """One GPU: the plain run against torchrun of one process that runs the
+        data-parallel step (global BatchNorm, then local)."""
+        overrides = self.synth_overrides()
+        self.synth_plain()
+        for name, extra in (("synth_torchrun1", []), ("synth_torchrun1_local", [LOCAL_BATCHNORM])):
+            self.run_recipe(name, self.args.synth_recipe, [*overrides, *extra], 1, 300, forced=True)
 
     def small_runs(self) -> None:
         overrides = (["device=cpu"] if self.args.device == "cpu" else []) + self.args.small_set
@@ -402,13 +448,22 @@ class Bench:
             self.run_recipe(f"small_{processes}", self.args.small_recipe, overrides, processes, 200)
 
     def run_recipe(
-        self, name: str, recipe: str, overrides: list[str], processes: int, cap: float
+        self,
+        name: str,
+        recipe: str,
+        overrides: list[str],
+        processes: int,
+        cap: float,
+        forced: bool = False,
     ) -> None:
+        """``clue run`` of ``recipe``; ``forced``: under torchrun as a data-parallel run
+        of ``processes`` (one) with ``CLUE_DATA_PARALLEL=1``."""
         out = self.work / name
         args = ["run", recipe, "--out", str(out), "--overwrite"]
         for override in overrides:
             args += ["--set", override]
-        result = self.stage(name, self.clue(processes, *args), self.env(processes), cap)
+        command = self.clue(processes, *args, torchrun=forced)
+        result = self.stage(name, command, self.env(processes, forced), cap)
         result.update(processes=processes, run_dir=str(out), **run_facts(out))
         self.write()
 
@@ -520,11 +575,19 @@ def speed_rows(record: Record) -> list[list[str]]:
     s1, sn = stages.get("synth_1", {}), stages.get(f"synth_{n}", {})
     m1, mn = stages.get("small_1", {}), stages.get(f"small_{n}", {})
     epochs = record["settings"]["pretrain_epochs"]
+    local = stages.get(f"synth_{n}_local", {})
     rows: list[tuple[str, Any, Any, float | None]] = [
         (
             f"CLUE pre-training epoch {epochs} (synthetic), training seconds",
             _last(s1.get("pretrain_epoch_s")),
             _last(sn.get("pretrain_epoch_s")),
+            TARGET_SPEEDUP,
+        ),
+        (
+            f"CLUE pre-training epoch {epochs} (synthetic), local BatchNorm in the "
+            "N processes, training seconds",
+            _last(s1.get("pretrain_epoch_s")),
+            _last(local.get("pretrain_epoch_s")),
             TARGET_SPEEDUP,
         ),
         (
@@ -571,8 +634,12 @@ def _first(values: list[float] | None) -> float | None:
 def quality_rows(record: Record) -> list[list[str]]:
     stages, n = record["stages"], record["settings"]["nproc"]
     rows = []
-    for base in ("synth", "small"):
-        one, many = stages.get(f"{base}_1", {}), stages.get(f"{base}_{n}", {})
+    pairs = (("synth", "synth_1", f"synth_{n}"), ("synth local BatchNorm", "synth_1",
+             f"synth_{n}_local"), ("small", "small_1", f"small_{n}"))  # fmt: skip
+    for base, first, second in pairs:
+        one, many = stages.get(first, {}), stages.get(second, {})
+        if base.endswith("BatchNorm") and not many:
+            continue
         for split in ("valid", "test"):
             a, b = one.get(split) or {}, many.get(split) or {}
             for key in sorted(set(a) | set(b)):
@@ -595,12 +662,81 @@ def _fmt(value: Any) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
+OVERHEAD_RUNS = (
+    ("global BatchNorm", "synth_torchrun1"),
+    ("local BatchNorm", "synth_torchrun1_local"),
+)
+"""The one-GPU data-parallel runs (torchrun of one process, ``CLUE_DATA_PARALLEL=1``)."""
+
+
+def overhead_pct(plain: float | None, forced: float | None) -> float | None:
+    """How much longer (%) the data-parallel run's figure is than the plain run's."""
+    if plain is None or forced is None or plain <= 0:
+        return None
+    return round((forced / plain - 1) * 100, 1)
+
+
+def overhead_rows(record: Record) -> list[list[str]]:
+    """Rows of the one-GPU table: measure, variant, plain, torchrun of one, overhead,
+    target, met (the target holds for the time of a step)."""
+    stages = record["stages"]
+    plain = stages.get("synth_1", {})
+    epochs = record["settings"]["pretrain_epochs"]
+    measures = (
+        ("CLUE pre-training step (synthetic)", "pretrain_ms_per_step", " ms", True),
+        ("next-item fine-tuning step (synthetic)", "finetune_ms_per_step", " ms", True),
+        (f"CLUE pre-training epoch {epochs}, training seconds", "pretrain_epoch_s", " s", False),
+        ("next-item fine-tuning epoch, training seconds", "finetune_epoch_s", " s", False),
+    )
+    table = []
+    for what, key, unit, targeted in measures:
+        for variant, name in OVERHEAD_RUNS:
+            forced = stages.get(name, {})
+            mine, theirs = plain.get(key), forced.get(key)
+            if isinstance(mine, list):
+                mine, theirs = _last(mine), _last(theirs)
+            extra = overhead_pct(mine, theirs)
+            met = "-"
+            if targeted and extra is not None:
+                met = "yes" if extra <= TARGET_OVERHEAD_PCT else "no"
+            table.append(
+                [
+                    what,
+                    variant,
+                    _show(mine, unit),
+                    _show(theirs, unit),
+                    "-" if extra is None else f"{extra:+.1f}%",
+                    f"<= {TARGET_OVERHEAD_PCT:g}%" if targeted else "-",
+                    met,
+                ]
+            )
+    return table
+
+
 def render(record: Record) -> str:
+    chosen = record["settings"].get("stages", "synth,small,eval").split(",")
+    lines = _header_lines(record)
+    if "overhead" in chosen:
+        lines += _overhead_lines(record)
+    if {"synth", "small", "eval"} & set(chosen):
+        lines += _scaling_lines(record)
+        lines += _equality_lines(record)
+    lines += _stage_lines(record)
+    return "\n".join(lines)
+
+
+def _header_lines(record: Record) -> list[str]:
     settings, n = record["settings"], record["settings"]["nproc"]
     where = record["machine"]
     gpus = "; ".join(where["gpus"]) if where.get("gpus") else "no GPU"
-    lines = [
-        f"# Data-parallel scaling: {n} processes against 1",
+    chosen = settings.get("stages", "synth,small,eval").split(",")
+    title = (
+        "# The data-parallel step on one GPU: torchrun of one process against a plain run"
+        if chosen == ["overhead"]
+        else f"# Data-parallel scaling: {n} processes against 1"
+    )
+    return [
+        title,
         "",
         *([record["note"], ""] if record.get("note") else []),
         f"Machine: {gpus}; {where['cpu_cores']} CPU cores; torch {where['torch']}; "
@@ -624,6 +760,29 @@ def render(record: Record) -> str:
         "first pays for start-up); the fine-tuning epoch follows a full evaluation, so it "
         "starts warm.",
         "",
+    ]
+
+
+def _overhead_lines(record: Record) -> list[str]:
+    lines = [
+        "## The data-parallel step on one GPU",
+        "",
+        "The synthetic run plain (`synth_1`) and under `torchrun --nproc_per_node 1` with "
+        "`CLUE_DATA_PARALLEL=1`: a process group of one that runs the whole data-parallel "
+        "step (sharded batches, global views, the gradient all-reduce overlapped with the "
+        "backward pass, the global BatchNorm's all-reduces, or `batchnorm=local`) and "
+        "shares no work. The difference is what that machinery costs a step.",
+        "",
+        "| measure | data-parallel run | plain | torchrun of 1 | overhead | target | met |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines += [f"| {' | '.join(row)} |" for row in overhead_rows(record)]
+    return [*lines, ""]
+
+
+def _scaling_lines(record: Record) -> list[str]:
+    settings, n = record["settings"], record["settings"]["nproc"]
+    lines = [
         "## Speed",
         "",
         f"| measure | 1 process | {n} processes | speed-up | target | met |",
@@ -652,8 +811,10 @@ def render(record: Record) -> str:
         f"| run | pre-training steps, ms/step (1 / {n}) | fine-tuning steps, ms/step (1 / {n}) |",
         "|---|---|---|",
     ]
-    for base in ("synth", "small"):
-        one, many = record["stages"].get(f"{base}_1", {}), record["stages"].get(f"{base}_{n}", {})
+    runs = (("synth", "synth_1", f"synth_{n}"), ("synth, local BatchNorm", "synth_1",
+            f"synth_{n}_local"), ("small", "small_1", f"small_{n}"))  # fmt: skip
+    for base, first, second in runs:
+        one, many = record["stages"].get(first, {}), record["stages"].get(second, {})
         cells = []
         for stage in ("pretrain", "finetune"):
             steps = one.get(f"{stage}_steps", "-")
@@ -669,7 +830,12 @@ def render(record: Record) -> str:
         "all-reduce of every gradient) does not get faster: the ms/step columns show "
         "which kind each run's steps are.",
     ]
-    lines += ["", "## Evaluation of the same weights", ""]
+    return lines
+
+
+def _equality_lines(record: Record) -> list[str]:
+    n = record["settings"]["nproc"]
+    lines = ["", "## Evaluation of the same weights", ""]
     equality = record.get("equality") or {}
     if not equality:
         lines.append("Not measured (no finished run to evaluate, or the budget ran out).")
@@ -690,8 +856,11 @@ def render(record: Record) -> str:
         )
         for key, (a, b) in (found.get("differences") or {}).items():
             lines.append(f"  - {key}: {a} vs {b}")
-    lines += [
-        "",
+    return [*lines, ""]
+
+
+def _stage_lines(record: Record) -> list[str]:
+    lines = [
         "## Stages",
         "",
         "| stage | status | wall | GPU utilisation mean / max %, max memory MiB |",
@@ -715,7 +884,7 @@ def render(record: Record) -> str:
         stage.get("command", "") for stage in record["stages"].values() if stage.get("command")
     ]
     lines += ["```", ""]
-    return "\n".join(lines)
+    return lines
 
 
 # --------------------------------------------------------------------------- main
@@ -732,6 +901,8 @@ def main(argv: list[str] | None = None) -> int:
         bench.small_runs()
     if "eval" in chosen:
         bench.eval_same_weights()
+    if "overhead" in chosen and bench.synth_data():
+        bench.overhead_runs()
     bench.write()
     print(args.out.with_suffix(".md"))
     failed = [n for n, s in bench.record["stages"].items() if s.get("status") != "ok"]

@@ -75,13 +75,18 @@ def _parallel_failure(exc: BaseException) -> int:
     if "torch.distributed" in sys.modules:
         from clue_fw.distributed import failure_elsewhere, lost_a_process, store_reachable
 
-        if lost_a_process(exc) and _rank() != 0 and not store_reachable():
+        lost = lost_a_process(exc) and _rank() != 0
+        if lost and not store_reachable():
             # The process hosting the group's store (rank 0) is gone with it, mid-run: it
             # reports its own failure, and this one stops with it.
             return 1
         other = failure_elsewhere(_rank())
         if other is not None:
             return other[1]
+        if lost and not store_reachable():
+            # ... or it went while this process read the store: a failing process's
+            # connections may close only when it exits, with the store it hosts.
+            return 1
         _announce(1)
     world = os.environ.get("WORLD_SIZE", "?")
     stderr.print(

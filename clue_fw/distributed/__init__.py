@@ -10,7 +10,8 @@ torchrun) runs N processes that train one model together (``docs/distributed.md`
   does not divide is refused (:func:`check_batch_sizes`).
 * **Loss and gradients.** Each process scales its loss by its share of the global batch
   (:class:`ShardedStep`; exactly 1 when the batch splits evenly), and
-  :class:`GradientSync` averages the gradients after every backward pass, in buckets.
+  :class:`GradientSync` averages the gradients in buckets, each all-reduced while the
+  backward pass goes on. No step waits for the device on the host.
   Explicit views (mask, crop, permute) are drawn for the whole global batch
   (:class:`GlobalView`), so every row gets the randomness it gets in one process.
 * **BatchNorm** layers use the statistics of the global batch
@@ -30,8 +31,9 @@ The package, one job a module: :mod:`~clue_fw.distributed.launch` (torchrun's
 environment, the batch-size check, the session that joins and leaves the group),
 :mod:`~clue_fw.distributed.failure` (a failing process tells the others through the
 group's store), :mod:`~clue_fw.distributed.processes` (the rank-0 protocol:
-:class:`Distributed`), :mod:`~clue_fw.distributed.steps` (sharded step, global view,
-gradient sync) and :mod:`~clue_fw.distributed.batchnorm` (the global BatchNorm layer).
+:class:`Distributed`), :mod:`~clue_fw.distributed.steps` (sharded step, global view),
+:mod:`~clue_fw.distributed.gradients` (the gradient all-reduce, overlapped with the
+backward pass) and :mod:`~clue_fw.distributed.batchnorm` (the global BatchNorm layer).
 Every name is importable from ``clue_fw.distributed``, as before the split.
 """
 
@@ -46,7 +48,9 @@ from clue_fw.distributed.failure import (
     lost_a_process,
     store_reachable,
 )
+from clue_fw.distributed.gradients import BUCKET_BYTES, GradientSync
 from clue_fw.distributed.launch import (
+    FORCE_ENV,
     TIMEOUT_ENV,
     Launch,
     check_batch_sizes,
@@ -55,11 +59,12 @@ from clue_fw.distributed.launch import (
     session,
 )
 from clue_fw.distributed.processes import SINGLE, Distributed
-from clue_fw.distributed.steps import BUCKET_BYTES, GlobalView, GradientSync, ShardedStep
+from clue_fw.distributed.steps import GlobalView, ShardedStep
 
 __all__ = [
     "BUCKET_BYTES",
     "FAILURE_KEY",
+    "FORCE_ENV",
     "LEAVE_GRACE_S",
     "SINGLE",
     "STORE_TIMEOUT_S",

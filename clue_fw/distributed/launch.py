@@ -19,6 +19,10 @@ from clue_fw.errors import ClueError, RecipeError
 
 TIMEOUT_ENV = "CLUE_DIST_TIMEOUT"
 """Seconds a process waits in a collective for the others (default: torch's)."""
+FORCE_ENV = "CLUE_DATA_PARALLEL"
+"""``1``: a torchrun world of one process runs the data-parallel step all the same (a
+process group of one), to measure what that machinery costs on one GPU against a
+plain run (``benchmarks/ddp.py --stages overhead``). Unset or ``0``: a plain run."""
 
 
 @dataclass(frozen=True)
@@ -36,13 +40,14 @@ def launch_from_environment(environ: dict[str, str] | None = None) -> Launch | N
 
     An initialised default process group (a caller that set one up) decides; otherwise
     the variables torchrun sets (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``). A world of
-    one process is a plain run.
+    one process is a plain run, unless :data:`FORCE_ENV` is ``1``.
     """
     env = os.environ if environ is None else environ
+    forced = _forced(env)
     if dist.is_available() and dist.is_initialized():
         world, rank = dist.get_world_size(), dist.get_rank()
         local = _env_int(env, "LOCAL_RANK", default=rank)
-        return Launch(rank, world, local) if world > 1 else None
+        return Launch(rank, world, local) if world > 1 or forced else None
     if "WORLD_SIZE" not in env:
         return None
     world = _env_int(env, "WORLD_SIZE")
@@ -51,7 +56,7 @@ def launch_from_environment(environ: dict[str, str] | None = None) -> Launch | N
             f"WORLD_SIZE={env['WORLD_SIZE']!r}: the number of processes must be at least 1. "
             "Start data-parallel runs with torchrun, which sets it, or unset WORLD_SIZE."
         )
-    if world == 1:
+    if world == 1 and not forced:
         return None
     if "RANK" not in env:
         raise ClueError(
@@ -67,6 +72,16 @@ def launch_from_environment(environ: dict[str, str] | None = None) -> Launch | N
             f"in 0..{world - 1}). Start data-parallel runs with torchrun, which sets them."
         )
     return Launch(rank, world, local)
+
+
+def _forced(env: Any) -> bool:
+    raw = env.get(FORCE_ENV, "").strip()
+    if raw not in ("", "0", "1"):
+        raise ClueError(
+            f"{FORCE_ENV}={raw[:40]!r} must be 1 (a torchrun world of one process runs the "
+            "data-parallel step, to measure its cost) or 0 (a plain run)."
+        )
+    return raw == "1"
 
 
 def _env_int(env: Any, name: str, default: int | None = None) -> int:
@@ -167,7 +182,7 @@ def session(launch: Launch | None, device: torch.device) -> Iterator[Distributed
     comm = device if dist.get_backend() == "nccl" else torch.device("cpu")
     ok = False
     try:
-        yield Distributed(launch.rank, launch.world_size, comm)
+        yield Distributed(launch.rank, launch.world_size, comm, parallel=True)
         ok = True
     finally:
         # A failed process may have left the others in another collective (a crash on one

@@ -17,7 +17,7 @@ from torch import nn
 
 import clue_fw.errors as errors
 from clue_fw.data.examples import ExampleSet, Shard
-from clue_fw.distributed.steps import GradientSync, _split_like
+from clue_fw.distributed.gradients import GradientSync, _split_like
 from clue_fw.errors import ClueError
 
 T = TypeVar("T")
@@ -27,17 +27,23 @@ class Distributed:
     """The processes of a run and what they do together; one process: all identities.
 
     ``comm_device`` is where tensors meet (the GPU with NCCL, the CPU with gloo).
+    ``parallel`` (default: more than one process) runs the data-parallel step; a group
+    of one process that sets it (:data:`~clue_fw.distributed.launch.FORCE_ENV`) pays
+    for the data-parallel machinery without sharing the work, to measure what it costs.
     """
 
-    def __init__(self, rank: int, world_size: int, comm_device: torch.device) -> None:
+    def __init__(
+        self, rank: int, world_size: int, comm_device: torch.device, parallel: bool | None = None
+    ) -> None:
         self.rank = rank
         self.world_size = world_size
         self.comm_device = comm_device
-        self.sync_gradients = GradientSync(world_size) if world_size > 1 else None
+        self._parallel = world_size > 1 if parallel is None else parallel
+        self.sync_gradients = GradientSync(world_size) if self._parallel else None
 
     @property
     def parallel(self) -> bool:
-        return self.world_size > 1
+        return self._parallel
 
     @property
     def is_main(self) -> bool:

@@ -14,6 +14,7 @@ alone reads and writes its files and hands what it read to the others.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -208,8 +209,9 @@ class Stage:
 
         Data-parallel: ``batches`` are this process's parts of the global batches; the
         loss is weighted by each part's share, the gradients are averaged across the
-        processes after every backward pass, and the epoch's loss and terms are the means
-        over every process's rows.
+        processes during every backward pass (:meth:`GradientSync.overlap`, which checks
+        at the epoch's end that the processes' steps used the same parameters), and the
+        epoch's loss and terms are the means over every process's rows.
         """
         # The lr schedule: a function of the global step, planned over train.epochs.
         schedule = lr_schedule(train, num_batches)
@@ -218,28 +220,34 @@ class Stage:
             if self.compiler is None:
                 self.compiler = StepCompiler(self.name, self.reporter.log)
             step = self.compiler.wrap(step)
+        named = [(name, p) for name, p in self.module.named_parameters() if p.requires_grad]
+        parameters = [p for _, p in named]
         sharded = None
-        parallel = self.distributed.parallel
-        if parallel:
+        sync = self.distributed.sync_gradients
+        overlap: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+        if self.distributed.parallel:
             if not isinstance(batches, Batches):
                 raise TypeError("data-parallel training needs the Batches of ExampleSet.batches")
             sharded = ShardedStep(step, batches, self.distributed)
+            if sync is not None:
+                overlap = sync.overlap(parameters, [name for name, _ in named])
         try:
-            stats = train_epoch(
-                sharded if sharded is not None else step,
-                [p for p in self.module.parameters() if p.requires_grad],
-                self.optimizer,
-                batches,
-                num_batches,
-                train.grad_clip,
-                self.reporter,
-                f"{self.name} epoch {epoch}/{train.epochs}",
-                first_step=(epoch - 1) * num_batches,
-                loss_name=loss_name,
-                autocast=torch.bfloat16 if train.precision == "bf16" else None,
-                learning_rate=schedule if schedule.varies else None,
-                **({"sync_gradients": self.distributed.sync_gradients} if parallel else {}),
-            )
+            with overlap:
+                stats = train_epoch(
+                    sharded if sharded is not None else step,
+                    parameters,
+                    self.optimizer,
+                    batches,
+                    num_batches,
+                    train.grad_clip,
+                    self.reporter,
+                    f"{self.name} epoch {epoch}/{train.epochs}",
+                    first_step=(epoch - 1) * num_batches,
+                    loss_name=loss_name,
+                    autocast=torch.bfloat16 if train.precision == "bf16" else None,
+                    learning_rate=schedule if schedule.varies else None,
+                    **({"sync_gradients": sync} if sharded is not None else {}),
+                )
         except NonFiniteError as exc:
             if not self.distributed.is_main:  # only rank 0 looks at the files
                 kept = (

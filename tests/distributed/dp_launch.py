@@ -81,11 +81,19 @@ def run_ranks(args: list[str], cwd: Path, world: int = 2) -> list[Finished]:
     return finish(start_ranks(args, cwd, world))
 
 
-def torchrun(args: list[str], cwd: Path, world: int = 2) -> Finished:
-    """``torchrun --nproc_per_node WORLD -m clue_fw ARGS`` on this machine."""
+def torchrun(
+    args: list[str], cwd: Path, world: int = 2, env: dict[str, str] | None = None
+) -> Finished:
+    """``torchrun --nproc_per_node WORLD -m clue_fw ARGS`` on this machine (``env``: more
+    variables)."""
     launcher = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "torchrun"
     command = [launcher, "--standalone", f"--nproc_per_node={world}", "-m", "clue_fw", *args]
     done = subprocess.run(
-        command, cwd=cwd, env=base_env(), capture_output=True, text=True, timeout=TIMEOUT
+        command,
+        cwd=cwd,
+        env={**base_env(), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
     )
     return Finished(done.returncode, done.stdout, done.stderr)

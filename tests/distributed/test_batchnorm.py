@@ -83,16 +83,18 @@ def _in_two_processes(rank: int, world: int, out: str) -> None:
 
 
 def _sync_gradients(rank: int, world: int) -> list[torch.Tensor | None]:
-    """GradientSync in two small buckets: averages, a gradient that only one process has
-    (zero on the other), and none where no process has one."""
+    """GradientSync in two small buckets: averages, and none where no process has one.
+    (A gradient that only some processes have: tests/distributed/test_gradient_sync.py.)"""
     params = [
         nn.Parameter(torch.zeros(3)),
         nn.Parameter(torch.zeros(2, 2)),
         nn.Parameter(torch.zeros(1)),
     ]
     params[0].grad = torch.full((3,), float(rank + 1))  # 1 and 2: mean 1.5
-    params[1].grad = torch.ones(2, 2) * 4 if rank == 0 else None  # mean 2
-    GradientSync(world, bucket_bytes=16)(params)
+    params[1].grad = torch.ones(2, 2) * 4 if rank == 0 else torch.zeros(2, 2)  # mean 2
+    sync = GradientSync(world, bucket_bytes=16)
+    sync(params)
+    sync.check()  # every process had the same gradients
     return [p.grad for p in params]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
 import torch
 
 from clue_fw.data.examples import GlobalBatch
@@ -32,10 +33,42 @@ def test_an_equal_copy_is_still_recognised() -> None:
     assert view(whole[2:4].clone(), torch.Generator())[:, 0].tolist() == [2, 3]
 
 
-def test_other_sequences_are_viewed_on_their_own() -> None:
+def row_stamp(items: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """A 'view' that shows what it saw: each row plus 1000 times its index."""
+    return items + 1000 * torch.arange(items.shape[0]).unsqueeze(1)
+
+
+def test_sequences_of_the_rows_shape_take_this_process_s_place() -> None:
+    """Other sequences of this process's rows' shape are viewed in their place in the
+    global batch (each row with its global row's draws, as in one process), without a
+    comparison of values, which would wait for the device."""
+    whole = torch.arange(24).reshape(6, 4)
+    batches = SimpleNamespace(current=GlobalBatch({"items": whole}, (2, 4)))
+    view = GlobalView(row_stamp, batches, "items")
+    other = whole[2:4] + 1
+    assert torch.equal(view(other, torch.Generator()), other + torch.tensor([[2000], [3000]]))
+
+
+def test_sequences_of_another_shape_are_viewed_on_their_own() -> None:
     view, whole = global_view()
-    assert view(whole[2:4] + 1, torch.Generator())[:, 0].tolist() == [0, 1]
     assert view(whole[:3], torch.Generator())[:, 0].tolist() == [0, 1, 2]
+    assert view(whole[2:4, :3], torch.Generator())[:, 0].tolist() == [0, 1]
+    assert view(whole[2:4].double(), torch.Generator())[:, 0].tolist() == [0, 1]
+
+
+def test_no_values_are_compared(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Which rows are ours is known from shapes and memory: no value reaches the host."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("GlobalView read a tensor's value on the host")
+
+    view, whole = global_view()
+    for name in ("__bool__", "item", "tolist"):
+        monkeypatch.setattr(torch.Tensor, name, refuse)
+    monkeypatch.setattr(torch, "equal", refuse)
+    for items in (whole[2:4], whole[2:4].clone(), whole[2:4] + 1, whole[:3]):
+        view(items, torch.Generator())
+        view.pair(items, torch.Generator())
 
 
 def test_gradient_flags_are_made_once_per_pattern() -> None:
@@ -65,7 +98,12 @@ def test_a_pair_of_split_views_is_drawn_on_the_global_batch() -> None:
     first, second = view_pair(view, whole[2:4], torch.Generator().manual_seed(3))
     one_first, one_second = pipeline.pair(whole, torch.Generator().manual_seed(3))
     assert torch.equal(first, one_first[2:4]) and torch.equal(second, one_second[2:4])
-    # other sequences (not this process's rows) are paired on their own
+    # other sequences of the rows' shape are paired in this process's place
     other = view_pair(view, whole[:2] + 100, torch.Generator().manual_seed(3))
-    alone = pipeline.pair(whole[:2] + 100, torch.Generator().manual_seed(3))
+    placed = torch.cat([whole[:2], whole[:2] + 100, whole[4:]])
+    in_place = pipeline.pair(placed, torch.Generator().manual_seed(3))
+    assert all(torch.equal(a, b[2:4]) for a, b in zip(other, in_place, strict=True))
+    # sequences of another shape are paired on their own
+    other = view_pair(view, whole[:3] + 100, torch.Generator().manual_seed(3))
+    alone = pipeline.pair(whole[:3] + 100, torch.Generator().manual_seed(3))
     assert all(torch.equal(a, b) for a, b in zip(other, alone, strict=True))

@@ -12,6 +12,7 @@ import clue_fw.distributed as package
 HOMES = {
     "launch": (
         "TIMEOUT_ENV",
+        "FORCE_ENV",
         "Launch",
         "launch_from_environment",
         "check_batch_sizes",
@@ -29,7 +30,8 @@ HOMES = {
         "failure_elsewhere",
     ),
     "processes": ("Distributed", "SINGLE"),
-    "steps": ("BUCKET_BYTES", "GradientSync", "ShardedStep", "GlobalView"),
+    "steps": ("ShardedStep", "GlobalView"),
+    "gradients": ("BUCKET_BYTES", "GradientSync"),
     "batchnorm": ("GlobalBatchNorm1d", "convert_batchnorm"),
 }
 CASES = [(module, name) for module, names in HOMES.items() for name in names]

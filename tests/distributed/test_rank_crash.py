@@ -71,3 +71,30 @@ def test_an_exception_on_one_rank_ends_every_rank(tmp_path: Path, failing: int) 
     assert "error:" not in errors[1 - failing], errors[1 - failing][-3000:]  # one message
     assert all("Traceback" not in stderr for stderr in errors)
     assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+@pytest.mark.parametrize(("reachable", "quiet"), [((True, False), True), ((True, True), False)])
+def test_a_store_lost_while_it_is_read_stops_the_process_quietly(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    reachable: tuple[bool, bool],
+    quiet: bool,
+) -> None:
+    """A failing rank 0's connections may close only when it exits, with the store it
+    hosts: a process that lost it, found the store and then could not read it stops
+    quietly (rank 0 reports its own failure); one whose store answers but holds no
+    failure reports its own error."""
+    import clue_fw.cli_processes as cli_processes
+    import clue_fw.distributed as distributed
+
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    answers = iter(reachable)
+    monkeypatch.setattr(distributed, "store_reachable", lambda: next(answers))
+    monkeypatch.setattr(distributed, "failure_elsewhere", lambda rank: None)
+    announced: list[int] = []
+    monkeypatch.setattr(cli_processes, "_announce", announced.append)
+    lost = RuntimeError("[pair.cc:553] Connection closed by peer [127.0.0.1]:9132.")
+    assert cli_processes._parallel_failure(lost) == 1
+    assert (announced == []) is quiet
+    assert ("error: process 1 of 2 failed" in capsys.readouterr().err) is not quiet
