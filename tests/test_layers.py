@@ -33,6 +33,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "clue_fw.file_safety",
             "clue_fw.output_target",  # a deprecated alias of file_safety
             "clue_fw.memory",
+            "clue_fw.spec_dumps",  # leaving later-added fields out of recipe dumps
             "clue_fw.running.layout",  # plain names and paths of a run directory
         ),
     ),

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import Field, field_validator, model_serializer, model_validator
 
 from clue_fw.memory import FLOAT_BYTES, Part, StepSizes
+from clue_fw.spec_dumps import drop_defaults
 from clue_fw.specs import BackboneSpec, BuildContext
 
 if TYPE_CHECKING:
@@ -81,12 +82,7 @@ class TransformerSpec(BackboneSpec):
     def _without_default_architecture(self, handler: Any) -> Any:
         """No ``ffn``/``positions`` keys while they hold SASRec's choices: recipes written
         before the options existed keep their recipe sha256, so their runs still resume."""
-        data = handler(self)
-        if isinstance(data, dict):
-            for key, default in TRANSFORMER_DEFAULTS.items():
-                if getattr(self, key) == default:
-                    data.pop(key, None)
-        return data
+        return drop_defaults(handler(self), self, TRANSFORMER_DEFAULTS)
 
     def activation_parts(self, sizes: StepSizes) -> list[Part]:
         """Training keeps each block's attention for backward: on the CPU the probabilities

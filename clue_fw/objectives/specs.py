@@ -15,6 +15,7 @@ from pydantic import Field, model_serializer
 
 from clue_fw.item_softmax_options import ItemSoftmaxOptions
 from clue_fw.memory import FLOAT_BYTES, Part, StepSizes
+from clue_fw.spec_dumps import drop_defaults
 from clue_fw.specs import BuildContext, ObjectiveSpec
 
 if TYPE_CHECKING:
@@ -80,12 +81,7 @@ class ClueSpec(ObjectiveSpec):
     def _without_defaults_added_later(self, handler: Any) -> Any:
         """No spread or batchnorm keys at their defaults: recipes of the paper's form keep
         the recipe sha256 they had before the options existed, so their runs still resume."""
-        data = handler(self)
-        if isinstance(data, dict):
-            for key, default in UNDUMPED_DEFAULTS.items():
-                if getattr(self, key) == default:
-                    data.pop(key, None)
-        return data
+        return drop_defaults(handler(self), self, UNDUMPED_DEFAULTS)
 
     def global_batchnorm(self) -> bool:
         return self.batchnorm == "global"

@@ -27,6 +27,7 @@ from clue_fw.recipe.checks import (
     pretrains,
 )
 from clue_fw.registry import Registry, get_registry, on_registry_reset
+from clue_fw.spec_dumps import drop_defaults
 from clue_fw.specs import StrictModel
 from clue_fw.training.specs import EvalSpec, TrainSpec
 
@@ -199,12 +200,7 @@ def _finetune_stage(Head: Any, AuxiliaryTerm: Any) -> type[StrictModel]:
             """No ``auxiliary`` key when there is no term, and no ``probe_epochs`` or
             ``encoder_lr_scale`` at their defaults: a recipe that does not use them dumps
             as before the options existed (same recipe sha256; older runs still resume)."""
-            data = handler(self)
-            if isinstance(data, dict):
-                for key, default in FINETUNE_DEFAULTS.items():
-                    if key in data and getattr(self, key) == default:
-                        data.pop(key)
-            return data
+            return drop_defaults(handler(self), self, FINETUNE_DEFAULTS)
 
     return FinetuneStage
 

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_serializer, model_validator
 
+from clue_fw.spec_dumps import drop_defaults
 from clue_fw.specs import StrictModel
 
 FLOAT32_MAX = 3.4028234663852886e38
@@ -102,12 +103,7 @@ class TrainSpec(StrictModel):
         """Leave the optimiser, schedule and speed keys out of dumps while they hold their
         defaults: a recipe that does not use them keeps the recipe.yaml and recipe
         sha256 it had before they existed, so runs started then still resume."""
-        data = handler(self)
-        if isinstance(data, dict):
-            for key, default in {**OPTIMISATION_DEFAULTS, **SPEED_DEFAULTS}.items():
-                if key in data and getattr(self, key) == default:
-                    data.pop(key)
-        return data
+        return drop_defaults(handler(self), self, {**OPTIMISATION_DEFAULTS, **SPEED_DEFAULTS})
 
     @property
     def peak_lr(self) -> float:
