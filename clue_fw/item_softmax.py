@@ -133,12 +133,13 @@ class ItemLoss(torch.nn.Module):
         log_q_candidates = torch.log(expected)
         scale = 1.0 / self.temperature
         positive = (hidden * weight[targets]).sum(dim=-1) * scale
-        negative = (hidden @ weight[candidates].T) * scale - log_q_candidates
+        # scale * hidden @ candidates^T - log Q in one matmul (the correction as its bias)
+        negative = torch.addmm(-log_q_candidates, hidden, weight[candidates].T, alpha=scale)
         # Accidental hits (the row's own target among the candidates) and padding go.
         unusable = (candidates.unsqueeze(0) == targets.unsqueeze(1)) | (candidates == 0)
         negative = negative.masked_fill(unusable, float("-inf"))
-        logits = torch.cat([positive.unsqueeze(1), negative], dim=1)
-        per_row = torch.logsumexp(logits, dim=1) - positive
+        # log(exp(positive) + sum exp(negative)) without concatenating [M, 1 + C] logits
+        per_row = torch.logaddexp(positive, torch.logsumexp(negative, dim=1)) - positive
         weights = real.to(per_row.dtype)
         return (per_row * weights).sum() / weights.sum().clamp(min=1.0)
 

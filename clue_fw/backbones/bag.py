@@ -53,6 +53,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from clue_fw.backbones.dropout import Dropout
 from clue_fw.backbones.specs import DeepFMSpec as DeepFMSpec
 from clue_fw.backbones.specs import ItemMeanSpec as ItemMeanSpec
 from clue_fw.backbones.specs import NFMSpec as NFMSpec
@@ -108,7 +109,7 @@ def mlp(dim: int, hidden: list[int], dropout: float, batch_norm: bool = False) -
         layers.append(nn.Linear(width, size))
         if batch_norm:
             layers.append(SafeBatchNorm1d(size))
-        layers += [nn.ReLU(), nn.Dropout(dropout)]
+        layers += [nn.ReLU(), Dropout(dropout)]
         width = size
     layers.append(nn.Linear(width, dim))
     return nn.Sequential(*layers)
@@ -209,7 +210,7 @@ class NFMEncoder(BagEncoder):
         self.linear = nn.Embedding(num_items + 2, dim, padding_idx=0)
         nn.init.zeros_(self.linear.weight)
         self.bi_norm = SafeBatchNorm1d(dim) if batch_norm else nn.Identity()
-        self.bi_dropout = nn.Dropout(bi_dropout)
+        self.bi_dropout = Dropout(bi_dropout)
         self.deep = mlp(dim, hidden, dropout, batch_norm)
 
     def forward(self, items: torch.Tensor) -> EncoderOutput:

@@ -59,6 +59,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from clue_fw.backbones.dropout import Dropout
 from clue_fw.backbones.specs import MAX_CASER_LENGTH as MAX_LENGTH
 from clue_fw.backbones.specs import CaserActivation as Activation
 from clue_fw.backbones.specs import CaserSpec as CaserSpec
@@ -107,7 +108,7 @@ class CaserEncoder(SequenceEncoder):
         self.horizontal = nn.ModuleList(nn.Conv1d(dim, n_h, height) for height in heights)
         # n_v filters of L x 1: each a weighted sum of the L rows (Conv2d(1, n_v, (L, 1))).
         self.vertical = nn.Conv1d(length, n_v, kernel_size=1) if n_v else None
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.fc = nn.Linear(n_h * length + n_v * dim, dim)
         self.conv_activation = ACTIVATIONS[conv_activation]()
         self.fc_activation = ACTIVATIONS[fc_activation]()

@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from clue_fw.backbones.dropout import Dropout
 from clue_fw.backbones.specs import NextItNetSpec as NextItNetSpec
 from clue_fw.components import EncoderOutput, SequenceEncoder
 
@@ -74,7 +75,7 @@ class ResidualBlock(nn.Module):
         self.norm_1 = nn.LayerNorm(dim)
         self.conv_2 = CausalConv(dim, kernel_size, dilations[1])
         self.norm_2 = nn.LayerNorm(dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         """``x``: ``[B, L, d]``, zero at padding; ``keep``: ``[B, L, 1]`` 1 at real positions."""
@@ -98,7 +99,7 @@ class NextItNetEncoder(SequenceEncoder):
     ) -> None:
         super().__init__()
         self.init_vocabulary(num_items, max_len, dim)
-        self.embedding_dropout = nn.Dropout(dropout)
+        self.embedding_dropout = Dropout(dropout)
         stack = list(dilations) * repeats
         self.blocks = nn.ModuleList(
             ResidualBlock(dim, kernel_size, (stack[i], stack[i + 1]), dropout)

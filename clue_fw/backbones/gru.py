@@ -35,6 +35,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from clue_fw.backbones.dropout import Dropout
 from clue_fw.backbones.specs import GRUSpec as GRUSpec
 from clue_fw.components import EncoderOutput, SequenceEncoder
 
@@ -60,7 +61,7 @@ class GRUEncoder(SequenceEncoder):
     ) -> None:
         super().__init__()
         self.init_vocabulary(num_items, max_len, dim)
-        self.embedding_dropout = nn.Dropout(dropout)
+        self.embedding_dropout = Dropout(dropout)
         # nn.GRU's dropout acts between layers only (it warns when there is one layer).
         self.gru = nn.GRU(
             dim,

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from clue_fw.backbones.dropout import Dropout, attention
 from clue_fw.backbones.specs import TransformerSpec as TransformerSpec
 from clue_fw.components import EncoderOutput, SequenceEncoder
 
@@ -33,7 +34,7 @@ class SwiGLU(nn.Module):
         self.gate = nn.Linear(dim, hidden)
         self.up = nn.Linear(dim, hidden)
         self.down = nn.Linear(hidden, dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down(self.dropout(F.silu(self.gate(x)) * self.up(x)))
@@ -46,7 +47,7 @@ def feed_forward(kind: str, dim: int, hidden: int, dropout: float) -> nn.Module:
         return SwiGLU(dim, hidden, dropout)
     activation = nn.GELU() if kind == "gelu" else nn.ReLU()
     return nn.Sequential(
-        nn.Linear(dim, hidden), activation, nn.Dropout(dropout), nn.Linear(hidden, dim)
+        nn.Linear(dim, hidden), activation, Dropout(dropout), nn.Linear(hidden, dim)
     )
 
 
@@ -83,7 +84,7 @@ class TransformerBlock(nn.Module):
         self.out = nn.Linear(dim, dim)
         self.ffn_norm = nn.LayerNorm(dim)
         self.ffn = feed_forward(ffn, dim, ffn_dim, dropout)
-        self.residual_dropout = nn.Dropout(dropout)
+        self.residual_dropout = Dropout(dropout)
 
     def forward(
         self, x: torch.Tensor, allowed: torch.Tensor, positions: torch.Tensor | None = None
@@ -100,9 +101,7 @@ class TransformerBlock(nn.Module):
             if positions is None:
                 raise ValueError("a rotary block needs the positions of its slots")
             q, k = rotate(q, positions), rotate(k, positions)
-        attended = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=allowed, dropout_p=self.dropout if self.training else 0.0
-        )
+        attended = attention(q, k, v, allowed, self.dropout if self.training else 0.0)
         attended = attended.transpose(1, 2).reshape(batch, length, dim)
         x = x + self.residual_dropout(self.out(attended))
         return x + self.residual_dropout(self.ffn(self.ffn_norm(x)))
@@ -128,7 +127,7 @@ class TransformerEncoder(SequenceEncoder):
         # learned: an embedding per slot added to the input (SASRec); rotary: none here,
         # the blocks turn queries and keys by their slot's position instead
         self.position_embedding = nn.Embedding(max_len + 1, dim) if positions == "learned" else None
-        self.embedding_dropout = nn.Dropout(dropout)
+        self.embedding_dropout = Dropout(dropout)
         rotary = positions == "rotary"
         self.blocks = nn.ModuleList(
             TransformerBlock(dim, heads, dropout, ffn_dim, ffn, rotary) for _ in range(blocks)
