@@ -202,8 +202,15 @@ def measure_pretrain_epoch_ml1m(work: Path, levers: Levers) -> Result:
     }
 
 
+def run_dir(work: Path, name: str, levers: Levers) -> Path:
+    """The run directory of one measure with its levers: ``name`` alone without levers,
+    ``name_amp_seed2`` with ``@amp+seed=2``, so that variants in one call never share one."""
+    suffix = levers.suffix().lstrip("@").replace("+", "_").replace("=", "")
+    return work / (f"{name}_{suffix}" if suffix else name)
+
+
 def measure_time_to_quality_ml1m(work: Path, levers: Levers) -> Result:
-    out = work / "ml50_fast_zero"
+    out = run_dir(work, "ml50_fast_zero", levers)
     wall, code = clue_run("recipes/ml50_fast_zero.yaml", out, levers.overrides, timeout=600)
     if code:
         return {"value": None, "unit": "s", "detail": f"clue run failed (exit {code})"}
@@ -236,7 +243,7 @@ def within_reference(test: dict[str, float]) -> bool:
 def measure_cpu_ml30_dropout(work: Path, levers: Levers) -> Result:
     """``ml30_dropout_cpu`` (the ml30_dropout model trained on recent windows with a
     sampled softmax) end to end on the CPU: the whole process's wall time."""
-    out = work / "ml30_dropout_cpu"
+    out = run_dir(work, "ml30_dropout_cpu", levers)
     overrides = ["device=cpu", *levers.overrides]
     wall, code = clue_run("recipes/ml30_dropout_cpu.yaml", out, overrides, timeout=3600)
     if code:
@@ -276,7 +283,7 @@ def measure_synth_epochs(work: Path, levers: Levers) -> Result:
     """One run of ``synth_1m``: 2 pre-training epochs and 2 fine-tuning epochs; the
     second epoch of each is the figure (the first pays for warm-up)."""
     synth_file()
-    out = work / "synth_1m"
+    out = run_dir(work, "synth_1m", levers)
     overrides = ["pretrain.train.epochs=2", "finetune.train.epochs=2", *levers.overrides]
     wall, code = clue_run("recipes/synth_1m.yaml", out, overrides, timeout=1800)
     if code:
@@ -420,7 +427,7 @@ OPT_IN = frozenset({"recbole"})
 """Measures that run only when named (``--only``) or asked for (``--with-recbole``)."""
 
 _EVAL = frozenset({"blocks", "bf16", "batch"})
-_RUN = frozenset({"blocks", "bf16", "batch", "compile"})
+_RUN = frozenset({"blocks", "bf16", "batch", "compile", "amp"})
 #: The levers (benchmarks/speed_levers.py) each measure takes.
 LEVERS_OF: dict[str, frozenset[str]] = {
     "eval_ml1m": _EVAL,
@@ -429,7 +436,7 @@ LEVERS_OF: dict[str, frozenset[str]] = {
     "synth_epochs": _RUN,
     "synth_eval": _EVAL,
     "synth_eval_all": _EVAL,
-    "cpu_ml30_dropout": _RUN,
+    "cpu_ml30_dropout": _RUN | {"seed"},
     "recbole": frozenset(),
 }
 

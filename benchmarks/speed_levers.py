@@ -12,6 +12,11 @@ set of recipe overrides:
   larger batch fit).
 * ``compile``: ``pretrain.train.compile=true`` and ``finetune.train.compile=true``:
   torch.compile of the training steps.
+* ``amp``: ``pretrain.train.precision=bf16`` and ``finetune.train.precision=bf16``: the
+  training steps under bfloat16 autocast (fast where the hardware has bf16 arithmetic:
+  CUDA from Ampere on, x86 CPUs with AVX512-BF16 or AMX; slower elsewhere).
+* ``seed=N``: ``seed=N``. Not an optimisation: the same measure with another seed, so
+  that a quality check can rest on more than one draw.
 
 Results are keyed by the canonical name (levers in the order above, each with its
 value), so a table holds a measure with and without each lever side by side, and a
@@ -41,6 +46,10 @@ LEVERS: dict[str, Lever] = {
     "bf16": Lever(("finetune.head.score_precision=bf16",), "bf16 scores"),
     "batch": Lever(("finetune.eval.batch_size={}",), "eval batch {}", None),
     "compile": Lever(("pretrain.train.compile=true", "finetune.train.compile=true"), "compile"),
+    "amp": Lever(
+        ("pretrain.train.precision=bf16", "finetune.train.precision=bf16"), "bf16 training"
+    ),
+    "seed": Lever(("seed={}",), "seed {}", None),
 }
 
 #: Levers that change no rank: ``blocks`` and ``batch`` must give the same metrics.

@@ -168,6 +168,12 @@ def test_every_measure_says_which_levers_it_takes() -> None:
             ["pretrain.train.compile=true", "finetune.train.compile=true"],
             "compile",
         ),
+        (
+            "cpu_ml30_dropout@seed=2+amp",
+            "cpu_ml30_dropout@amp+seed=2",
+            ["pretrain.train.precision=bf16", "finetune.train.precision=bf16", "seed=2"],
+            "bf16 training; seed 2",
+        ),
     ],
 )
 def test_a_measure_with_levers_has_one_name_and_its_overrides(
@@ -192,6 +198,8 @@ def test_a_measure_with_levers_has_one_name_and_its_overrides(
         ("synth_eval@blocks=0", "whole number above 0"),
         ("synth_eval@bf16=2", "takes no value"),
         ("synth_eval@bf16+bf16", "named twice"),
+        ("synth_epochs@seed=1", "does not take lever 'seed'"),
+        ("cpu_ml30_dropout@seed", "needs a value"),
         ("nope@bf16", "unknown measure 'nope'"),
     ],
 )
@@ -239,3 +247,17 @@ def test_the_table_names_the_levers_and_checks_them_against_no_levers(tmp_path: 
     assert "| ranking | item_block 65,536 | <= 3.0 s | 2.5 s | yes | m: " in table
     assert "metrics equal to no levers |" in table
     assert "| ranking | none | <= 3.0 s | 4.0 s | no |" in table
+
+
+def test_variants_of_one_measure_get_their_own_run_directories(tmp_path: Path) -> None:
+    module = speed()
+    names = ["cpu_ml30_dropout", "cpu_ml30_dropout@amp", "cpu_ml30_dropout@amp+seed=2"]
+    dirs = [
+        module.run_dir(tmp_path, "ml30_dropout_cpu", levers().parse(n, module.LEVERS_OF)[1])
+        for n in names
+    ]
+    assert [d.name for d in dirs] == [
+        "ml30_dropout_cpu",
+        "ml30_dropout_cpu_amp",
+        "ml30_dropout_cpu_amp_seed2",
+    ]

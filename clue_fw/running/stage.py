@@ -39,6 +39,7 @@ from clue_fw.training.checkpoint import (
 from clue_fw.training.compile import StepCompiler
 from clue_fw.training.loop import EpochStats, derive_seed, train_epoch
 from clue_fw.training.optim import ParameterGroup, build_optimizer, lr_schedule
+from clue_fw.training.precision import slow_bf16_warning
 from clue_fw.training.report import Reporter
 
 
@@ -82,6 +83,7 @@ class Stage:
         self.saved = False  # this process knows a last.safetensors of the stage exists
         self.lr: float | None = None  # the learning rate of the last epoch's last step
         self.compiler: StepCompiler | None = None  # train.compile: made on first use
+        self.precision_checked = False  # train.precision=bf16 on a slow CPU: said once
 
     @classmethod
     def training(
@@ -216,6 +218,13 @@ class Stage:
         # The lr schedule: a function of the global step, planned over train.epochs.
         schedule = lr_schedule(train, num_batches)
         self.lr = schedule(epoch * num_batches - 1)
+        if not self.precision_checked:
+            self.precision_checked = True
+            first = next(self.module.parameters(), None)
+            device_type = first.device.type if first is not None else "cpu"
+            warning = slow_bf16_warning(self.name, device_type, train.precision)
+            if warning is not None:
+                self.reporter.log(warning)
         if train.compile:
             if self.compiler is None:
                 self.compiler = StepCompiler(self.name, self.reporter.log)
