@@ -78,6 +78,36 @@ def test_sampled_gradient_points_where_the_full_gradient_does() -> None:
     assert cosine.item() > 0.95
 
 
+@pytest.mark.parametrize("temperature", [1.0, 0.5])
+def test_sampled_loss_and_gradients_equal_the_written_out_definition(temperature: float) -> None:
+    """Regression test of the fused form (logQ as the addmm bias, logaddexp for the
+    positive): the loss and both gradients equal -log softmax over [positive, corrected
+    negatives without accidental hits], computed row by row in float64."""
+    weight, hidden, targets = weights_and_hidden(rows=12)
+    targets[4] = 0  # padding
+    weight = weight.clone().requires_grad_()
+    loss = ItemLoss("sampled", NUM_ITEMS, None, negatives=20, temperature=temperature)
+    value = loss(hidden, targets, weight, torch.Generator().manual_seed(2))
+    got = torch.autograd.grad(value, (hidden, weight))
+
+    candidates = loss._candidates(targets, torch.Generator().manual_seed(2))
+    log_q = torch.log(loss._expected_counts(candidates, targets != 0)).double()
+    h, w = hidden.double(), weight.double()
+    rows = []
+    for i in range(len(targets)):
+        if targets[i] == 0:
+            continue
+        keep = (candidates != targets[i]) & (candidates != 0)
+        positive = h[i] @ w[targets[i]] / temperature
+        negatives = h[i] @ w[candidates[keep]].T / temperature - log_q[keep]
+        rows.append(torch.logsumexp(torch.cat([positive[None], negatives]), 0) - positive)
+    expected = torch.stack(rows).mean()
+    wanted = torch.autograd.grad(expected, (hidden, weight))
+    assert value.item() == pytest.approx(expected.item(), rel=1e-5)
+    for a, b in zip(got, wanted, strict=True):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
 def test_popularity_correction_uses_expected_counts() -> None:
     counts = torch.zeros(NUM_ITEMS + 1, dtype=torch.long)
     counts[1] = 1000  # one very popular item

@@ -1,13 +1,14 @@
 """Dropout that is cheap on the CPU, for the backbones' many dropout sites.
 
 PyTorch's CPU dropout draws its mask with ``bernoulli_``, which on a 2-core x86 machine
-costs about 12 ns an element: four times what drawing uniform numbers with ``rand`` and
-comparing them costs. With dropout on the embeddings, the attention probabilities, the
-feed-forward layer and both residuals of every block, that draw was 56% of a CLUE
-pre-training step and 36% of a fine-tuning step of ``recipes/ml30_dropout_cpu.yaml``
-(``torch.profiler``, torch 2.13.0+cpu). The functions here draw the same distribution (each
-element kept with probability ``1 - p`` and scaled by ``1 / (1 - p)``) from ``rand`` on the
-CPU, and leave every other device to PyTorch's fused kernels, which are fast already.
+costs over three times what drawing uniform numbers with ``rand`` and comparing them costs
+(forward and backward over ``[512, 31, 256]``: 58.7 ms against 17.3 ms). With dropout on
+the embeddings, the attention probabilities, the feed-forward layer and both residuals of
+every block, that draw was 49% of a CLUE pre-training epoch's operator time and 22% of a
+fine-tuning epoch's in ``recipes/ml30_dropout_cpu.yaml`` (``benchmarks/cpu_step_profile.py``,
+torch 2.13.0+cpu). The functions here draw the same distribution (each element kept with
+probability ``1 - p`` and scaled by ``1 / (1 - p)``) from ``rand`` on the CPU, and leave
+every other device to PyTorch's fused kernels, which are fast already.
 
 The mask comes from the same global generator either way, so seeded runs stay
 reproducible; they draw different masks from those of ``torch.nn.functional.dropout``.
