@@ -3,8 +3,9 @@
 On an x86 CPU with AVX512-BF16 or AMX, bfloat16 matrix products run in hardware and a
 training step under autocast takes about half the time of a float32 one (the 2-core
 AVX512-BF16 machine of docs/results/speed.md: 2.31 s against 5.33 s a profiled fine-tuning
-epoch of ml30_dropout_cpu, benchmarks/cpu_step_profile.py). Without them, bfloat16 is converted in software and the same step
-is slower than in float32, so a recipe that asks for it on such a CPU gets one line saying so.
+epoch of ml30_dropout_cpu, benchmarks/cpu_step_profile.py). Without them, bfloat16 is
+converted in software and the same step is slower than in float32, so a recipe that asks
+for it on such a CPU gets one line saying so.
 """
 
 from __future__ import annotations
