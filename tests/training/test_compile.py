@@ -233,8 +233,10 @@ def test_a_compiled_run_trains_as_the_eager_run(
         eager = stage_losses(results["eager"].run_dir, stage)
         found = stage_losses(results["compiled"].run_dir, stage)
         assert found == pytest.approx(eager, rel=1e-4), stage
+    # Losses agree within rounding; a test user whose target sits on a near tie may still
+    # change rank, which moves recall by 1/200 (200 test users): at most one such user.
     assert results["compiled"].metrics["test"] == pytest.approx(
-        results["eager"].metrics["test"], abs=1e-3
+        results["eager"].metrics["test"], abs=1 / 200 + 1e-6
     )
 
 
