@@ -11,7 +11,6 @@ import pytest
 from rich.console import Console
 
 from clue_fw import run
-from clue_fw.recipe import validate_recipe
 from clue_fw.training import precision
 
 FLAGS_WITH = "processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_bf16 avx512_vnni\n"
@@ -73,18 +72,9 @@ def test_a_bf16_run_on_such_a_cpu_says_so_once_per_stage(
     monkeypatch: pytest.MonkeyPatch, tiny_recipe: dict[str, Any], tmp_path: Path
 ) -> None:
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
-    recipe = validate_recipe(tiny_recipe)
-    recipe = recipe.model_copy(
-        update={
-            "pretrain": recipe.pretrain.model_copy(
-                update={"train": recipe.pretrain.train.model_copy(update={"precision": "bf16"})}
-            ),
-            "finetune": recipe.finetune.model_copy(
-                update={"train": recipe.finetune.train.model_copy(update={"precision": "bf16"})}
-            ),
-        }
-    )
-    run(recipe, out=tmp_path / "run", console=Console(file=io.StringIO()))
+    for stage in ("pretrain", "finetune"):
+        tiny_recipe[stage]["train"]["precision"] = "bf16"
+    run(tiny_recipe, out=tmp_path / "run", console=Console(file=io.StringIO()))
     log = (tmp_path / "run" / "run.log").read_text()
     assert log.count("pretrain: train.precision=bf16 on a CPU without native") == 1
     assert log.count("finetune: train.precision=bf16 on a CPU without native") == 1
