@@ -712,13 +712,23 @@ def provenance(data: dict[str, Any]) -> list[str]:
             "",
             f"{earlier['runs']} more runs come from an earlier output (`{earlier['file']}`"
             + (f"; its method {renamed}" if renamed else "")
-            + f"), made on {machine.get('gpu', 'CPU')} by:",
+            + f"), made on {machine_name(machine)} by:",
             "",
         ]
         for sweep in earlier.get("sweeps", []):
             wall = f"{sweep['wall_seconds']:.0f} s" if "wall_seconds" in sweep else "cut off"
-            lines.append(f"- {wall}: `{sweep['command']}`")
+            when = f"{sweep['started']}, " if "started" in sweep else ""
+            where = f" on {machine_name(sweep['machine'])}" if sweep.get("machine") else ""
+            lines.append(f"- {when}{wall}{where}: `{sweep['command']}`")
     return [*lines, ""]
+
+
+def machine_name(machine: dict[str, Any]) -> str:
+    """The GPU a machine record names, or its CPU count where it had none."""
+    if machine.get("gpu"):
+        return str(machine["gpu"])
+    cores = machine.get("cpu_count")
+    return f"CPU ({cores} cores)" if cores else "CPU"
 
 
 def epoch_notes(summary: dict[str, Any], task: str) -> list[str]:
@@ -933,7 +943,7 @@ def build_data(args: argparse.Namespace, study: Study = ML1M) -> dict[str, Any]:
             "renamed": rename,
             "runs": len(runs) - found_here,
             "machine": earlier.get("machine"),
-            "sweeps": earlier.get("sweeps", []),
+            "sweeps": lineage_sweeps(earlier),
         }
     machine_file = args.runs_dir / "machine.json"
     machine = json.loads(machine_file.read_text()) if machine_file.exists() else machine_info()
@@ -957,6 +967,21 @@ def build_data(args: argparse.Namespace, study: Study = ML1M) -> dict[str, Any]:
         "runs": runs,
         **({"earlier": kept} if kept else {}),
     }
+
+
+def lineage_sweeps(output: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every sweep behind an earlier output, oldest first: the sweeps of the output it kept
+    in turn (its ``earlier``), then its own, each with the machine it ran on, so that a
+    chain of ``--keep-earlier`` merges keeps the whole history of the runs it carries."""
+
+    def on_machine(sweeps: list[dict[str, Any]], machine: Any) -> list[dict[str, Any]]:
+        return [{**sweep, "machine": sweep.get("machine") or machine} for sweep in sweeps]
+
+    older = output.get("earlier") or {}
+    return [
+        *on_machine(older.get("sweeps", []), older.get("machine")),
+        *on_machine(output.get("sweeps", []), output.get("machine")),
+    ]
 
 
 def run_key(run: dict[str, Any]) -> tuple[Any, ...]:

@@ -243,7 +243,11 @@ def payoff_lines(summary: dict[str, Any], task: str) -> list[str]:
         seeds = min((point.n for point in baseline + best), default=0)
         caveat = " (one seed: no standard error, so the rule compares means)" if seeds < 2 else ""
         counts = sorted({point.users for point in best} & {point.users for point in baseline})
-        span = f"{counts[0]:,} to {counts[-1]:,} labelled users"
+        span = (
+            f"{counts[0]:,} to {counts[-1]:,} labelled users"
+            if len(counts) > 1
+            else f"the one count measured on both sides ({counts[0]:,} labelled users)"
+        )
         sure = seeds >= 2
         within = f"within {STANDARD_ERRORS:g} standard errors of" if sure else "level with"
         above = f"more than {STANDARD_ERRORS:g} standard errors above" if sure else "above"
@@ -260,6 +264,13 @@ def payoff_lines(summary: dict[str, Any], task: str) -> list[str]:
                 f"pre-training stops paying off from **{users:,} labelled users** on: from "
                 f"there the best method without pre-training is {within} the best pre-trained "
                 f"method (or above it); at {counts[0]:,}, {names[counts[0]]} leads"
+            )
+        elif verdict == "never stops" and len(counts) == 1:
+            text = (
+                f"pre-training **pays off at {counts[0]:,} labelled users**, the only count "
+                f"measured on both sides: the best pre-trained method ({names[counts[0]]}) is "
+                f"{above} the best method without pre-training; no larger count is measured, "
+                "so where it stops paying off is open"
             )
         elif verdict == "never stops":
             text = (

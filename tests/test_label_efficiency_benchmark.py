@@ -104,6 +104,32 @@ def test_earlier_runs_are_kept_renamed_where_not_run_here() -> None:
         le.rename_pair("clue")
 
 
+def test_a_chain_of_merges_keeps_every_sweep_with_its_machine() -> None:
+    h100 = {"gpu": "NVIDIA H100", "cpu_count": 16}
+    cpu = {"cpu_count": 2}
+    oldest = {"command": "first", "started": "2026-12-07 15:22:40", "wall_seconds": 504.5}
+    middle = {"command": "second", "started": "2026-12-07 21:12:35", "wall_seconds": 500.0}
+    newest = {"command": "third", "started": "2026-12-08 01:00:09", "wall_seconds": 504.4}
+    # An output that itself kept an earlier one (written before sweeps carried machines).
+    output = {
+        "machine": cpu,
+        "sweeps": [middle],
+        "earlier": {"machine": h100, "sweeps": [oldest]},
+    }
+    sweeps = le.lineage_sweeps(output)
+    assert [(s["command"], s["machine"]) for s in sweeps] == [("first", h100), ("second", cpu)]
+    # Merging once more: the flattened sweeps keep their own machines.
+    again = le.lineage_sweeps({"machine": h100, "sweeps": [newest], "earlier": {"sweeps": sweeps}})
+    assert [(s["command"], s["machine"]) for s in again] == [
+        ("first", h100),
+        ("second", cpu),
+        ("third", h100),
+    ]
+    assert le.machine_name(h100) == "NVIDIA H100"
+    assert le.machine_name(cpu) == "CPU (2 cores)"
+    assert le.machine_name({}) == "CPU"
+
+
 def without_and_with_prerequisite(jobs: list[Any]) -> tuple[list[Any], list[Any]]:
     """(pre-trainings and runs that need none, fine-tunings that wait for a pre-training)."""
     return [job for job in jobs if not job.after], [job for job in jobs if job.after]

@@ -234,6 +234,35 @@ def test_the_verdict_does_not_credit_an_encoders_untrained_gain_to_pretraining()
     assert "- probe: pre-training **never stops paying off**" in lines
 
 
+def test_a_verdict_from_one_count_does_not_claim_a_range() -> None:
+    """Pre-training measured at one count only (the others cut off): the verdict says it
+    pays off there and that where it stops is open, not "over 8,000 to 8,000"."""
+
+    def cell(mean: float) -> dict[str, Any]:
+        return {"mrr@10": {"mean": mean, "std": 0.001}, "n": 3}
+
+    summary = {
+        "metric": {"coldstart": "mrr@10"},
+        "train_users": {"coldstart": {"0.001": 800, "0.01": 8000}},
+        "cells": {
+            "coldstart": {
+                "zero/full": {"0.001": cell(0.002), "0.01": cell(0.010)},
+                "clue/full": {"0.01": cell(0.031)},
+                "zero/probe": {"0.001": cell(0.003), "0.01": cell(0.0305)},
+                "clue/probe": {"0.01": cell(0.031)},
+            }
+        },
+    }
+    lines = "\n".join(tr.payoff_lines(summary, "coldstart"))
+    assert "- full: pre-training **pays off at 8,000 labelled users**, the only count" in lines
+    assert "where it stops paying off is open" in lines
+    assert "8,000 to 8,000" not in lines
+    assert (
+        "- probe: pre-training **never pays off** over the one count measured on both sides "
+        "(8,000 labelled users)" in lines
+    )
+
+
 # --------------------------------------------------------------------------- data
 
 
