@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -92,6 +93,14 @@ def clue_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def with_default_interrupt() -> None:
+    """Run in a spawned child before it starts: Ctrl-C (SIGINT) at its default action, as
+    for a process in the foreground of a terminal. A shell that starts the test run in the
+    background without job control (`pytest &`, `nohup ... &`) ignores SIGINT for it,
+    every child inherits that, and the tests that press Ctrl-C would see nothing happen."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.fixture(scope="session")
 def clue_spawn() -> Callable[..., subprocess.Popen[str]]:
     """Start `python -m clue_fw.cli ARGS` without waiting (stdout/stderr piped)."""
@@ -106,6 +115,7 @@ def clue_spawn() -> Callable[..., subprocess.Popen[str]]:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            preexec_fn=with_default_interrupt,
         )
 
     return spawn

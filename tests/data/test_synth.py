@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cli_main import main_exit
+from conftest import with_default_interrupt
 
 from clue_fw.data import synth
 from clue_fw.data.dataset import build_sequence_data, leave_one_out
@@ -269,7 +270,13 @@ def test_an_interrupt_removes_the_temporary_files(
     command = [sys.executable, "-m", "clue_fw", "data", "synth", "--users", "5000000"]
     command += ["--items", "100000", "--out", str(out), "--overwrite", "--attributes"]
     command += ["--cold-start", "--latent"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=with_default_interrupt,
+    )
     deadline = time.monotonic() + 60
     while not (tmp_path / "s.txt.tmp").exists() and process.poll() is None:
         assert time.monotonic() < deadline, "no temporary file within 60 s"
