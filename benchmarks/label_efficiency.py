@@ -724,11 +724,9 @@ def provenance(data: dict[str, Any]) -> list[str]:
 
 
 def machine_name(machine: dict[str, Any]) -> str:
-    """The GPU a machine record names, or its CPU count where it had none."""
-    if machine.get("gpu"):
-        return str(machine["gpu"])
-    cores = machine.get("cpu_count")
-    return f"CPU ({cores} cores)" if cores else "CPU"
+    """The GPU a machine record (:func:`seeds_table.machine_info`) names, or its CPU cores
+    where it had none."""
+    return machine.get("gpu") or f"CPU only ({machine.get('cpu_count', '?')} cores)"
 
 
 def epoch_notes(summary: dict[str, Any], task: str) -> list[str]:

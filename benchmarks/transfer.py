@@ -336,7 +336,7 @@ def heading(data: dict[str, Any]) -> str:
     """What the markdown opens with: the scale, the machine, the command."""
     settings = data["settings"]
     machine = data.get("machine", {})
-    where = machine.get("gpu") or f"CPU only ({machine.get('cpu_count', '?')} cores)"
+    where = le.machine_name(machine)
     sweeps = [sweep["command"] for sweep in data.get("sweeps", [])]
     command = sweeps[-1] if sweeps else data["command"]  # the sweep, not a --summarize-only
     lines = [

@@ -126,8 +126,8 @@ def test_a_chain_of_merges_keeps_every_sweep_with_its_machine() -> None:
         ("third", h100),
     ]
     assert le.machine_name(h100) == "NVIDIA H100"
-    assert le.machine_name(cpu) == "CPU (2 cores)"
-    assert le.machine_name({}) == "CPU"
+    assert le.machine_name(cpu) == "CPU only (2 cores)"
+    assert le.machine_name({}) == "CPU only (? cores)"
 
 
 def without_and_with_prerequisite(jobs: list[Any]) -> tuple[list[Any], list[Any]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -207,12 +208,15 @@ def test_payoff_with_one_seed_compares_means() -> None:
     assert tr.payoff(zero, curve([0.51, 0.80], sem=0.0, n=1)) == ("stops", 100)
 
 
+def summary_cell(metric: str, mean: float) -> dict[str, Any]:
+    """One cell of a summary's ``cells``: ``metric``'s mean over 3 seeds, std 0.001."""
+    return {metric: {"mean": mean, "std": 0.001}, "n": 3}
+
+
 def test_the_verdict_does_not_credit_an_encoders_untrained_gain_to_pretraining() -> None:
     """clue beats CLUEZero, but the same encoder untrained (item_mean) beats clue: pre-training
     itself never pays off; the verdict names the baseline it was measured against."""
-
-    def cell(mean: float) -> dict[str, Any]:
-        return {"acc": {"mean": mean, "std": 0.001}, "n": 3}
+    cell = partial(summary_cell, "acc")
 
     summary = {
         "metric": {"easy": "acc"},
@@ -237,9 +241,7 @@ def test_the_verdict_does_not_credit_an_encoders_untrained_gain_to_pretraining()
 def test_a_verdict_from_one_count_does_not_claim_a_range() -> None:
     """Pre-training measured at one count only (the others cut off): the verdict says it
     pays off there and that where it stops is open, not "over 8,000 to 8,000"."""
-
-    def cell(mean: float) -> dict[str, Any]:
-        return {"mrr@10": {"mean": mean, "std": 0.001}, "n": 3}
+    cell = partial(summary_cell, "mrr@10")
 
     summary = {
         "metric": {"coldstart": "mrr@10"},
